@@ -1,0 +1,529 @@
+//! One connection's life: read, parse, answer, keep alive or close.
+//!
+//! The loop is generic over [`Transport`] (a `Read + Write` with timeouts),
+//! so the same code runs on a may coroutine, an OS thread, or an in-memory
+//! buffer in a unit test. It follows may_minihttp's hot loop: read what the
+//! socket has, answer every complete request in the buffer, and write the
+//! batched responses once before reading again.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::handler::Handler;
+use crate::request::{
+    ChunkedDecoder, Framing, Limits, ParseError, Request, Status, Version, parse_head,
+};
+use crate::response::{Body, ConnectionField, Response, write_head};
+
+/// A byte stream a connection can be served over.
+pub trait Transport: Read + Write {
+    /// Bounds the next reads; `None` waits forever.
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Bounds each write.
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Sends FIN: the client sees the end of the response stream.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Writes `len` bytes of `file` from `offset`. The default copies through
+    /// a buffer; sockets override it with `sendfile(2)`.
+    fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+        copy_file(self, file, offset, len)
+    }
+}
+
+/// Copies part of a file to a writer with a bounded buffer.
+pub(crate) fn copy_file<W: Write + ?Sized>(
+    out: &mut W,
+    file: &File,
+    mut offset: u64,
+    len: u64,
+) -> io::Result<()> {
+    let end = offset + len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while offset < end {
+        let want = (end - offset).min(buf.len() as u64) as usize;
+        let n = file.read_at(&mut buf[..want], offset)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being sent",
+            ));
+        }
+        out.write_all(&buf[..n])?;
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// Per-connection settings, shared by every connection of a server.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnConfig {
+    pub limits: Limits,
+    pub idle_timeout: Duration,
+    pub header_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+/// Bodies up to this size are copied into the write buffer and batched with
+/// the head; larger ones are streamed with [`Transport::send_file`].
+const INLINE_FILE_MAX: u64 = 64 * 1024;
+/// Flush the batched responses once they reach this size.
+const WRITE_BATCH: usize = 64 * 1024;
+const READ_CHUNK: usize = 4096;
+/// How long a closing connection drains what the client still sends, so that
+/// the close does not become a reset that destroys the response in flight.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_MAX_BYTES: usize = 256 * 1024;
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
+/// Why reading stopped.
+enum ReadEnd {
+    Eof,
+    Timeout,
+    Error,
+}
+
+struct Conn<'a, T: Transport + ?Sized> {
+    io: &'a mut T,
+    peer: Option<SocketAddr>,
+    config: &'a ConnConfig,
+    stopping: &'a AtomicBool,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+}
+
+/// Serves one connection until it closes.
+pub(crate) fn serve_connection<T: Transport + ?Sized>(
+    io: &mut T,
+    peer: Option<SocketAddr>,
+    handler: &dyn Handler,
+    config: &ConnConfig,
+    stopping: &AtomicBool,
+) {
+    let _ = io.set_write_timeout(Some(config.write_timeout));
+    let mut conn = Conn {
+        io,
+        peer,
+        config,
+        stopping,
+        rbuf: BytesMut::new(),
+        wbuf: BytesMut::new(),
+    };
+    conn.run(handler);
+}
+
+impl<T: Transport + ?Sized> Conn<'_, T> {
+    fn run(&mut self, handler: &dyn Handler) {
+        // When the first byte of the request being read arrived.
+        let mut started: Option<Instant> = None;
+        loop {
+            let head = match parse_head(&self.rbuf, &self.config.limits) {
+                Ok(Status::Complete(head)) => head,
+                Ok(Status::Partial) => {
+                    if self.flush().is_err() {
+                        return;
+                    }
+                    if self.rbuf.is_empty() {
+                        started = None;
+                        if self.stopping.load(Ordering::Acquire) {
+                            return;
+                        }
+                    }
+                    let timeout = match started {
+                        None => self.config.idle_timeout,
+                        Some(t) => match (t + self.config.header_timeout)
+                            .checked_duration_since(Instant::now())
+                        {
+                            Some(left) if !left.is_zero() => left,
+                            _ => return self.fail(408, None),
+                        },
+                    };
+                    match self.read_more(timeout) {
+                        Ok(()) => {
+                            started.get_or_insert_with(Instant::now);
+                            continue;
+                        }
+                        // A client that started a request and stalled gets a 408;
+                        // an idle one is just closed.
+                        Err(ReadEnd::Timeout) if started.is_some() => return self.fail(408, None),
+                        Err(_) => return,
+                    }
+                }
+                Err(e) => {
+                    log::debug!("{:?}: {}", self.peer, e);
+                    return self.fail(e.status(), None);
+                }
+            };
+            let raw = self.rbuf.split_to(head.len).freeze();
+            started = if self.rbuf.is_empty() {
+                None
+            } else {
+                Some(Instant::now())
+            };
+            let mut req = Request::new(raw, head, self.peer);
+            if let Err(e) = self.read_body(&mut req) {
+                log::debug!("{:?}: {}", self.peer, e);
+                return self.fail(e.status(), Some(&req));
+            }
+            let resp = match catch_unwind(AssertUnwindSafe(|| handler.handle(&req))) {
+                Ok(resp) => resp,
+                Err(_) => {
+                    log::error!("handler panicked on {:?}", req.request_line());
+                    Response::error(500).close()
+                }
+            };
+            if !self.respond(Some(&req), resp) {
+                return;
+            }
+        }
+    }
+
+    /// Reads more bytes into `rbuf`, waiting at most `timeout`.
+    fn read_more(&mut self, timeout: Duration) -> Result<(), ReadEnd> {
+        if self.io.set_read_timeout(Some(timeout)).is_err() {
+            return Err(ReadEnd::Error);
+        }
+        if self.rbuf.capacity() - self.rbuf.len() < 512 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        let len = self.rbuf.len();
+        let cap = self.rbuf.capacity();
+        self.rbuf.resize(cap, 0);
+        let result = self.io.read(&mut self.rbuf[len..]);
+        let n = *result.as_ref().unwrap_or(&0);
+        self.rbuf.truncate(len + n);
+        match result {
+            Ok(0) => Err(ReadEnd::Eof),
+            Ok(_) => Ok(()),
+            Err(e) if is_timeout(&e) => Err(ReadEnd::Timeout),
+            Err(_) => Err(ReadEnd::Error),
+        }
+    }
+
+    /// Reads the whole body into the request, or refuses it.
+    fn read_body(&mut self, req: &mut Request) -> Result<(), ParseError> {
+        let framing = req.framing()?;
+        if let Some(expect) = req.header("expect") {
+            if !expect.eq_ignore_ascii_case(b"100-continue") {
+                return Err(ParseError::Expectation);
+            }
+        }
+        let max = self.config.limits.max_body;
+        if let Framing::Length(n) = framing {
+            if n > max {
+                return Err(ParseError::BodyTooLarge);
+            }
+        }
+        if framing == Framing::None {
+            return Ok(());
+        }
+        if req.version() == Version::Http11
+            && req.header("expect").is_some()
+            && self.rbuf.is_empty()
+        {
+            self.wbuf
+                .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.flush().map_err(|_| ParseError::Chunk)?;
+        }
+        let body = match framing {
+            Framing::None => Bytes::new(),
+            Framing::Length(n) => {
+                let n = n as usize;
+                while self.rbuf.len() < n {
+                    if self.read_more(self.config.idle_timeout).is_err() {
+                        return Err(ParseError::ContentLength);
+                    }
+                }
+                self.rbuf.split_to(n).freeze()
+            }
+            Framing::Chunked => {
+                let mut decoder = ChunkedDecoder::default();
+                let mut out = Vec::new();
+                loop {
+                    let used = decoder.decode(&self.rbuf, &mut out, max)?;
+                    let _ = self.rbuf.split_to(used);
+                    if decoder.is_done() {
+                        break;
+                    }
+                    if self.read_more(self.config.idle_timeout).is_err() {
+                        return Err(ParseError::Chunk);
+                    }
+                }
+                Bytes::from(out)
+            }
+        };
+        req.set_body(body);
+        Ok(())
+    }
+
+    /// Answers a request that cannot be served and closes.
+    fn fail(&mut self, status: u16, req: Option<&Request>) {
+        self.respond(req, Response::error(status).close());
+    }
+
+    /// Queues a response. Returns whether the connection stays open.
+    fn respond(&mut self, req: Option<&Request>, resp: Response) -> bool {
+        let keep_alive = req.is_some_and(Request::wants_keep_alive)
+            && !resp.closes()
+            && !self.stopping.load(Ordering::Acquire);
+        let connection = match (keep_alive, req.map(Request::version)) {
+            (false, _) => ConnectionField::Close,
+            (true, Some(Version::Http10)) => ConnectionField::KeepAlive,
+            (true, _) => ConnectionField::Default,
+        };
+        write_head(&mut self.wbuf, &resp, connection);
+        let status = resp.status();
+        let send_body = !matches!(req.map(Request::method), Some(crate::request::Method::Head))
+            && !matches!(status, 100..=199 | 204 | 304);
+        let body_len = if send_body { resp.body_ref().len() } else { 0 };
+        let ok = if send_body {
+            self.queue_body(resp.into_body())
+        } else {
+            Ok(())
+        };
+        access_log(self.peer, req, status, body_len);
+        let ok = ok.and_then(|()| {
+            if !keep_alive || self.wbuf.len() >= WRITE_BATCH {
+                self.flush()
+            } else {
+                Ok(())
+            }
+        });
+        if ok.is_err() {
+            return false;
+        }
+        if !keep_alive {
+            self.linger();
+        }
+        keep_alive
+    }
+
+    fn queue_body(&mut self, body: Body) -> io::Result<()> {
+        match body {
+            Body::Empty => Ok(()),
+            Body::Bytes(b) => {
+                self.wbuf.extend_from_slice(&b);
+                Ok(())
+            }
+            Body::File { file, offset, len } if len <= INLINE_FILE_MAX => {
+                let start = self.wbuf.len();
+                self.wbuf.resize(start + len as usize, 0);
+                let mut filled = 0;
+                while filled < len as usize {
+                    let n =
+                        file.read_at(&mut self.wbuf[start + filled..], offset + filled as u64)?;
+                    if n == 0 {
+                        // The file shrank after we promised its length: the
+                        // only honest thing left is to close.
+                        self.wbuf.truncate(start);
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
+                    }
+                    filled += n;
+                }
+                Ok(())
+            }
+            Body::File { file, offset, len } => {
+                self.flush()?;
+                self.io.send_file(&file, offset, len)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.wbuf.is_empty() {
+            let result = self.io.write_all(&self.wbuf);
+            self.wbuf.clear();
+            result?;
+        }
+        self.io.flush()
+    }
+
+    /// Closes politely: FIN first, then drain what the client still sends for
+    /// a moment, so that unread input does not turn the close into a reset
+    /// that could destroy the response before the client reads it.
+    fn linger(&mut self) {
+        if self.io.shutdown_write().is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER;
+        let mut drained = 0;
+        let mut buf = [0u8; 1024];
+        while drained < LINGER_MAX_BYTES {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            if left.is_zero() || self.io.set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+            match self.io.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    }
+}
+
+/// Logs one line in Common Log Format to the `coserve::access` target.
+fn access_log(peer: Option<SocketAddr>, req: Option<&Request>, status: u16, bytes: u64) {
+    if !log::log_enabled!(target: "coserve::access", log::Level::Info) {
+        return;
+    }
+    let host = peer.map_or_else(|| "-".to_string(), |p| p.ip().to_string());
+    let line = req.map_or_else(|| "-".to_string(), |r| escape_log(r.request_line()));
+    let bytes = if bytes == 0 {
+        "-".to_string()
+    } else {
+        bytes.to_string()
+    };
+    log::info!(target: "coserve::access", "{host} - - [{}] \"{line}\" {status} {bytes}", clf_time());
+}
+
+fn clf_time() -> String {
+    let fmt = time::macros::format_description!(
+        "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&fmt)
+        .unwrap_or_default()
+}
+
+/// Escapes what must not reach a log line raw: quotes, backslashes and
+/// anything that is not printable ASCII.
+pub(crate) fn escape_log(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// An in-memory transport: reads from a script, records what is written.
+    struct Memory {
+        input: Cursor<Vec<u8>>,
+        output: Vec<u8>,
+        chunk: usize,
+    }
+
+    impl Read for Memory {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.chunk);
+            self.input.read(&mut buf[..n])
+        }
+    }
+    impl Write for Memory {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Transport for Memory {
+        fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+        fn set_write_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn run(input: &[u8], chunk: usize) -> String {
+        let mut io = Memory {
+            input: Cursor::new(input.to_vec()),
+            output: Vec::new(),
+            chunk,
+        };
+        let config = ConnConfig {
+            limits: Limits::default(),
+            idle_timeout: Duration::from_secs(1),
+            header_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(1),
+        };
+        let handler = |req: &Request| {
+            Response::new(200).body(Body::Bytes(Bytes::from(format!(
+                "{}|{}",
+                req.path(),
+                req.body().len()
+            ))))
+        };
+        serve_connection(&mut io, None, &handler, &config, &AtomicBool::new(false));
+        String::from_utf8(io.output).unwrap()
+    }
+
+    fn bodies(out: &str) -> Vec<&str> {
+        out.split("HTTP/1.1 ")
+            .skip(1)
+            .map(|r| r.split("\r\n\r\n").nth(1).unwrap_or(""))
+            .collect()
+    }
+
+    #[test]
+    fn pipelined_requests_split_at_any_byte_are_answered_in_order() {
+        let input = b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabcGET /3 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\nGET /4 HTTP/1.1\r\nHost: h\r\n\r\n";
+        for chunk in [1, 2, 3, 7, 64, 4096] {
+            let out = run(input, chunk);
+            assert_eq!(
+                bodies(&out),
+                ["/1|0", "/2|3", "/3|2", "/4|0"],
+                "chunk {chunk}: {out}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_request_is_answered_and_closes() {
+        let out = run(b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET  / HTTP/1.1\r\n\r\nGET /never HTTP/1.1\r\nHost: h\r\n\r\n", 4096);
+        assert!(out.contains("HTTP/1.1 400 Bad Request"), "{out}");
+        assert!(out.contains("Connection: close"), "{out}");
+        assert!(!out.contains("/never"), "{out}");
+    }
+
+    #[test]
+    fn http10_closes_unless_keep_alive() {
+        let out = run(b"GET /a HTTP/1.0\r\n\r\nGET /b HTTP/1.0\r\n\r\n", 4096);
+        assert_eq!(bodies(&out), ["/a|0"]);
+        let out = run(
+            b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n",
+            4096,
+        );
+        assert_eq!(bodies(&out), ["/a|0", "/b|0"]);
+        assert!(out.contains("Connection: keep-alive"));
+    }
+
+    #[test]
+    fn log_lines_are_escaped() {
+        assert_eq!(
+            escape_log("GET /\"a\"\\\n\x1b"),
+            "GET /\\\"a\\\"\\\\\\x0a\\x1b"
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! The coroutine engine: one may coroutine per connection, over may's
+//! non-blocking sockets, with `sendfile(2)` for file bodies.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+
+use crate::conn::Transport;
+
+/// A may TCP stream as a [`Transport`].
+pub(crate) struct CoStream(pub may::net::TcpStream);
+
+impl Read for CoStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for CoStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.write_vectored(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Transport for CoStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.set_read_timeout(timeout)
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.set_write_timeout(timeout)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.0.shutdown(Shutdown::Write)
+    }
+
+    /// `sendfile(2)` straight from the page cache to the socket.
+    ///
+    /// When the socket buffer is full, sendfile says EAGAIN and something
+    /// must park the coroutine until the socket is writable, with a timeout
+    /// so that a client that stops reading cannot hold it forever. may's own
+    /// `write` does exactly that (it honours the write timeout), so the next
+    /// few KiB go through it and sendfile resumes after them.
+    fn send_file(&mut self, file: &File, mut offset: u64, len: u64) -> io::Result<()> {
+        let end = offset + len;
+        let sock = self.0.as_raw_fd();
+        let src = file.as_raw_fd();
+        let mut chunk = [0u8; 4096];
+        while offset < end {
+            let count = (end - offset).min(1 << 30) as usize;
+            let mut off = offset as libc::off_t;
+            // SAFETY: `sock` and `src` are open descriptors borrowed from
+            // `self` and `file`, which outlive the call; `off` is a valid,
+            // exclusive pointer for its duration.
+            let n = unsafe { libc::sendfile(sock, src, &mut off, count) };
+            if n > 0 {
+                offset += n as u64;
+                continue;
+            }
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being sent",
+                ));
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => {
+                    let want = (end - offset).min(chunk.len() as u64) as usize;
+                    let got = file.read_at(&mut chunk[..want], offset)?;
+                    if got == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "file shrank while being sent",
+                        ));
+                    }
+                    self.0.write_all(&chunk[..got])?;
+                    offset += got as u64;
+                }
+                _ => return Err(err),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Turns a bound std listener into a may listener.
+pub(crate) fn listener(std: std::net::TcpListener) -> io::Result<may::net::TcpListener> {
+    std.set_nonblocking(true)?;
+    let fd = std.into_raw_fd();
+    // SAFETY: `fd` was just released by a live, listening std socket, so it
+    // is open, owned by nobody else, and becomes owned by the may listener.
+    Ok(unsafe { may::net::TcpListener::from_raw_fd(fd) })
+}
+
+/// Runs `f` on a new coroutine with a stack of `stack_bytes`.
+pub(crate) fn spawn<F>(stack_bytes: usize, f: F) -> io::Result<()>
+where
+    F: FnOnce() + Send + 'static,
+{
+    let builder = may::coroutine::Builder::new().stack_size(stack_words(stack_bytes));
+    // SAFETY: may's spawn is unsafe because a coroutine must not hold
+    // thread-locals or std lock guards across a yield. The connection code
+    // holds none across I/O: its only thread-local (the Date cache) is
+    // borrowed and released inside a function that does no I/O.
+    unsafe { builder.spawn(f) }.map(|_| ())
+}
+
+/// may counts stack sizes in words, and only samples stack usage (instead
+/// of touching every page) for an even count.
+pub(crate) fn stack_words(bytes: usize) -> usize {
+    let words = bytes / std::mem::size_of::<usize>();
+    (words + 1) & !1
+}

@@ -1,0 +1,430 @@
+//! The static-file handler: request path to a file under the root, and the
+//! response for it.
+//!
+//! Safety comes in two layers. [`resolve_path`] is pure: it decodes the path
+//! once, refuses control characters and backslashes, and normalises `.` and
+//! `..` so that no spelling can climb above the root (climbing is refused,
+//! not clamped). Then [`StaticFiles`] canonicalises the joined path and
+//! checks that it is still under the canonical root, so a symlink cannot
+//! lead out either, unless that was asked for.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, percent_encode};
+
+use crate::handler::Handler;
+use crate::request::{Method, Request};
+use crate::response::{Body, Response};
+
+/// Why a request path does not name anything under the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Malformed or hostile: control characters, backslashes, climbing
+    /// above the root, not starting with `/`. Answered with 400.
+    Invalid,
+    /// Names a dotfile, which is hidden. Answered with 404.
+    Hidden,
+}
+
+/// A request path that has been decoded and normalised, and is safe to join
+/// to the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafePath {
+    segments: Vec<Vec<u8>>,
+    trailing_slash: bool,
+}
+
+impl SafePath {
+    /// The path relative to the root: no leading `/`, no `.` or `..`.
+    pub fn relative(&self) -> PathBuf {
+        self.segments.iter().map(|s| OsStr::from_bytes(s)).collect()
+    }
+
+    /// Whether the request path ended in `/`.
+    pub fn has_trailing_slash(&self) -> bool {
+        self.trailing_slash
+    }
+
+    /// The normalised path, percent-encoded, with a trailing slash: what a
+    /// redirect to the directory points at. It always starts with exactly
+    /// one `/`, so it can never be read as `//other-host`.
+    pub fn directory_url(&self) -> String {
+        let mut url = String::from("/");
+        for seg in &self.segments {
+            url.extend(percent_encode(seg, SEGMENT));
+            url.push('/');
+        }
+        url
+    }
+}
+
+/// What gets percent-encoded in a path segment of a URL we generate.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|');
+
+/// Turns the path part of a request target into a [`SafePath`].
+///
+/// The path is percent-decoded exactly once, so `%252e` stays the literal
+/// name `%2e`. Decoded `/` (from `%2f`) separates segments like any other
+/// `/`, and `..` segments are resolved after decoding, so `%2e%2e%2f` climbs
+/// exactly as `../` would, and is refused when it would leave the root.
+pub fn resolve_path(path: &str) -> Result<SafePath, PathError> {
+    if !path.starts_with('/') {
+        return Err(PathError::Invalid);
+    }
+    let decoded: Vec<u8> = percent_decode_str(path).collect();
+    if decoded.iter().any(|&b| b < 0x20 || b == 0x7f || b == b'\\') {
+        return Err(PathError::Invalid);
+    }
+    let mut segments: Vec<Vec<u8>> = Vec::new();
+    for seg in decoded.split(|&b| b == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop().ok_or(PathError::Invalid)?;
+            }
+            _ => segments.push(seg.to_vec()),
+        }
+    }
+    for (i, seg) in segments.iter().enumerate() {
+        if seg.starts_with(b".") && !(i == 0 && seg == b".well-known") {
+            return Err(PathError::Hidden);
+        }
+    }
+    let trailing_slash =
+        decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
+    Ok(SafePath {
+        segments,
+        trailing_slash,
+    })
+}
+
+/// Options for [`StaticFiles`].
+#[derive(Debug, Clone)]
+pub struct FilesOptions {
+    /// Follow symlinks that lead outside the root.
+    pub follow_symlinks: bool,
+    /// File names that serve a directory, tried in order.
+    pub index: Vec<String>,
+}
+
+impl Default for FilesOptions {
+    fn default() -> Self {
+        FilesOptions {
+            follow_symlinks: false,
+            index: vec!["index.html".into()],
+        }
+    }
+}
+
+/// Serves the files under one directory.
+#[derive(Debug, Clone)]
+pub struct StaticFiles {
+    root: PathBuf,
+    options: FilesOptions,
+}
+
+/// A file opened for serving.
+struct Opened {
+    file: File,
+    meta: fs::Metadata,
+    path: PathBuf,
+}
+
+const BUILTIN_404: &str = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>404 Not Found</title></head>\n<body><h1>404 Not Found</h1><p>The requested URL was not found on this server.</p></body></html>\n";
+
+impl StaticFiles {
+    /// Serves `root`, which must be an existing directory.
+    pub fn new(root: impl AsRef<Path>, options: FilesOptions) -> io::Result<StaticFiles> {
+        let root = root.as_ref();
+        let canonical = fs::canonicalize(root)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {}", root.display(), e)))?;
+        if !canonical.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{}: not a directory", root.display()),
+            ));
+        }
+        Ok(StaticFiles {
+            root: canonical,
+            options,
+        })
+    }
+
+    /// The canonical root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Opens `rel` under the root without following anything out of it.
+    ///
+    /// The file is opened with `O_NONBLOCK` so that a FIFO cannot block the
+    /// worker, and its type is checked on the open descriptor, not the path,
+    /// so a file swapped after the check is still the file checked.
+    fn open(&self, rel: &Path) -> io::Result<Opened> {
+        let joined = self.root.join(rel);
+        let path = if self.options.follow_symlinks {
+            joined
+        } else {
+            let canonical = fs::canonicalize(&joined)?;
+            if !canonical.starts_with(&self.root) {
+                return Err(io::Error::new(io::ErrorKind::NotFound, "outside the root"));
+            }
+            canonical
+        };
+        let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+        if !self.options.follow_symlinks {
+            flags |= libc::O_NOFOLLOW;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(&path)?;
+        let meta = file.metadata()?;
+        Ok(Opened { file, meta, path })
+    }
+
+    fn serve_file(&self, opened: Opened) -> Response {
+        let Opened { file, meta, path } = opened;
+        let mut resp = Response::new(200).header("Content-Type", content_type(&path));
+        if let Ok(mtime) = meta.modified() {
+            resp = resp.header("Last-Modified", httpdate::fmt_http_date(mtime));
+        }
+        resp.body(Body::File {
+            file,
+            offset: 0,
+            len: meta.len(),
+        })
+    }
+
+    /// The 404 page: the root's `404.html` if there is one, else a built-in
+    /// page.
+    fn not_found(&self) -> Response {
+        let page = self
+            .open(Path::new("404.html"))
+            .ok()
+            .filter(|o| o.meta.is_file() && o.meta.len() <= 1024 * 1024)
+            .and_then(|mut o| {
+                let mut buf = Vec::with_capacity(o.meta.len() as usize);
+                o.file.read_to_end(&mut buf).ok().map(|_| buf)
+            });
+        let body = match page {
+            Some(bytes) => Bytes::from(bytes),
+            None => Bytes::from_static(BUILTIN_404.as_bytes()),
+        };
+        Response::new(404)
+            .header("Content-Type", "text/html; charset=utf-8")
+            .body(Body::Bytes(body))
+    }
+
+    fn from_io_error(&self, err: &io::Error) -> Response {
+        match err.kind() {
+            io::ErrorKind::PermissionDenied => Response::error(403),
+            _ => self.not_found(),
+        }
+    }
+}
+
+impl Handler for StaticFiles {
+    fn handle(&self, req: &Request) -> Response {
+        match req.method() {
+            Method::Get | Method::Head => {}
+            m if m.is_standard() => return Response::error(405).header("Allow", "GET, HEAD"),
+            _ => return Response::error(501),
+        }
+        let safe = match resolve_path(req.path()) {
+            Ok(safe) => safe,
+            Err(PathError::Invalid) => return Response::error(400),
+            Err(PathError::Hidden) => return self.not_found(),
+        };
+        let rel = safe.relative();
+        let opened = match self.open(&rel) {
+            Ok(o) => o,
+            Err(e) => return self.from_io_error(&e),
+        };
+        if opened.meta.is_file() {
+            return self.serve_file(opened);
+        }
+        if !opened.meta.is_dir() {
+            // FIFOs, sockets, devices: never served.
+            return self.not_found();
+        }
+        if !safe.has_trailing_slash() {
+            let mut location = safe.directory_url();
+            if let Some(q) = req.query() {
+                location.push('?');
+                location.push_str(q);
+            }
+            return Response::error(301).header("Location", location);
+        }
+        for index in &self.options.index {
+            match self.open(&rel.join(index)) {
+                Ok(o) if o.meta.is_file() => return self.serve_file(o),
+                _ => continue,
+            }
+        }
+        self.not_found()
+    }
+}
+
+/// The `Content-Type` for a file, by extension. Text types say they are
+/// UTF-8; unknown types are `application/octet-stream`.
+pub fn content_type(path: &Path) -> String {
+    let Some(mime) = mime_guess::from_path(path).first() else {
+        return "application/octet-stream".into();
+    };
+    match mime.essence_str() {
+        "application/javascript" | "text/javascript" => "text/javascript; charset=utf-8".into(),
+        "application/json" => "application/json; charset=utf-8".into(),
+        "image/svg+xml" => "image/svg+xml; charset=utf-8".into(),
+        _ if mime.type_() == mime_guess::mime::TEXT => {
+            format!("{}; charset=utf-8", mime.essence_str())
+        }
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(path: &str) -> Result<PathBuf, PathError> {
+        resolve_path(path).map(|s| s.relative())
+    }
+
+    #[test]
+    fn traversal_spellings_never_leave_the_root() {
+        let invalid = [
+            "/..",
+            "/../etc/passwd",
+            "/a/../../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/%2E%2E/etc/passwd",
+            "/.%2e/etc/passwd",
+            "/%2e./etc/passwd",
+            "/..%2fetc%2fpasswd",
+            "/..%2Fetc/passwd",
+            "/a%2f..%2f..%2fetc/passwd",
+            "/..\\etc\\passwd",
+            "/%5c..%5cetc/passwd",
+            "/a/%5c../b",
+            "/%00",
+            "/a%00.html",
+            "/a%0d%0ab",
+            "/a%7fb",
+            "/a%1bb",
+            "relative",
+            "*",
+            "",
+        ];
+        for p in invalid {
+            assert_eq!(rel(p), Err(PathError::Invalid), "{p}");
+        }
+    }
+
+    #[test]
+    fn double_encoding_is_decoded_once() {
+        // `%252e%252e` is the literal directory name `%2e%2e`, not `..`.
+        assert_eq!(rel("/%252e%252e/x"), Ok(PathBuf::from("%2e%2e/x")));
+        assert_eq!(rel("/%252f"), Ok(PathBuf::from("%2f")));
+    }
+
+    #[test]
+    fn normalisation() {
+        let ok = [
+            ("/", ""),
+            ("/index.html", "index.html"),
+            ("//a//b/", "a/b"),
+            ("/a/./b", "a/b"),
+            ("/a/../b", "b"),
+            ("/a/b/..", "a"),
+            ("/%e2%9c%93.txt", "\u{2713}.txt"),
+            ("/a%20b", "a b"),
+            ("/a%2fb", "a/b"),
+            ("/.well-known/acme", ".well-known/acme"),
+            ("/%zz", "%zz"),
+        ];
+        for (p, want) in ok {
+            assert_eq!(rel(p), Ok(PathBuf::from(want)), "{p}");
+        }
+        assert!(resolve_path("/a/").unwrap().has_trailing_slash());
+        assert!(resolve_path("/a/.").unwrap().has_trailing_slash());
+        assert!(!resolve_path("/a").unwrap().has_trailing_slash());
+    }
+
+    #[test]
+    fn dotfiles_are_hidden_except_well_known() {
+        for p in [
+            "/.env",
+            "/.git/config",
+            "/a/.htpasswd",
+            "/%2egit/HEAD",
+            "/.well-known/.secret",
+        ] {
+            assert_eq!(rel(p), Err(PathError::Hidden), "{p}");
+        }
+        assert!(rel("/.well-known/security.txt").is_ok());
+    }
+
+    #[test]
+    fn redirect_target_is_never_protocol_relative() {
+        for p in [
+            "//evil.example/..",
+            "//evil.example",
+            "/%2fevil.example",
+            "///evil.example//x",
+        ] {
+            let url = resolve_path(p).unwrap().directory_url();
+            assert!(
+                url.starts_with('/') && !url.starts_with("//"),
+                "{p} -> {url}"
+            );
+        }
+        assert_eq!(
+            resolve_path("//evil.example").unwrap().directory_url(),
+            "/evil.example/"
+        );
+        assert_eq!(
+            resolve_path("/a b/c?d").unwrap().directory_url(),
+            "/a%20b/c%3Fd/"
+        );
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            content_type(Path::new("a.html")),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(content_type(Path::new("a.css")), "text/css; charset=utf-8");
+        assert_eq!(
+            content_type(Path::new("a.js")),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(content_type(Path::new("a.png")), "image/png");
+        assert_eq!(
+            content_type(Path::new("a.unknownext")),
+            "application/octet-stream"
+        );
+        assert_eq!(content_type(Path::new("noext")), "application/octet-stream");
+    }
+}

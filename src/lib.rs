@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod conn;
+mod engine;
+pub mod files;
+pub mod handler;
+pub mod request;
+pub mod response;
+pub mod server;
+
+pub use files::{FilesOptions, StaticFiles};
+pub use handler::Handler;
+pub use request::{Limits, Method, ParseError, Request, Version};
+pub use response::{Body, Response};
+pub use server::{Config, Server, ServerHandle};

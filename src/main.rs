@@ -1,0 +1,95 @@
+//! The `coserve` binary: flags, logging and signals around [`coserve::Server`].
+
+mod cli;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(cli.quiet);
+
+    if !cli.directory.is_dir() {
+        eprintln!("coserve: directory not found: {}", cli.directory.display());
+        return ExitCode::FAILURE;
+    }
+    // Signals are registered before the runtime starts its threads, so that
+    // every thread inherits the same handling.
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("coserve: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = SocketAddr::new(cli.bind, cli.port);
+    let server = match coserve::Server::bind(addr, cli.config()) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!(
+                "coserve: cannot serve {} on {addr}: {e}",
+                cli.directory.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = server.local_addr();
+    let host = match bound {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "Serving HTTP on {} port {} (http://{host}:{}/) ...",
+        bound.ip(),
+        bound.port(),
+        bound.port()
+    );
+    let _ = out.flush();
+    drop(out);
+
+    let handle = match server.spawn() {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("coserve: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stopper = handle.clone();
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            log::info!("signal {sig}: shutting down");
+            stopper.shutdown();
+        }
+    });
+    handle.wait();
+    ExitCode::SUCCESS
+}
+
+/// Access lines go to stderr as they are (Common Log Format); everything
+/// else is prefixed with its level. `RUST_LOG` can override the filter.
+fn init_logging(quiet: bool) {
+    let access = if quiet {
+        log::LevelFilter::Off
+    } else {
+        log::LevelFilter::Info
+    };
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Warn)
+        .filter_module("coserve::access", access)
+        .parse_env("RUST_LOG")
+        .format(|buf, record| {
+            if record.target() == "coserve::access" {
+                writeln!(buf, "{}", record.args())
+            } else {
+                writeln!(buf, "coserve: {}: {}", record.level(), record.args())
+            }
+        })
+        .init();
+}

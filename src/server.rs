@@ -1,0 +1,444 @@
+//! Binding, the accept loop, connection limits and graceful shutdown.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use socket2::{Domain, Socket, Type};
+
+use crate::conn::{ConnConfig, serve_connection};
+use crate::engine::coroutine::{self, CoStream};
+use crate::files::{FilesOptions, StaticFiles};
+use crate::handler::Handler;
+use crate::request::Limits;
+use crate::response::{ConnectionField, Response, write_head};
+
+/// The default coroutine stack: release builds use under 32 KiB serving
+/// files with the access log on, so 64 KiB leaves room for handlers. Debug
+/// builds have much larger frames and need several times more. Only the
+/// pages a coroutine touches count towards resident memory.
+pub const DEFAULT_STACK_SIZE: usize = if cfg!(debug_assertions) {
+    512 * 1024
+} else {
+    64 * 1024
+};
+
+/// Server settings. [`Config::default`] gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The directory served by [`Server::bind`].
+    pub root: PathBuf,
+    /// Options for the static-file handler.
+    pub files: FilesOptions,
+    /// Worker threads for may's scheduler; 0 means one per core. Only the
+    /// first server in a process can set it: may's runtime starts once.
+    pub workers: usize,
+    /// Stack size of each connection's coroutine, in bytes.
+    pub stack_size: usize,
+    /// How long an idle keep-alive connection stays open.
+    pub idle_timeout: Duration,
+    /// How long a client has to send a complete request head, counted from
+    /// its first byte.
+    pub header_timeout: Duration,
+    /// How long one write may wait for the client to read.
+    pub write_timeout: Duration,
+    /// Connections served at once; more get a 503 and are closed.
+    pub max_connections: usize,
+    /// How long shutdown waits for responses in flight.
+    pub shutdown_grace: Duration,
+    /// Request size limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: PathBuf::from("."),
+            files: FilesOptions::default(),
+            workers: 0,
+            stack_size: DEFAULT_STACK_SIZE,
+            idle_timeout: Duration::from_secs(15),
+            header_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(10),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The defaults, serving `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Config {
+        Config {
+            root: root.into(),
+            ..Config::default()
+        }
+    }
+
+    fn conn_config(&self) -> ConnConfig {
+        ConnConfig {
+            limits: self.limits,
+            idle_timeout: self.idle_timeout,
+            header_timeout: self.header_timeout,
+            write_timeout: self.write_timeout,
+        }
+    }
+}
+
+/// A bound server, not yet accepting.
+pub struct Server {
+    listener: std::net::TcpListener,
+    config: Config,
+    handler: Arc<dyn Handler>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Binds `addr` and serves the files under `config.root`.
+    ///
+    /// Fails if the root is not a directory or the address is in use.
+    pub fn bind(addr: impl ToSocketAddrs, config: Config) -> io::Result<Server> {
+        let files = StaticFiles::new(&config.root, config.files.clone())?;
+        Server::bind_with(addr, config, files)
+    }
+
+    /// Binds `addr` and answers every request with `handler`.
+    pub fn bind_with(
+        addr: impl ToSocketAddrs,
+        config: Config,
+        handler: impl Handler,
+    ) -> io::Result<Server> {
+        let workers = if config.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            config.workers
+        };
+        // Before anything touches the runtime; ignored once it runs.
+        may::config()
+            .set_workers(workers)
+            .set_stack_size(coroutine::stack_words(config.stack_size));
+        let listener = bind_listener(addr)?;
+        Ok(Server {
+            listener,
+            config,
+            handler: Arc::new(handler),
+        })
+    }
+
+    /// The address actually bound (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until shut down from a [`ServerHandle`] or a signal handler.
+    pub fn run(self) -> io::Result<()> {
+        self.spawn()?.wait();
+        Ok(())
+    }
+
+    /// Starts accepting on a coroutine and returns a handle to stop it.
+    pub fn spawn(self) -> io::Result<ServerHandle> {
+        let addr = self.local_addr();
+        let listener = coroutine::listener(self.listener)?;
+        let shared = Arc::new(Shared {
+            addr,
+            config: self.config.clone(),
+            conn_config: self.config.conn_config(),
+            handler: self.handler,
+            stopping: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            rejecting: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            conns: Mutex::new(HashMap::new()),
+            state: Mutex::new(State {
+                accepting: true,
+                finished: false,
+            }),
+            changed: Condvar::new(),
+        });
+        let accept_shared = shared.clone();
+        coroutine::spawn(256 * 1024, move || accept_loop(listener, accept_shared))?;
+        Ok(ServerHandle { shared })
+    }
+}
+
+/// Binds with SO_REUSEADDR but not SO_REUSEPORT, so that a port in use is an
+/// error rather than a silent share (may's own `bind` sets SO_REUSEPORT).
+fn bind_listener(addr: impl ToSocketAddrs) -> io::Result<std::net::TcpListener> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
+    for addr in addr.to_socket_addrs()? {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        match socket.bind(&addr.into()).and_then(|()| socket.listen(1024)) {
+            Ok(()) => return Ok(socket.into()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+struct State {
+    accepting: bool,
+    finished: bool,
+}
+
+struct Shared {
+    addr: SocketAddr,
+    config: Config,
+    conn_config: ConnConfig,
+    handler: Arc<dyn Handler>,
+    stopping: AtomicBool,
+    active: AtomicUsize,
+    rejecting: AtomicUsize,
+    next_id: AtomicU64,
+    /// Open connections' descriptors, so shutdown can end their reads.
+    conns: Mutex<HashMap<u64, RawFd>>,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn notify(&self) {
+        // Taking the lock orders this notification after any waiter's check.
+        drop(self.state.lock().unwrap_or_else(|e| e.into_inner()));
+        self.changed.notify_all();
+    }
+}
+
+/// Counts a connection and registers its descriptor while it is open.
+struct Tracked {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Tracked {
+    fn new(shared: &Arc<Shared>, fd: RawFd) -> Tracked {
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&shared.conns).insert(id, fd);
+        // A connection accepted while shutdown swept the table must still see
+        // its reads ended.
+        if shared.stopping.load(Ordering::Acquire) {
+            shutdown_read(fd);
+        }
+        Tracked {
+            shared: shared.clone(),
+            id,
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        // Deregistered before the stream closes, so the descriptor number is
+        // never shut down after the kernel has reused it.
+        lock(&self.shared.conns).remove(&self.id);
+        if self.shared.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.notify();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn shutdown_read(fd: RawFd) {
+    // SAFETY: `fd` is registered only while its stream is open (see
+    // `Tracked`), and shutdown(2) neither closes nor frees it.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RD);
+    }
+}
+
+fn accept_loop(listener: may::net::TcpListener, shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(pair) => pair,
+            Err(e) => {
+                if shared.stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                // Out of descriptors or memory: accept would fail again at
+                // once, so wait instead of spinning.
+                log::warn!("accept: {e}");
+                may::coroutine::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(5);
+        if shared.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        if shared.active.load(Ordering::Acquire) >= shared.config.max_connections {
+            reject(stream, &shared);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        shared.active.fetch_add(1, Ordering::AcqRel);
+        let tracked = Tracked::new(&shared, stream.as_raw_fd());
+        let conn_shared = shared.clone();
+        let spawned = coroutine::spawn(shared.config.stack_size, move || {
+            let mut io = CoStream(stream);
+            serve_connection(
+                &mut io,
+                Some(peer),
+                &*conn_shared.handler,
+                &conn_shared.conn_config,
+                &conn_shared.stopping,
+            );
+            drop(tracked);
+            drop(io);
+        });
+        if let Err(e) = spawned {
+            log::error!("cannot start a coroutine: {e}");
+        }
+    }
+    drop(listener);
+    let mut state = lock(&shared.state);
+    state.accepting = false;
+    drop(state);
+    shared.changed.notify_all();
+}
+
+/// Answers a connection over the limit with 503 and closes it, on a small
+/// coroutine of its own so the accept loop never waits on a client. Past a
+/// bound on those, the connection is just dropped.
+fn reject(stream: may::net::TcpStream, shared: &Arc<Shared>) {
+    const MAX_REJECTING: usize = 512;
+    if shared.rejecting.fetch_add(1, Ordering::AcqRel) >= MAX_REJECTING {
+        shared.rejecting.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let shared = shared.clone();
+    let spawned = coroutine::spawn(32 * 1024, move || {
+        let mut io = CoStream(stream);
+        let mut head = BytesMut::new();
+        let resp = Response::error(503).header("Retry-After", "1");
+        write_head(&mut head, &resp, ConnectionField::Close);
+        head.extend_from_slice(b"503 Service Unavailable\n");
+        let _ = io.0.set_write_timeout(Some(Duration::from_secs(1)));
+        if io.0.write_all(&head).is_ok() && io.0.shutdown(std::net::Shutdown::Write).is_ok() {
+            // Drain briefly so the close is a FIN, not a reset.
+            let _ = io.0.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut buf = [0u8; 1024];
+            let mut total = 0;
+            while total < 64 * 1024 {
+                match std::io::Read::read(&mut io.0, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        }
+        shared.rejecting.fetch_sub(1, Ordering::AcqRel);
+    });
+    if spawned.is_err() {
+        log::error!("cannot start a coroutine to refuse a connection");
+    }
+}
+
+/// Controls a running server. Cheap to clone; every clone controls the same
+/// server.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("addr", &self.shared.addr)
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// Connections being served right now.
+    pub fn active_connections(&self) -> usize {
+        self.shared.active.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting, ends idle connections, lets responses in flight
+    /// finish within the grace period, and returns when done. Call it from
+    /// a thread, not from a handler: it blocks.
+    pub fn shutdown(&self) {
+        let shared = &self.shared;
+        if !shared.stopping.swap(true, Ordering::AcqRel) {
+            // Wake the accept loop with a connection of our own.
+            let _ = std::net::TcpStream::connect_timeout(
+                &wake_addr(shared.addr),
+                Duration::from_secs(1),
+            );
+            // Idle connections are parked in a read: ending the read side
+            // ends them. Busy ones finish their response, which carries
+            // `Connection: close`.
+            for &fd in lock(&shared.conns).values() {
+                shutdown_read(fd);
+            }
+            let deadline = Instant::now() + shared.config.shutdown_grace;
+            let mut state = lock(&shared.state);
+            while state.accepting || shared.active.load(Ordering::Acquire) > 0 {
+                let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                    log::warn!(
+                        "shutdown grace period over with {} connections open",
+                        shared.active.load(Ordering::Acquire)
+                    );
+                    break;
+                };
+                state = shared
+                    .changed
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            state.finished = true;
+            drop(state);
+            shared.changed.notify_all();
+        }
+        self.wait();
+    }
+
+    /// Blocks until the server has shut down.
+    pub fn wait(&self) {
+        let mut state = lock(&self.shared.state);
+        while !state.finished {
+            state = self
+                .shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Where to connect to reach a listener bound to `addr`.
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
