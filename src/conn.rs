@@ -218,16 +218,16 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
     /// Reads the whole body into the request, or refuses it.
     fn read_body(&mut self, req: &mut Request) -> Result<(), ParseError> {
         let framing = req.framing()?;
-        if let Some(expect) = req.header("expect") {
-            if !expect.eq_ignore_ascii_case(b"100-continue") {
-                return Err(ParseError::Expectation);
-            }
+        if let Some(expect) = req.header("expect")
+            && !expect.eq_ignore_ascii_case(b"100-continue")
+        {
+            return Err(ParseError::Expectation);
         }
         let max = self.config.limits.max_body;
-        if let Framing::Length(n) = framing {
-            if n > max {
-                return Err(ParseError::BodyTooLarge);
-            }
+        if let Framing::Length(n) = framing
+            && n > max
+        {
+            return Err(ParseError::BodyTooLarge);
         }
         if framing == Framing::None {
             return Ok(());

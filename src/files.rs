@@ -236,7 +236,7 @@ impl StaticFiles {
             .body(Body::Bytes(body))
     }
 
-    fn from_io_error(&self, err: &io::Error) -> Response {
+    fn open_failed(&self, err: &io::Error) -> Response {
         match err.kind() {
             io::ErrorKind::PermissionDenied => Response::error(403),
             _ => self.not_found(),
@@ -259,7 +259,7 @@ impl Handler for StaticFiles {
         let rel = safe.relative();
         let opened = match self.open(&rel) {
             Ok(o) => o,
-            Err(e) => return self.from_io_error(&e),
+            Err(e) => return self.open_failed(&e),
         };
         if opened.meta.is_file() {
             return self.serve_file(opened);

@@ -323,10 +323,10 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Status<Head>, ParseErro
         if rest.len() > limits.max_request_line + 1 {
             return Err(ParseError::RequestLineTooLong);
         }
-        if let Some(cr) = memchr::memchr(b'\r', rest) {
-            if cr + 1 < rest.len() {
-                return Err(ParseError::LineEnding);
-            }
+        if let Some(cr) = memchr::memchr(b'\r', rest)
+            && cr + 1 < rest.len()
+        {
+            return Err(ParseError::LineEnding);
         }
         return Ok(Status::Partial);
     };
