@@ -296,7 +296,7 @@ fn accept_loop(listener: may::net::TcpListener, shared: Arc<Shared>) {
         let tracked = Tracked::new(&shared, stream.as_raw_fd());
         let conn_shared = shared.clone();
         let spawned = coroutine::spawn(shared.config.stack_size, move || {
-            let mut io = CoStream(stream);
+            let mut io = CoStream::new(stream);
             serve_connection(
                 &mut io,
                 Some(peer),
@@ -329,19 +329,21 @@ fn reject(stream: may::net::TcpStream, shared: &Arc<Shared>) {
     }
     let shared = shared.clone();
     let spawned = coroutine::spawn(32 * 1024, move || {
-        let mut io = CoStream(stream);
+        let mut io = CoStream::new(stream);
         let mut head = BytesMut::new();
         let resp = Response::error(503).header("Retry-After", "1");
         write_head(&mut head, &resp, ConnectionField::Close);
         head.extend_from_slice(b"503 Service Unavailable\n");
-        let _ = io.0.set_write_timeout(Some(Duration::from_secs(1)));
-        if io.0.write_all(&head).is_ok() && io.0.shutdown(std::net::Shutdown::Write).is_ok() {
+        let _ = io.stream.set_write_timeout(Some(Duration::from_secs(1)));
+        if io.stream.write_all(&head).is_ok()
+            && io.stream.shutdown(std::net::Shutdown::Write).is_ok()
+        {
             // Drain briefly so the close is a FIN, not a reset.
-            let _ = io.0.set_read_timeout(Some(Duration::from_secs(1)));
+            let _ = io.stream.set_read_timeout(Some(Duration::from_secs(1)));
             let mut buf = [0u8; 1024];
             let mut total = 0;
             while total < 64 * 1024 {
-                match std::io::Read::read(&mut io.0, &mut buf) {
+                match std::io::Read::read(&mut io.stream, &mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => total += n,
                 }

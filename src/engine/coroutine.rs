@@ -11,37 +11,55 @@ use std::time::Duration;
 use crate::conn::Transport;
 
 /// A may TCP stream as a [`Transport`].
-pub(crate) struct CoStream(pub may::net::TcpStream);
+pub(crate) struct CoStream {
+    pub stream: may::net::TcpStream,
+    /// The read timeout last set. may's setter is a `setsockopt` call, and
+    /// the connection sets the same idle timeout before nearly every read.
+    read_timeout: Option<Duration>,
+}
+
+impl CoStream {
+    pub(crate) fn new(stream: may::net::TcpStream) -> CoStream {
+        CoStream {
+            stream,
+            read_timeout: None,
+        }
+    }
+}
 
 impl Read for CoStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        self.stream.read(buf)
     }
 }
 
 impl Write for CoStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        self.stream.write(buf)
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.0.write_vectored(bufs)
+        self.stream.write_vectored(bufs)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+        self.stream.flush()
     }
 }
 
 impl Transport for CoStream {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.0.set_read_timeout(timeout)
+        if timeout != self.read_timeout {
+            self.stream.set_read_timeout(timeout)?;
+            self.read_timeout = timeout;
+        }
+        Ok(())
     }
 
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.0.set_write_timeout(timeout)
+        self.stream.set_write_timeout(timeout)
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
-        self.0.shutdown(Shutdown::Write)
+        self.stream.shutdown(Shutdown::Write)
     }
 
     /// `sendfile(2)` straight from the page cache to the socket.
@@ -53,7 +71,7 @@ impl Transport for CoStream {
     /// few KiB go through it and sendfile resumes after them.
     fn send_file(&mut self, file: &File, mut offset: u64, len: u64) -> io::Result<()> {
         let end = offset + len;
-        let sock = self.0.as_raw_fd();
+        let sock = self.stream.as_raw_fd();
         let src = file.as_raw_fd();
         let mut chunk = [0u8; 4096];
         while offset < end {
@@ -85,7 +103,7 @@ impl Transport for CoStream {
                             "file shrank while being sent",
                         ));
                     }
-                    self.0.write_all(&chunk[..got])?;
+                    self.stream.write_all(&chunk[..got])?;
                     offset += got as u64;
                 }
                 _ => return Err(err),

@@ -1,0 +1,317 @@
+//! The `coserve` binary: startup line, access log, signals, errors and
+//! flags. Every child is killed when its guard drops, even on a failed
+//! assertion.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+
+use crate::util::{self, make_site, read_response};
+
+/// A safety net for every wait on the child, not a synchronisation device.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A running `coserve`, killed and reaped on drop. Its stdout is read line
+/// by line, and its stderr to the end, on threads of their own.
+struct Coserve {
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    reaped: bool,
+}
+
+impl Drop for Coserve {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Coserve {
+    fn spawn<I, S>(args: I) -> Coserve
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coserve"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start coserve");
+        let out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let (out_tx, stdout) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if out_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (err_tx, stderr) = channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = err.read_to_end(&mut buf);
+            let _ = err_tx.send(String::from_utf8_lossy(&buf).into_owned());
+        });
+        Coserve {
+            child,
+            stdout,
+            stderr,
+            reaped: false,
+        }
+    }
+
+    /// Serves `dir` on 127.0.0.1 with an ephemeral port, plus `extra` flags.
+    fn serve(dir: &Path, extra: &[&str]) -> Coserve {
+        let mut args: Vec<std::ffi::OsString> = vec!["0".into(), "-b".into(), "127.0.0.1".into()];
+        args.push("-d".into());
+        args.push(dir.into());
+        args.extend(extra.iter().map(Into::into));
+        Coserve::spawn(args)
+    }
+
+    /// The next line on stdout.
+    fn stdout_line(&self) -> String {
+        match self.stdout.recv_timeout(WAIT) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => panic!("no stdout line within {WAIT:?}"),
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!(
+                    "stdout closed before a line; stderr: {:?}",
+                    self.stderr.try_recv().ok()
+                )
+            }
+        }
+    }
+
+    /// Reads the startup line and returns the address it announces.
+    fn announced_addr(&self) -> SocketAddr {
+        let line = self.stdout_line();
+        let re = Regex::new(
+            r"^Serving HTTP on 127\.0\.0\.1 port (\d+) \(http://127\.0\.0\.1:(\d+)/\) \.\.\.$",
+        )
+        .unwrap();
+        let caps = re
+            .captures(&line)
+            .unwrap_or_else(|| panic!("unexpected startup line {line:?}"));
+        let port: u16 = caps[1].parse().unwrap();
+        assert_eq!(&caps[1], &caps[2], "ports differ in {line:?}");
+        assert_ne!(port, 0, "{line:?}");
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child, which has not been reaped yet.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits for the process to exit (its stderr reaching EOF, within
+    /// [`WAIT`]), reaps it and returns its status, stderr and remaining
+    /// stdout lines.
+    fn finish(&mut self) -> (ExitStatus, String, Vec<String>) {
+        let started = Instant::now();
+        let stderr = match self.stderr.recv_timeout(WAIT) {
+            Ok(s) => s,
+            Err(_) => panic!("coserve did not exit within {WAIT:?}"),
+        };
+        let status = self.child.wait().expect("wait");
+        self.reaped = true;
+        let mut stdout = Vec::new();
+        loop {
+            let left = WAIT.saturating_sub(started.elapsed());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => stdout.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!("stdout not closed after exit"),
+            }
+        }
+        (status, stderr, stdout)
+    }
+}
+
+/// Runs coserve with `args` to completion.
+fn run<I, S>(args: I) -> (ExitStatus, String, Vec<String>)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Coserve::spawn(args).finish()
+}
+
+/// `GET /` with `Connection: close`; returns the response.
+fn get_root(addr: SocketAddr) -> util::Resp {
+    let mut s = util::connect(addr);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    read_response(&mut s, false).expect("a response")
+}
+
+fn clf_line() -> Regex {
+    Regex::new(
+        r#"^127\.0\.0\.1 - - \[\d{2}/(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] "GET / HTTP/1\.1" 200 (\d+)$"#,
+    )
+    .unwrap()
+}
+
+fn serve_request_and_stop(sig: libc::c_int) {
+    let site = make_site();
+    let mut server = Coserve::serve(site.path(), &[]);
+    let addr = server.announced_addr();
+    let r = get_root(addr);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"<!doctype html><title>home</title>home page\n");
+
+    server.signal(sig);
+    let (status, stderr, _) = server.finish();
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr: {stderr:?}"
+    );
+
+    let re = clf_line();
+    let lines: Vec<&str> = stderr.lines().filter(|l| re.is_match(l)).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one access-log line for GET /; stderr: {stderr:?}"
+    );
+    let bytes = &re.captures(lines[0]).unwrap()[2];
+    assert_eq!(bytes, r.body.len().to_string(), "{:?}", lines[0]);
+}
+
+#[test]
+fn serves_logs_and_exits_cleanly_on_sigterm() {
+    serve_request_and_stop(libc::SIGTERM);
+}
+
+#[test]
+fn serves_logs_and_exits_cleanly_on_sigint() {
+    serve_request_and_stop(libc::SIGINT);
+}
+
+#[test]
+fn quiet_suppresses_the_access_log() {
+    let site = make_site();
+    let mut server = Coserve::serve(site.path(), &["-q"]);
+    let addr = server.announced_addr();
+    let r = get_root(addr);
+    assert_eq!(r.status, 200);
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr: {stderr:?}"
+    );
+    assert!(
+        !stderr.contains("\"GET / HTTP/1.1\""),
+        "access log written with -q: {stderr:?}"
+    );
+    assert!(
+        !stderr.lines().any(|l| clf_line().is_match(l)),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn port_in_use_is_a_prompt_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let site = make_site();
+    let started = Instant::now();
+    let (status, stderr, stdout) = run([
+        port.to_string().as_str(),
+        "-b",
+        "127.0.0.1",
+        "-d",
+        site.path().to_str().unwrap(),
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!status.success(), "exit status {status:?}");
+    let err = stderr.trim_end();
+    assert!(!err.is_empty(), "no error on stderr");
+    assert_eq!(err.lines().count(), 1, "a one-line error: {stderr:?}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) || err.to_ascii_lowercase().contains("in use"),
+        "error names neither the address nor 'in use': {err:?}"
+    );
+    assert!(
+        !stdout.iter().any(|l| l.starts_with("Serving")),
+        "announced serving on a port in use: {stdout:?}"
+    );
+    drop(taken);
+}
+
+#[test]
+fn missing_directory_is_an_error() {
+    let (status, stderr, stdout) = run(["0", "-b", "127.0.0.1", "-d", "/nonexistent/dir"]);
+    assert!(!status.success(), "exit status {status:?}");
+    let err = stderr.trim_end();
+    assert!(!err.is_empty(), "no error on stderr");
+    assert_eq!(err.lines().count(), 1, "a one-line error: {stderr:?}");
+    assert!(err.contains("/nonexistent/dir"), "{err:?}");
+    assert!(
+        !stdout.iter().any(|l| l.starts_with("Serving")),
+        "{stdout:?}"
+    );
+}
+
+#[test]
+fn help_lists_the_flags() {
+    let (status, stderr, stdout) = run(["--help"]);
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr: {stderr:?}"
+    );
+    let help = stdout.join("\n");
+    for flag in [
+        "--bind",
+        "--directory",
+        "--quiet",
+        "--workers",
+        "--stack-size",
+        "--idle-timeout",
+        "--header-timeout",
+        "--max-connections",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}: {help}");
+    }
+}
+
+#[test]
+fn version_is_printed() {
+    let (status, stderr, stdout) = run(["--version"]);
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr: {stderr:?}"
+    );
+    assert_eq!(stdout, vec!["coserve 0.1.0".to_string()]);
+}
+
+#[test]
+fn bad_flag_is_an_error() {
+    let (status, stderr, stdout) = run(["--no-such-flag"]);
+    assert!(!status.success(), "exit status {status:?}");
+    assert!(stderr.contains("--no-such-flag"), "{stderr:?}");
+    assert!(
+        !stdout.iter().any(|l| l.starts_with("Serving")),
+        "{stdout:?}"
+    );
+}

@@ -1,0 +1,276 @@
+//! Shared test helpers: a server on an ephemeral port, a temporary site,
+//! and raw-socket request helpers.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use coserve::{Config, Server, ServerHandle};
+
+/// How long any single socket read in a test may block before the test fails
+/// (a safety net against hangs, not a synchronisation device).
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running server; shut down (gracefully) when dropped.
+pub struct TestServer {
+    pub handle: ServerHandle,
+    pub addr: SocketAddr,
+    /// Keeps a temporary site alive for the server's lifetime.
+    pub site: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+impl TestServer {
+    /// The root directory being served, when it is a temporary site.
+    pub fn root(&self) -> &Path {
+        self.site.as_ref().expect("temporary site").path()
+    }
+
+    /// Connects with a read/write timeout set.
+    pub fn connect(&self) -> TcpStream {
+        connect(self.addr)
+    }
+
+    /// Sends raw bytes on a fresh connection and reads until the server
+    /// closes it.
+    pub fn raw(&self, request: &[u8]) -> Vec<u8> {
+        let mut s = self.connect();
+        s.write_all(request).unwrap();
+        read_to_close(&mut s)
+    }
+
+    /// Sends raw bytes and reads exactly one response (by its framing).
+    pub fn one(&self, request: &[u8]) -> Resp {
+        let mut s = self.connect();
+        s.write_all(request).unwrap();
+        read_response(&mut s, request.starts_with(b"HEAD ")).expect("a response")
+    }
+
+    /// `GET path` over HTTP/1.1 with `Connection: close`.
+    pub fn get(&self, path: &str) -> Resp {
+        self.one(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
+/// Quiet, short-grace defaults for tests.
+pub fn test_config(root: impl Into<PathBuf>) -> Config {
+    Config {
+        shutdown_grace: Duration::from_secs(5),
+        ..Config::new(root)
+    }
+}
+
+/// Starts a server for `config` on 127.0.0.1:0.
+pub fn start(config: Config) -> TestServer {
+    let server = Server::bind("127.0.0.1:0", config).expect("bind");
+    let addr = server.local_addr();
+    assert_ne!(addr.port(), 0);
+    let handle = server.spawn().expect("spawn");
+    TestServer {
+        handle,
+        addr,
+        site: None,
+    }
+}
+
+/// Starts a server on a fresh temporary copy of the standard site (see
+/// [`make_site`]), adjusted by `configure`.
+pub fn start_site(configure: impl FnOnce(&mut Config)) -> TestServer {
+    let site = make_site();
+    let mut config = test_config(site.path());
+    configure(&mut config);
+    let mut server = start(config);
+    server.site = Some(site);
+    server
+}
+
+/// A temporary site:
+/// - `index.html`, `style.css`, `app.js`, `data.json`, `logo.png`,
+///   `noext`, `file.unknownext`
+/// - `404.html`
+/// - `sub/index.html`, `sub/page.html`, `empty/` (no index)
+/// - `big.bin`: 1 MiB of a known pattern (byte i = i % 251)
+/// - `.hidden`, `.well-known/security.txt`
+/// - `ünï cödé.txt`, `with space.txt`
+pub fn make_site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let w = |name: &str, body: &[u8]| {
+        let path = p.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    };
+    w(
+        "index.html",
+        b"<!doctype html><title>home</title>home page\n",
+    );
+    w(
+        "404.html",
+        b"<!doctype html><title>404</title>custom not found\n",
+    );
+    w("style.css", b"body { color: black; }\n");
+    w("app.js", b"console.log('hi');\n");
+    w("data.json", b"{\"a\": 1}\n");
+    w("logo.png", b"\x89PNG\r\n\x1a\nnot really");
+    w("noext", b"no extension\n");
+    w("file.unknownext", b"unknown\n");
+    w("sub/index.html", b"sub index\n");
+    w("sub/page.html", b"sub page\n");
+    std::fs::create_dir_all(p.join("empty")).unwrap();
+    w(".hidden", b"secret\n");
+    w(
+        ".well-known/security.txt",
+        b"Contact: mailto:security@example.com\n",
+    );
+    w("\u{fc}n\u{ef} c\u{f6}d\u{e9}.txt", b"unicode name\n");
+    w("with space.txt", b"spaced\n");
+    w("big.bin", &big_pattern(1024 * 1024));
+    dir
+}
+
+pub fn big_pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// First value of a header, case-insensitive.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads until EOF (or a reset, which ends the stream too).
+pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
+            Err(e) => panic!("read failed after {} bytes: {e}", out.len()),
+        }
+    }
+}
+
+/// Reads one response from a stream: head, then a body framed by
+/// Content-Length (none for HEAD, 1xx, 204, 304). Returns None on a clean
+/// EOF before any byte.
+pub fn read_response(s: &mut TcpStream, head_request: bool) -> Option<Resp> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(0) if head.is_empty() => return None,
+            Ok(0) => panic!(
+                "EOF inside a response head: {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+            Ok(_) => head.push(byte[0]),
+            Err(e) => panic!(
+                "read failed inside a head ({:?}): {e}",
+                String::from_utf8_lossy(&head)
+            ),
+        }
+    }
+    let text = String::from_utf8(head).expect("ASCII head");
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap();
+    assert!(
+        status_line.starts_with("HTTP/1.1 "),
+        "status line {status_line:?}"
+    );
+    let status: u16 = status_line[9..12].parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').expect("header colon");
+            (n.to_string(), v.trim().to_string())
+        })
+        .collect();
+    let mut resp = Resp {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let no_body = head_request || status < 200 || status == 204 || status == 304;
+    if !no_body {
+        let len: usize = resp
+            .header("content-length")
+            .expect("Content-Length on every response")
+            .parse()
+            .unwrap();
+        resp.body = vec![0; len];
+        s.read_exact(&mut resp.body).unwrap();
+    }
+    Some(resp)
+}
+
+/// Splits a byte stream of several responses (to requests that are not HEAD).
+pub fn parse_responses(mut bytes: &[u8]) -> Vec<Resp> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("complete head")
+            + 4;
+        let text = std::str::from_utf8(&bytes[..end]).unwrap();
+        let mut lines = text.split("\r\n");
+        let status: u16 = lines.next().unwrap()[9..12].parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap();
+                (n.to_string(), v.trim().to_string())
+            })
+            .collect();
+        let mut resp = Resp {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let len: usize = if status == 304 || status == 204 {
+            0
+        } else {
+            resp.header("content-length")
+                .map_or(0, |v| v.parse().unwrap())
+        };
+        resp.body = bytes[end..end + len].to_vec();
+        bytes = &bytes[end + len..];
+        out.push(resp);
+    }
+    out
+}
