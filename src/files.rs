@@ -8,12 +8,14 @@
 //! checks that it is still under the canonical root, so a symlink cannot
 //! lead out either, unless that was asked for.
 
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, percent_encode};
@@ -140,6 +142,8 @@ impl Default for FilesOptions {
 #[derive(Debug, Clone)]
 pub struct StaticFiles {
     root: PathBuf,
+    /// The root opened as a directory, for `openat2(RESOLVE_BENEATH)`.
+    root_dir: Arc<File>,
     options: FilesOptions,
 }
 
@@ -164,8 +168,13 @@ impl StaticFiles {
                 format!("{}: not a directory", root.display()),
             ));
         }
+        let root_dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&canonical)?;
         Ok(StaticFiles {
             root: canonical,
+            root_dir: Arc::new(root_dir),
             options,
         })
     }
@@ -177,15 +186,34 @@ impl StaticFiles {
 
     /// Opens `rel` under the root without following anything out of it.
     ///
-    /// The file is opened with `O_NONBLOCK` so that a FIFO cannot block the
-    /// worker, and its type is checked on the open descriptor, not the path,
-    /// so a file swapped after the check is still the file checked.
+    /// The fast path is one `openat2(RESOLVE_BENEATH)` relative to the root
+    /// directory: the kernel itself refuses any resolution, `..` or symlink,
+    /// that would leave the root, with no window between check and open.
+    /// When it refuses (or the kernel is older than 5.6), the canonical path
+    /// decides: an absolute symlink that lands inside the root is allowed.
+    ///
+    /// Files are opened with `O_NONBLOCK` so that a FIFO cannot block the
+    /// worker, and the type is checked on the open descriptor, not the path.
     fn open(&self, rel: &Path) -> io::Result<Opened> {
-        let joined = self.root.join(rel);
-        let path = if self.options.follow_symlinks {
-            joined
+        let path = self.root.join(rel);
+        if !self.options.follow_symlinks {
+            match open_beneath(&self.root_dir, rel) {
+                Ok(file) => {
+                    let meta = file.metadata()?;
+                    return Ok(Opened { file, meta, path });
+                }
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EXDEV | libc::ENOSYS | libc::EPERM)
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let target = if self.options.follow_symlinks {
+            path.clone()
         } else {
-            let canonical = fs::canonicalize(&joined)?;
+            let canonical = fs::canonicalize(&path)?;
             if !canonical.starts_with(&self.root) {
                 return Err(io::Error::new(io::ErrorKind::NotFound, "outside the root"));
             }
@@ -198,7 +226,7 @@ impl StaticFiles {
         let file = OpenOptions::new()
             .read(true)
             .custom_flags(flags)
-            .open(&path)?;
+            .open(&target)?;
         let meta = file.metadata()?;
         Ok(Opened { file, meta, path })
     }
@@ -284,6 +312,47 @@ impl Handler for StaticFiles {
         }
         self.not_found()
     }
+}
+
+/// `openat2(dir, rel, O_RDONLY | O_NONBLOCK, RESOLVE_BENEATH |
+/// RESOLVE_NO_MAGICLINKS)`.
+fn open_beneath(dir: &File, rel: &Path) -> io::Result<File> {
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let c_rel = CString::new(rel.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    /// `struct open_how` from linux/openat2.h (libc's is non-exhaustive).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `dir` is an open directory descriptor for the duration of the
+    // call, `c_rel` is a NUL-terminated string and `how` a valid `open_how`
+    // whose size is passed alongside it.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c_rel.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat2 returned a new descriptor that nothing else owns.
+    Ok(unsafe { File::from_raw_fd(fd as RawFd) })
 }
 
 /// The `Content-Type` for a file, by extension. Text types say they are
