@@ -61,6 +61,50 @@ pub struct Cli {
     /// Follow symlinks that point outside the directory.
     #[arg(long)]
     pub follow_symlinks: bool,
+
+    /// List directories that have no index file.
+    #[arg(long)]
+    pub listing: bool,
+
+    /// Do not serve precompressed `.br`/`.gz` siblings.
+    #[arg(long)]
+    pub no_precompressed: bool,
+
+    /// `Cache-Control` value for file responses.
+    #[arg(long, value_name = "VALUE")]
+    pub cache_control: Option<String>,
+
+    /// Extra response header, `"Name: value"`; repeatable.
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+
+    /// Allow cross-origin requests from anywhere and answer preflights.
+    #[arg(long)]
+    pub cors: bool,
+
+    /// Serve the root index for unknown paths without an extension.
+    #[arg(long)]
+    pub spa: bool,
+
+    /// Index file name for directories; repeatable [default: index.html].
+    #[arg(long = "index", value_name = "NAME")]
+    pub index: Vec<String>,
+}
+
+/// `Name: value`, with a token name and a value free of control characters,
+/// so a flag cannot inject a header line.
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s.split_once(':').ok_or("expected \"Name: value\"")?;
+    let name = name.trim();
+    let value = value.trim();
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(format!("invalid header name {name:?}"));
+    }
+    if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+        return Err("control character in header value".into());
+    }
+    Ok((name.to_string(), value.to_string()))
 }
 
 impl Cli {
@@ -70,7 +114,17 @@ impl Cli {
             root: self.directory.clone(),
             files: FilesOptions {
                 follow_symlinks: self.follow_symlinks,
-                ..FilesOptions::default()
+                index: if self.index.is_empty() {
+                    FilesOptions::default().index
+                } else {
+                    self.index.clone()
+                },
+                precompressed: !self.no_precompressed,
+                listing: self.listing,
+                cache_control: self.cache_control.clone(),
+                headers: self.headers.clone(),
+                cors: self.cors,
+                spa: self.spa,
             },
             workers: self.workers.unwrap_or(0),
             stack_size: self.stack_size,

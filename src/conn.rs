@@ -20,7 +20,7 @@ use crate::handler::Handler;
 use crate::request::{
     ChunkedDecoder, Framing, Limits, ParseError, Request, Status, Version, parse_head,
 };
-use crate::response::{Body, ConnectionField, Response, write_head};
+use crate::response::{Body, ConnectionField, Part, Response, write_head};
 
 /// A byte stream a connection can be served over.
 pub trait Transport: Read + Write {
@@ -305,6 +305,9 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
             }
         });
         if ok.is_err() {
+            // What is batched (earlier responses, perhaps a truncated one) still
+            // goes out; the close tells the client the last one fell short.
+            let _ = self.flush();
             return false;
         }
         if !keep_alive {
@@ -320,28 +323,39 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
                 self.wbuf.extend_from_slice(&b);
                 Ok(())
             }
-            Body::File { file, offset, len } if len <= INLINE_FILE_MAX => {
-                let start = self.wbuf.len();
-                self.wbuf.resize(start + len as usize, 0);
-                let mut filled = 0;
-                while filled < len as usize {
-                    let n =
-                        file.read_at(&mut self.wbuf[start + filled..], offset + filled as u64)?;
-                    if n == 0 {
-                        // The file shrank after we promised its length: the
-                        // only honest thing left is to close.
-                        self.wbuf.truncate(start);
-                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
+            Body::File { file, offset, len } => self.queue_file(&file, offset, len),
+            Body::Parts { file, parts } => {
+                for part in parts {
+                    match part {
+                        Part::Bytes(b) => self.wbuf.extend_from_slice(&b),
+                        Part::File { offset, len } => self.queue_file(&file, offset, len)?,
                     }
-                    filled += n;
                 }
                 Ok(())
             }
-            Body::File { file, offset, len } => {
-                self.flush()?;
-                self.io.send_file(&file, offset, len)
-            }
         }
+    }
+
+    /// Small pieces are copied into the batch; large ones are streamed.
+    fn queue_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+        if len > INLINE_FILE_MAX {
+            self.flush()?;
+            return self.io.send_file(file, offset, len);
+        }
+        let start = self.wbuf.len();
+        self.wbuf.resize(start + len as usize, 0);
+        let mut filled = 0;
+        while filled < len as usize {
+            let n = file.read_at(&mut self.wbuf[start + filled..], offset + filled as u64)?;
+            if n == 0 {
+                // The file shrank after we promised its length: the only
+                // honest thing left is to close.
+                self.wbuf.truncate(start);
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
+            }
+            filled += n;
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {

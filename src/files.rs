@@ -20,9 +20,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, percent_encode};
 
+use crate::conditional::{self, Precondition, Validators};
 use crate::handler::Handler;
+use crate::range::{self, Ranges};
 use crate::request::{Method, Request};
-use crate::response::{Body, Response};
+use crate::response::{Body, Part, Response};
 
 /// Why a request path does not name anything under the root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,16 @@ impl SafePath {
     /// The path relative to the root: no leading `/`, no `.` or `..`.
     pub fn relative(&self) -> PathBuf {
         self.segments.iter().map(|s| OsStr::from_bytes(s)).collect()
+    }
+
+    /// The decoded path for display, with leading and trailing `/`.
+    pub fn display_path(&self) -> String {
+        let mut path = String::from("/");
+        for seg in &self.segments {
+            path.push_str(&String::from_utf8_lossy(seg));
+            path.push('/');
+        }
+        path
     }
 
     /// Whether the request path ended in `/`.
@@ -127,6 +139,19 @@ pub struct FilesOptions {
     pub follow_symlinks: bool,
     /// File names that serve a directory, tried in order.
     pub index: Vec<String>,
+    /// Serve `foo.br` / `foo.gz` for `foo` when the client accepts them.
+    pub precompressed: bool,
+    /// Render a listing for directories without an index file.
+    pub listing: bool,
+    /// `Cache-Control` for file responses.
+    pub cache_control: Option<String>,
+    /// Extra header fields on every response.
+    pub headers: Vec<(String, String)>,
+    /// `Access-Control-Allow-Origin: *` and answers to CORS preflights.
+    pub cors: bool,
+    /// Answer unknown paths without an extension with the root index
+    /// (single-page apps).
+    pub spa: bool,
 }
 
 impl Default for FilesOptions {
@@ -134,9 +159,18 @@ impl Default for FilesOptions {
         FilesOptions {
             follow_symlinks: false,
             index: vec!["index.html".into()],
+            precompressed: true,
+            listing: false,
+            cache_control: None,
+            headers: Vec::new(),
+            cors: false,
+            spa: false,
         }
     }
 }
+
+/// Precompressed siblings, in order of preference when q-values tie.
+const CODINGS: [(&str, &str); 2] = [("br", ".br"), ("gzip", ".gz")];
 
 /// Serves the files under one directory.
 #[derive(Debug, Clone)]
@@ -231,17 +265,133 @@ impl StaticFiles {
         Ok(Opened { file, meta, path })
     }
 
-    fn serve_file(&self, opened: Opened) -> Response {
-        let Opened { file, meta, path } = opened;
-        let mut resp = Response::new(200).header("Content-Type", content_type(&path));
-        if let Ok(mtime) = meta.modified() {
-            resp = resp.header("Last-Modified", httpdate::fmt_http_date(mtime));
+    /// Serves a regular file: picks the representation (precompressed or
+    /// not), evaluates preconditions, then ranges.
+    fn serve_file(&self, req: &Request, opened: Opened) -> Response {
+        let content_type = content_type(&opened.path);
+        let (opened, coding, vary) = self.negotiate(req, opened);
+        let Opened { file, meta, .. } = opened;
+        let validators = Validators::of(&meta, coding);
+        let mut headers = vec![("ETag".to_string(), validators.etag.clone())];
+        if let Some(mtime) = validators.last_modified {
+            headers.push(("Last-Modified".into(), httpdate::fmt_http_date(mtime)));
         }
-        resp.body(Body::File {
-            file,
-            offset: 0,
-            len: meta.len(),
-        })
+        if let Some(cc) = &self.options.cache_control {
+            headers.push(("Cache-Control".into(), cc.clone()));
+        }
+        if vary {
+            headers.push(("Vary".into(), "Accept-Encoding".into()));
+        }
+        let with = |mut resp: Response, headers: Vec<(String, String)>| {
+            for (n, v) in headers {
+                resp = resp.header(n, v);
+            }
+            resp
+        };
+        match conditional::evaluate(req, &validators) {
+            Precondition::Proceed => {}
+            // §15.4.5: a 304 carries the validators and caching fields.
+            Precondition::NotModified => return with(Response::new(304), headers),
+            Precondition::Failed => return Response::error(412),
+        }
+        headers.push(("Accept-Ranges".into(), "bytes".into()));
+        let mut resp = Response::new(200).header("Content-Type", content_type.clone());
+        if let Some(coding) = coding {
+            resp = resp.header("Content-Encoding", coding);
+        }
+        let len = meta.len();
+        let ranges = match req.header_str("range") {
+            // §14.2: Range is defined for GET only; HEAD gets the 200 headers.
+            Some(value)
+                if *req.method() == Method::Get
+                    && conditional::if_range_allows(req, &validators) =>
+            {
+                range::parse_ranges(value, len)
+            }
+            _ => Ranges::Ignore,
+        };
+        match ranges {
+            Ranges::Ignore => with(resp, headers).body(Body::File {
+                file,
+                offset: 0,
+                len,
+            }),
+            Ranges::Unsatisfiable => with(Response::error(416), headers)
+                .header("Content-Range", format!("bytes */{len}")),
+            Ranges::Satisfiable(ranges) if ranges.len() == 1 => {
+                let r = &ranges[0];
+                let mut resp = with(resp, headers);
+                resp.set_status(206);
+                resp.header(
+                    "Content-Range",
+                    format!("bytes {}-{}/{len}", r.start, r.end - 1),
+                )
+                .body(Body::File {
+                    file,
+                    offset: r.start,
+                    len: r.end - r.start,
+                })
+            }
+            Ranges::Satisfiable(ranges) => {
+                let boundary = boundary();
+                let mut parts = Vec::with_capacity(ranges.len() * 2 + 1);
+                for r in &ranges {
+                    let head = format!(
+                        "\r\n--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {}-{}/{len}\r\n\r\n",
+                        r.start,
+                        r.end - 1
+                    );
+                    parts.push(Part::Bytes(Bytes::from(head)));
+                    parts.push(Part::File {
+                        offset: r.start,
+                        len: r.end - r.start,
+                    });
+                }
+                parts.push(Part::Bytes(Bytes::from(format!("\r\n--{boundary}--\r\n"))));
+                let mut resp = with(Response::new(206), headers).header(
+                    "Content-Type",
+                    format!("multipart/byteranges; boundary={boundary}"),
+                );
+                if let Some(coding) = coding {
+                    resp = resp.header("Content-Encoding", coding);
+                }
+                resp.body(Body::Parts { file, parts })
+            }
+        }
+    }
+
+    /// Picks a precompressed sibling if the client accepts one. Returns the
+    /// file to send, its content coding, and whether the response varies by
+    /// `Accept-Encoding` (it does whenever a sibling exists).
+    fn negotiate(&self, req: &Request, opened: Opened) -> (Opened, Option<&'static str>, bool) {
+        if !self.options.precompressed {
+            return (opened, None, false);
+        }
+        let Ok(rel) = opened.path.strip_prefix(&self.root).map(Path::to_path_buf) else {
+            return (opened, None, false);
+        };
+        let accept = req.header_str("accept-encoding").unwrap_or("");
+        let mut best: Option<(f32, &'static str, Opened)> = None;
+        let mut vary = false;
+        for (coding, suffix) in CODINGS {
+            let mut name = rel.clone().into_os_string();
+            name.push(suffix);
+            let Ok(sibling) = self.open(Path::new(&name)) else {
+                continue;
+            };
+            if !sibling.meta.is_file() {
+                continue;
+            }
+            vary = true;
+            let q = accept_q(accept, coding);
+            if q > 0.0 && best.as_ref().is_none_or(|(bq, _, _)| q > *bq) {
+                best = Some((q, coding, sibling));
+            }
+        }
+        match best {
+            Some((_, coding, sibling)) => (sibling, Some(coding), vary),
+            None => (opened, None, vary),
+        }
     }
 
     /// The 404 page: the root's `404.html` if there is one, else a built-in
@@ -264,18 +414,56 @@ impl StaticFiles {
             .body(Body::Bytes(body))
     }
 
-    fn open_failed(&self, err: &io::Error) -> Response {
+    fn open_failed(&self, req: &Request, err: &io::Error) -> Response {
         match err.kind() {
             io::ErrorKind::PermissionDenied => Response::error(403),
-            _ => self.not_found(),
+            _ => self.missing(req),
         }
     }
-}
 
-impl Handler for StaticFiles {
-    fn handle(&self, req: &Request) -> Response {
+    /// A path that names nothing: the SPA's index for extension-less paths
+    /// when `spa` is on, else 404.
+    fn missing(&self, req: &Request) -> Response {
+        let last = req.path().rsplit('/').next().unwrap_or("");
+        if self.options.spa && !last.contains('.') {
+            for index in &self.options.index {
+                if let Ok(o) = self.open(Path::new(index))
+                    && o.meta.is_file()
+                {
+                    return self.serve_file(req, o);
+                }
+            }
+        }
+        self.not_found()
+    }
+
+    /// Answers a CORS preflight (an OPTIONS request when `cors` is on).
+    fn preflight(&self, req: &Request) -> Response {
+        let mut resp = Response::new(204)
+            .header("Allow", "GET, HEAD, OPTIONS")
+            .header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+            .header("Access-Control-Max-Age", "86400");
+        if let Some(h) = req.header_str("access-control-request-headers") {
+            resp = resp.header("Access-Control-Allow-Headers", h);
+        }
+        resp
+    }
+
+    /// Adds the fields every response of this handler carries.
+    fn decorate(&self, mut resp: Response) -> Response {
+        if self.options.cors {
+            resp = resp.header("Access-Control-Allow-Origin", "*");
+        }
+        for (n, v) in &self.options.headers {
+            resp = resp.header(n.clone(), v.clone());
+        }
+        resp
+    }
+
+    fn respond(&self, req: &Request) -> Response {
         match req.method() {
             Method::Get | Method::Head => {}
+            Method::Options if self.options.cors => return self.preflight(req),
             m if m.is_standard() => return Response::error(405).header("Allow", "GET, HEAD"),
             _ => return Response::error(501),
         }
@@ -287,10 +475,10 @@ impl Handler for StaticFiles {
         let rel = safe.relative();
         let opened = match self.open(&rel) {
             Ok(o) => o,
-            Err(e) => return self.open_failed(&e),
+            Err(e) => return self.open_failed(req, &e),
         };
         if opened.meta.is_file() {
-            return self.serve_file(opened);
+            return self.serve_file(req, opened);
         }
         if !opened.meta.is_dir() {
             // FIFOs, sockets, devices: never served.
@@ -306,12 +494,62 @@ impl Handler for StaticFiles {
         }
         for index in &self.options.index {
             match self.open(&rel.join(index)) {
-                Ok(o) if o.meta.is_file() => return self.serve_file(o),
+                Ok(o) if o.meta.is_file() => return self.serve_file(req, o),
                 _ => continue,
             }
         }
+        if self.options.listing {
+            let dir = self.root.join(&rel);
+            return match crate::listing::render_listing(&dir, &safe.display_path()) {
+                Ok(html) => Response::new(200)
+                    .header("Content-Type", "text/html; charset=utf-8")
+                    .body(Body::Bytes(Bytes::from(html))),
+                Err(e) => self.open_failed(req, &e),
+            };
+        }
         self.not_found()
     }
+}
+
+impl Handler for StaticFiles {
+    fn handle(&self, req: &Request) -> Response {
+        self.decorate(self.respond(req))
+    }
+}
+
+/// The q-value `Accept-Encoding` gives `coding` (RFC 9110 §12.5.3): its own
+/// entry, else `*`, else 0 (not acceptable).
+fn accept_q(accept: &str, coding: &str) -> f32 {
+    let mut star = None;
+    for item in accept.split(',') {
+        let mut params = item.split(';');
+        let name = params.next().unwrap_or("").trim();
+        let q = params
+            .find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("q")
+                    .then(|| v.trim().parse::<f32>().ok())?
+            })
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0);
+        if name.eq_ignore_ascii_case(coding) {
+            return q;
+        }
+        if name == "*" {
+            star = Some(q);
+        }
+    }
+    star.unwrap_or(0.0)
+}
+
+/// A multipart boundary no file is likely to contain.
+fn boundary() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    format!(
+        "coserve{:016x}",
+        RandomState::new().hash_one(std::time::SystemTime::now())
+    )
 }
 
 /// `openat2(dir, rel, O_RDONLY | O_NONBLOCK, RESOLVE_BENEATH |

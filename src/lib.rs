@@ -1,10 +1,13 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod conditional;
 pub mod conn;
 mod engine;
 pub mod files;
 pub mod handler;
+pub mod listing;
+pub mod range;
 pub mod request;
 pub mod response;
 pub mod server;
@@ -12,5 +15,5 @@ pub mod server;
 pub use files::{FilesOptions, StaticFiles};
 pub use handler::Handler;
 pub use request::{Limits, Method, ParseError, Request, Version};
-pub use response::{Body, Response};
+pub use response::{Body, Part, Response};
 pub use server::{Config, Server, ServerHandle};

@@ -31,6 +31,37 @@ pub enum Body {
         /// How many bytes to send.
         len: u64,
     },
+    /// Bytes in memory interleaved with pieces of one file: a
+    /// `multipart/byteranges` body.
+    Parts {
+        /// The open file the [`Part::File`] pieces come from.
+        file: File,
+        /// The pieces, in order.
+        parts: Vec<Part>,
+    },
+}
+
+/// A piece of a [`Body::Parts`] body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// Bytes in memory (part headers, boundaries).
+    Bytes(Bytes),
+    /// `len` bytes of the file from `offset`.
+    File {
+        /// Where the piece starts in the file.
+        offset: u64,
+        /// How many bytes.
+        len: u64,
+    },
+}
+
+impl Part {
+    fn len(&self) -> u64 {
+        match self {
+            Part::Bytes(b) => b.len() as u64,
+            Part::File { len, .. } => *len,
+        }
+    }
 }
 
 impl Body {
@@ -40,6 +71,7 @@ impl Body {
             Body::Empty => 0,
             Body::Bytes(b) => b.len() as u64,
             Body::File { len, .. } => *len,
+            Body::Parts { parts, .. } => parts.iter().map(Part::len).sum(),
         }
     }
 
@@ -88,6 +120,11 @@ impl Response {
     pub fn body(mut self, body: Body) -> Response {
         self.body = body;
         self
+    }
+
+    /// Changes the status code.
+    pub fn set_status(&mut self, status: u16) {
+        self.status = status;
     }
 
     /// Asks the connection to close after this response.
