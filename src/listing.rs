@@ -52,12 +52,12 @@ const STYLE: &str = "\
 *{box-sizing:border-box}
 body{margin:0 auto;max-width:62rem;padding:2rem 1rem;font:15px/1.5 system-ui,-apple-system,\"Segoe UI\",Roboto,\"Noto Sans\",\"Liberation Sans\",sans-serif;color:var(--fg);background:var(--bg)}
 h1{font-size:1.4rem;font-weight:600;margin:0 0 1.25rem;overflow-wrap:anywhere}
-table{width:100%;border-collapse:collapse;border:1px solid var(--line);border-radius:6px}
+table{width:100%;border-collapse:collapse;border:1px solid var(--line)}
 th,td{padding:.4rem .8rem;text-align:left;border-bottom:1px solid var(--line)}
 th{background:var(--head);color:var(--muted);font-size:.8rem;font-weight:600;text-transform:uppercase;letter-spacing:.04em}
 tbody tr:hover{background:var(--hover)}
-td.n{overflow-wrap:anywhere}
-th.s,td.s{text-align:right}
+td.n{width:100%;overflow-wrap:anywhere}
+th.s,td.s{text-align:right;padding-left:2rem}
 td.s,td.m{white-space:nowrap;color:var(--muted);font-variant-numeric:tabular-nums}
 td.e{color:var(--muted);font-style:italic}
 a{color:var(--link);text-decoration:none}
@@ -85,8 +85,9 @@ struct Entry {
 ///
 /// Directories come first, then files, each group sorted by name
 /// (case-insensitively, then bytewise). Dotfiles are left out, and so are
-/// entries whose metadata cannot be read (such as dangling symlinks);
-/// symlinks are followed for their type, size and time. Fails only when
+/// entries whose metadata cannot be read (such as dangling symlinks) and
+/// entries that are neither files nor directories (FIFOs, sockets,
+/// devices); symlinks are followed for their type, size and time. Fails only when
 /// `dir` itself cannot be read.
 pub fn render_listing(dir: &Path, url_path: &str) -> io::Result<String> {
     let mut entries = read_entries(dir)?;
@@ -164,6 +165,10 @@ fn read_entries(dir: &Path) -> io::Result<Vec<Entry>> {
         let Ok(meta) = fs::metadata(entry.path()) else {
             continue;
         };
+        // FIFOs, sockets and devices are never served, so not listed.
+        if !meta.is_dir() && !meta.is_file() {
+            continue;
+        }
         let name = OsStr::from_bytes(raw).to_string_lossy().into_owned();
         entries.push(Entry {
             raw: raw.to_vec(),
@@ -355,6 +360,15 @@ mod tests {
         assert!(!html.contains(".git"));
         assert!(!html.contains("dangling"));
         assert_eq!(hrefs(&html), ["link.txt", "visible.txt"]);
+    }
+
+    #[test]
+    fn special_files_are_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("sock")).unwrap();
+        touch(dir.path(), "plain", 1);
+        let html = render_listing(dir.path(), "/").unwrap();
+        assert_eq!(hrefs(&html), ["plain"]);
     }
 
     #[test]

@@ -3,8 +3,13 @@
 
 mod util;
 
+mod browser;
 mod cli;
 mod client;
+mod conditional;
+mod encoding;
 mod files;
 mod limits;
+mod modes;
 mod protocol;
+mod ranges;

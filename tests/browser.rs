@@ -1,0 +1,509 @@
+//! The directory listing in a real browser: headless Chromium driven through
+//! chromedriver's W3C WebDriver HTTP API.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` packages. Without them the
+//! test fails when `CI` is set and is skipped (with a notice) otherwise.
+//!
+//! It also saves a screenshot of the listing to `target/listing.png`, and to
+//! `docs/listing.png` when `COSERVE_UPDATE_SCREENSHOT=1`.
+
+use std::fs::{self, File};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::util::{TestServer, start, test_config};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The key of an element reference in WebDriver responses.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+const ODD_NAME: &str = "<b>odd&name.txt";
+const ODD_BODY: &str = "contents of <b>odd&name.txt: 1 < 2 && 3 > 2";
+const SECRET: &str = "TOP-SECRET-dotfile-4b9e";
+
+/// Text files in the served root: (name, contents). Each is clicked in the
+/// browser and must come back byte for byte.
+const TEXT_FILES: &[(&str, &str)] = &[
+    (ODD_NAME, ODD_BODY),
+    ("100% done?.txt", "one hundred percent, question mark"),
+    ("notes #1.txt", "a hash in the name"),
+    ("it's \"quoted\".txt", "quotes in the name"),
+    (
+        "\u{fc}n\u{ef}c\u{f6}d\u{e9} \u{2713}.txt",
+        "UTF-8 in the name",
+    ),
+    ("README.md", "# Project\n\nRead me first."),
+];
+
+#[test]
+fn listing_in_a_browser() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        let msg = format!(
+            "the browser test needs {CHROMIUM} and {CHROMEDRIVER}: \
+             apt-get install -y chromium chromium-driver"
+        );
+        if std::env::var_os("CI").is_some() {
+            panic!("{msg}");
+        }
+        eprintln!("skipping listing_in_a_browser: {msg}");
+        return;
+    }
+
+    // Declared before the driver, so the browser is gone before the server
+    // shuts down.
+    let server = listing_server(make_tree());
+    let base = format!("http://{}/", server.addr);
+    let driver = Driver::start();
+
+    // The root listing.
+    driver.goto(&base);
+    assert_eq!(driver.title(), "Index of /");
+    assert_eq!(
+        driver.text(&driver.find("css selector", "h1")),
+        "Index of /"
+    );
+    save_screenshot(&driver.screenshot());
+
+    let source = driver.source();
+    assert!(!source.contains("secret"), "a dotfile is listed: {source}");
+    assert!(driver.find_all("partial link text", "secret").is_empty());
+    assert!(driver.find_all("link text", "../").is_empty());
+    // Directories first, then files, by name, case-insensitively.
+    let names: Vec<String> = driver
+        .find_all("css selector", "tbody a")
+        .iter()
+        .map(|el| driver.text(el))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "docs/",
+            "sub dir/",
+            "100% done?.txt",
+            ODD_NAME,
+            "archive.tar.gz",
+            "it's \"quoted\".txt",
+            "notes #1.txt",
+            "photo.jpg",
+            "README.md",
+            "\u{fc}n\u{ef}c\u{f6}d\u{e9} \u{2713}.txt",
+        ]
+    );
+    let row = driver.text(&driver.find("xpath", "//tr[td/a[text()='archive.tar.gz']]"));
+    assert_eq!(row, "archive.tar.gz 12 MiB 2024-03-09 14:30");
+
+    // Every awkward name links to its own file.
+    for (name, contents) in TEXT_FILES {
+        let link = driver.find("link text", name);
+        driver.click(&link);
+        let url = driver.current_url();
+        assert!(
+            url.starts_with(&base) && !url[base.len()..].contains('/'),
+            "{name}: {url}"
+        );
+        assert_eq!(driver.body_text(), *contents, "{name} at {url}");
+        driver.back();
+        assert_eq!(driver.title(), "Index of /");
+    }
+
+    // Into a directory whose name has a space, and back up.
+    driver.click(&driver.find("link text", "sub dir/"));
+    assert_eq!(driver.current_url(), format!("{base}sub%20dir/"));
+    assert_eq!(driver.title(), "Index of /sub dir/");
+    let inner = driver.find("link text", "inner file.txt");
+    assert_eq!(driver.find_all("link text", "../").len(), 1);
+    driver.click(&inner);
+    assert_eq!(driver.body_text(), "inside the sub dir");
+    driver.back();
+    driver.click(&driver.find("link text", "../"));
+    assert_eq!(driver.current_url(), base);
+    assert_eq!(driver.title(), "Index of /");
+}
+
+/// The real static-file handler with `listing` on (what `--listing` does),
+/// on 127.0.0.1:0, serving `site`.
+fn listing_server(site: tempfile::TempDir) -> TestServer {
+    let mut config = test_config(site.path());
+    config.files.listing = true;
+    let mut server = start(config);
+    server.site = Some(site);
+    server
+}
+
+/// The served tree, with fixed modification times so that the screenshot
+/// is the same on every run.
+fn make_tree() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    for (name, contents) in TEXT_FILES {
+        fs::write(p.join(name), contents).unwrap();
+    }
+    fs::create_dir(p.join("sub dir")).unwrap();
+    fs::write(p.join("sub dir/inner file.txt"), "inside the sub dir").unwrap();
+    fs::create_dir(p.join("docs")).unwrap();
+    fs::write(
+        p.join("docs/guide.html"),
+        "<!doctype html><title>guide</title>",
+    )
+    .unwrap();
+    fs::write(p.join(".secret"), SECRET).unwrap();
+    // Sparse: sizes without the bytes.
+    File::create(p.join("archive.tar.gz"))
+        .unwrap()
+        .set_len(12 * 1024 * 1024 + 300_000)
+        .unwrap();
+    File::create(p.join("photo.jpg"))
+        .unwrap()
+        .set_len(1_572_864)
+        .unwrap();
+
+    let times = [
+        ("archive.tar.gz", 1_709_994_600), // 2024-03-09 14:30
+        ("photo.jpg", 1_718_454_720),
+        ("README.md", 1_704_103_200),
+        ("docs/guide.html", 1_700_000_000),
+        ("docs", 1_700_000_000),
+        ("sub dir/inner file.txt", 1_712_345_678),
+        ("sub dir", 1_712_345_678),
+    ];
+    for (i, (name, _)) in TEXT_FILES.iter().enumerate() {
+        set_mtime(&p.join(name), 1_720_000_000 + 86_400 * 3 * i as u64);
+    }
+    for (name, secs) in times {
+        set_mtime(&p.join(name), secs);
+    }
+    dir
+}
+
+fn set_mtime(path: &Path, secs: u64) {
+    File::open(path)
+        .unwrap()
+        .set_modified(UNIX_EPOCH + Duration::from_secs(secs))
+        .unwrap();
+}
+
+/// Writes the screenshot to `target/listing.png`, and to `docs/listing.png`
+/// when `COSERVE_UPDATE_SCREENSHOT=1`.
+fn save_screenshot(png: &[u8]) {
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory")
+        .join("listing.png");
+    fs::write(&target, png).unwrap();
+    if std::env::var("COSERVE_UPDATE_SCREENSHOT").as_deref() == Ok("1") {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        fs::create_dir_all(&docs).unwrap();
+        fs::write(docs.join("listing.png"), png).unwrap();
+    }
+}
+
+/// A chromedriver process, started in a process group of its own. Dropping
+/// it kills the group: chromedriver and anything it started and left.
+struct Chromedriver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) has no memory-safety preconditions. The group is
+        // the one created for this child, which is not reaped yet (only
+        // `wait` below reaps it), so its id cannot have been reused.
+        unsafe {
+            libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Chromedriver {
+    /// Starts chromedriver on a port that was free a moment ago, logging to
+    /// `log`.
+    fn spawn(log: &Path) -> Chromedriver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn chromedriver");
+        Chromedriver { child, port }
+    }
+
+    /// Polls `GET /status` until chromedriver says it is ready (true), or
+    /// it exits or 20 s pass (false).
+    fn wait_ready(&mut self) -> bool {
+        let poll = agent(Duration::from_secs(2));
+        let url = format!("http://127.0.0.1:{}/status", self.port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(mut resp) = poll.get(&url).call()
+                && let Ok(text) = resp.body_mut().read_to_string()
+                && let Ok(v) = serde_json::from_str::<Value>(&text)
+                && v["value"]["ready"] == true
+            {
+                return true;
+            }
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        false
+    }
+}
+
+/// A WebDriver session in headless Chromium. Dropping it ends the session,
+/// which closes the browser, then stops chromedriver.
+struct Driver {
+    agent: ureq::Agent,
+    /// `http://127.0.0.1:PORT`
+    base: String,
+    session: Option<String>,
+    // Dropped after `drop` below has ended the session, in this order.
+    _chromedriver: Chromedriver,
+    /// Chromium's profile and chromedriver's log.
+    _tmp: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(id) = self.session.take() {
+            let _ = self
+                .agent
+                .delete(format!("{}/session/{id}", self.base))
+                .call();
+        }
+    }
+}
+
+impl Driver {
+    /// Starts chromedriver, waits until it is ready and opens a session.
+    fn start() -> Driver {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("chromedriver.log");
+        // The port may be taken again before chromedriver binds it; then
+        // chromedriver exits and another port is tried.
+        let chromedriver = (0..3)
+            .map(|_| Chromedriver::spawn(&log))
+            .find_map(|mut c| c.wait_ready().then_some(c))
+            .unwrap_or_else(|| {
+                let log = fs::read_to_string(&log).unwrap_or_default();
+                panic!("chromedriver did not become ready:\n{log}")
+            });
+        let mut driver = Driver {
+            agent: agent(Duration::from_secs(30)),
+            base: format!("http://127.0.0.1:{}", chromedriver.port),
+            session: None,
+            _chromedriver: chromedriver,
+            _tmp: tmp,
+        };
+        let profile = driver._tmp.path().join("profile");
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-proxy-server",
+                    "--window-size=1000,720",
+                    "--force-device-scale-factor=1",
+                    "--hide-scrollbars",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+            "timeouts": {"implicit": 0, "pageLoad": 20_000, "script": 10_000},
+        }}});
+        let value = driver.call("POST", "/session", Some(caps));
+        let id = value["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session id in {value}"))
+            .to_string();
+        driver.session = Some(id);
+        driver
+    }
+
+    /// One WebDriver command; returns its `value`, panicking on an error.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let result = match method {
+            "GET" => self.agent.get(&url).call(),
+            "DELETE" => self.agent.delete(&url).call(),
+            "POST" => self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(body.unwrap_or_else(|| json!({})).to_string()),
+            _ => unreachable!("{method}"),
+        };
+        let mut resp = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("{method} {path}: reading the response: {e}"));
+        let json: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e} in {text:?}"));
+        if status != 200 {
+            let v = &json["value"];
+            panic!(
+                "{method} {path}: {status} {}: {}",
+                v["error"],
+                v["message"].as_str().unwrap_or_default()
+            );
+        }
+        json["value"].clone()
+    }
+
+    /// A command on the session: `path` is what follows `/session/{id}`.
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let id = self.session.as_deref().expect("a session");
+        self.call(method, &format!("/session/{id}{path}"), body)
+    }
+
+    fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn back(&self) {
+        self.cmd("POST", "/back", None);
+    }
+
+    fn current_url(&self) -> String {
+        string(self.cmd("GET", "/url", None))
+    }
+
+    fn title(&self) -> String {
+        string(self.cmd("GET", "/title", None))
+    }
+
+    fn source(&self) -> String {
+        string(self.cmd("GET", "/source", None))
+    }
+
+    /// The one element found with `using` (`"link text"`, `"css selector"`,
+    /// `"xpath"`, ...); panics if there is none.
+    fn find(&self, using: &str, value: &str) -> String {
+        let v = self.cmd(
+            "POST",
+            "/element",
+            Some(json!({ "using": using, "value": value })),
+        );
+        element_id(&v)
+    }
+
+    /// Every element found with `using`.
+    fn find_all(&self, using: &str, value: &str) -> Vec<String> {
+        let v = self.cmd(
+            "POST",
+            "/elements",
+            Some(json!({ "using": using, "value": value })),
+        );
+        v.as_array()
+            .expect("an array")
+            .iter()
+            .map(element_id)
+            .collect()
+    }
+
+    fn click(&self, element: &str) {
+        self.cmd("POST", &format!("/element/{element}/click"), None);
+    }
+
+    /// An element's rendered text.
+    fn text(&self, element: &str) -> String {
+        string(self.cmd("GET", &format!("/element/{element}/text"), None))
+    }
+
+    /// The rendered text of the page's body.
+    fn body_text(&self) -> String {
+        self.text(&self.find("css selector", "body"))
+    }
+
+    /// A PNG of the viewport.
+    fn screenshot(&self) -> Vec<u8> {
+        base64_decode(&string(self.cmd("GET", "/screenshot", None)))
+    }
+}
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into()
+}
+
+fn string(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        other => panic!("expected a string, got {other}"),
+    }
+}
+
+fn element_id(v: &Value) -> String {
+    v[ELEMENT]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an element reference: {v}"))
+        .to_string()
+}
+
+/// Standard base64 (with or without padding; whitespace ignored).
+fn base64_decode(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' | b'\r' | b'\n' | b' ' => continue,
+            _ => panic!("invalid base64 byte {c:#x}"),
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn base64_decoder() {
+    assert_eq!(base64_decode(""), b"");
+    assert_eq!(base64_decode("Zg=="), b"f");
+    assert_eq!(base64_decode("Zm8="), b"fo");
+    assert_eq!(base64_decode("Zm9v"), b"foo");
+    assert_eq!(base64_decode("Zm9vYmFy"), b"foobar");
+    assert_eq!(base64_decode("/+8A"), [0xff, 0xef, 0x00]);
+}
