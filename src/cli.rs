@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use coserve::{Config, FilesOptions};
+use coserve::{Config, EngineKind, FilesOptions};
 
 /// A fast, safe HTTP/1.1 static-file server on may coroutines.
 #[derive(Debug, Parser)]
@@ -37,6 +37,11 @@ pub struct Cli {
     /// Do not write the access log.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// How connections are served: `coroutine` (one may coroutine each) or
+    /// `thread` (one OS thread each).
+    #[arg(long, value_name = "ENGINE", default_value = "coroutine")]
+    pub engine: EngineKind,
 
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
@@ -131,6 +136,7 @@ impl Cli {
             idle_timeout: Duration::from_secs(self.idle_timeout),
             header_timeout: Duration::from_secs(self.header_timeout),
             max_connections: self.max_connections,
+            engine: self.engine,
             ..Config::default()
         }
     }

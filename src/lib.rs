@@ -12,6 +12,7 @@ pub mod request;
 pub mod response;
 pub mod server;
 
+pub use engine::EngineKind;
 pub use files::{FilesOptions, StaticFiles};
 pub use handler::Handler;
 pub use request::{Limits, Method, ParseError, Request, Version};

@@ -1,7 +1,7 @@
 //! Binding, the accept loop, connection limits and graceful shutdown.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use socket2::{Domain, Socket, Type};
 
-use crate::conn::{ConnConfig, serve_connection};
-use crate::engine::coroutine::{self, CoStream};
+use crate::conn::{ConnConfig, Transport, serve_connection};
+use crate::engine::coroutine::{self, Coroutines};
+use crate::engine::thread::Threads;
+use crate::engine::{Engine, EngineKind};
 use crate::files::{FilesOptions, StaticFiles};
 use crate::handler::Handler;
 use crate::request::Limits;
@@ -54,6 +56,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Request size limits.
     pub limits: Limits,
+    /// How connections are served: a coroutine or an OS thread each.
+    pub engine: EngineKind,
 }
 
 impl Default for Config {
@@ -69,6 +73,7 @@ impl Default for Config {
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(10),
             limits: Limits::default(),
+            engine: EngineKind::Coroutine,
         }
     }
 }
@@ -155,7 +160,7 @@ impl Server {
     /// Starts accepting on a coroutine and returns a handle to stop it.
     pub fn spawn(self) -> io::Result<ServerHandle> {
         let addr = self.local_addr();
-        let listener = coroutine::listener(self.listener)?;
+        let engine = self.config.engine;
         let shared = Arc::new(Shared {
             addr,
             config: self.config.clone(),
@@ -172,8 +177,10 @@ impl Server {
             }),
             changed: Condvar::new(),
         });
-        let accept_shared = shared.clone();
-        coroutine::spawn(256 * 1024, move || accept_loop(listener, accept_shared))?;
+        match engine {
+            EngineKind::Coroutine => start::<Coroutines>(self.listener, shared.clone())?,
+            EngineKind::Thread => start::<Threads>(self.listener, shared.clone())?,
+        }
         Ok(ServerHandle { shared })
     }
 }
@@ -266,10 +273,15 @@ fn shutdown_read(fd: RawFd) {
     }
 }
 
-fn accept_loop(listener: may::net::TcpListener, shared: Arc<Shared>) {
+fn start<E: Engine>(listener: std::net::TcpListener, shared: Arc<Shared>) -> io::Result<()> {
+    let listener = E::listener(listener)?;
+    E::spawn(256 * 1024, move || accept_loop::<E>(listener, shared))
+}
+
+fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(5);
     loop {
-        let (stream, peer) = match listener.accept() {
+        let (stream, peer) = match E::accept(&listener) {
             Ok(pair) => pair,
             Err(e) => {
                 if shared.stopping.load(Ordering::Acquire) {
@@ -278,7 +290,7 @@ fn accept_loop(listener: may::net::TcpListener, shared: Arc<Shared>) {
                 // Out of descriptors or memory: accept would fail again at
                 // once, so wait instead of spinning.
                 log::warn!("accept: {e}");
-                may::coroutine::sleep(backoff);
+                E::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
@@ -288,15 +300,14 @@ fn accept_loop(listener: may::net::TcpListener, shared: Arc<Shared>) {
             break;
         }
         if shared.active.load(Ordering::Acquire) >= shared.config.max_connections {
-            reject(stream, &shared);
+            reject::<E>(stream, &shared);
             continue;
         }
-        let _ = stream.set_nodelay(true);
         shared.active.fetch_add(1, Ordering::AcqRel);
         let tracked = Tracked::new(&shared, stream.as_raw_fd());
         let conn_shared = shared.clone();
-        let spawned = coroutine::spawn(shared.config.stack_size, move || {
-            let mut io = CoStream::new(stream);
+        let spawned = E::spawn(shared.config.stack_size, move || {
+            let mut io = stream;
             serve_connection(
                 &mut io,
                 Some(peer),
@@ -308,7 +319,7 @@ fn accept_loop(listener: may::net::TcpListener, shared: Arc<Shared>) {
             drop(io);
         });
         if let Err(e) = spawned {
-            log::error!("cannot start a coroutine: {e}");
+            log::error!("cannot start a connection: {e}");
         }
     }
     drop(listener);
@@ -319,40 +330,41 @@ fn accept_loop(listener: may::net::TcpListener, shared: Arc<Shared>) {
 }
 
 /// Answers a connection over the limit with 503 and closes it, on a small
-/// coroutine of its own so the accept loop never waits on a client. Past a
-/// bound on those, the connection is just dropped.
-fn reject(stream: may::net::TcpStream, shared: &Arc<Shared>) {
+/// flow of control of its own so the accept loop never waits on a client.
+/// Past a bound on those, the connection is just dropped.
+fn reject<E: Engine>(mut io: E::Stream, shared: &Arc<Shared>) {
     const MAX_REJECTING: usize = 512;
     if shared.rejecting.fetch_add(1, Ordering::AcqRel) >= MAX_REJECTING {
         shared.rejecting.fetch_sub(1, Ordering::AcqRel);
         return;
     }
     let shared = shared.clone();
-    let spawned = coroutine::spawn(32 * 1024, move || {
-        let mut io = CoStream::new(stream);
+    let spawned = E::spawn(32 * 1024, move || {
         let mut head = BytesMut::new();
         let resp = Response::error(503).header("Retry-After", "1");
         write_head(&mut head, &resp, ConnectionField::Close);
         head.extend_from_slice(b"503 Service Unavailable\n");
-        let _ = io.stream.set_write_timeout(Some(Duration::from_secs(1)));
-        if io.stream.write_all(&head).is_ok()
-            && io.stream.shutdown(std::net::Shutdown::Write).is_ok()
+        let second = Some(Duration::from_secs(1));
+        if io.set_write_timeout(second).is_ok()
+            && io.write_all(&head).is_ok()
+            && io.shutdown_write().is_ok()
         {
             // Drain briefly so the close is a FIN, not a reset.
-            let _ = io.stream.set_read_timeout(Some(Duration::from_secs(1)));
+            let _ = io.set_read_timeout(second);
             let mut buf = [0u8; 1024];
             let mut total = 0;
             while total < 64 * 1024 {
-                match std::io::Read::read(&mut io.stream, &mut buf) {
+                match io.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => total += n,
                 }
             }
         }
+        drop(io);
         shared.rejecting.fetch_sub(1, Ordering::AcqRel);
     });
     if spawned.is_err() {
-        log::error!("cannot start a coroutine to refuse a connection");
+        log::error!("cannot start a flow of control to refuse a connection");
     }
 }
 

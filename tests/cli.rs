@@ -168,8 +168,12 @@ fn clf_line() -> Regex {
 }
 
 fn serve_request_and_stop(sig: libc::c_int) {
+    serve_request_and_stop_with(sig, &[]);
+}
+
+fn serve_request_and_stop_with(sig: libc::c_int, extra: &[&str]) {
     let site = make_site();
-    let mut server = Coserve::serve(site.path(), &[]);
+    let mut server = Coserve::serve(site.path(), extra);
     let addr = server.announced_addr();
     let r = get_root(addr);
     assert_eq!(r.status, 200);
@@ -201,6 +205,70 @@ fn serves_logs_and_exits_cleanly_on_sigterm() {
 #[test]
 fn serves_logs_and_exits_cleanly_on_sigint() {
     serve_request_and_stop(libc::SIGINT);
+}
+
+#[test]
+fn thread_engine_serves_and_stops_cleanly() {
+    serve_request_and_stop_with(libc::SIGTERM, &["--engine", "thread"]);
+}
+
+#[test]
+fn unknown_engine_is_an_error() {
+    let (status, stderr, _) = run(["--engine", "fibers"]);
+    assert!(!status.success());
+    assert!(stderr.contains("fibers"), "{stderr:?}");
+}
+
+#[test]
+fn issue_3_flags_reach_the_server() {
+    let site = make_site();
+    std::fs::write(site.path().join("sub/default.htm"), b"default page\n").unwrap();
+    let mut server = Coserve::serve(
+        site.path(),
+        &[
+            "--cors",
+            "--header",
+            "X-Frame-Options: DENY",
+            "--cache-control",
+            "max-age=5",
+            "--listing",
+            "--spa",
+            "--index",
+            "default.htm",
+            "--no-precompressed",
+        ],
+    );
+    let addr = server.announced_addr();
+    let get = |path: &str| {
+        let mut s = util::connect(addr);
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        util::read_response(&mut s, false).unwrap()
+    };
+    let r = get("/sub/");
+    assert_eq!(r.body, b"default page\n");
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert_eq!(r.header("cache-control"), Some("max-age=5"));
+    // `index.html` is no longer an index name, so the root is listed.
+    let r = get("/");
+    assert!(r.text().contains("Index of /"), "{}", r.text());
+    // --spa: an extension-less unknown path gets the first index name that
+    // exists at the root; there is none, so it is a 404.
+    assert_eq!(get("/client/route").status, 404);
+    server.signal(libc::SIGTERM);
+    assert!(server.finish().0.success());
+}
+
+#[test]
+fn a_header_flag_cannot_inject_a_line() {
+    for bad in ["No-Colon", "Bad Name: x", "X: a\r\nY: b", ": empty"] {
+        let (status, stderr, _) = run(["--header", bad]);
+        assert!(!status.success(), "{bad:?} accepted");
+        assert!(!stderr.is_empty());
+    }
 }
 
 #[test]
@@ -290,6 +358,15 @@ fn help_lists_the_flags() {
         "--idle-timeout",
         "--header-timeout",
         "--max-connections",
+        "--engine",
+        "--follow-symlinks",
+        "--listing",
+        "--no-precompressed",
+        "--cache-control",
+        "--header",
+        "--cors",
+        "--spa",
+        "--index",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}: {help}");
     }

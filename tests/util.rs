@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use coserve::{Config, Server, ServerHandle};
+use coserve::{Config, EngineKind, Server, ServerHandle};
 
 /// How long any single socket read in a test may block before the test fails
 /// (a safety net against hangs, not a synchronisation device).
@@ -69,10 +69,57 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// Quiet, short-grace defaults for tests.
+thread_local! {
+    /// The engine the current test runs under; set by `engine_tests!`.
+    static ENGINE: std::cell::Cell<EngineKind> = const { std::cell::Cell::new(EngineKind::Coroutine) };
+}
+
+/// Makes every server this test thread starts use `engine`.
+pub fn set_engine(engine: EngineKind) {
+    ENGINE.with(|e| e.set(engine));
+}
+
+/// The engine the current test runs under.
+pub fn engine() -> EngineKind {
+    ENGINE.with(|e| e.get())
+}
+
+/// Instantiates each test once per engine, as ripgrep does per regex
+/// engine: `engine_tests! { #[test] fn name() { ... } ... }` defines
+/// `coroutine::name` and `thread::name`. Helpers stay outside the macro.
+#[macro_export]
+macro_rules! engine_tests {
+    ($($(#[$meta:meta])* fn $name:ident() $body:block)*) => {
+        mod coroutine {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $(#[$meta])*
+                fn $name() {
+                    $crate::util::set_engine(coserve::EngineKind::Coroutine);
+                    $body
+                }
+            )*
+        }
+        mod thread {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $(#[$meta])*
+                fn $name() {
+                    $crate::util::set_engine(coserve::EngineKind::Thread);
+                    $body
+                }
+            )*
+        }
+    };
+}
+
+/// Quiet, short-grace defaults for tests, on the current test's engine.
 pub fn test_config(root: impl Into<PathBuf>) -> Config {
     Config {
         shutdown_grace: Duration::from_secs(5),
+        engine: engine(),
         ..Config::new(root)
     }
 }

@@ -3,11 +3,12 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
+use super::Engine;
 use crate::conn::Transport;
 
 /// A may TCP stream as a [`Transport`].
@@ -69,47 +70,54 @@ impl Transport for CoStream {
     /// so that a client that stops reading cannot hold it forever. may's own
     /// `write` does exactly that (it honours the write timeout), so the next
     /// few KiB go through it and sendfile resumes after them.
-    fn send_file(&mut self, file: &File, mut offset: u64, len: u64) -> io::Result<()> {
-        let end = offset + len;
+    fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
         let sock = self.stream.as_raw_fd();
-        let src = file.as_raw_fd();
+        let stream = &mut self.stream;
         let mut chunk = [0u8; 4096];
-        while offset < end {
-            let count = (end - offset).min(1 << 30) as usize;
-            let mut off = offset as libc::off_t;
-            // SAFETY: `sock` and `src` are open descriptors borrowed from
-            // `self` and `file`, which outlive the call; `off` is a valid,
-            // exclusive pointer for its duration.
-            let n = unsafe { libc::sendfile(sock, src, &mut off, count) };
-            if n > 0 {
-                offset += n as u64;
-                continue;
-            }
-            if n == 0 {
+        super::sendfile_loop(sock, file, offset, len, |offset, end| {
+            let want = (end - offset).min(chunk.len() as u64) as usize;
+            let got = file.read_at(&mut chunk[..want], offset)?;
+            if got == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "file shrank while being sent",
                 ));
             }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => {
-                    let want = (end - offset).min(chunk.len() as u64) as usize;
-                    let got = file.read_at(&mut chunk[..want], offset)?;
-                    if got == 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "file shrank while being sent",
-                        ));
-                    }
-                    self.stream.write_all(&chunk[..got])?;
-                    offset += got as u64;
-                }
-                _ => return Err(err),
-            }
-        }
-        Ok(())
+            stream.write_all(&chunk[..got])?;
+            Ok(got as u64)
+        })
+    }
+}
+
+impl AsRawFd for CoStream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream.as_raw_fd()
+    }
+}
+
+/// The coroutine engine.
+pub(crate) struct Coroutines;
+
+impl Engine for Coroutines {
+    type Listener = may::net::TcpListener;
+    type Stream = CoStream;
+
+    fn listener(std: std::net::TcpListener) -> io::Result<may::net::TcpListener> {
+        listener(std)
+    }
+
+    fn accept(listener: &may::net::TcpListener) -> io::Result<(CoStream, SocketAddr)> {
+        let (stream, peer) = listener.accept()?;
+        let _ = stream.set_nodelay(true);
+        Ok((CoStream::new(stream), peer))
+    }
+
+    fn spawn<F: FnOnce() + Send + 'static>(stack_bytes: usize, f: F) -> io::Result<()> {
+        spawn(stack_bytes, f)
+    }
+
+    fn sleep(d: Duration) {
+        may::coroutine::sleep(d);
     }
 }
 

@@ -1,0 +1,104 @@
+//! The thread engine: one OS thread per connection over blocking std
+//! sockets. The same connection code runs here; the kernel parks the thread
+//! instead of may parking a coroutine.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use super::Engine;
+use crate::conn::Transport;
+
+/// A blocking std stream as a [`Transport`].
+pub(crate) struct ThreadStream {
+    stream: TcpStream,
+    read_timeout: Option<Duration>,
+}
+
+impl Read for ThreadStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+}
+
+impl Write for ThreadStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+impl AsRawFd for ThreadStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+}
+
+impl Transport for ThreadStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if timeout != self.read_timeout {
+            self.stream.set_read_timeout(timeout)?;
+            self.read_timeout = timeout;
+        }
+        Ok(())
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.stream.set_write_timeout(timeout)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.stream.shutdown(Shutdown::Write)
+    }
+
+    /// `sendfile(2)` on a blocking socket: it blocks in the kernel, and the
+    /// socket's send timeout (SO_SNDTIMEO) turns a stalled client into
+    /// EAGAIN, reported as a timeout.
+    fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+        super::sendfile_loop(self.stream.as_raw_fd(), file, offset, len, |_, _| {
+            Err(io::Error::new(io::ErrorKind::TimedOut, "send timed out"))
+        })
+    }
+}
+
+/// The thread engine.
+pub(crate) struct Threads;
+
+impl Engine for Threads {
+    type Listener = TcpListener;
+    type Stream = ThreadStream;
+
+    fn listener(std: TcpListener) -> io::Result<TcpListener> {
+        std.set_nonblocking(false)?;
+        Ok(std)
+    }
+
+    fn accept(listener: &TcpListener) -> io::Result<(ThreadStream, SocketAddr)> {
+        let (stream, peer) = listener.accept()?;
+        let _ = stream.set_nodelay(true);
+        Ok((
+            ThreadStream {
+                stream,
+                read_timeout: None,
+            },
+            peer,
+        ))
+    }
+
+    fn spawn<F: FnOnce() + Send + 'static>(stack_bytes: usize, f: F) -> io::Result<()> {
+        // OS threads get at least 128 KiB: glibc and std need more than a
+        // coroutine's frames, and the pages are only committed when touched.
+        std::thread::Builder::new()
+            .stack_size(stack_bytes.max(128 * 1024))
+            .spawn(f)
+            .map(|_| ())
+    }
+
+    fn sleep(d: Duration) {
+        std::thread::sleep(d);
+    }
+}
