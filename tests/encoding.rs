@@ -77,205 +77,207 @@ fn assert_app(r: &Resp, coding: Option<&str>, what: &str) {
     assert!(varies_by_encoding(r), "{what}: no Vary: Accept-Encoding");
 }
 
-#[test]
-fn brotli_is_preferred_when_both_are_accepted() {
-    let server = server(true);
-    let r = accepting(&server, "/app.js", "gzip, br");
-    assert_app(&r, Some("br"), "gzip, br");
-    // HEAD has the same fields.
-    let h = request(
-        &server,
-        "HEAD",
-        "/app.js",
-        &[("Accept-Encoding", "gzip, br")],
-    );
-    assert_eq!(h.status, 200);
-    assert_eq!(h.header("content-encoding"), Some("br"));
-    assert_eq!(
-        h.header("content-length"),
-        Some(APP_BR.len().to_string().as_str())
-    );
-    assert_eq!(h.header("etag"), r.header("etag"));
-}
-
-#[test]
-fn gzip_when_only_gzip_is_accepted() {
-    let server = server(true);
-    let r = accepting(&server, "/app.js", "gzip");
-    assert_app(&r, Some("gzip"), "gzip");
-    let r = accepting(&server, "/app.js", "br");
-    assert_app(&r, Some("br"), "br");
-}
-
-#[test]
-fn q_values_are_respected() {
-    let server = server(true);
-    // RFC 9110 §12.5.3 (and §12.4.2 for weights): q=0 is "not acceptable",
-    // higher q wins, `*` matches codings not listed, codings are
-    // case-insensitive (§8.4.1).
-    for (accept, want) in [
-        ("br;q=0.5, gzip;q=1", Some("gzip")),
-        ("br;q=0.5, gzip", Some("gzip")),
-        ("gzip;q=0.8, br;q=0.9", Some("br")),
-        ("br;q=0, gzip", Some("gzip")),
-        ("br ; q=0 , gzip", Some("gzip")),
-        ("br;q=0, gzip;q=0", None),
-        ("br;q=0.000, gzip;q=0.0", None),
-        ("*", Some("br")),
-        ("*;q=0", None),
-        ("gzip, *;q=0", Some("gzip")),
-        ("br;q=0, *", Some("gzip")),
-        ("identity", None),
-        ("deflate, compress", None),
-        ("BR", Some("br")),
-        ("GZip", Some("gzip")),
-        ("", None),
-    ] {
-        let r = accepting(&server, "/app.js", accept);
-        assert_app(&r, want, &format!("Accept-Encoding: {accept:?}"));
-    }
-}
-
-#[test]
-fn identity_without_accept_encoding_and_vary_only_with_siblings() {
-    let server = server(true);
-    let r = get(&server, "/app.js", &[]);
-    assert_app(&r, None, "no Accept-Encoding");
-    assert_eq!(r.header("content-encoding"), None);
-
-    // A file without precompressed siblings does not vary.
-    for accept in [None, Some("gzip, br")] {
-        let headers: Vec<(&str, &str)> =
-            accept.map(|a| ("Accept-Encoding", a)).into_iter().collect();
-        let r = get(&server, "/style.css", &headers);
-        assert_eq!(r.status, 200);
-        assert_eq!(r.body, STYLE);
-        assert_eq!(r.header("content-encoding"), None, "{accept:?}");
-        assert_eq!(r.header("vary"), None, "{accept:?}");
-    }
-}
-
-#[test]
-fn a_file_with_only_a_gzip_sibling() {
-    let server = server(true);
-    let r = accepting(&server, "/only.css", "br, gzip");
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.body, ONLY_GZ);
-    assert_eq!(r.header("content-encoding"), Some("gzip"));
-    assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
-    assert!(varies_by_encoding(&r));
-
-    let r = accepting(&server, "/only.css", "br");
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.body, ONLY);
-    assert_eq!(r.header("content-encoding"), None);
-    assert!(varies_by_encoding(&r), "{r:?}");
-}
-
-#[test]
-fn each_encoding_has_its_own_etag() {
-    let server = server(true);
-    let tag = |accept: &str| {
-        let r = accepting(&server, "/app.js", accept);
-        assert_eq!(r.status, 200);
-        r.header("etag").expect("ETag").to_string()
-    };
-    let (identity, br, gzip) = (tag("identity"), tag("br"), tag("gzip"));
-    // RFC 9110 §8.8.3: different representations, different tags.
-    assert_ne!(identity, br);
-    assert_ne!(identity, gzip);
-    assert_ne!(br, gzip);
-    for t in [&identity, &br, &gzip] {
-        assert!(t.starts_with('"') && t.ends_with('"'), "{t}");
+crate::engine_tests! {
+    #[test]
+    fn brotli_is_preferred_when_both_are_accepted() {
+        let server = server(true);
+        let r = accepting(&server, "/app.js", "gzip, br");
+        assert_app(&r, Some("br"), "gzip, br");
+        // HEAD has the same fields.
+        let h = request(
+            &server,
+            "HEAD",
+            "/app.js",
+            &[("Accept-Encoding", "gzip, br")],
+        );
+        assert_eq!(h.status, 200);
+        assert_eq!(h.header("content-encoding"), Some("br"));
+        assert_eq!(
+            h.header("content-length"),
+            Some(APP_BR.len().to_string().as_str())
+        );
+        assert_eq!(h.header("etag"), r.header("etag"));
     }
 
-    // §13.1.2: revalidating the br representation while accepting br.
-    let r = get(
-        &server,
-        "/app.js",
-        &[("Accept-Encoding", "br"), ("If-None-Match", &br)],
-    );
-    assert_eq!(r.status, 304, "{r:?}");
-    assert_eq!(r.header("etag"), Some(br.as_str()));
-    // §15.4.5: a 304 carries the Vary the 200 would have.
-    assert!(varies_by_encoding(&r), "304 without Vary: {r:?}");
-
-    // The br tag does not validate the gzip or identity representation.
-    let r = get(
-        &server,
-        "/app.js",
-        &[("Accept-Encoding", "gzip"), ("If-None-Match", &br)],
-    );
-    assert_app(&r, Some("gzip"), "gzip with the br tag");
-    let r = get(&server, "/app.js", &[("If-None-Match", &br)]);
-    assert_app(&r, None, "identity with the br tag");
-    let r = get(&server, "/app.js", &[("If-None-Match", &identity)]);
-    assert_eq!(r.status, 304, "{r:?}");
-}
-
-#[test]
-fn precompressed_off_always_serves_identity() {
-    let server = server(false);
-    for accept in ["gzip, br", "br", "gzip", "*"] {
-        let r = accepting(&server, "/app.js", accept);
-        assert_eq!(r.status, 200, "{accept}");
-        assert_eq!(r.body, APP, "{accept}");
-        assert_eq!(r.header("content-encoding"), None, "{accept}");
-        assert_eq!(r.header("vary"), None, "{accept}");
+    #[test]
+    fn gzip_when_only_gzip_is_accepted() {
+        let server = server(true);
+        let r = accepting(&server, "/app.js", "gzip");
+        assert_app(&r, Some("gzip"), "gzip");
+        let r = accepting(&server, "/app.js", "br");
+        assert_app(&r, Some("br"), "br");
     }
-    let r = accepting(&server, "/only.css", "gzip");
-    assert_eq!(r.body, ONLY);
-    assert_eq!(r.header("content-encoding"), None);
-}
 
-#[test]
-fn ranges_apply_to_the_encoded_bytes() {
-    let server = server(true);
-    // RFC 9110 §14.1: ranges are of the selected representation's bytes,
-    // which for a content-coded response are the coded bytes (§8.4).
-    let r = get(
-        &server,
-        "/app.js",
-        &[("Accept-Encoding", "br"), ("Range", "bytes=0-5")],
-    );
-    assert_eq!(r.status, 206, "{r:?}");
-    assert_eq!(r.body, &APP_BR[..6]);
-    assert_eq!(r.header("content-encoding"), Some("br"));
-    assert_eq!(
-        r.header("content-range"),
-        Some(format!("bytes 0-5/{}", APP_BR.len()).as_str())
-    );
-    assert!(varies_by_encoding(&r));
+    #[test]
+    fn q_values_are_respected() {
+        let server = server(true);
+        // RFC 9110 §12.5.3 (and §12.4.2 for weights): q=0 is "not acceptable",
+        // higher q wins, `*` matches codings not listed, codings are
+        // case-insensitive (§8.4.1).
+        for (accept, want) in [
+            ("br;q=0.5, gzip;q=1", Some("gzip")),
+            ("br;q=0.5, gzip", Some("gzip")),
+            ("gzip;q=0.8, br;q=0.9", Some("br")),
+            ("br;q=0, gzip", Some("gzip")),
+            ("br ; q=0 , gzip", Some("gzip")),
+            ("br;q=0, gzip;q=0", None),
+            ("br;q=0.000, gzip;q=0.0", None),
+            ("*", Some("br")),
+            ("*;q=0", None),
+            ("gzip, *;q=0", Some("gzip")),
+            ("br;q=0, *", Some("gzip")),
+            ("identity", None),
+            ("deflate, compress", None),
+            ("BR", Some("br")),
+            ("GZip", Some("gzip")),
+            ("", None),
+        ] {
+            let r = accepting(&server, "/app.js", accept);
+            assert_app(&r, want, &format!("Accept-Encoding: {accept:?}"));
+        }
+    }
 
-    let r = get(
-        &server,
-        "/app.js",
-        &[("Accept-Encoding", "gzip"), ("Range", "bytes=-6")],
-    );
-    assert_eq!(r.status, 206, "{r:?}");
-    assert_eq!(r.body, &APP_GZ[APP_GZ.len() - 6..]);
-    assert_eq!(
-        r.header("content-range"),
-        Some(
-            format!(
-                "bytes {}-{}/{}",
-                APP_GZ.len() - 6,
-                APP_GZ.len() - 1,
-                APP_GZ.len()
+    #[test]
+    fn identity_without_accept_encoding_and_vary_only_with_siblings() {
+        let server = server(true);
+        let r = get(&server, "/app.js", &[]);
+        assert_app(&r, None, "no Accept-Encoding");
+        assert_eq!(r.header("content-encoding"), None);
+
+        // A file without precompressed siblings does not vary.
+        for accept in [None, Some("gzip, br")] {
+            let headers: Vec<(&str, &str)> =
+                accept.map(|a| ("Accept-Encoding", a)).into_iter().collect();
+            let r = get(&server, "/style.css", &headers);
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body, STYLE);
+            assert_eq!(r.header("content-encoding"), None, "{accept:?}");
+            assert_eq!(r.header("vary"), None, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_with_only_a_gzip_sibling() {
+        let server = server(true);
+        let r = accepting(&server, "/only.css", "br, gzip");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.body, ONLY_GZ);
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+        assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
+        assert!(varies_by_encoding(&r));
+
+        let r = accepting(&server, "/only.css", "br");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.body, ONLY);
+        assert_eq!(r.header("content-encoding"), None);
+        assert!(varies_by_encoding(&r), "{r:?}");
+    }
+
+    #[test]
+    fn each_encoding_has_its_own_etag() {
+        let server = server(true);
+        let tag = |accept: &str| {
+            let r = accepting(&server, "/app.js", accept);
+            assert_eq!(r.status, 200);
+            r.header("etag").expect("ETag").to_string()
+        };
+        let (identity, br, gzip) = (tag("identity"), tag("br"), tag("gzip"));
+        // RFC 9110 §8.8.3: different representations, different tags.
+        assert_ne!(identity, br);
+        assert_ne!(identity, gzip);
+        assert_ne!(br, gzip);
+        for t in [&identity, &br, &gzip] {
+            assert!(t.starts_with('"') && t.ends_with('"'), "{t}");
+        }
+
+        // §13.1.2: revalidating the br representation while accepting br.
+        let r = get(
+            &server,
+            "/app.js",
+            &[("Accept-Encoding", "br"), ("If-None-Match", &br)],
+        );
+        assert_eq!(r.status, 304, "{r:?}");
+        assert_eq!(r.header("etag"), Some(br.as_str()));
+        // §15.4.5: a 304 carries the Vary the 200 would have.
+        assert!(varies_by_encoding(&r), "304 without Vary: {r:?}");
+
+        // The br tag does not validate the gzip or identity representation.
+        let r = get(
+            &server,
+            "/app.js",
+            &[("Accept-Encoding", "gzip"), ("If-None-Match", &br)],
+        );
+        assert_app(&r, Some("gzip"), "gzip with the br tag");
+        let r = get(&server, "/app.js", &[("If-None-Match", &br)]);
+        assert_app(&r, None, "identity with the br tag");
+        let r = get(&server, "/app.js", &[("If-None-Match", &identity)]);
+        assert_eq!(r.status, 304, "{r:?}");
+    }
+
+    #[test]
+    fn precompressed_off_always_serves_identity() {
+        let server = server(false);
+        for accept in ["gzip, br", "br", "gzip", "*"] {
+            let r = accepting(&server, "/app.js", accept);
+            assert_eq!(r.status, 200, "{accept}");
+            assert_eq!(r.body, APP, "{accept}");
+            assert_eq!(r.header("content-encoding"), None, "{accept}");
+            assert_eq!(r.header("vary"), None, "{accept}");
+        }
+        let r = accepting(&server, "/only.css", "gzip");
+        assert_eq!(r.body, ONLY);
+        assert_eq!(r.header("content-encoding"), None);
+    }
+
+    #[test]
+    fn ranges_apply_to_the_encoded_bytes() {
+        let server = server(true);
+        // RFC 9110 §14.1: ranges are of the selected representation's bytes,
+        // which for a content-coded response are the coded bytes (§8.4).
+        let r = get(
+            &server,
+            "/app.js",
+            &[("Accept-Encoding", "br"), ("Range", "bytes=0-5")],
+        );
+        assert_eq!(r.status, 206, "{r:?}");
+        assert_eq!(r.body, &APP_BR[..6]);
+        assert_eq!(r.header("content-encoding"), Some("br"));
+        assert_eq!(
+            r.header("content-range"),
+            Some(format!("bytes 0-5/{}", APP_BR.len()).as_str())
+        );
+        assert!(varies_by_encoding(&r));
+
+        let r = get(
+            &server,
+            "/app.js",
+            &[("Accept-Encoding", "gzip"), ("Range", "bytes=-6")],
+        );
+        assert_eq!(r.status, 206, "{r:?}");
+        assert_eq!(r.body, &APP_GZ[APP_GZ.len() - 6..]);
+        assert_eq!(
+            r.header("content-range"),
+            Some(
+                format!(
+                    "bytes {}-{}/{}",
+                    APP_GZ.len() - 6,
+                    APP_GZ.len() - 1,
+                    APP_GZ.len()
+                )
+                .as_str()
             )
-            .as_str()
-        )
-    );
+        );
 
-    // Unsatisfiable against the coded length, though not the original's.
-    let r = get(
-        &server,
-        "/app.js",
-        &[("Accept-Encoding", "br"), ("Range", "bytes=15-")],
-    );
-    assert_eq!(r.status, 416, "{r:?}");
-    assert_eq!(
-        r.header("content-range"),
-        Some(format!("bytes */{}", APP_BR.len()).as_str())
-    );
+        // Unsatisfiable against the coded length, though not the original's.
+        let r = get(
+            &server,
+            "/app.js",
+            &[("Accept-Encoding", "br"), ("Range", "bytes=15-")],
+        );
+        assert_eq!(r.status, 416, "{r:?}");
+        assert_eq!(
+            r.header("content-range"),
+            Some(format!("bytes */{}", APP_BR.len()).as_str())
+        );
+    }
 }

@@ -38,51 +38,6 @@ fn site_with_outside() -> tempfile::TempDir {
     outer
 }
 
-#[test]
-fn directories_are_served_by_their_index() {
-    let server = start_site(|_| {});
-    let root = server.get("/");
-    assert_eq!(root.status, 200);
-    assert_eq!(root.body, INDEX);
-    assert_eq!(
-        root.header("content-type"),
-        Some("text/html; charset=utf-8")
-    );
-
-    let sub = server.get("/sub/");
-    assert_eq!(sub.status, 200);
-    assert_eq!(sub.body, b"sub index\n");
-
-    let page = server.get("/sub/page.html");
-    assert_eq!(page.status, 200);
-    assert_eq!(page.body, b"sub page\n");
-
-    let empty = server.get("/empty/");
-    assert_eq!(empty.status, 404, "a directory without an index");
-    assert_eq!(empty.body, CUSTOM_404);
-}
-
-#[test]
-fn directory_without_slash_redirects() {
-    let server = start_site(|_| {});
-    let r = server.get("/sub");
-    assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("/sub/"));
-
-    let r = server.get("/sub?x=1");
-    assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("/sub/?x=1"));
-
-    let r = server.get("/empty");
-    assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("/empty/"));
-
-    // The redirect target is followed to the index.
-    let r = server.get("/sub/?x=1");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body, b"sub index\n");
-}
-
 fn assert_safe_location(target: &str, r: &Resp) {
     if let Some(loc) = r.header("location") {
         assert!(
@@ -100,372 +55,419 @@ fn assert_safe_location(target: &str, r: &Resp) {
     }
 }
 
-#[test]
-fn redirects_never_point_off_site() {
-    let server = start_site(|_| {});
-    std::fs::create_dir(server.root().join("evil.example")).unwrap();
-    std::fs::create_dir(server.root().join("evil.example/sub")).unwrap();
-
-    // Targets that name the `evil.example` directory without a trailing
-    // slash, so the redirect path is taken.
-    let redirected = [
-        ("//evil.example", "/evil.example/"),
-        ("/%2fevil.example", "/evil.example/"),
-        ("/%2F%2Fevil.example", "/evil.example/"),
-        ("//%2fevil.example", "/evil.example/"),
-        ("///evil.example/sub", "/evil.example/sub/"),
-        ("/./evil.example", "/evil.example/"),
-        ("//evil.example//sub", "/evil.example/sub/"),
-        ("/evil.example?next=//x", "/evil.example/?next=//x"),
-        ("http://evil.example//evil.example", "/evil.example/"),
-    ];
-    for (target, want) in redirected {
-        let r = get_raw_target(&server, target);
-        assert_eq!(r.status, 301, "{target}");
-        assert_safe_location(target, &r);
-        assert_eq!(r.header("location"), Some(want), "{target}");
-    }
-
-    // Whatever these get, a Location never leaves the site.
-    let others = [
-        "//evil.example/..",
-        "//evil.example/.",
-        "///evil.example/sub/..",
-        "//evil.example/%2e%2e",
-        "/\\evil.example",
-        "/%5cevil.example",
-        "/%5c%5cevil.example",
-    ];
-    for target in others {
-        let r = get_raw_target(&server, target);
-        assert_safe_location(target, &r);
-    }
-}
-
-#[test]
-fn missing_file_gets_the_custom_404_page() {
-    let server = start_site(|_| {});
-    let r = server.get("/no-such-file.html");
-    assert_eq!(r.status, 404);
-    assert_eq!(r.body, CUSTOM_404);
-    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
-
-    let r = server.get("/sub/missing/deeper.txt");
-    assert_eq!(r.status, 404);
-    assert_eq!(r.body, CUSTOM_404);
-}
-
-#[test]
-fn missing_file_without_404_html_gets_a_builtin_page() {
-    let server = start_site(|_| {});
-    std::fs::remove_file(server.root().join("404.html")).unwrap();
-    let r = server.get("/no-such-file.html");
-    assert_eq!(r.status, 404);
-    assert!(
-        r.header("content-type")
-            .unwrap_or("")
-            .starts_with("text/html"),
-        "{:?}",
-        r.header("content-type")
-    );
-    let text = r.text();
-    assert!(!r.body.is_empty());
-    assert!(!text.contains("custom not found"));
-    assert!(text.contains("404"), "{text:?}");
-    assert!(text.to_ascii_lowercase().contains("<html"), "{text:?}");
-}
-
-#[test]
-fn head_of_a_missing_file_has_no_body() {
-    let server = start_site(|_| {});
-    let bytes =
-        server.raw(b"HEAD /no-such-file.html HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    let text = String::from_utf8_lossy(&bytes);
-    assert!(text.starts_with("HTTP/1.1 404 "), "{text:?}");
-    let end = text.find("\r\n\r\n").expect("a complete head") + 4;
-    assert_eq!(end, bytes.len(), "HEAD response carried a body: {text:?}");
-
-    // And HEAD of a present file: the GET's headers, no body.
-    let bytes = server.raw(b"HEAD /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    let text = String::from_utf8_lossy(&bytes);
-    assert!(text.starts_with("HTTP/1.1 200 "), "{text:?}");
-    let end = text.find("\r\n\r\n").expect("a complete head") + 4;
-    assert_eq!(end, bytes.len(), "HEAD response carried a body: {text:?}");
-    let head = text.to_ascii_lowercase();
-    assert!(
-        head.contains("content-type: text/css; charset=utf-8\r\n"),
-        "{text:?}"
-    );
-}
-
-#[test]
-fn content_type_and_last_modified() {
-    let server = start_site(|_| {});
-    let cases: &[(&str, &str)] = &[
-        ("index.html", "text/html; charset=utf-8"),
-        ("style.css", "text/css; charset=utf-8"),
-        ("app.js", "text/javascript; charset=utf-8"),
-        ("data.json", "application/json; charset=utf-8"),
-        ("logo.png", "image/png"),
-        ("file.unknownext", "application/octet-stream"),
-        ("noext", "application/octet-stream"),
-    ];
-    for &(name, want) in cases {
-        let r = server.get(&format!("/{name}"));
-        assert_eq!(r.status, 200, "{name}");
-        assert_eq!(r.header("content-type"), Some(want), "{name}");
-        let on_disk = std::fs::read(server.root().join(name)).unwrap();
-        assert_eq!(r.body, on_disk, "{name}");
+crate::engine_tests! {
+    #[test]
+    fn directories_are_served_by_their_index() {
+        let server = start_site(|_| {});
+        let root = server.get("/");
+        assert_eq!(root.status, 200);
+        assert_eq!(root.body, INDEX);
         assert_eq!(
-            r.header("content-length"),
-            Some(on_disk.len().to_string().as_str()),
-            "{name}"
+            root.header("content-type"),
+            Some("text/html; charset=utf-8")
         );
 
-        let lm = r
-            .header("last-modified")
-            .unwrap_or_else(|| panic!("{name}: no Last-Modified"));
-        let served =
-            httpdate::parse_http_date(lm).unwrap_or_else(|e| panic!("{name}: {lm:?}: {e}"));
-        let mtime = std::fs::metadata(server.root().join(name))
-            .unwrap()
-            .modified()
-            .unwrap();
-        assert_eq!(
-            served.duration_since(UNIX_EPOCH).unwrap().as_secs(),
-            mtime.duration_since(UNIX_EPOCH).unwrap().as_secs(),
-            "{name}: Last-Modified {lm:?}"
-        );
+        let sub = server.get("/sub/");
+        assert_eq!(sub.status, 200);
+        assert_eq!(sub.body, b"sub index\n");
+
+        let page = server.get("/sub/page.html");
+        assert_eq!(page.status, 200);
+        assert_eq!(page.body, b"sub page\n");
+
+        let empty = server.get("/empty/");
+        assert_eq!(empty.status, 404, "a directory without an index");
+        assert_eq!(empty.body, CUSTOM_404);
     }
-}
 
-#[test]
-fn last_modified_follows_an_old_mtime() {
-    let server = start_site(|_| {});
-    // A fixed past time, so the header cannot match by coincidence.
-    let when = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-    let f = std::fs::File::options()
-        .write(true)
-        .open(server.root().join("style.css"))
-        .unwrap();
-    f.set_modified(when).unwrap();
-    drop(f);
-    let r = server.get("/style.css");
-    assert_eq!(r.status, 200);
-    assert_eq!(
-        r.header("last-modified"),
-        Some("Sun, 09 Sep 2001 01:46:40 GMT")
-    );
-}
+    #[test]
+    fn directory_without_slash_redirects() {
+        let server = start_site(|_| {});
+        let r = server.get("/sub");
+        assert_eq!(r.status, 301);
+        assert_eq!(r.header("location"), Some("/sub/"));
 
-#[test]
-fn query_is_stripped_and_path_percent_decoded() {
-    let server = start_site(|_| {});
-    let r = server.get("/style.css?v=1");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body, b"body { color: black; }\n");
-    assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
+        let r = server.get("/sub?x=1");
+        assert_eq!(r.status, 301);
+        assert_eq!(r.header("location"), Some("/sub/?x=1"));
 
-    let r = server.get("/with%20space.txt");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body, b"spaced\n");
+        let r = server.get("/empty");
+        assert_eq!(r.status, 301);
+        assert_eq!(r.header("location"), Some("/empty/"));
 
-    let r = server.get("/%C3%BCn%C3%AF%20c%C3%B6d%C3%A9.txt");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body, b"unicode name\n");
+        // The redirect target is followed to the index.
+        let r = server.get("/sub/?x=1");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"sub index\n");
+    }
 
-    let r = server.get("/%c3%bcn%c3%af%20c%c3%b6d%c3%a9.txt?q=%00");
-    assert_eq!(r.status, 200, "lower-case escapes, query not decoded");
-    assert_eq!(r.body, b"unicode name\n");
+    #[test]
+    fn redirects_never_point_off_site() {
+        let server = start_site(|_| {});
+        std::fs::create_dir(server.root().join("evil.example")).unwrap();
+        std::fs::create_dir(server.root().join("evil.example/sub")).unwrap();
 
-    let r = server.get("/%73tyle.css");
-    assert_eq!(r.status, 200, "an escaped unreserved character");
-    assert_eq!(r.body, b"body { color: black; }\n");
-}
+        // Targets that name the `evil.example` directory without a trailing
+        // slash, so the redirect path is taken.
+        let redirected = [
+            ("//evil.example", "/evil.example/"),
+            ("/%2fevil.example", "/evil.example/"),
+            ("/%2F%2Fevil.example", "/evil.example/"),
+            ("//%2fevil.example", "/evil.example/"),
+            ("///evil.example/sub", "/evil.example/sub/"),
+            ("/./evil.example", "/evil.example/"),
+            ("//evil.example//sub", "/evil.example/sub/"),
+            ("/evil.example?next=//x", "/evil.example/?next=//x"),
+            ("http://evil.example//evil.example", "/evil.example/"),
+        ];
+        for (target, want) in redirected {
+            let r = get_raw_target(&server, target);
+            assert_eq!(r.status, 301, "{target}");
+            assert_safe_location(target, &r);
+            assert_eq!(r.header("location"), Some(want), "{target}");
+        }
 
-#[test]
-fn traversal_never_leaves_the_root() {
-    let outer = site_with_outside();
-    let server = util::start(test_config(outer.path().join("site")));
-    // The site itself works, so the refusals below mean something.
-    assert_eq!(get_raw_target(&server, "/").body, INDEX);
+        // Whatever these get, a Location never leaves the site.
+        let others = [
+            "//evil.example/..",
+            "//evil.example/.",
+            "///evil.example/sub/..",
+            "//evil.example/%2e%2e",
+            "/\\evil.example",
+            "/%5cevil.example",
+            "/%5c%5cevil.example",
+        ];
+        for target in others {
+            let r = get_raw_target(&server, target);
+            assert_safe_location(target, &r);
+        }
+    }
 
-    let targets = [
-        "/../secret.txt",
-        "/%2e%2e/secret.txt",
-        "/%2E%2E%2Fsecret.txt",
-        "/..%2fsecret.txt",
-        "/..%2Fsecret.txt",
-        "/sub/../../secret.txt",
-        "/sub/..%2f..%2fsecret.txt",
-        "/sub/%2e%2e/%2e%2e/secret.txt",
-        "/..\\secret.txt",
-        "/%5c..%5csecret.txt",
-        "/..%5csecret.txt",
-        "/%252e%252e/secret.txt",
-        "/%252e%252e%252fsecret.txt",
-        "/.%2e/secret.txt",
-        "/%2e./secret.txt",
-        "/./../secret.txt",
-        "/../site/../secret.txt",
-        "/../outside/inner.txt",
-        "/%2e%2e/outside/inner.txt",
-        "http://x/../secret.txt",
-        "http://x/%2e%2e/secret.txt",
-    ];
-    for target in targets {
-        let r = get_raw_target(&server, target);
+    #[test]
+    fn missing_file_gets_the_custom_404_page() {
+        let server = start_site(|_| {});
+        let r = server.get("/no-such-file.html");
+        assert_eq!(r.status, 404);
+        assert_eq!(r.body, CUSTOM_404);
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+
+        let r = server.get("/sub/missing/deeper.txt");
+        assert_eq!(r.status, 404);
+        assert_eq!(r.body, CUSTOM_404);
+    }
+
+    #[test]
+    fn missing_file_without_404_html_gets_a_builtin_page() {
+        let server = start_site(|_| {});
+        std::fs::remove_file(server.root().join("404.html")).unwrap();
+        let r = server.get("/no-such-file.html");
+        assert_eq!(r.status, 404);
         assert!(
-            r.status == 400 || r.status == 404,
-            "{target}: status {} (want 400 or 404)",
-            r.status
+            r.header("content-type")
+                .unwrap_or("")
+                .starts_with("text/html"),
+            "{:?}",
+            r.header("content-type")
         );
-        assert!(!r.text().contains(SECRET), "{target}: the secret leaked");
+        let text = r.text();
+        assert!(!r.body.is_empty());
+        assert!(!text.contains("custom not found"));
+        assert!(text.contains("404"), "{text:?}");
+        assert!(text.to_ascii_lowercase().contains("<html"), "{text:?}");
     }
-}
 
-#[test]
-fn nul_and_control_characters_are_rejected() {
-    let server = start_site(|_| {});
-    for target in [
-        "/a%00b",
-        "/%0d%0a",
-        "/index.html%00.txt",
-        "/a%0ab",
-        "/a%1bb",
-        "/a%7fb",
-    ] {
-        let r = get_raw_target(&server, target);
-        assert_eq!(r.status, 400, "{target}");
+    #[test]
+    fn head_of_a_missing_file_has_no_body() {
+        let server = start_site(|_| {});
+        let bytes =
+            server.raw(b"HEAD /no-such-file.html HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.starts_with("HTTP/1.1 404 "), "{text:?}");
+        let end = text.find("\r\n\r\n").expect("a complete head") + 4;
+        assert_eq!(end, bytes.len(), "HEAD response carried a body: {text:?}");
+
+        // And HEAD of a present file: the GET's headers, no body.
+        let bytes = server.raw(b"HEAD /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.starts_with("HTTP/1.1 200 "), "{text:?}");
+        let end = text.find("\r\n\r\n").expect("a complete head") + 4;
+        assert_eq!(end, bytes.len(), "HEAD response carried a body: {text:?}");
+        let head = text.to_ascii_lowercase();
+        assert!(
+            head.contains("content-type: text/css; charset=utf-8\r\n"),
+            "{text:?}"
+        );
     }
-}
 
-#[cfg(unix)]
-#[test]
-fn symlinks_out_of_the_root_are_refused_unless_followed() {
-    use std::os::unix::fs::symlink;
-    let outer = site_with_outside();
-    let site = outer.path().join("site");
-    symlink(outer.path().join("secret.txt"), site.join("out.txt")).unwrap();
-    symlink(outer.path().join("outside"), site.join("outdir")).unwrap();
-    symlink("../secret.txt", site.join("rel-out.txt")).unwrap();
-    symlink(site.join("index.html"), site.join("alias.html")).unwrap();
-    symlink("sub/index.html", site.join("rel-alias.html")).unwrap();
+    #[test]
+    fn content_type_and_last_modified() {
+        let server = start_site(|_| {});
+        let cases: &[(&str, &str)] = &[
+            ("index.html", "text/html; charset=utf-8"),
+            ("style.css", "text/css; charset=utf-8"),
+            ("app.js", "text/javascript; charset=utf-8"),
+            ("data.json", "application/json; charset=utf-8"),
+            ("logo.png", "image/png"),
+            ("file.unknownext", "application/octet-stream"),
+            ("noext", "application/octet-stream"),
+        ];
+        for &(name, want) in cases {
+            let r = server.get(&format!("/{name}"));
+            assert_eq!(r.status, 200, "{name}");
+            assert_eq!(r.header("content-type"), Some(want), "{name}");
+            let on_disk = std::fs::read(server.root().join(name)).unwrap();
+            assert_eq!(r.body, on_disk, "{name}");
+            assert_eq!(
+                r.header("content-length"),
+                Some(on_disk.len().to_string().as_str()),
+                "{name}"
+            );
 
-    let server = util::start(test_config(&site));
-    for target in ["/out.txt", "/outdir/inner.txt", "/rel-out.txt"] {
-        let r = get_raw_target(&server, target);
-        assert_eq!(r.status, 404, "{target} (follow_symlinks off)");
-        assert!(!r.text().contains(SECRET), "{target}: the secret leaked");
+            let lm = r
+                .header("last-modified")
+                .unwrap_or_else(|| panic!("{name}: no Last-Modified"));
+            let served =
+                httpdate::parse_http_date(lm).unwrap_or_else(|e| panic!("{name}: {lm:?}: {e}"));
+            let mtime = std::fs::metadata(server.root().join(name))
+                .unwrap()
+                .modified()
+                .unwrap();
+            assert_eq!(
+                served.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+                mtime.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+                "{name}: Last-Modified {lm:?}"
+            );
+        }
     }
-    let r = get_raw_target(&server, "/alias.html");
-    assert_eq!(r.status, 200, "a symlink inside the root");
-    assert_eq!(r.body, INDEX);
-    let r = get_raw_target(&server, "/rel-alias.html");
-    assert_eq!(r.status, 200, "a relative symlink inside the root");
-    assert_eq!(r.body, b"sub index\n");
-    drop(server);
 
-    let mut config = test_config(&site);
-    config.files.follow_symlinks = true;
-    let server = util::start(config);
-    for target in ["/out.txt", "/outdir/inner.txt", "/rel-out.txt"] {
-        let r = get_raw_target(&server, target);
-        assert_eq!(r.status, 200, "{target} (follow_symlinks on)");
-        assert_eq!(r.text(), SECRET, "{target}");
+    #[test]
+    fn last_modified_follows_an_old_mtime() {
+        let server = start_site(|_| {});
+        // A fixed past time, so the header cannot match by coincidence.
+        let when = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let f = std::fs::File::options()
+            .write(true)
+            .open(server.root().join("style.css"))
+            .unwrap();
+        f.set_modified(when).unwrap();
+        drop(f);
+        let r = server.get("/style.css");
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("last-modified"),
+            Some("Sun, 09 Sep 2001 01:46:40 GMT")
+        );
     }
-    let r = get_raw_target(&server, "/alias.html");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body, INDEX);
-    // Following symlinks does not open up `..`.
-    let r = get_raw_target(&server, "/../secret.txt");
-    assert!(r.status == 400 || r.status == 404, "status {}", r.status);
-}
 
-#[test]
-fn dotfiles_are_hidden_except_well_known() {
-    let server = start_site(|_| {});
-    for target in ["/.hidden", "/%2ehidden", "/%2Ehidden", "/sub/../.hidden"] {
-        let r = get_raw_target(&server, target);
-        assert_eq!(r.status, 404, "{target}");
-        assert_eq!(r.body, CUSTOM_404, "{target}");
+    #[test]
+    fn query_is_stripped_and_path_percent_decoded() {
+        let server = start_site(|_| {});
+        let r = server.get("/style.css?v=1");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"body { color: black; }\n");
+        assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
+
+        let r = server.get("/with%20space.txt");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"spaced\n");
+
+        let r = server.get("/%C3%BCn%C3%AF%20c%C3%B6d%C3%A9.txt");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"unicode name\n");
+
+        let r = server.get("/%c3%bcn%c3%af%20c%c3%b6d%c3%a9.txt?q=%00");
+        assert_eq!(r.status, 200, "lower-case escapes, query not decoded");
+        assert_eq!(r.body, b"unicode name\n");
+
+        let r = server.get("/%73tyle.css");
+        assert_eq!(r.status, 200, "an escaped unreserved character");
+        assert_eq!(r.body, b"body { color: black; }\n");
     }
-    let r = server.get("/.well-known/security.txt");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body, b"Contact: mailto:security@example.com\n");
-}
 
-#[cfg(unix)]
-#[test]
-fn fifo_is_refused_without_blocking() {
-    let server = start_site(|_| {});
-    let path = server.root().join("pipe");
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) };
-    assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+    #[test]
+    fn traversal_never_leaves_the_root() {
+        let outer = site_with_outside();
+        let server = util::start(test_config(outer.path().join("site")));
+        // The site itself works, so the refusals below mean something.
+        assert_eq!(get_raw_target(&server, "/").body, INDEX);
 
-    let started = Instant::now();
-    let mut s = server.connect();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /pipe HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        let targets = [
+            "/../secret.txt",
+            "/%2e%2e/secret.txt",
+            "/%2E%2E%2Fsecret.txt",
+            "/..%2fsecret.txt",
+            "/..%2Fsecret.txt",
+            "/sub/../../secret.txt",
+            "/sub/..%2f..%2fsecret.txt",
+            "/sub/%2e%2e/%2e%2e/secret.txt",
+            "/..\\secret.txt",
+            "/%5c..%5csecret.txt",
+            "/..%5csecret.txt",
+            "/%252e%252e/secret.txt",
+            "/%252e%252e%252fsecret.txt",
+            "/.%2e/secret.txt",
+            "/%2e./secret.txt",
+            "/./../secret.txt",
+            "/../site/../secret.txt",
+            "/../outside/inner.txt",
+            "/%2e%2e/outside/inner.txt",
+            "http://x/../secret.txt",
+            "http://x/%2e%2e/secret.txt",
+        ];
+        for target in targets {
+            let r = get_raw_target(&server, target);
+            assert!(
+                r.status == 400 || r.status == 404,
+                "{target}: status {} (want 400 or 404)",
+                r.status
+            );
+            assert!(!r.text().contains(SECRET), "{target}: the secret leaked");
+        }
+    }
+
+    #[test]
+    fn nul_and_control_characters_are_rejected() {
+        let server = start_site(|_| {});
+        for target in [
+            "/a%00b",
+            "/%0d%0a",
+            "/index.html%00.txt",
+            "/a%0ab",
+            "/a%1bb",
+            "/a%7fb",
+        ] {
+            let r = get_raw_target(&server, target);
+            assert_eq!(r.status, 400, "{target}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_out_of_the_root_are_refused_unless_followed() {
+        use std::os::unix::fs::symlink;
+        let outer = site_with_outside();
+        let site = outer.path().join("site");
+        symlink(outer.path().join("secret.txt"), site.join("out.txt")).unwrap();
+        symlink(outer.path().join("outside"), site.join("outdir")).unwrap();
+        symlink("../secret.txt", site.join("rel-out.txt")).unwrap();
+        symlink(site.join("index.html"), site.join("alias.html")).unwrap();
+        symlink("sub/index.html", site.join("rel-alias.html")).unwrap();
+
+        let server = util::start(test_config(&site));
+        for target in ["/out.txt", "/outdir/inner.txt", "/rel-out.txt"] {
+            let r = get_raw_target(&server, target);
+            assert_eq!(r.status, 404, "{target} (follow_symlinks off)");
+            assert!(!r.text().contains(SECRET), "{target}: the secret leaked");
+        }
+        let r = get_raw_target(&server, "/alias.html");
+        assert_eq!(r.status, 200, "a symlink inside the root");
+        assert_eq!(r.body, INDEX);
+        let r = get_raw_target(&server, "/rel-alias.html");
+        assert_eq!(r.status, 200, "a relative symlink inside the root");
+        assert_eq!(r.body, b"sub index\n");
+        drop(server);
+
+        let mut config = test_config(&site);
+        config.files.follow_symlinks = true;
+        let server = util::start(config);
+        for target in ["/out.txt", "/outdir/inner.txt", "/rel-out.txt"] {
+            let r = get_raw_target(&server, target);
+            assert_eq!(r.status, 200, "{target} (follow_symlinks on)");
+            assert_eq!(r.text(), SECRET, "{target}");
+        }
+        let r = get_raw_target(&server, "/alias.html");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, INDEX);
+        // Following symlinks does not open up `..`.
+        let r = get_raw_target(&server, "/../secret.txt");
+        assert!(r.status == 400 || r.status == 404, "status {}", r.status);
+    }
+
+    #[test]
+    fn dotfiles_are_hidden_except_well_known() {
+        let server = start_site(|_| {});
+        for target in ["/.hidden", "/%2ehidden", "/%2Ehidden", "/sub/../.hidden"] {
+            let r = get_raw_target(&server, target);
+            assert_eq!(r.status, 404, "{target}");
+            assert_eq!(r.body, CUSTOM_404, "{target}");
+        }
+        let r = server.get("/.well-known/security.txt");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"Contact: mailto:security@example.com\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fifo_is_refused_without_blocking() {
+        let server = start_site(|_| {});
+        let path = server.root().join("pipe");
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) };
+        assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+
+        let started = Instant::now();
+        let mut s = server.connect();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /pipe HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s, false).expect("a response for the FIFO");
+        assert!(r.status == 404 || r.status == 403, "status {}", r.status);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+
+        // HEAD too.
+        let r = server.one(b"HEAD /pipe HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        assert!(r.status == 404 || r.status == 403, "status {}", r.status);
+
+        // A FIFO where a directory's index would be.
+        std::fs::create_dir(server.root().join("fifodir")).unwrap();
+        let c_index = std::ffi::CString::new(
+            server
+                .root()
+                .join("fifodir/index.html")
+                .as_os_str()
+                .as_encoded_bytes(),
+        )
         .unwrap();
-    let r = read_response(&mut s, false).expect("a response for the FIFO");
-    assert!(r.status == 404 || r.status == 403, "status {}", r.status);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
+        // SAFETY: a valid NUL-terminated path.
+        let rc = unsafe { libc::mkfifo(c_index.as_ptr(), 0o644) };
+        assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+        let r = server.get("/fifodir/");
+        assert!(r.status == 404 || r.status == 403, "status {}", r.status);
 
-    // HEAD too.
-    let r = server.one(b"HEAD /pipe HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    assert!(r.status == 404 || r.status == 403, "status {}", r.status);
+        let r = server.get("/");
+        assert_eq!(r.status, 200, "the server still answers after the FIFO");
+        assert_eq!(r.body, INDEX);
+    }
 
-    // A FIFO where a directory's index would be.
-    std::fs::create_dir(server.root().join("fifodir")).unwrap();
-    let c_index = std::ffi::CString::new(
-        server
-            .root()
-            .join("fifodir/index.html")
-            .as_os_str()
-            .as_encoded_bytes(),
-    )
-    .unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    let rc = unsafe { libc::mkfifo(c_index.as_ptr(), 0o644) };
-    assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
-    let r = server.get("/fifodir/");
-    assert!(r.status == 404 || r.status == 403, "status {}", r.status);
+    #[test]
+    fn big_file_arrives_intact() {
+        let server = start_site(|_| {});
+        let r = server.get("/big.bin");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-length"), Some("1048576"));
+        assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+        assert_eq!(r.body.len(), 1024 * 1024);
+        assert!(r.body == big_pattern(1024 * 1024), "big.bin corrupted");
 
-    let r = server.get("/");
-    assert_eq!(r.status, 200, "the server still answers after the FIFO");
-    assert_eq!(r.body, INDEX);
-}
-
-#[test]
-fn big_file_arrives_intact() {
-    let server = start_site(|_| {});
-    let r = server.get("/big.bin");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-length"), Some("1048576"));
-    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
-    assert_eq!(r.body.len(), 1024 * 1024);
-    assert!(r.body == big_pattern(1024 * 1024), "big.bin corrupted");
-
-    // Twice on one keep-alive connection: framing stays right.
-    let mut s = server.connect();
-    s.write_all(
-        b"GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\nGET /style.css HTTP/1.1\r\nHost: test\r\n\r\n",
-    )
-    .unwrap();
-    let first = read_response(&mut s, false).expect("first response");
-    assert_eq!(first.status, 200);
-    assert!(
-        first.body == big_pattern(1024 * 1024),
-        "big.bin corrupted on keep-alive"
-    );
-    let second = read_response(&mut s, false).expect("second response");
-    assert_eq!(second.status, 200);
-    assert_eq!(second.body, b"body { color: black; }\n");
+        // Twice on one keep-alive connection: framing stays right.
+        let mut s = server.connect();
+        s.write_all(
+            b"GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\nGET /style.css HTTP/1.1\r\nHost: test\r\n\r\n",
+        )
+        .unwrap();
+        let first = read_response(&mut s, false).expect("first response");
+        assert_eq!(first.status, 200);
+        assert!(
+            first.body == big_pattern(1024 * 1024),
+            "big.bin corrupted on keep-alive"
+        );
+        let second = read_response(&mut s, false).expect("second response");
+        assert_eq!(second.status, 200);
+        assert_eq!(second.body, b"body { color: black; }\n");
+    }
 }

@@ -6,7 +6,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::util::{
@@ -83,7 +82,7 @@ fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
         if cond() {
             return true;
         }
-        thread::yield_now();
+        std::thread::yield_now();
     }
     cond()
 }
@@ -107,7 +106,7 @@ fn connect_small_window(addr: SocketAddr) -> TcpStream {
 fn shutdown_in_background(server: &TestServer) -> mpsc::Receiver<Duration> {
     let handle = server.handle.clone();
     let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
+    std::thread::spawn(move || {
         let start = Instant::now();
         handle.shutdown();
         let _ = tx.send(start.elapsed());
@@ -122,197 +121,7 @@ fn get_on(c: &mut TcpStream, path: &str) -> Resp {
 }
 
 // ---------------------------------------------------------------------------
-// Idle timeout
-
-#[test]
-fn a_connection_that_sends_nothing_is_closed_after_the_idle_timeout() {
-    let server = start_site(|cfg| cfg.idle_timeout = Duration::from_millis(300));
-    let mut c = server.connect();
-    let start = Instant::now();
-    let got = read_until_closed(&mut c, Duration::from_secs(5)).unwrap();
-    let elapsed = start.elapsed();
-    // Nothing was asked, so nothing is answered: just a close (RFC 9112 §9.5).
-    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
-    assert!(
-        elapsed >= Duration::from_millis(250),
-        "closed after {elapsed:?}, before the idle timeout"
-    );
-    assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
-    assert!(
-        eventually(Duration::from_secs(2), || server
-            .handle
-            .active_connections()
-            == 0),
-        "the closed connection is still counted"
-    );
-}
-
-#[test]
-fn a_kept_alive_connection_idle_after_a_response_is_closed() {
-    let server = start_site(|cfg| cfg.idle_timeout = Duration::from_millis(300));
-    let mut c = server.connect();
-    let r = get_on(&mut c, "/style.css");
-    assert_eq!((r.status, &*r.body), (200, STYLE));
-    assert_eq!(r.header("connection"), None, "kept alive");
-    let start = Instant::now();
-    let got = read_until_closed(&mut c, Duration::from_secs(5)).unwrap();
-    let elapsed = start.elapsed();
-    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
-    assert!(
-        elapsed >= Duration::from_millis(250),
-        "closed after {elapsed:?}, before the idle timeout"
-    );
-    assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
-}
-
-// ---------------------------------------------------------------------------
-// Header timeout (slowloris)
-
-#[test]
-fn a_head_trickling_in_gets_408_at_the_header_timeout() {
-    // The header timeout runs from the request's first byte, however often
-    // more bytes arrive; the answer is 408 and a close (RFC 9110 §15.5.9).
-    let server = start_site(|cfg| {
-        cfg.header_timeout = Duration::from_millis(500);
-        cfg.idle_timeout = Duration::from_secs(30);
-    });
-    let mut c = server.connect();
-    c.set_nodelay(true).unwrap();
-    let start = Instant::now();
-    c.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\n")
-        .unwrap();
-
-    const TRICKLE: usize = 100; // 5 s at one byte per 50 ms
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let writer = {
-        let mut w = c.try_clone().unwrap();
-        let (stop, sent) = (stop.clone(), sent.clone());
-        thread::spawn(move || {
-            let bytes = b"X-Slow: ".iter().chain(std::iter::repeat(&b'a'));
-            for &b in bytes.take(TRICKLE) {
-                if stop.load(Ordering::Relaxed) || w.write_all(&[b]).is_err() {
-                    return;
-                }
-                sent.fetch_add(1, Ordering::Relaxed);
-                // The trickle itself is what is being tested, not a wait.
-                thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
-
-    let r = read_response(&mut c, false).expect("a 408");
-    let rest = read_until_closed(&mut c, Duration::from_secs(3));
-    let elapsed = start.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
-
-    assert_eq!(r.status, 408, "{r:?}");
-    assert_eq!(r.header("connection"), Some("close"));
-    assert_eq!(rest.unwrap(), b"", "closed after the 408");
-    assert!(
-        elapsed >= Duration::from_millis(450),
-        "408 after {elapsed:?}, before the header timeout"
-    );
-    assert!(elapsed < Duration::from_secs(5), "408 after {elapsed:?}");
-    let sent = sent.load(Ordering::Relaxed);
-    assert!(
-        (3..TRICKLE).contains(&sent),
-        "the client sent {sent} trickled bytes: it should have been cut off mid-trickle"
-    );
-}
-
-// ---------------------------------------------------------------------------
-// Connection limit
-
-#[test]
-fn past_max_connections_new_connections_get_503_and_the_others_are_served() {
-    let server = start_site(|cfg| cfg.max_connections = 2);
-    let mut c1 = server.connect();
-    let mut c2 = server.connect();
-    for c in [&mut c1, &mut c2] {
-        let r = get_on(c, "/style.css");
-        assert_eq!((r.status, &*r.body), (200, STYLE));
-    }
-    assert_eq!(server.handle.active_connections(), 2);
-
-    // RFC 9110 §15.6.4: 503 for a temporary overload; then the close.
-    let mut c3 = server.connect();
-    let _ = c3.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n");
-    let bytes = read_until_closed(&mut c3, Duration::from_secs(3)).unwrap();
-    let resps = parse_responses(&bytes);
-    assert_eq!(resps.len(), 1, "{resps:?}");
-    let r = &resps[0];
-    assert_eq!(r.status, 503, "{r:?}");
-    assert_eq!(r.header("connection"), Some("close"));
-    assert!(r.header("date").is_some() && r.header("server").is_some());
-    assert_eq!(r.header("content-length"), Some(&*r.body.len().to_string()));
-
-    // The two counted connections are unaffected.
-    for c in [&mut c1, &mut c2] {
-        let r = get_on(c, "/app.js");
-        assert_eq!((r.status, &*r.body), (200, APP));
-    }
-    assert_eq!(server.handle.active_connections(), 2);
-
-    // Once one of them closes, there is room again.
-    drop(c1);
-    assert!(
-        eventually(Duration::from_secs(3), || server
-            .handle
-            .active_connections()
-            < 2),
-        "a closed connection is still counted"
-    );
-    let r = server.get("/data.json");
-    assert_eq!((r.status, &*r.body), (200, DATA));
-    let r = get_on(&mut c2, "/style.css");
-    assert_eq!(r.status, 200);
-}
-
-// ---------------------------------------------------------------------------
 // Graceful shutdown
-
-#[test]
-fn shutdown_ends_idle_connections_and_stops_accepting() {
-    let grace = Duration::from_secs(4);
-    let server = start_site(|cfg| cfg.shutdown_grace = grace);
-    let addr = server.addr;
-    let mut idle = server.connect();
-    let r = get_on(&mut idle, "/style.css");
-    assert_eq!(r.status, 200);
-
-    let done = shutdown_in_background(&server);
-    let took = done
-        .recv_timeout(IO_TIMEOUT)
-        .expect("shutdown() did not return");
-    // An idle connection is ended at once; it must not hold shutdown for
-    // the grace period.
-    assert!(
-        took < grace - Duration::from_secs(1),
-        "shutdown took {took:?} with only an idle connection open"
-    );
-    assert_eq!(
-        read_until_closed(&mut idle, Duration::from_secs(3)).unwrap(),
-        b"",
-        "the idle connection gets EOF and nothing else"
-    );
-    assert_eq!(server.handle.active_connections(), 0);
-
-    // New connections are refused, or closed without an answer.
-    match TcpStream::connect(addr) {
-        Err(_) => {}
-        Ok(mut c) => {
-            let _ = c.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n");
-            let got = read_until_closed(&mut c, Duration::from_secs(3)).unwrap();
-            assert!(
-                got.is_empty(),
-                "answered after shutdown: {:?}",
-                String::from_utf8_lossy(&got)
-            );
-        }
-    }
-}
 
 /// Starts a GET of `path` (`len` bytes of the big pattern), reads its head,
 /// shuts the server down from another thread and, once shutdown is under
@@ -355,54 +164,249 @@ fn shutdown_during_a_download(server: &TestServer, path: &str, len: usize) -> bo
     returned_early
 }
 
-#[test]
-fn shutdown_lets_a_response_in_flight_finish() {
-    let server = start_site(|_| {});
-    // 1 MiB may fit whole in the kernel's socket buffers, so whether it is
-    // still in flight when shutdown starts is up to the kernel; either way it
-    // must arrive whole, followed by a close.
-    shutdown_during_a_download(&server, "/big.bin", BIG_LEN);
-}
+crate::engine_tests! {
+    // ---------------------------------------------------------------------------
+    // Idle timeout
 
-#[test]
-fn shutdown_waits_for_a_response_that_cannot_be_buffered() {
-    // 16 MiB is more than the kernel buffers hold (tcp_wmem caps the send
-    // buffer at 4 MiB by default, and the client's window is 8 KiB), so the
-    // server is certainly still sending when shutdown starts: shutdown must
-    // not return before the client has read the body.
-    const LEN: usize = 16 * 1024 * 1024;
-    let server = start_site(|_| {});
-    std::fs::write(server.root().join("huge.bin"), big_pattern(LEN)).unwrap();
-    let returned_early = shutdown_during_a_download(&server, "/huge.bin", LEN);
-    assert!(
-        !returned_early,
-        "shutdown() returned while a response was still being sent"
-    );
-}
+    #[test]
+    fn a_connection_that_sends_nothing_is_closed_after_the_idle_timeout() {
+        let server = start_site(|cfg| cfg.idle_timeout = Duration::from_millis(300));
+        let mut c = server.connect();
+        let start = Instant::now();
+        let got = read_until_closed(&mut c, Duration::from_secs(5)).unwrap();
+        let elapsed = start.elapsed();
+        // Nothing was asked, so nothing is answered: just a close (RFC 9112 §9.5).
+        assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+        assert!(
+            elapsed >= Duration::from_millis(250),
+            "closed after {elapsed:?}, before the idle timeout"
+        );
+        assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
+        assert!(
+            eventually(Duration::from_secs(2), || server
+                .handle
+                .active_connections()
+                == 0),
+            "the closed connection is still counted"
+        );
+    }
 
-// ---------------------------------------------------------------------------
-// Large files
+    #[test]
+    fn a_kept_alive_connection_idle_after_a_response_is_closed() {
+        let server = start_site(|cfg| cfg.idle_timeout = Duration::from_millis(300));
+        let mut c = server.connect();
+        let r = get_on(&mut c, "/style.css");
+        assert_eq!((r.status, &*r.body), (200, STYLE));
+        assert_eq!(r.header("connection"), None, "kept alive");
+        let start = Instant::now();
+        let got = read_until_closed(&mut c, Duration::from_secs(5)).unwrap();
+        let elapsed = start.elapsed();
+        assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+        assert!(
+            elapsed >= Duration::from_millis(250),
+            "closed after {elapsed:?}, before the idle timeout"
+        );
+        assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
+    }
 
-#[test]
-fn a_large_file_is_served_intact() {
-    let server = start_site(|_| {});
-    let r = server.get("/big.bin");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-length"), Some("1048576"));
-    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
-    assert!(r.body == big_pattern(BIG_LEN), "the body differs");
-}
+    // ---------------------------------------------------------------------------
+    // Header timeout (slowloris)
 
-#[test]
-fn a_large_file_to_a_slow_reader_is_served_intact() {
-    // A small receive window makes sendfile meet a full socket again and
-    // again; the body must still arrive whole, and the connection stays
-    // usable afterwards.
-    let server = start_site(|_| {});
-    let mut c = connect_small_window(server.addr);
-    let r = get_on(&mut c, "/big.bin");
-    assert_eq!(r.status, 200);
-    assert!(r.body == big_pattern(BIG_LEN), "the body differs");
-    let r = get_on(&mut c, "/style.css");
-    assert_eq!((r.status, &*r.body), (200, STYLE));
+    #[test]
+    fn a_head_trickling_in_gets_408_at_the_header_timeout() {
+        // The header timeout runs from the request's first byte, however often
+        // more bytes arrive; the answer is 408 and a close (RFC 9110 §15.5.9).
+        let server = start_site(|cfg| {
+            cfg.header_timeout = Duration::from_millis(500);
+            cfg.idle_timeout = Duration::from_secs(30);
+        });
+        let mut c = server.connect();
+        c.set_nodelay(true).unwrap();
+        let start = Instant::now();
+        c.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\n")
+            .unwrap();
+
+        const TRICKLE: usize = 100; // 5 s at one byte per 50 ms
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let writer = {
+            let mut w = c.try_clone().unwrap();
+            let (stop, sent) = (stop.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let bytes = b"X-Slow: ".iter().chain(std::iter::repeat(&b'a'));
+                for &b in bytes.take(TRICKLE) {
+                    if stop.load(Ordering::Relaxed) || w.write_all(&[b]).is_err() {
+                        return;
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    // The trickle itself is what is being tested, not a wait.
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+
+        let r = read_response(&mut c, false).expect("a 408");
+        let rest = read_until_closed(&mut c, Duration::from_secs(3));
+        let elapsed = start.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+
+        assert_eq!(r.status, 408, "{r:?}");
+        assert_eq!(r.header("connection"), Some("close"));
+        assert_eq!(rest.unwrap(), b"", "closed after the 408");
+        assert!(
+            elapsed >= Duration::from_millis(450),
+            "408 after {elapsed:?}, before the header timeout"
+        );
+        assert!(elapsed < Duration::from_secs(5), "408 after {elapsed:?}");
+        let sent = sent.load(Ordering::Relaxed);
+        assert!(
+            (3..TRICKLE).contains(&sent),
+            "the client sent {sent} trickled bytes: it should have been cut off mid-trickle"
+        );
+    }
+
+    // ---------------------------------------------------------------------------
+    // Connection limit
+
+    #[test]
+    fn past_max_connections_new_connections_get_503_and_the_others_are_served() {
+        let server = start_site(|cfg| cfg.max_connections = 2);
+        let mut c1 = server.connect();
+        let mut c2 = server.connect();
+        for c in [&mut c1, &mut c2] {
+            let r = get_on(c, "/style.css");
+            assert_eq!((r.status, &*r.body), (200, STYLE));
+        }
+        assert_eq!(server.handle.active_connections(), 2);
+
+        // RFC 9110 §15.6.4: 503 for a temporary overload; then the close.
+        let mut c3 = server.connect();
+        let _ = c3.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n");
+        let bytes = read_until_closed(&mut c3, Duration::from_secs(3)).unwrap();
+        let resps = parse_responses(&bytes);
+        assert_eq!(resps.len(), 1, "{resps:?}");
+        let r = &resps[0];
+        assert_eq!(r.status, 503, "{r:?}");
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(r.header("date").is_some() && r.header("server").is_some());
+        assert_eq!(r.header("content-length"), Some(&*r.body.len().to_string()));
+
+        // The two counted connections are unaffected.
+        for c in [&mut c1, &mut c2] {
+            let r = get_on(c, "/app.js");
+            assert_eq!((r.status, &*r.body), (200, APP));
+        }
+        assert_eq!(server.handle.active_connections(), 2);
+
+        // Once one of them closes, there is room again.
+        drop(c1);
+        assert!(
+            eventually(Duration::from_secs(3), || server
+                .handle
+                .active_connections()
+                < 2),
+            "a closed connection is still counted"
+        );
+        let r = server.get("/data.json");
+        assert_eq!((r.status, &*r.body), (200, DATA));
+        let r = get_on(&mut c2, "/style.css");
+        assert_eq!(r.status, 200);
+    }
+
+    // ---------------------------------------------------------------------------
+    // Graceful shutdown
+
+    #[test]
+    fn shutdown_ends_idle_connections_and_stops_accepting() {
+        let grace = Duration::from_secs(4);
+        let server = start_site(|cfg| cfg.shutdown_grace = grace);
+        let addr = server.addr;
+        let mut idle = server.connect();
+        let r = get_on(&mut idle, "/style.css");
+        assert_eq!(r.status, 200);
+
+        let done = shutdown_in_background(&server);
+        let took = done
+            .recv_timeout(IO_TIMEOUT)
+            .expect("shutdown() did not return");
+        // An idle connection is ended at once; it must not hold shutdown for
+        // the grace period.
+        assert!(
+            took < grace - Duration::from_secs(1),
+            "shutdown took {took:?} with only an idle connection open"
+        );
+        assert_eq!(
+            read_until_closed(&mut idle, Duration::from_secs(3)).unwrap(),
+            b"",
+            "the idle connection gets EOF and nothing else"
+        );
+        assert_eq!(server.handle.active_connections(), 0);
+
+        // New connections are refused, or closed without an answer.
+        match TcpStream::connect(addr) {
+            Err(_) => {}
+            Ok(mut c) => {
+                let _ = c.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n");
+                let got = read_until_closed(&mut c, Duration::from_secs(3)).unwrap();
+                assert!(
+                    got.is_empty(),
+                    "answered after shutdown: {:?}",
+                    String::from_utf8_lossy(&got)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn shutdown_lets_a_response_in_flight_finish() {
+        let server = start_site(|_| {});
+        // 1 MiB may fit whole in the kernel's socket buffers, so whether it is
+        // still in flight when shutdown starts is up to the kernel; either way it
+        // must arrive whole, followed by a close.
+        shutdown_during_a_download(&server, "/big.bin", BIG_LEN);
+    }
+
+    #[test]
+    fn shutdown_waits_for_a_response_that_cannot_be_buffered() {
+        // 16 MiB is more than the kernel buffers hold (tcp_wmem caps the send
+        // buffer at 4 MiB by default, and the client's window is 8 KiB), so the
+        // server is certainly still sending when shutdown starts: shutdown must
+        // not return before the client has read the body.
+        const LEN: usize = 16 * 1024 * 1024;
+        let server = start_site(|_| {});
+        std::fs::write(server.root().join("huge.bin"), big_pattern(LEN)).unwrap();
+        let returned_early = shutdown_during_a_download(&server, "/huge.bin", LEN);
+        assert!(
+            !returned_early,
+            "shutdown() returned while a response was still being sent"
+        );
+    }
+
+    // ---------------------------------------------------------------------------
+    // Large files
+
+    #[test]
+    fn a_large_file_is_served_intact() {
+        let server = start_site(|_| {});
+        let r = server.get("/big.bin");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-length"), Some("1048576"));
+        assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+        assert!(r.body == big_pattern(BIG_LEN), "the body differs");
+    }
+
+    #[test]
+    fn a_large_file_to_a_slow_reader_is_served_intact() {
+        // A small receive window makes sendfile meet a full socket again and
+        // again; the body must still arrive whole, and the connection stays
+        // usable afterwards.
+        let server = start_site(|_| {});
+        let mut c = connect_small_window(server.addr);
+        let r = get_on(&mut c, "/big.bin");
+        assert_eq!(r.status, 200);
+        assert!(r.body == big_pattern(BIG_LEN), "the body differs");
+        let r = get_on(&mut c, "/style.css");
+        assert_eq!((r.status, &*r.body), (200, STYLE));
+    }
 }

@@ -190,196 +190,6 @@ fn s(b: &[u8]) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// The response head
-
-#[test]
-fn get_root_has_date_server_length_type_and_last_modified() {
-    let server = site();
-    let r = server.get("/");
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.body, INDEX);
-    assert_common_headers(&r);
-
-    // Date is the time the response was generated (RFC 9110 §6.6.1).
-    let date = httpdate::parse_http_date(r.header("date").unwrap()).unwrap();
-    let now = SystemTime::now();
-    let skew = now.duration_since(date).unwrap_or_else(|e| e.duration());
-    assert!(
-        skew < Duration::from_secs(60),
-        "Date {date:?} vs now {now:?}"
-    );
-
-    assert_eq!(r.header("content-length"), Some(&*INDEX.len().to_string()));
-    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
-
-    // Last-Modified is the file's mtime as an IMF-fixdate (RFC 9110 §8.8.2).
-    let lm = r.header("last-modified").expect("Last-Modified");
-    assert!(is_imf_fixdate(lm), "Last-Modified {lm:?}");
-    let mtime = std::fs::metadata(server.root().join("index.html"))
-        .unwrap()
-        .modified()
-        .unwrap();
-    assert_eq!(lm, httpdate::fmt_http_date(mtime));
-}
-
-#[test]
-fn head_sends_get_headers_and_no_body() {
-    // RFC 9110 §9.3.2: HEAD is GET without the content; the fields
-    // (Content-Length included, §8.6) are the ones GET would send. If the
-    // server sent a body, the bytes after the HEAD response head would not
-    // start with the GET response.
-    let server = site();
-    let mut c = server.connect();
-    c.write_all(
-        b"HEAD / HTTP/1.1\r\nHost: test\r\n\r\n\
-          GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let bytes = read_to_close(&mut c);
-    let (head, rest) = parse_head(&bytes).unwrap();
-    assert_eq!(head.status, 200, "{head:?}");
-    assert!(
-        rest.starts_with(b"HTTP/1.1 200 "),
-        "HEAD response followed by {:?}",
-        s(&rest[..rest.len().min(80)])
-    );
-    let get = parse_responses(rest);
-    assert_eq!(get.len(), 1, "{get:?}");
-    let get = &get[0];
-    assert_eq!(get.body, INDEX);
-    assert_common_headers(get);
-    for field in ["content-length", "content-type", "last-modified"] {
-        assert!(get.header(field).is_some(), "GET lacks {field}");
-        assert_eq!(head.header(field), get.header(field), "{field}");
-    }
-    assert!(head.header("date").is_some_and(is_imf_fixdate));
-    assert!(
-        head.header("server")
-            .is_some_and(|v| v.starts_with("coserve/"))
-    );
-}
-
-#[test]
-fn head_of_a_large_file_sends_its_length_but_not_its_bytes() {
-    // RFC 9110 §9.3.2 again, for a file that GET would send with sendfile.
-    let server = site();
-    let mut c = server.connect();
-    c.write_all(
-        b"HEAD /big.bin HTTP/1.1\r\nHost: test\r\n\r\n\
-          GET /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let bytes = read_to_close(&mut c);
-    let (head, rest) = parse_head(&bytes).unwrap();
-    assert_eq!(head.status, 200);
-    assert_eq!(head.header("content-length"), Some("1048576"));
-    assert_eq!(
-        head.header("content-type"),
-        Some("application/octet-stream")
-    );
-    let get = parse_responses(rest);
-    assert_eq!(get.len(), 1, "{} bytes after the HEAD head", rest.len());
-    assert_eq!(get[0].body, STYLE);
-}
-
-// ---------------------------------------------------------------------------
-// Methods
-
-#[test]
-fn other_standard_methods_get_405_with_allow() {
-    // RFC 9110 §15.5.6: a 405 MUST carry Allow listing the supported methods.
-    let server = site();
-    for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"] {
-        let r = server.one(
-            format!("{method} /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        );
-        assert_eq!(r.status, 405, "{method}: {r:?}");
-        assert_eq!(r.header("allow"), Some("GET, HEAD"), "{method}");
-        assert_common_headers(&r);
-    }
-}
-
-#[test]
-fn unknown_method_gets_501() {
-    // RFC 9110 §9.1: an unrecognised method SHOULD get 501.
-    let server = site();
-    let r = server.one(b"BREW /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    assert_eq!(r.status, 501, "{r:?}");
-    assert_common_headers(&r);
-}
-
-// ---------------------------------------------------------------------------
-// Persistence (RFC 9112 §9.3)
-
-#[test]
-fn http11_keeps_the_connection_open() {
-    let server = site();
-    let mut c = server.connect();
-    c.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n")
-        .unwrap();
-    let r1 = read_response(&mut c, false).expect("first response");
-    assert_eq!((r1.status, &*r1.body), (200, STYLE));
-    assert_eq!(r1.header("connection"), None, "{r1:?}");
-    // Same socket, a second request, written only after the first answer.
-    c.write_all(b"GET /app.js HTTP/1.1\r\nHost: test\r\n\r\n")
-        .unwrap();
-    let r2 = read_response(&mut c, false).expect("second response");
-    assert_eq!((r2.status, &*r2.body), (200, APP));
-}
-
-#[test]
-fn connection_close_is_answered_with_close_and_a_closed_socket() {
-    // RFC 9112 §9.6: after a response to a request with `Connection: close`
-    // the server sends `Connection: close` and closes.
-    let server = site();
-    let mut c = server.connect();
-    c.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let r = read_response(&mut c, false).unwrap();
-    assert_eq!((r.status, &*r.body), (200, STYLE));
-    assert_eq!(r.header("connection"), Some("close"));
-    assert_eq!(read_until_closed(&mut c, CLOSE_WITHIN).unwrap(), b"");
-}
-
-#[test]
-fn http10_without_keep_alive_closes_after_one_response() {
-    // RFC 9112 §9.3: an HTTP/1.0 connection is not persistent unless the
-    // client sent keep-alive. The pipelined second request is never answered.
-    let server = site();
-    let mut c = server.connect();
-    c.write_all(b"GET /style.css HTTP/1.0\r\n\r\nGET /app.js HTTP/1.0\r\n\r\n")
-        .unwrap();
-    let bytes = read_until_closed(&mut c, CLOSE_WITHIN).unwrap();
-    let resps = parse_responses(&bytes);
-    assert_eq!(resps.len(), 1, "{resps:?}");
-    assert_eq!((resps[0].status, &*resps[0].body), (200, STYLE));
-    assert_ne!(resps[0].header("connection"), Some("keep-alive"));
-}
-
-#[test]
-fn http10_keep_alive_is_echoed_and_honoured() {
-    // RFC 9112 §9.3 / Appendix C.2.2: HTTP/1.0 keep-alive.
-    let server = site();
-    let mut c = server.connect();
-    c.write_all(b"GET /style.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-        .unwrap();
-    let r1 = read_response(&mut c, false).unwrap();
-    assert_eq!((r1.status, &*r1.body), (200, STYLE));
-    assert_eq!(r1.header("connection"), Some("keep-alive"));
-    c.write_all(b"GET /app.js HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-        .unwrap();
-    let r2 = read_response(&mut c, false).unwrap();
-    assert_eq!((r2.status, &*r2.body), (200, APP));
-    assert_eq!(r2.header("connection"), Some("keep-alive"));
-    // A third request without keep-alive ends the connection.
-    c.write_all(b"GET /data.json HTTP/1.0\r\n\r\n").unwrap();
-    let rest = read_until_closed(&mut c, CLOSE_WITHIN).unwrap();
-    let resps = parse_responses(&rest);
-    assert_eq!(bodies(&resps), [s(DATA)]);
-}
-
-// ---------------------------------------------------------------------------
 // Pipelining (RFC 9112 §9.3.2: responses in the order of the requests)
 
 const PIPELINE: &[u8] = b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n\
@@ -415,152 +225,6 @@ fn check_pipeline_answers(bytes: &[u8]) {
     assert_eq!(got[2].header("content-type"), got[4].header("content-type"));
     assert!(got[3].text().contains("custom not found"), "{:?}", got[3]);
     assert_eq!(got[4].body, DATA);
-}
-
-#[test]
-fn pipelined_requests_in_one_write_are_answered_in_order() {
-    let server = site();
-    let mut c = server.connect();
-    c.write_all(PIPELINE).unwrap();
-    check_pipeline_answers(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
-}
-
-#[test]
-fn pipelined_requests_written_byte_by_byte_are_answered_in_order() {
-    let server = site();
-    let mut c = server.connect();
-    c.set_nodelay(true).unwrap();
-    for b in PIPELINE {
-        c.write_all(std::slice::from_ref(b)).unwrap();
-    }
-    check_pipeline_answers(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
-}
-
-#[test]
-fn pipelined_requests_split_mid_crlf_are_answered_in_order() {
-    // Every write ends between a CR and its LF, or between the two CRLFs
-    // that end a head.
-    let server = site();
-    let mut c = server.connect();
-    c.set_nodelay(true).unwrap();
-    let mut from = 0;
-    for (i, &b) in PIPELINE.iter().enumerate() {
-        if b == b'\r' || (b == b'\n' && PIPELINE.get(i + 1) == Some(&b'\r')) {
-            c.write_all(&PIPELINE[from..=i]).unwrap();
-            from = i + 1;
-        }
-    }
-    c.write_all(&PIPELINE[from..]).unwrap();
-    check_pipeline_answers(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
-}
-
-// ---------------------------------------------------------------------------
-// Request bodies (RFC 9112 §6.3: the framing decides where the next request
-// starts; body bytes are never parsed as a request)
-
-#[test]
-fn content_length_body_is_read_and_discarded() {
-    let server = site();
-    for split in [false, true] {
-        let mut c = server.connect();
-        c.set_nodelay(true).unwrap();
-        let head = b"GET /style.css HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\n";
-        let rest = b"GET /GET /app.js HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
-        if split {
-            // The body arrives after the head, in its own write.
-            c.write_all(head).unwrap();
-            c.write_all(&rest[..5]).unwrap();
-            c.write_all(&rest[5..]).unwrap();
-        } else {
-            c.write_all(&[&head[..], &rest[..]].concat()).unwrap();
-        }
-        let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
-        assert_eq!(
-            resps.iter().map(|r| r.status).collect::<Vec<_>>(),
-            [200, 200],
-            "split {split}: {resps:?}"
-        );
-        assert_eq!(bodies(&resps), [s(STYLE), s(APP)], "split {split}");
-    }
-}
-
-#[test]
-fn chunked_body_is_read_and_discarded() {
-    // RFC 9112 §7.1: chunks, a chunk extension, the last chunk and a trailer.
-    let server = site();
-    let mut c = server.connect();
-    c.write_all(
-        b"GET /style.css HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n\
-          5;ext=1\r\nGET /\r\n3\r\nx\r\n\r\n0\r\nX-Trailer: GET / HTTP/1.1\r\n\r\n\
-          GET /app.js HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
-    assert_eq!(
-        resps.iter().map(|r| r.status).collect::<Vec<_>>(),
-        [200, 200],
-        "{resps:?}"
-    );
-    assert_eq!(bodies(&resps), [s(STYLE), s(APP)]);
-}
-
-#[test]
-fn expect_100_continue_gets_an_interim_response_then_the_final_one() {
-    // RFC 9110 §10.1.1: a server that will read the body sends 100 Continue
-    // to a client waiting for it, then the final response.
-    let server = site();
-    let mut c = server.connect();
-    c.write_all(
-        b"GET /style.css HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\n\
-          Content-Length: 5\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let interim = read_head_only(&mut c).unwrap();
-    assert_eq!(interim.status, 100, "{interim:?}");
-    c.write_all(b"hello").unwrap();
-    let bytes = read_until_closed(&mut c, CLOSE_WITHIN).unwrap();
-    let resps = parse_responses(&bytes);
-    assert_eq!(resps.len(), 1, "{resps:?}");
-    assert_eq!((resps[0].status, &*resps[0].body), (200, STYLE));
-}
-
-// ---------------------------------------------------------------------------
-// Request forms
-
-#[test]
-fn absolute_form_target_is_served() {
-    // RFC 9112 §3.2.2: a server MUST accept the absolute form.
-    let server = site();
-    let r = server
-        .one(b"GET http://test/style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.body, STYLE);
-    assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
-}
-
-#[test]
-fn exactly_100_header_fields_are_accepted() {
-    let server = site();
-    let mut req = String::from("GET /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for i in 0..98 {
-        req.push_str(&format!("X-Field-{i}: v\r\n"));
-    }
-    req.push_str("\r\n");
-    let r = server.one(req.as_bytes());
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.body, STYLE);
-}
-
-#[test]
-fn request_line_of_exactly_8_kib_is_not_too_long() {
-    // The limit is 8 KiB of request line (without CRLF): 8192 bytes pass the
-    // limit and get an ordinary 404 for a file that does not exist.
-    let server = site();
-    let target = format!("/{}", "a".repeat(8192 - "GET  HTTP/1.1".len() - 1));
-    let line = format!("GET {target} HTTP/1.1");
-    assert_eq!(line.len(), 8192);
-    let r = server.one(format!("{line}\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes());
-    assert_eq!(r.status, 404, "{:?}", r.headers);
 }
 
 // ---------------------------------------------------------------------------
@@ -801,77 +465,421 @@ fn check_bad(server: &TestServer, case: &Bad) -> Option<String> {
     }
 }
 
-#[test]
-fn bad_requests_get_one_status_each() {
-    let server = site();
-    let failures: Vec<String> = bad_inputs()
-        .iter()
-        .filter_map(|case| {
-            check_bad(&server, case).map(|problem| {
-                format!(
-                    "{} ({:?}...): {problem}",
-                    case.what,
-                    s(&case.request[..case.request.len().min(60)])
-                )
+crate::engine_tests! {
+    // ---------------------------------------------------------------------------
+    // The response head
+
+    #[test]
+    fn get_root_has_date_server_length_type_and_last_modified() {
+        let server = site();
+        let r = server.get("/");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.body, INDEX);
+        assert_common_headers(&r);
+
+        // Date is the time the response was generated (RFC 9110 §6.6.1).
+        let date = httpdate::parse_http_date(r.header("date").unwrap()).unwrap();
+        let now = SystemTime::now();
+        let skew = now.duration_since(date).unwrap_or_else(|e| e.duration());
+        assert!(
+            skew < Duration::from_secs(60),
+            "Date {date:?} vs now {now:?}"
+        );
+
+        assert_eq!(r.header("content-length"), Some(&*INDEX.len().to_string()));
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+
+        // Last-Modified is the file's mtime as an IMF-fixdate (RFC 9110 §8.8.2).
+        let lm = r.header("last-modified").expect("Last-Modified");
+        assert!(is_imf_fixdate(lm), "Last-Modified {lm:?}");
+        let mtime = std::fs::metadata(server.root().join("index.html"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(lm, httpdate::fmt_http_date(mtime));
+    }
+
+    #[test]
+    fn head_sends_get_headers_and_no_body() {
+        // RFC 9110 §9.3.2: HEAD is GET without the content; the fields
+        // (Content-Length included, §8.6) are the ones GET would send. If the
+        // server sent a body, the bytes after the HEAD response head would not
+        // start with the GET response.
+        let server = site();
+        let mut c = server.connect();
+        c.write_all(
+            b"HEAD / HTTP/1.1\r\nHost: test\r\n\r\n\
+              GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let bytes = read_to_close(&mut c);
+        let (head, rest) = parse_head(&bytes).unwrap();
+        assert_eq!(head.status, 200, "{head:?}");
+        assert!(
+            rest.starts_with(b"HTTP/1.1 200 "),
+            "HEAD response followed by {:?}",
+            s(&rest[..rest.len().min(80)])
+        );
+        let get = parse_responses(rest);
+        assert_eq!(get.len(), 1, "{get:?}");
+        let get = &get[0];
+        assert_eq!(get.body, INDEX);
+        assert_common_headers(get);
+        for field in ["content-length", "content-type", "last-modified"] {
+            assert!(get.header(field).is_some(), "GET lacks {field}");
+            assert_eq!(head.header(field), get.header(field), "{field}");
+        }
+        assert!(head.header("date").is_some_and(is_imf_fixdate));
+        assert!(
+            head.header("server")
+                .is_some_and(|v| v.starts_with("coserve/"))
+        );
+    }
+
+    #[test]
+    fn head_of_a_large_file_sends_its_length_but_not_its_bytes() {
+        // RFC 9110 §9.3.2 again, for a file that GET would send with sendfile.
+        let server = site();
+        let mut c = server.connect();
+        c.write_all(
+            b"HEAD /big.bin HTTP/1.1\r\nHost: test\r\n\r\n\
+              GET /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let bytes = read_to_close(&mut c);
+        let (head, rest) = parse_head(&bytes).unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(head.header("content-length"), Some("1048576"));
+        assert_eq!(
+            head.header("content-type"),
+            Some("application/octet-stream")
+        );
+        let get = parse_responses(rest);
+        assert_eq!(get.len(), 1, "{} bytes after the HEAD head", rest.len());
+        assert_eq!(get[0].body, STYLE);
+    }
+
+    // ---------------------------------------------------------------------------
+    // Methods
+
+    #[test]
+    fn other_standard_methods_get_405_with_allow() {
+        // RFC 9110 §15.5.6: a 405 MUST carry Allow listing the supported methods.
+        let server = site();
+        for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"] {
+            let r = server.one(
+                format!("{method} /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            assert_eq!(r.status, 405, "{method}: {r:?}");
+            assert_eq!(r.header("allow"), Some("GET, HEAD"), "{method}");
+            assert_common_headers(&r);
+        }
+    }
+
+    #[test]
+    fn unknown_method_gets_501() {
+        // RFC 9110 §9.1: an unrecognised method SHOULD get 501.
+        let server = site();
+        let r = server.one(b"BREW /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        assert_eq!(r.status, 501, "{r:?}");
+        assert_common_headers(&r);
+    }
+
+    // ---------------------------------------------------------------------------
+    // Persistence (RFC 9112 §9.3)
+
+    #[test]
+    fn http11_keeps_the_connection_open() {
+        let server = site();
+        let mut c = server.connect();
+        c.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n")
+            .unwrap();
+        let r1 = read_response(&mut c, false).expect("first response");
+        assert_eq!((r1.status, &*r1.body), (200, STYLE));
+        assert_eq!(r1.header("connection"), None, "{r1:?}");
+        // Same socket, a second request, written only after the first answer.
+        c.write_all(b"GET /app.js HTTP/1.1\r\nHost: test\r\n\r\n")
+            .unwrap();
+        let r2 = read_response(&mut c, false).expect("second response");
+        assert_eq!((r2.status, &*r2.body), (200, APP));
+    }
+
+    #[test]
+    fn connection_close_is_answered_with_close_and_a_closed_socket() {
+        // RFC 9112 §9.6: after a response to a request with `Connection: close`
+        // the server sends `Connection: close` and closes.
+        let server = site();
+        let mut c = server.connect();
+        c.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut c, false).unwrap();
+        assert_eq!((r.status, &*r.body), (200, STYLE));
+        assert_eq!(r.header("connection"), Some("close"));
+        assert_eq!(read_until_closed(&mut c, CLOSE_WITHIN).unwrap(), b"");
+    }
+
+    #[test]
+    fn http10_without_keep_alive_closes_after_one_response() {
+        // RFC 9112 §9.3: an HTTP/1.0 connection is not persistent unless the
+        // client sent keep-alive. The pipelined second request is never answered.
+        let server = site();
+        let mut c = server.connect();
+        c.write_all(b"GET /style.css HTTP/1.0\r\n\r\nGET /app.js HTTP/1.0\r\n\r\n")
+            .unwrap();
+        let bytes = read_until_closed(&mut c, CLOSE_WITHIN).unwrap();
+        let resps = parse_responses(&bytes);
+        assert_eq!(resps.len(), 1, "{resps:?}");
+        assert_eq!((resps[0].status, &*resps[0].body), (200, STYLE));
+        assert_ne!(resps[0].header("connection"), Some("keep-alive"));
+    }
+
+    #[test]
+    fn http10_keep_alive_is_echoed_and_honoured() {
+        // RFC 9112 §9.3 / Appendix C.2.2: HTTP/1.0 keep-alive.
+        let server = site();
+        let mut c = server.connect();
+        c.write_all(b"GET /style.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let r1 = read_response(&mut c, false).unwrap();
+        assert_eq!((r1.status, &*r1.body), (200, STYLE));
+        assert_eq!(r1.header("connection"), Some("keep-alive"));
+        c.write_all(b"GET /app.js HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let r2 = read_response(&mut c, false).unwrap();
+        assert_eq!((r2.status, &*r2.body), (200, APP));
+        assert_eq!(r2.header("connection"), Some("keep-alive"));
+        // A third request without keep-alive ends the connection.
+        c.write_all(b"GET /data.json HTTP/1.0\r\n\r\n").unwrap();
+        let rest = read_until_closed(&mut c, CLOSE_WITHIN).unwrap();
+        let resps = parse_responses(&rest);
+        assert_eq!(bodies(&resps), [s(DATA)]);
+    }
+
+    // ---------------------------------------------------------------------------
+    // Pipelining (RFC 9112 §9.3.2: responses in the order of the requests)
+
+    #[test]
+    fn pipelined_requests_in_one_write_are_answered_in_order() {
+        let server = site();
+        let mut c = server.connect();
+        c.write_all(PIPELINE).unwrap();
+        check_pipeline_answers(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
+    }
+
+    #[test]
+    fn pipelined_requests_written_byte_by_byte_are_answered_in_order() {
+        let server = site();
+        let mut c = server.connect();
+        c.set_nodelay(true).unwrap();
+        for b in PIPELINE {
+            c.write_all(std::slice::from_ref(b)).unwrap();
+        }
+        check_pipeline_answers(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
+    }
+
+    #[test]
+    fn pipelined_requests_split_mid_crlf_are_answered_in_order() {
+        // Every write ends between a CR and its LF, or between the two CRLFs
+        // that end a head.
+        let server = site();
+        let mut c = server.connect();
+        c.set_nodelay(true).unwrap();
+        let mut from = 0;
+        for (i, &b) in PIPELINE.iter().enumerate() {
+            if b == b'\r' || (b == b'\n' && PIPELINE.get(i + 1) == Some(&b'\r')) {
+                c.write_all(&PIPELINE[from..=i]).unwrap();
+                from = i + 1;
+            }
+        }
+        c.write_all(&PIPELINE[from..]).unwrap();
+        check_pipeline_answers(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
+    }
+
+    // ---------------------------------------------------------------------------
+    // Request bodies (RFC 9112 §6.3: the framing decides where the next request
+    // starts; body bytes are never parsed as a request)
+
+    #[test]
+    fn content_length_body_is_read_and_discarded() {
+        let server = site();
+        for split in [false, true] {
+            let mut c = server.connect();
+            c.set_nodelay(true).unwrap();
+            let head = b"GET /style.css HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\n";
+            let rest = b"GET /GET /app.js HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+            if split {
+                // The body arrives after the head, in its own write.
+                c.write_all(head).unwrap();
+                c.write_all(&rest[..5]).unwrap();
+                c.write_all(&rest[5..]).unwrap();
+            } else {
+                c.write_all(&[&head[..], &rest[..]].concat()).unwrap();
+            }
+            let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
+            assert_eq!(
+                resps.iter().map(|r| r.status).collect::<Vec<_>>(),
+                [200, 200],
+                "split {split}: {resps:?}"
+            );
+            assert_eq!(bodies(&resps), [s(STYLE), s(APP)], "split {split}");
+        }
+    }
+
+    #[test]
+    fn chunked_body_is_read_and_discarded() {
+        // RFC 9112 §7.1: chunks, a chunk extension, the last chunk and a trailer.
+        let server = site();
+        let mut c = server.connect();
+        c.write_all(
+            b"GET /style.css HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5;ext=1\r\nGET /\r\n3\r\nx\r\n\r\n0\r\nX-Trailer: GET / HTTP/1.1\r\n\r\n\
+              GET /app.js HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
+        assert_eq!(
+            resps.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [200, 200],
+            "{resps:?}"
+        );
+        assert_eq!(bodies(&resps), [s(STYLE), s(APP)]);
+    }
+
+    #[test]
+    fn expect_100_continue_gets_an_interim_response_then_the_final_one() {
+        // RFC 9110 §10.1.1: a server that will read the body sends 100 Continue
+        // to a client waiting for it, then the final response.
+        let server = site();
+        let mut c = server.connect();
+        c.write_all(
+            b"GET /style.css HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\n\
+              Content-Length: 5\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let interim = read_head_only(&mut c).unwrap();
+        assert_eq!(interim.status, 100, "{interim:?}");
+        c.write_all(b"hello").unwrap();
+        let bytes = read_until_closed(&mut c, CLOSE_WITHIN).unwrap();
+        let resps = parse_responses(&bytes);
+        assert_eq!(resps.len(), 1, "{resps:?}");
+        assert_eq!((resps[0].status, &*resps[0].body), (200, STYLE));
+    }
+
+    // ---------------------------------------------------------------------------
+    // Request forms
+
+    #[test]
+    fn absolute_form_target_is_served() {
+        // RFC 9112 §3.2.2: a server MUST accept the absolute form.
+        let server = site();
+        let r = server
+            .one(b"GET http://test/style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.body, STYLE);
+        assert_eq!(r.header("content-type"), Some("text/css; charset=utf-8"));
+    }
+
+    #[test]
+    fn exactly_100_header_fields_are_accepted() {
+        let server = site();
+        let mut req = String::from("GET /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        for i in 0..98 {
+            req.push_str(&format!("X-Field-{i}: v\r\n"));
+        }
+        req.push_str("\r\n");
+        let r = server.one(req.as_bytes());
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.body, STYLE);
+    }
+
+    #[test]
+    fn request_line_of_exactly_8_kib_is_not_too_long() {
+        // The limit is 8 KiB of request line (without CRLF): 8192 bytes pass the
+        // limit and get an ordinary 404 for a file that does not exist.
+        let server = site();
+        let target = format!("/{}", "a".repeat(8192 - "GET  HTTP/1.1".len() - 1));
+        let line = format!("GET {target} HTTP/1.1");
+        assert_eq!(line.len(), 8192);
+        let r = server.one(format!("{line}\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 404, "{:?}", r.headers);
+    }
+
+    // ---------------------------------------------------------------------------
+    // Bad input
+
+    #[test]
+    fn bad_requests_get_one_status_each() {
+        let server = site();
+        let failures: Vec<String> = bad_inputs()
+            .iter()
+            .filter_map(|case| {
+                check_bad(&server, case).map(|problem| {
+                    format!(
+                        "{} ({:?}...): {problem}",
+                        case.what,
+                        s(&case.request[..case.request.len().min(60)])
+                    )
+                })
             })
-        })
-        .collect();
-    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
-    // The server is still fine afterwards.
-    assert_eq!(server.get("/style.css").body, STYLE);
-}
+            .collect();
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+        // The server is still fine afterwards.
+        assert_eq!(server.get("/style.css").body, STYLE);
+    }
 
-#[test]
-fn a_bad_request_after_good_pipelined_ones_answers_them_then_closes() {
-    // The requests before the bad one are answered in order; the bad one
-    // gets its 400 and a close, and nothing after it is read as a request.
-    let server = site();
-    let mut c = server.connect();
-    c.write_all(
-        b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n\
-          GET /app.js HTTP/1.1\r\nHost: test\r\n\r\n\
-          GET /data.json HTTP/1.1\r\nHost: test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n\
-          GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n",
-    )
-    .unwrap();
-    let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
-    assert_eq!(
-        resps.iter().map(|r| r.status).collect::<Vec<_>>(),
-        [200, 200, 400],
-        "{resps:?}"
-    );
-    assert_eq!(bodies(&resps[..2]), [s(STYLE), s(APP)]);
-    assert_eq!(resps[2].header("connection"), Some("close"));
-}
+    #[test]
+    fn a_bad_request_after_good_pipelined_ones_answers_them_then_closes() {
+        // The requests before the bad one are answered in order; the bad one
+        // gets its 400 and a close, and nothing after it is read as a request.
+        let server = site();
+        let mut c = server.connect();
+        c.write_all(
+            b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n\
+              GET /app.js HTTP/1.1\r\nHost: test\r\n\r\n\
+              GET /data.json HTTP/1.1\r\nHost: test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n\
+              GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n",
+        )
+        .unwrap();
+        let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
+        assert_eq!(
+            resps.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [200, 200, 400],
+            "{resps:?}"
+        );
+        assert_eq!(bodies(&resps[..2]), [s(STYLE), s(APP)]);
+        assert_eq!(resps[2].header("connection"), Some("close"));
+    }
 
-#[test]
-fn empty_lines_before_a_request_line_are_ignored() {
-    // RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF)
-    // received before the request-line.
-    let server = site();
-    let mut c = server.connect();
-    c.write_all(
-        b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n\r\n\
-          GET /app.js HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
-    assert_eq!(bodies(&resps), [s(STYLE), s(APP)], "{resps:?}");
-}
+    #[test]
+    fn empty_lines_before_a_request_line_are_ignored() {
+        // RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF)
+        // received before the request-line.
+        let server = site();
+        let mut c = server.connect();
+        c.write_all(
+            b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n\r\n\
+              GET /app.js HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
+        assert_eq!(bodies(&resps), [s(STYLE), s(APP)], "{resps:?}");
+    }
 
-#[test]
-fn a_response_after_a_large_file_starts_right_after_it() {
-    // Framing after a sendfile response on a kept-alive connection: the next
-    // response starts exactly after the 1 MiB body (RFC 9112 §6.3).
-    let server = site();
-    let mut c = server.connect();
-    c.write_all(
-        b"GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\n\
-          GET /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let resps = parse_responses(&read_until_closed(&mut c, Duration::from_secs(10)).unwrap());
-    assert_eq!(resps.len(), 2);
-    assert!(resps[0].body == big_pattern(1024 * 1024), "big.bin differs");
-    assert_eq!(resps[1].body, STYLE);
+    #[test]
+    fn a_response_after_a_large_file_starts_right_after_it() {
+        // Framing after a sendfile response on a kept-alive connection: the next
+        // response starts exactly after the 1 MiB body (RFC 9112 §6.3).
+        let server = site();
+        let mut c = server.connect();
+        c.write_all(
+            b"GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\n\
+              GET /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let resps = parse_responses(&read_until_closed(&mut c, Duration::from_secs(10)).unwrap());
+        assert_eq!(resps.len(), 2);
+        assert!(resps[0].body == big_pattern(1024 * 1024), "big.bin differs");
+        assert_eq!(resps[1].body, STYLE);
+    }
 }
