@@ -9,6 +9,7 @@ mod client;
 mod conditional;
 mod encoding;
 mod files;
+mod handlers;
 mod limits;
 mod modes;
 mod protocol;
