@@ -1,0 +1,1457 @@
+#!/usr/bin/env python3
+"""Row-by-row HTTP behaviour comparison of coserve against other static servers.
+
+Starts every server found on this machine on 127.0.0.1 (free ports only),
+serving the same temporary root, sends each of them the same raw request
+bytes over plain sockets, and classifies what came back:
+
+    ✅ pass    ❌ fail    ➖ other (legal-but-different, n/a, or not comparable)
+
+Prints a Markdown table (rows = behaviours, columns = servers) and writes it,
+with versions, configurations and the exact request bytes, to
+scripts/compare_semantics.md next to this file.
+
+Python 3 standard library only.  Every request has a 2 s budget, so a hanging
+server shows up as "timeout".  All servers are stopped and the temporary
+root removed at exit, also on error or Ctrl-C.
+
+    python3 scripts/compare_semantics.py            # all servers found
+    python3 scripts/compare_semantics.py --build    # cargo build --release first
+    python3 scripts/compare_semantics.py --only coserve,nginx --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import html
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+HOST = "127.0.0.1"
+TIMEOUT = 2.0
+HOST_HDR = "Host: 127.0.0.1\r\n"   # identical Host header for every server
+FIXED_MTIME = 1704164645           # Tue, 02 Jan 2024 03:04:05 GMT, for every file
+OLD_DATE = "Sat, 01 Jan 2000 00:00:00 GMT"
+BIG_LEN = 100_000
+SECRET_MARKER = b"TOPSECRET-outside-the-root"
+
+SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(SCRIPT_DIR)
+
+PASS, FAIL, OTHER = "pass", "fail", "other"
+MARK = {PASS: "✅", FAIL: "❌", OTHER: "➖"}
+
+
+# --------------------------------------------------------------------------
+# raw HTTP client
+# --------------------------------------------------------------------------
+
+@dataclass
+class Resp:
+    status: Optional[int] = None
+    version: str = ""
+    reason: str = ""
+    headers: list = field(default_factory=list)
+    body: bytes = b""
+    error: Optional[str] = None   # "timeout", "closed", "reset", "garbage", "truncated"
+
+    def h(self, name: str) -> Optional[str]:
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+    def hall(self, name: str) -> list:
+        name = name.lower()
+        return [v for k, v in self.headers if k.lower() == name]
+
+    def short(self) -> str:
+        if self.status is None:
+            return self.error or "no response"
+        s = str(self.status)
+        if self.error:
+            s += f" ({self.error})"
+        return s
+
+
+class Conn:
+    """One client connection with its own read buffer."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection((HOST, port), timeout=TIMEOUT)
+        self.buf = b""
+        self.eof = False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def send(self, data: bytes):
+        self.sock.sendall(data)
+
+    def _fill(self, deadline: float) -> bool:
+        """Read more bytes into buf. False on EOF; raises TimeoutError."""
+        if self.eof:
+            return False
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        self.sock.settimeout(left)
+        try:
+            chunk = self.sock.recv(262144)
+        except socket.timeout:
+            raise TimeoutError
+        except (ConnectionResetError, BrokenPipeError):
+            self.eof = True
+            return False
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def _readline(self, deadline: float) -> Optional[bytes]:
+        while b"\n" not in self.buf:
+            if not self._fill(deadline):
+                return None
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r")
+
+    def _readn(self, n: int, deadline: float) -> tuple:
+        while len(self.buf) < n:
+            if not self._fill(deadline):
+                out, self.buf = self.buf, b""
+                return out, False
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out, True
+
+    def read_response(self, head: bool = False, timeout: float = TIMEOUT) -> Resp:
+        deadline = time.monotonic() + timeout
+        r = Resp()
+        try:
+            while True:  # skip 1xx interim responses
+                while True:
+                    if len(self.buf) >= 5 and not self.buf.startswith(b"HTTP/"):
+                        while self._fill(deadline):
+                            pass
+                        r.body, self.buf = self.buf, b""
+                        first = r.body.split(b"\n", 1)[0].strip()[:30].decode("latin-1")
+                        r.error = f"no status line, bare body `{first}`"
+                        return r
+                    m = re.search(rb"\r?\n\r?\n", self.buf)
+                    if m:
+                        break
+                    if not self._fill(deadline):
+                        r.error = "closed" if not self.buf else "truncated head"
+                        return r
+                raw_head, self.buf = self.buf[:m.start()], self.buf[m.end():]
+                lines = re.split(rb"\r?\n", raw_head)
+                sm = re.match(rb"(HTTP/\d\.\d) (\d{3})(?: (.*))?$", lines[0])
+                if not sm:
+                    r.error = "garbage: " + lines[0][:40].decode("latin-1")
+                    return r
+                r.version = sm.group(1).decode()
+                r.status = int(sm.group(2))
+                r.reason = (sm.group(3) or b"").decode("latin-1")
+                r.headers = []
+                for ln in lines[1:]:
+                    if b":" in ln:
+                        k, v = ln.split(b":", 1)
+                        r.headers.append((k.decode("latin-1").strip(), v.decode("latin-1").strip()))
+                if 100 <= r.status < 200:
+                    continue
+                break
+            if head or r.status in (204, 304):
+                return r
+            te = (r.h("transfer-encoding") or "").lower()
+            cl = r.h("content-length")
+            if "chunked" in te:
+                body = b""
+                while True:
+                    line = self._readline(deadline)
+                    if line is None:
+                        r.error = "truncated"
+                        break
+                    size = int(line.split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while True:
+                            t = self._readline(deadline)
+                            if not t:
+                                break
+                        break
+                    data, ok = self._readn(size + 2, deadline)
+                    body += data[:size]
+                    if not ok:
+                        r.error = "truncated"
+                        break
+                r.body = body
+            elif cl is not None and cl.isdigit():
+                r.body, ok = self._readn(int(cl), deadline)
+                if not ok:
+                    r.error = "truncated"
+            else:
+                while self._fill(deadline):
+                    pass
+                r.body, self.buf = self.buf, b""
+        except TimeoutError:
+            if r.status is None:
+                r.error = "timeout"
+            else:
+                r.error = "timeout in body"
+                r.body, self.buf = self.buf, b""
+        except OSError as e:
+            r.error = f"reset ({e.__class__.__name__})"
+        return r
+
+    def after(self, wait: float = TIMEOUT) -> str:
+        """What the connection does after a response: 'closed', 'open' or 'data:N'."""
+        if self.buf:
+            return f"data:{len(self.buf)}"
+        deadline = time.monotonic() + wait
+        try:
+            if self._fill(deadline):
+                return f"data:{len(self.buf)}"
+            return "closed"
+        except TimeoutError:
+            return "open"
+        except OSError:
+            return "closed"
+
+
+def req(method: str, target: str, *headers: str, version: str = "HTTP/1.1",
+        host: bool = True, close: bool = True, body: bytes = b"") -> bytes:
+    s = f"{method} {target} {version}\r\n"
+    if host:
+        s += HOST_HDR
+    for h in headers:
+        s += h + "\r\n"
+    if close:
+        s += "Connection: close\r\n"
+    return (s + "\r\n").encode("latin-1") + body
+
+
+# --------------------------------------------------------------------------
+# the served tree
+# --------------------------------------------------------------------------
+
+INDEX_HTML = b"<!doctype html>\n<html><head><title>root</title></head><body>root index</body></html>\n"
+SUB_INDEX = b"<!doctype html>\n<html><body>sub index</body></html>\n"
+ODD_NAME = "<b>odd&name.txt"
+ODD_BODY = b"odd file contents\n"
+DOT_BODY = b"dotfile secret\n"
+
+
+def make_app_js() -> bytes:
+    lines = ["// app.js: test fixture for compare_semantics.py", "'use strict';"]
+    for i in range(120):
+        lines.append(f"export function f{i}(x) {{ return x * {i} + {i % 7}; }}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def make_big() -> bytes:
+    out = bytearray()
+    i = 0
+    while len(out) < BIG_LEN:
+        out += hashlib.sha256(i.to_bytes(4, "big")).digest()
+        i += 1
+    return bytes(out[:BIG_LEN])
+
+
+def brotli_bytes(data: bytes, work: str) -> tuple:
+    """Return (bytes, how). Real brotli when the module or CLI exists."""
+    try:
+        import brotli  # type: ignore
+        return brotli.compress(data), "real brotli (Python module)"
+    except ImportError:
+        pass
+    exe = shutil.which("brotli")
+    if exe:
+        src = os.path.join(work, "brotli-src.js")
+        with open(src, "wb") as f:
+            f.write(data)
+        out = subprocess.run([exe, "-c", src], capture_output=True, timeout=30)
+        os.unlink(src)
+        if out.returncode == 0 and out.stdout:
+            return out.stdout, f"real brotli ({exe} CLI)"
+    return b"\x1b\x00ARBITRARY-NOT-BROTLI\n", "ARBITRARY bytes (no brotli module or CLI)"
+
+
+@dataclass
+class Tree:
+    base: str
+    root: str
+    files: dict   # url path -> bytes
+    br_how: str
+
+
+def make_tree(work: str) -> Tree:
+    base = os.path.join(work, "base")
+    root = os.path.join(base, "root")
+    os.makedirs(os.path.join(root, "dir"))
+    os.makedirs(os.path.join(root, "sub"))
+    app = make_app_js()
+    br, br_how = brotli_bytes(app, work)
+    files = {
+        "/index.html": INDEX_HTML,
+        "/big.bin": make_big(),
+        "/app.js": app,
+        "/app.js.gz": gzip.compress(app, compresslevel=9, mtime=0),
+        "/app.js.br": br,
+        "/dir/" + ODD_NAME: ODD_BODY,
+        "/.secret": DOT_BODY,
+        "/sub/index.html": SUB_INDEX,
+    }
+    for path, data in files.items():
+        p = os.path.join(root, path.lstrip("/"))
+        with open(p, "wb") as f:
+            f.write(data)
+    with open(os.path.join(base, "secret.txt"), "wb") as f:
+        f.write(SECRET_MARKER + b"\n")
+    os.symlink("../secret.txt", os.path.join(root, "outside-link.txt"))
+    # readable by servers that drop privileges (nginx workers run as nobody)
+    for dirpath, dirnames, filenames in os.walk(work):
+        os.chmod(dirpath, 0o755)
+        for fn in filenames:
+            p = os.path.join(dirpath, fn)
+            if not os.path.islink(p):
+                os.chmod(p, 0o644)
+    for dirpath, dirnames, filenames in os.walk(base):
+        for fn in filenames + dirnames:
+            os.utime(os.path.join(dirpath, fn), (FIXED_MTIME, FIXED_MTIME), follow_symlinks=False)
+        os.utime(dirpath, (FIXED_MTIME, FIXED_MTIME))
+    return Tree(base, root, files, br_how)
+
+
+# --------------------------------------------------------------------------
+# servers
+# --------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def find_exe(name: str) -> Optional[str]:
+    p = shutil.which(name)
+    if p:
+        return p
+    cand = os.path.expanduser(f"~/.cargo/bin/{name}")
+    return cand if os.access(cand, os.X_OK) else None
+
+
+def run_version(argv: list, pick: Callable[[str], str] = lambda s: s.strip().splitlines()[0]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return pick(out.stdout + out.stderr)
+    except Exception as e:  # noqa: BLE001
+        return f"? ({e})"
+
+
+@dataclass
+class ServerDef:
+    name: str
+    exe: Optional[str]
+    version: Callable[[], str]
+    # (tree, work, port, listing) -> (argv, env or None); work is a private dir
+    argv: Callable
+    config: str            # human description of the configuration
+    listing: str = "flag"  # "flag": a second instance with listing on; "always"; "none"
+    missing: str = ""
+
+
+def nginx_argv(tree, work, port, listing):
+    os.makedirs(os.path.join(work, "tmp"), exist_ok=True)
+    conf = f"""
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/error.log;
+events {{ worker_connections 256; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log off;
+    client_body_temp_path {work}/tmp/body;
+    proxy_temp_path {work}/tmp/proxy;
+    fastcgi_temp_path {work}/tmp/fastcgi;
+    uwsgi_temp_path {work}/tmp/uwsgi;
+    scgi_temp_path {work}/tmp/scgi;
+    sendfile on;
+    server {{
+        listen {HOST}:{port};
+        root {tree.root};
+        gzip_static on;
+        {"autoindex on;" if listing else ""}
+    }}
+}}
+"""
+    path = os.path.join(work, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return [find_exe("nginx"), "-e", f"{work}/startup.log", "-p", work, "-c", path], None
+
+
+def lighttpd_argv(tree, work, port, listing):
+    conf = f"""
+server.document-root = "{tree.root}"
+server.bind = "{HOST}"
+server.port = {port}
+server.errorlog = "{work}/error.log"
+index-file.names = ( "index.html" )
+include_shell "/usr/share/lighttpd/create-mime.conf.pl"
+dir-listing.activate = "{"enable" if listing else "disable"}"
+dir-listing.encoding = "utf-8"
+"""
+    path = os.path.join(work, "lighttpd.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return [find_exe("lighttpd"), "-D", "-f", path], None
+
+
+def caddy_argv(tree, work, port, listing):
+    conf = f"""{{
+    admin off
+    auto_https off
+}}
+http://:{port} {{
+    bind {HOST}
+    root * {tree.root}
+    file_server {{
+        precompressed br gzip
+        {"browse" if listing else ""}
+    }}
+}}
+"""
+    path = os.path.join(work, "Caddyfile")
+    with open(path, "w") as f:
+        f.write(conf)
+    env = dict(os.environ, HOME=work, XDG_DATA_HOME=f"{work}/data", XDG_CONFIG_HOME=f"{work}/config")
+    return [find_exe("caddy"), "run", "--config", path, "--adapter", "caddyfile"], env
+
+
+def busybox_argv(tree, work, port, listing):
+    conf = os.path.join(work, "httpd.conf")
+    open(conf, "w").close()   # empty: don't pick up /etc/httpd.conf
+    return [find_exe("busybox"), "httpd", "-f", "-p", f"{HOST}:{port}", "-h", tree.root, "-c", conf], None
+
+
+def server_defs(coserve_path: str) -> list:
+    py = sys.executable
+    return [
+        ServerDef(
+            "coserve", coserve_path if os.access(coserve_path, os.X_OK) else None,
+            lambda: run_version([coserve_path, "--version"]),
+            lambda t, w, p, l: ([coserve_path, str(p), "-b", HOST, "-d", t.root, "-q"]
+                                + (["--listing"] if l else []), None),
+            "`coserve PORT -b 127.0.0.1 -d ROOT -q` (+ `--listing` for the listing row); "
+            "precompressed siblings on by default",
+            missing="build it: cargo build --release"),
+        ServerDef(
+            "nginx", find_exe("nginx"),
+            lambda: run_version([find_exe("nginx"), "-v"], lambda s: s.strip().split(": ", 1)[-1] + " (nginx-light)"),
+            nginx_argv,
+            "nginx-light, own config: `include mime.types; gzip_static on;` "
+            "(+ `autoindex on;` for the listing row); nothing else changed",
+            missing="apt-get install nginx-light"),
+        ServerDef(
+            "python http.server", py,
+            lambda: f"Python {sys.version.split()[0]} http.server ({py})",
+            lambda t, w, p, l: ([py, "-m", "http.server", str(p), "--bind", HOST, "--directory", t.root], None),
+            f"`{os.path.basename(py)} -m http.server PORT --bind 127.0.0.1 --directory ROOT` "
+            "(listing is always on)",
+            listing="always"),
+        ServerDef(
+            "lighttpd", find_exe("lighttpd"),
+            lambda: run_version([find_exe("lighttpd"), "-v"], lambda s: s.split(" - ")[0].strip()),
+            lighttpd_argv,
+            "own config: document-root, bind, port, `index-file.names`, Debian's "
+            "`create-mime.conf.pl` MIME map; `dir-listing.activate` only for the listing row. "
+            "It has no precompressed-sibling option",
+            missing="apt-get install lighttpd"),
+        ServerDef(
+            "caddy", find_exe("caddy"),
+            lambda: "caddy " + run_version([find_exe("caddy"), "version"]),
+            caddy_argv,
+            "Caddyfile: `file_server { precompressed br gzip }` on `http://:PORT` bound to "
+            "127.0.0.1, admin off (+ `browse` for the listing row)",
+            missing="apt-get install caddy"),
+        ServerDef(
+            "static-web-server", find_exe("static-web-server"),
+            lambda: "static-web-server " + run_version(
+                [find_exe("static-web-server"), "--version"],
+                lambda s: (re.search(r"Version:\s*(\S+)", s) or re.search(r"(\S+)", s)).group(1)),
+            lambda t, w, p, l: ([find_exe("static-web-server"), "-a", HOST, "-p", str(p), "-d", t.root,
+                                 "--compression-static", "true", "-g", "error"]
+                                + (["--directory-listing", "true"] if l else []), None),
+            "`static-web-server -a 127.0.0.1 -p PORT -d ROOT --compression-static true` "
+            "(on-the-fly compression left at its default, on; `--directory-listing true` for the listing row)",
+            missing="cargo install --locked static-web-server"),
+        ServerDef(
+            "miniserve", find_exe("miniserve"),
+            lambda: run_version([find_exe("miniserve"), "--version"]),
+            lambda t, w, p, l: ([find_exe("miniserve"), "-i", HOST, "-p", str(p), "--index", "index.html", "-q"]
+                                + ([] if l else ["--disable-indexing"]) + [t.root], None),
+            "`miniserve -i 127.0.0.1 -p PORT --index index.html ROOT` "
+            "(`--disable-indexing` except for the listing row)",
+            missing="cargo install --locked miniserve"),
+        ServerDef(
+            "darkhttpd", find_exe("darkhttpd"),
+            lambda: run_version([find_exe("darkhttpd"), "--help"], lambda s: s.strip().split(",")[0]),
+            lambda t, w, p, l: ([find_exe("darkhttpd"), t.root, "--addr", HOST, "--port", str(p)]
+                                + ([] if l else ["--no-listing"]), None),
+            "`darkhttpd ROOT --addr 127.0.0.1 --port PORT --no-listing` (listing only for row 37)",
+            missing="not packaged in Debian 12"),
+        ServerDef(
+            "busybox httpd", find_exe("busybox"),
+            lambda: run_version([find_exe("busybox")], lambda s: re.search(r"BusyBox v\S+ \([^)]*\)", s).group(0)),
+            busybox_argv,
+            "`busybox httpd -f -p 127.0.0.1:PORT -h ROOT -c EMPTY_CONF` (no listing without CGI)",
+            listing="none",
+            missing="apt-get install busybox"),
+    ]
+
+
+class Running:
+    """Processes this script started; stopped by their own process-group id."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, sd: ServerDef, tree: Tree, work_root: str, listing: bool) -> tuple:
+        tag = f"{sd.name.split()[0]}{'-listing' if listing else ''}"
+        work = os.path.join(work_root, tag)
+        os.makedirs(work, exist_ok=True)
+        last_err = ""
+        for _attempt in range(3):   # a port picked free can be taken before bind
+            port = free_port()
+            argv, env = sd.argv(tree, work, port, listing)
+            log = open(os.path.join(work, "server.log"), "wb")
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    env=env, cwd=work, start_new_session=True)
+            log.close()
+            self.procs.append(proc)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    break
+                try:
+                    with socket.create_connection((HOST, port), timeout=0.5):
+                        return port, None
+                except OSError:
+                    time.sleep(0.05)
+            self.stop(proc)
+            try:
+                with open(os.path.join(work, "server.log"), "rb") as f:
+                    last_err = f.read().decode("utf-8", "replace").strip().splitlines()[-1:]
+            except OSError:
+                last_err = []
+            last_err = (last_err[0] if last_err else "did not listen")[:120]
+        return None, last_err
+
+    def stop(self, proc):
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(5)
+        else:
+            # the leader is gone; children of its group (busybox forks) may be left
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def stop_all(self):
+        for p in self.procs:
+            try:
+                self.stop(p)
+            except Exception:  # noqa: BLE001
+                pass
+        self.procs = []
+
+
+# --------------------------------------------------------------------------
+# rows
+# --------------------------------------------------------------------------
+
+class Ctx:
+    """What a row function sees: the ports of one server and a request log."""
+
+    def __init__(self, name: str, port: int, listing_port: Optional[int], listing_note: str, tree: Tree):
+        self.name = name
+        self.port = port
+        self.listing_port = listing_port
+        self.listing_note = listing_note
+        self.tree = tree
+        self.sent: list = []   # raw requests sent in the current row
+        self._root_get: Optional[Resp] = None
+        self._big_get: Optional[Resp] = None
+
+    def one(self, raw: bytes, head: bool = False, port: Optional[int] = None) -> Resp:
+        self.sent.append(raw)
+        try:
+            with Conn(port or self.port) as c:
+                c.send(raw)
+                return c.read_response(head=head)
+        except OSError as e:
+            return Resp(error=f"connect/send error: {e.__class__.__name__}")
+
+    @property
+    def root_get(self) -> Resp:
+        if self._root_get is None:
+            self._root_get = self.one(req("GET", "/"))
+        return self._root_get
+
+    @property
+    def big_get(self) -> Resp:
+        if self._big_get is None:
+            self._big_get = self.one(req("GET", "/big.bin"))
+        return self._big_get
+
+    def etag(self, r: Resp = None) -> Optional[str]:
+        return (r or self.root_get).h("etag")
+
+
+@dataclass
+class Row:
+    num: str
+    title: str
+    fn: Callable
+    expect: str = ""
+
+
+ROWS: list = []
+
+
+def row(num: str, title: str):
+    def deco(fn):
+        ROWS.append(Row(num, title, fn))
+        return fn
+    return deco
+
+
+def status_is(r: Resp, want: int, what: str = "") -> tuple:
+    if r.status == want:
+        return PASS, f"{r.status}{(' ' + what) if what else ''}"
+    return FAIL, r.short()
+
+
+def loc_path(loc: Optional[str]) -> Optional[str]:
+    """Path+query of a Location, with scheme://host removed when absolute."""
+    if loc is None:
+        return None
+    m = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*(.*)$", loc)
+    return m.group(1) if m else loc
+
+
+# ---- basics ---------------------------------------------------------------
+
+@row("1", "GET / → 200 with Date, Content-Length, Last-Modified, Content-Type with charset")
+def r_get_root(c: Ctx):
+    r = c.root_get
+    c.sent.append(req("GET", "/"))
+    if r.status != 200:
+        return FAIL, r.short()
+    missing = [h for h in ("Date", "Content-Length", "Last-Modified", "Content-Type") if r.h(h) is None]
+    ct = r.h("content-type") or ""
+    if ct and "charset=" not in ct.lower():
+        missing.append(f"charset (`{ct}`)")
+    if r.body != INDEX_HTML:
+        missing.append("body ≠ index.html")
+    if missing:
+        return FAIL, "no " + ", no ".join(missing)
+    return PASS, f"`{ct}`"
+
+
+@row("2", "HEAD / → same Content-Length as GET, no body")
+def r_head(c: Ctx):
+    raw = req("HEAD", "/")
+    c.sent.append(raw)
+    try:
+        with Conn(c.port) as k:
+            k.send(raw)
+            r = k.read_response(head=True)
+            after = k.after() if r.status else ""
+    except OSError as e:
+        return OTHER, f"error {e.__class__.__name__}"
+    if r.status != 200:
+        return FAIL, r.short()
+    notes = []
+    gcl, hcl = c.root_get.h("content-length"), r.h("content-length")
+    if hcl != gcl:
+        notes.append(f"CL {hcl} vs GET {gcl}")
+    if after.startswith("data"):
+        notes.append(f"body sent ({after.split(':')[1]} B)")
+    if notes:
+        return FAIL, "; ".join(notes)
+    return PASS, f"CL {hcl}"
+
+
+# ---- validators -----------------------------------------------------------
+
+@row("3", "ETag present and strong")
+def r_etag(c: Ctx):
+    c.sent.append(req("GET", "/"))
+    e = c.etag()
+    if e is None:
+        return FAIL, "no ETag"
+    if e.startswith("W/"):
+        return OTHER, f"weak `{e}`"
+    if not re.match(r'^"[^"]*"$', e):
+        return FAIL, f"malformed `{e}`"
+    return PASS, f"`{e}`"
+
+
+def need_etag(c: Ctx):
+    e = c.etag()
+    return e
+
+
+@row("4", "If-None-Match: current ETag → 304")
+def r_inm(c: Ctx):
+    e = need_etag(c)
+    if e is None:
+        return OTHER, "n/a (no ETag)"
+    return status_is(c.one(req("GET", "/", f"If-None-Match: {e}")), 304)
+
+
+@row("5", "If-None-Match: W/current → 304 (weak comparison)")
+def r_inm_weak(c: Ctx):
+    e = need_etag(c)
+    if e is None:
+        return OTHER, "n/a (no ETag)"
+    w = e if e.startswith("W/") else "W/" + e
+    return status_is(c.one(req("GET", "/", f"If-None-Match: {w}")), 304)
+
+
+@row("5b", "If-None-Match: \"nope\", current ETag (list) → 304")
+def r_inm_list(c: Ctx):
+    e = need_etag(c)
+    if e is None:
+        return OTHER, "n/a (no ETag)"
+    return status_is(c.one(req("GET", "/", f'If-None-Match: "nope", {e}')), 304)
+
+
+@row("6", "If-None-Match: * → 304")
+def r_inm_star(c: Ctx):
+    return status_is(c.one(req("GET", "/", "If-None-Match: *")), 304)
+
+
+@row("7", "If-Modified-Since: Last-Modified → 304")
+def r_ims(c: Ctx):
+    lm = c.root_get.h("last-modified")
+    if lm is None:
+        return OTHER, "n/a (no Last-Modified)"
+    return status_is(c.one(req("GET", "/", f"If-Modified-Since: {lm}")), 304)
+
+
+@row("8", "If-Modified-Since: invalid date → 200")
+def r_ims_bad(c: Ctx):
+    return status_is(c.one(req("GET", "/", "If-Modified-Since: not a date")), 200)
+
+
+@row("8b", "If-None-Match: \"nope\" + If-Modified-Since: Last-Modified → 200 (INM wins)")
+def r_inm_over_ims(c: Ctx):
+    lm = c.root_get.h("last-modified") or "Tue, 02 Jan 2024 03:04:05 GMT"
+    return status_is(c.one(req("GET", "/", 'If-None-Match: "nope"', f"If-Modified-Since: {lm}")), 200)
+
+
+@row("9", "If-Match: \"nope\" → 412")
+def r_if_match(c: Ctx):
+    return status_is(c.one(req("GET", "/", 'If-Match: "nope"')), 412)
+
+
+@row("10", "If-Unmodified-Since: old date → 412")
+def r_ius(c: Ctx):
+    return status_is(c.one(req("GET", "/", f"If-Unmodified-Since: {OLD_DATE}")), 412)
+
+
+# ---- ranges ---------------------------------------------------------------
+
+def range_check(c: Ctx, spec: str, start: int, end: int, *extra: str) -> tuple:
+    big = c.tree.files["/big.bin"]
+    r = c.one(req("GET", "/big.bin", f"Range: {spec}", *extra))
+    want_cr = f"bytes {start}-{end}/{len(big)}"
+    if r.status != 206:
+        if r.status == 200 and r.body == big:
+            return FAIL, "200 full body"
+        return FAIL, r.short()
+    cr = r.h("content-range")
+    if cr != want_cr:
+        return FAIL, f"206 but Content-Range `{cr}`"
+    if r.body != big[start:end + 1]:
+        return FAIL, f"206 but body wrong ({len(r.body)} B)"
+    return PASS, f"206 `{cr}`"
+
+
+@row("11", "Range: bytes=0-99 → 206 + Content-Range")
+def r_range(c: Ctx):
+    return range_check(c, "bytes=0-99", 0, 99)
+
+
+@row("12", "Range: bytes=-100 → 206, last 100 bytes")
+def r_suffix(c: Ctx):
+    return range_check(c, "bytes=-100", BIG_LEN - 100, BIG_LEN - 1)
+
+
+@row("13", "Range: bytes=99990-200000 (past end) → 206 clamped")
+def r_clamp(c: Ctx):
+    return range_check(c, "bytes=99990-200000", 99990, BIG_LEN - 1)
+
+
+@row("14", "Range: bytes=200000- → 416 with Content-Range: bytes */LEN")
+def r_416(c: Ctx):
+    r = c.one(req("GET", "/big.bin", "Range: bytes=200000-"))
+    if r.status != 416:
+        return FAIL, r.short()
+    cr = r.h("content-range")
+    if cr != f"bytes */{BIG_LEN}":
+        return FAIL, f"416, Content-Range `{cr}`"
+    return PASS, f"416 `{cr}`"
+
+
+@row("15", "Invalid Range bytes=5-1 → 200 full")
+def r_invalid_range(c: Ctx):
+    big = c.tree.files["/big.bin"]
+    r = c.one(req("GET", "/big.bin", "Range: bytes=5-1"))
+    if r.status == 200 and r.body == big:
+        return PASS, "200 full"
+    if r.status == 416:
+        return OTHER, "416 (rejecting is allowed, RFC 9110 §14.2)"
+    return FAIL, r.short()
+
+
+def parse_multipart(r: Resp) -> Optional[list]:
+    ct = r.h("content-type") or ""
+    m = re.search(r'boundary="?([^";]+)"?', ct)
+    if not ct.lower().startswith("multipart/byteranges") or not m:
+        return None
+    b = b"--" + m.group(1).encode()
+    parts = []
+    for chunk in r.body.split(b)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk
+        head, _, data = chunk.partition(b"\r\n\r\n")
+        if data.endswith(b"\r\n"):
+            data = data[:-2]
+        cr = re.search(rb"(?i)content-range:\s*bytes (\d+)-(\d+)/(\d+)", head)
+        parts.append((int(cr.group(1)), int(cr.group(2)), data) if cr else (None, None, data))
+    return parts
+
+
+@row("16", "Multiple ranges bytes=0-9,20-29 → 206 multipart/byteranges")
+def r_multi(c: Ctx):
+    big = c.tree.files["/big.bin"]
+    r = c.one(req("GET", "/big.bin", "Range: bytes=0-9,20-29"))
+    if r.status == 200 and r.body == big:
+        return OTHER, "200 full (multi-range ignored)"
+    if r.status != 206:
+        return FAIL, r.short()
+    parts = parse_multipart(r)
+    if parts is None:
+        cr = r.h("content-range") or ""
+        m = re.match(r"bytes (\d+)-(\d+)/", cr)
+        if m and int(m.group(1)) <= 0 and int(m.group(2)) >= 29:
+            return OTHER, f"206 coalesced into one part `{cr}`"
+        return OTHER, f"206 one part `{cr}`: 20-29 dropped"
+    ok = [(s, e) for s, e, d in parts if s is not None and d == big[s:e + 1]]
+    if ok == [(0, 9), (20, 29)]:
+        return PASS, "206 multipart, 2 parts"
+    return FAIL, f"206 multipart, parts {[(s, e, len(d)) for s, e, d in parts]}"
+
+
+@row("17", "50 overlapping ranges (bytes=0-,0-,… ×50) → body ≤ file size")
+def r_amplify(c: Ctx):
+    spec = "bytes=" + ",".join(["0-"] * 50)
+    r = c.one(req("GET", "/big.bin", f"Range: {spec}"))
+    n = len(r.body)
+    if r.status is None:
+        return OTHER, r.short()
+    if n <= BIG_LEN:
+        return PASS, f"{r.status}, {n} B"
+    return FAIL, f"{r.status}, {n} B{' (' + r.error + ')' if r.error else ''}"
+
+
+@row("18", "If-Range: current ETag + bytes=0-99 → 206")
+def r_if_range(c: Ctx):
+    e = c.etag(c.big_get)
+    c.sent.append(req("GET", "/big.bin"))
+    if e is None:
+        return OTHER, "n/a (no ETag)"
+    return range_check(c, "bytes=0-99", 0, 99, f"If-Range: {e}")
+
+
+@row("18b", "If-Range: current Last-Modified + bytes=0-99 → 206")
+def r_if_range_date(c: Ctx):
+    lm = c.big_get.h("last-modified")
+    c.sent.append(req("GET", "/big.bin"))
+    if lm is None:
+        return OTHER, "n/a (no Last-Modified)"
+    return range_check(c, "bytes=0-99", 0, 99, f"If-Range: {lm}")
+
+
+@row("19", "If-Range: stale ETag + bytes=0-99 → 200 full")
+def r_if_range_stale(c: Ctx):
+    big = c.tree.files["/big.bin"]
+    r = c.one(req("GET", "/big.bin", "Range: bytes=0-99", 'If-Range: "stale"'))
+    if r.status == 200 and r.body == big:
+        return PASS, "200 full"
+    return FAIL, r.short()
+
+
+# ---- content coding ---------------------------------------------------------
+
+def enc_get(c: Ctx, ae: str) -> Resp:
+    return c.one(req("GET", "/app.js", f"Accept-Encoding: {ae}"))
+
+
+@row("20", "Accept-Encoding: gzip on app.js → gzip, bytes of app.js.gz")
+def r_gzip(c: Ctx):
+    f = c.tree.files
+    r = enc_get(c, "gzip")
+    if r.status != 200:
+        return FAIL, r.short()
+    ce = (r.h("content-encoding") or "").lower()
+    if ce != "gzip":
+        return FAIL, f"identity{' (' + ce + ')' if ce else ''}"
+    if r.body == f["/app.js.gz"]:
+        return PASS, "the .gz sibling"
+    try:
+        if gzip.decompress(r.body) == f["/app.js"]:
+            return OTHER, "gzip on the fly, not the .gz"
+    except Exception:  # noqa: BLE001
+        pass
+    return FAIL, "gzip header, body not gzip of app.js"
+
+
+@row("21", "Vary: Accept-Encoding on the gzip response")
+def r_vary(c: Ctx):
+    r = enc_get(c, "gzip")
+    vary = ", ".join(r.hall("vary"))
+    enc = (r.h("content-encoding") or "").lower()
+    has = "accept-encoding" in vary.lower() or vary.strip() == "*"
+    if has:
+        return PASS, f"`Vary: {vary}`"
+    if not enc:
+        return OTHER, "n/a (no negotiation)"
+    return FAIL, f"no Vary ({enc} served)"
+
+
+@row("22", "Accept-Encoding: br → br, bytes of app.js.br")
+def r_br(c: Ctx):
+    f = c.tree.files
+    r = enc_get(c, "br")
+    if r.status != 200:
+        return FAIL, r.short()
+    ce = (r.h("content-encoding") or "").lower()
+    if ce != "br":
+        return FAIL, f"identity{' (' + ce + ')' if ce else ''}"
+    if r.body == f["/app.js.br"]:
+        return PASS, "the .br sibling"
+    return OTHER, "br, but not the .br bytes (on the fly?)"
+
+
+@row("23", "Accept-Encoding: gzip;q=0 → identity")
+def r_q0(c: Ctx):
+    f = c.tree.files
+    r = enc_get(c, "gzip;q=0")
+    if r.status != 200:
+        return FAIL, r.short()
+    ce = (r.h("content-encoding") or "").lower()
+    if ce:
+        return FAIL, f"served {ce}"
+    if r.body != f["/app.js"]:
+        return FAIL, "identity, wrong body"
+    return PASS, "identity"
+
+
+# ---- redirects and paths ------------------------------------------------------
+
+@row("24", "GET /sub (directory, no slash) → 301 Location …/sub/")
+def r_dir_redirect(c: Ctx):
+    r = c.one(req("GET", "/sub"))
+    loc = r.h("location")
+    p = loc_path(loc)
+    if r.status in (301, 308) and p == "/sub/":
+        return PASS, f"{r.status} `{loc}`"
+    if r.status in (302, 303, 307) and p == "/sub/":
+        return OTHER, f"{r.status} `{loc}`"
+    if r.status == 200:
+        return FAIL, "200 (index served, no redirect)"
+    return FAIL, f"{r.short()}{' `' + loc + '`' if loc else ''}"
+
+
+@row("25", "GET /sub?x=1 → redirect keeps the query (/sub/?x=1)")
+def r_dir_redirect_query(c: Ctx):
+    r = c.one(req("GET", "/sub?x=1"))
+    loc = r.h("location")
+    p = loc_path(loc)
+    if r.status not in (301, 302, 303, 307, 308):
+        return OTHER, f"n/a ({r.short()}, no redirect)"
+    if p == "/sub/?x=1":
+        return PASS, f"`{loc}`"
+    return FAIL, f"`{loc}`"
+
+
+OPEN_REDIRECT_TARGETS = [
+    "//evil.example/%2e%2e/sub",
+    "//evil.example/../sub",
+    "//evil.example/%2e%2e",
+    "/%5Cevil.example/%2e%2e/sub",
+]
+
+
+@row("26", "Open redirect: GET //evil.example/%2e%2e/sub etc. → Location never starts with // or /\\")
+def r_open_redirect(c: Ctx):
+    seen = []
+    for t in OPEN_REDIRECT_TARGETS:
+        r = c.one(req("GET", t))
+        loc = r.h("location")
+        if loc and (loc.startswith("//") or loc.startswith("/\\") or loc.startswith("\\")):
+            return FAIL, f"`{t}` → {r.status} `Location: {loc}`"
+        seen.append(str(r.status) if r.status else r.short())
+    return PASS, "/".join(dict.fromkeys(seen))
+
+
+TRAVERSALS = [
+    "/../secret.txt",
+    "/%2e%2e/secret.txt",
+    "/%2E%2E%2Fsecret.txt",
+    "/..%2fsecret.txt",
+    "/sub/../../secret.txt",
+    "/sub/%2e%2e/%2e%2e/secret.txt",
+    "/..%5csecret.txt",
+    "/%252e%252e/secret.txt",
+]
+
+
+@row("27", "Traversal /../secret.txt, /%2e%2e/secret.txt (+6 variants) → not served")
+def r_traversal(c: Ctx):
+    seen = []
+    for t in TRAVERSALS:
+        r = c.one(req("GET", t))
+        if SECRET_MARKER in r.body:
+            return FAIL, f"`{t}` served the file"
+        seen.append(str(r.status) if r.status else r.short())
+    return PASS, "/".join(dict.fromkeys(seen))
+
+
+@row("27b", "Symlink inside root pointing outside it (/outside-link.txt) → not served")
+def r_symlink(c: Ctx):
+    r = c.one(req("GET", "/outside-link.txt"))
+    if SECRET_MARKER in r.body:
+        return FAIL, f"{r.status}, served"
+    return PASS, r.short()
+
+
+@row("28", "Dotfile /.secret → 404 (hidden)")
+def r_dotfile(c: Ctx):
+    r = c.one(req("GET", "/.secret"))
+    if r.status == 404:
+        return PASS, "404"
+    if r.body == DOT_BODY:
+        return FAIL, f"{r.status}, served"
+    if r.status == 403:
+        return OTHER, "403 (hidden, existence shown)"
+    return OTHER, r.short()
+
+
+@row("28b", "GET /index.html%00.txt (NUL byte) → 4xx, not the file")
+def r_nul(c: Ctx):
+    r = c.one(req("GET", "/index.html%00.txt"))
+    if r.status and 400 <= r.status < 500:
+        return PASS, str(r.status)
+    if r.body == INDEX_HTML:
+        return FAIL, f"{r.status}, index.html served"
+    if r.status is None and r.error == "closed":
+        return FAIL, "connection closed, no response"
+    return FAIL, r.short()
+
+
+# ---- request parsing ---------------------------------------------------------
+
+@row("29", "HTTP/1.1 request without Host → 400")
+def r_no_host(c: Ctx):
+    return status_is(c.one(req("GET", "/", host=False)), 400)
+
+
+@row("30", "GET / HTTP/2.0 (text) → 505")
+def r_505(c: Ctx):
+    r = c.one(req("GET", "/", version="HTTP/2.0"))
+    if r.status is None and b"505" in r.body:
+        return FAIL, "505 page sent with no status line or headers"
+    return status_is(r, 505)
+
+
+@row("31", "Content-Length + Transfer-Encoding: chunked → 400 (or answer then close)")
+def r_cl_te(c: Ctx):
+    raw = req("GET", "/", "Content-Length: 5", "Transfer-Encoding: chunked", close=False) + b"0\r\n\r\n"
+    c.sent.append(raw)
+    try:
+        with Conn(c.port) as k:
+            k.send(raw)
+            r = k.read_response()
+            after = k.after() if r.status else ""
+    except OSError as e:
+        return OTHER, f"error {e.__class__.__name__}"
+    if r.status == 400:
+        return PASS, "400"
+    if r.status is None:
+        return FAIL, r.short()
+    if after == "closed":
+        return OTHER, f"{r.status}, then closed"
+    return FAIL, f"{r.status}, connection kept {after}"
+
+
+@row("31b", "Two different Content-Length headers (0 and 5) → 400")
+def r_dup_cl(c: Ctx):
+    return status_is(c.one(req("GET", "/", "Content-Length: 0", "Content-Length: 5") + b"hello"), 400)
+
+
+@row("31c", "Whitespace before colon (`X-Test : 1`) → 400")
+def r_ws_colon(c: Ctx):
+    return status_is(c.one(req("GET", "/", "X-Test : 1")), 400)
+
+
+@row("31d", "Absolute-form target GET http://127.0.0.1/index.html → 200")
+def r_absolute(c: Ctx):
+    r = c.one(req("GET", "http://127.0.0.1/index.html"))
+    if r.status == 200 and r.body == INDEX_HTML:
+        return PASS, "200"
+    return FAIL, r.short()
+
+
+@row("31e", "64 KiB request header → 431 or 400 (not served, not hung)")
+def r_huge_header(c: Ctx):
+    r = c.one(req("GET", "/", "X-Big: " + "a" * 65536))
+    if r.status in (431, 400, 413, 414):
+        return PASS, str(r.status)
+    if r.status == 200:
+        return OTHER, "200 (accepted)"
+    return FAIL, r.short()
+
+
+# ---- connections ---------------------------------------------------------------
+
+@row("32", "3 pipelined requests in one write → 3 responses in order")
+def r_pipeline(c: Ctx):
+    f = c.tree.files
+    raw = (req("GET", "/index.html", close=False) + req("GET", "/app.js", close=False)
+           + req("GET", "/sub/", close=True))
+    c.sent.append(raw)
+    want = [f["/index.html"], f["/app.js"], f["/sub/index.html"]]
+    got = []
+    try:
+        with Conn(c.port) as k:
+            k.send(raw)
+            for _ in range(3):
+                r = k.read_response()
+                if r.status is None:
+                    break
+                got.append(r)
+    except OSError as e:
+        return OTHER, f"error {e.__class__.__name__}"
+    ok = [r.status == 200 and r.body == w for r, w in zip(got, want)]
+    if len(got) == 3 and all(ok):
+        return PASS, "3 in order"
+    return FAIL, f"{len(got)} response(s){'' if all(ok) else ', wrong order/body'}"
+
+
+@row("33", "HTTP/1.0 request → connection closed after the response")
+def r_http10_close(c: Ctx):
+    raw = req("GET", "/", version="HTTP/1.0", close=False)
+    c.sent.append(raw)
+    try:
+        with Conn(c.port) as k:
+            k.send(raw)
+            r = k.read_response()
+            after = k.after() if r.status else ""
+    except OSError as e:
+        return OTHER, f"error {e.__class__.__name__}"
+    if r.status != 200:
+        return FAIL, r.short()
+    if after == "closed":
+        return PASS, f"closed ({r.version})"
+    return FAIL, f"left {after}"
+
+
+@row("34", "HTTP/1.0 + Connection: keep-alive → kept open and echoed")
+def r_http10_ka(c: Ctx):
+    raw = req("GET", "/", "Connection: keep-alive", version="HTTP/1.0", close=False)
+    c.sent.append(raw)
+    c.sent.append(raw)
+    try:
+        with Conn(c.port) as k:
+            k.send(raw)
+            r1 = k.read_response()
+            if r1.status != 200:
+                return FAIL, r1.short()
+            echoed = "keep-alive" in (r1.h("connection") or "").lower()
+            try:
+                k.send(raw)
+                r2 = k.read_response()
+            except OSError:
+                r2 = Resp(error="closed")
+    except OSError as e:
+        return OTHER, f"error {e.__class__.__name__}"
+    kept = r2.status == 200
+    if kept and echoed:
+        return PASS, "kept, echoed"
+    if not kept and not echoed:
+        return FAIL, "closed, not echoed"
+    if kept:
+        return FAIL, "kept, not echoed"
+    return FAIL, "echoed but closed"
+
+
+# ---- methods --------------------------------------------------------------------
+
+@row("35", "POST / (Content-Length: 0) → 405 with Allow")
+def r_post(c: Ctx):
+    r = c.one(req("POST", "/", "Content-Length: 0"))
+    allow = r.h("allow")
+    if r.status == 405:
+        return (PASS, f"405 `Allow: {allow}`") if allow else (FAIL, "405 without Allow")
+    if r.status == 501:
+        return OTHER, "501"
+    if r.status == 200:
+        return FAIL, "200 (file served)"
+    return OTHER, r.short()
+
+
+@row("36", "Unknown method BREW / → 501")
+def r_brew(c: Ctx):
+    r = c.one(req("BREW", "/"))
+    if r.status == 501:
+        return PASS, "501"
+    if r.status in (400, 405):
+        return OTHER, str(r.status)
+    return FAIL, r.short()
+
+
+# ---- listing ------------------------------------------------------------------------
+
+@row("37", "Listing /dir/ (listing enabled): `<b>odd&name.txt` escaped, link works")
+def r_listing(c: Ctx):
+    if c.listing_port is None:
+        return OTHER, c.listing_note or "n/a"
+    r = c.one(req("GET", "/dir/"), port=c.listing_port)
+    if r.status != 200:
+        return FAIL, r.short()
+    text = r.body.decode("utf-8", "replace")
+    if "<b>odd" in text:
+        return FAIL, "name not escaped (raw `<b>` in HTML)"
+    if ODD_NAME not in html.unescape(text):
+        return FAIL, "file not listed"
+    links = []
+    for href in re.findall(r'href\s*=\s*"([^"]*)"|href\s*=\s*\'([^\']*)\'', text):
+        href = html.unescape(href[0] or href[1])
+        url = urllib.parse.urljoin("http://127.0.0.1/dir/", href)
+        path = urllib.parse.urlsplit(url).path
+        if urllib.parse.unquote(path).endswith(ODD_NAME):
+            # what a browser puts on the wire for that URL
+            links.append(urllib.parse.quote(path, safe="/%:@!$&'()*+,;=-._~"))
+    if not links:
+        return FAIL, "escaped, but no link to the file"
+    for target in dict.fromkeys(links):
+        f = c.one(req("GET", target), port=c.listing_port)
+        if f.status == 200 and f.body == ODD_BODY:
+            return PASS, f"escaped, link `{target}` → 200"
+    return FAIL, f"escaped, link `{links[0]}` → {f.short()}"
+
+
+# --------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------
+
+def md_cell(mark: str, note: str) -> str:
+    note = note.replace("|", "\\|").replace("\n", " ")
+    return f"{MARK[mark]} {note}".strip()
+
+
+def show_bytes(raw: bytes, limit: int = 300) -> str:
+    s = raw.decode("latin-1")
+    s = re.sub(r"a{100,}", lambda m: f"a…(×{len(m.group(0))})", s)
+    s = re.sub(r"(0-,){10,}", lambda m: f"0-,…(×{m.group(0).count('0-,')})", s)
+    s = s.replace("\r", "\\r").replace("\n", "\\n")
+    return s if len(s) <= limit else s[:limit] + "…"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--coserve", default=os.path.join(REPO_DIR, "target", "release", "coserve"),
+                    help="coserve binary (default: target/release/coserve)")
+    ap.add_argument("--build", action="store_true", help="run `cargo build --release` first")
+    ap.add_argument("--only", help="comma-separated server names (prefix match)")
+    ap.add_argument("--out", default=os.path.join(SCRIPT_DIR, "compare_semantics.md"))
+    ap.add_argument("--no-write", action="store_true", help="print only, don't write --out")
+    args = ap.parse_args()
+
+    if args.build:
+        subprocess.run(["cargo", "build", "--release"], cwd=REPO_DIR, check=True)
+
+    defs = server_defs(os.path.abspath(args.coserve))
+    if args.only:
+        wanted = [w.strip().lower() for w in args.only.split(",")]
+        defs = [d for d in defs if any(d.name.lower().startswith(w) for w in wanted)]
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+
+    running = Running()
+    work = tempfile.mkdtemp(prefix="compare-semantics-")
+    results = {}     # server -> {row num: (mark, note)}
+    columns = []     # (name, version)
+    skipped = []     # (name, why)
+    configs = []     # (name, config)
+    sent_by_row = {}
+    try:
+        tree = make_tree(work)
+        for sd in defs:
+            if sd.exe is None:
+                skipped.append((sd.name, f"not installed ({sd.missing})"))
+                continue
+            version = sd.version()
+            port, err = running.start(sd, tree, work, listing=False)
+            if port is None:
+                skipped.append((sd.name, f"failed to start: {err}"))
+                continue
+            lport, lnote = None, ""
+            if sd.listing == "always":
+                lport = port
+            elif sd.listing == "flag":
+                lport, lerr = running.start(sd, tree, work, listing=True)
+                if lport is None:
+                    lnote = f"listing instance failed: {lerr}"
+            else:
+                lnote = "n/a (no listing)"
+            print(f"# {sd.name} ({version}) on port {port}" + (f", listing on {lport}" if lport else ""),
+                  file=sys.stderr)
+            ctx = Ctx(sd.name, port, lport, lnote, tree)
+            cells = {}
+            for rw in ROWS:
+                ctx.sent = []
+                try:
+                    cells[rw.num] = rw.fn(ctx)
+                except Exception as e:  # noqa: BLE001  (a row never stops the run)
+                    cells[rw.num] = (OTHER, f"script error: {e.__class__.__name__}: {e}"[:80])
+                if rw.num not in sent_by_row and ctx.sent:
+                    sent_by_row[rw.num] = (sd.name, list(dict.fromkeys(ctx.sent)))
+            results[sd.name] = cells
+            columns.append((sd.name, version))
+            configs.append((sd.name, sd.config))
+            running.stop_all()
+    finally:
+        running.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+    names = [n for n, _ in columns]
+    table = ["| # | behaviour | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for rw in ROWS:
+        cells = [md_cell(*results[n][rw.num]) for n in names]
+        table.append(f"| {rw.num} | {rw.title.replace('|', chr(92) + '|')} | " + " | ".join(cells) + " |")
+    totals = []
+    for n in names:
+        marks = [m for m, _ in results[n].values()]
+        totals.append(f"{marks.count(PASS)} ✅ / {marks.count(FAIL)} ❌ / {marks.count(OTHER)} ➖")
+    table.append("| | **total** | " + " | ".join(totals) + " |")
+
+    out = ["# coserve behaviour comparison", "",
+           "Generated by `python3 scripts/compare_semantics.py` (stdlib only, raw sockets, "
+           "2 s per request). Every server gets the same request bytes on 127.0.0.1; only the "
+           "ETag / Last-Modified values echoed back in rows 4, 5, 5b, 7, 8b, 18 and 18b are each "
+           "server's own.", "",
+           "Legend: ✅ pass · ❌ fail · ➖ other (legal but different, or n/a); the note is what came back.",
+           "", "## Rerun", "", "```sh",
+           "apt-get install -y nginx-light lighttpd busybox caddy brotli   # peers + brotli CLI for app.js.br",
+           "cargo install --locked static-web-server                     # ~4 min on 2 cores",
+           "cargo install --locked miniserve                             # ~4 min on 2 cores",
+           "cargo build --release && python3 scripts/compare_semantics.py",
+           "```", "",
+           "Servers that are not installed are skipped and listed as such; `--only NAME,...` picks "
+           "columns, `--no-write` only prints. The run takes about 10 s.",
+           "", "## Versions", ""]
+    for n, v in columns:
+        out.append(f"- **{n}**: {v}")
+    for n, why in skipped:
+        out.append(f"- ~~{n}~~: skipped, {why}")
+    out += ["", "## Results", ""] + table
+    out += ["", "## Configuration", "",
+            "Defaults everywhere, except: precompressed `.gz`/`.br` siblings enabled where the server "
+            "has an option for it (coserve has it on by default), and directory listing enabled only "
+            "for row 37 (a second instance). No server was given dotfile, symlink or charset settings, "
+            "so rows 1 (charset), 27b (symlinks) and 28 (dotfiles) measure defaults: nginx, lighttpd and "
+            "caddy can be configured to pass them (`charset utf-8;`, `disable_symlinks on;`, a "
+            "`location ~ /\\.` rule, `hide`, ...).", ""]
+    for n, cfg in configs:
+        out.append(f"- **{n}**: {cfg}")
+    out += ["", "## The served tree", "",
+            "`ROOT/` = `index.html`, `big.bin` (100 000 bytes), `app.js`, `app.js.gz` (gzip -9 of app.js), "
+            f"`app.js.br` ({tree.br_how}), `dir/<b>odd&name.txt` (no index), `.secret`, `sub/index.html`, "
+            "`outside-link.txt` → `../secret.txt`; `ROOT/../secret.txt` is outside the root. "
+            "All mtimes are fixed at Tue, 02 Jan 2024 03:04:05 GMT.", "",
+            "## Requests", "",
+            "As sent to the first server (ETag values differ per server); `\\r\\n` shown escaped. "
+            "Each request goes on a new connection, except: rows 2, 31 and 33 then wait up to 2 s to see "
+            "whether the server closes the connection or sends more; row 32 sends its three requests in "
+            "one `send()`; row 34 sends its request twice on one connection. Rows 1, 3, 18 and 18b reuse "
+            "one plain GET of `/` or `/big.bin` for the validators.", ""]
+    for rw in ROWS:
+        if rw.num in sent_by_row:
+            _, raws = sent_by_row[rw.num]
+            out.append(f"- **{rw.num}**: " + " ; ".join(f"`{show_bytes(b)}`" for b in raws))
+    md = "\n".join(out) + "\n"
+
+    print("\n".join(table))
+    print()
+    for n, v in columns:
+        print(f"- {n}: {v}")
+    for n, why in skipped:
+        print(f"- {n}: skipped, {why}")
+    if not args.no_write:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(md)
+        print(f"\nwrote {os.path.relpath(args.out)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
