@@ -20,7 +20,7 @@ use crate::handler::Handler;
 use crate::request::{
     ChunkedDecoder, Framing, Limits, ParseError, Request, Status, Version, parse_head,
 };
-use crate::response::{Body, ConnectionField, Part, Response, write_head};
+use crate::response::{Body, ConnectionField, Part, Response, Stream, write_head};
 
 /// A byte stream a connection can be served over.
 pub trait Transport: Read + Write {
@@ -278,21 +278,30 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
 
     /// Queues a response. Returns whether the connection stays open.
     fn respond(&mut self, req: Option<&Request>, resp: Response) -> bool {
+        let version = req.map(Request::version);
+        let status = resp.status();
+        let send_body = !matches!(req.map(Request::method), Some(crate::request::Method::Head))
+            && !matches!(status, 100..=199 | 204 | 304);
+        // A stream has no length: HTTP/1.1 gets chunks, HTTP/1.0 gets the
+        // body delimited by the close.
+        let streaming = resp.body_ref().is_stream();
+        let chunked = streaming && version == Some(Version::Http11);
         let keep_alive = req.is_some_and(Request::wants_keep_alive)
             && !resp.closes()
+            && (chunked || !streaming)
             && !self.stopping.load(Ordering::Acquire);
-        let connection = match (keep_alive, req.map(Request::version)) {
+        let connection = match (keep_alive, version) {
             (false, _) => ConnectionField::Close,
             (true, Some(Version::Http10)) => ConnectionField::KeepAlive,
             (true, _) => ConnectionField::Default,
         };
-        write_head(&mut self.wbuf, &resp, connection);
-        let status = resp.status();
-        let send_body = !matches!(req.map(Request::method), Some(crate::request::Method::Head))
-            && !matches!(status, 100..=199 | 204 | 304);
-        let body_len = if send_body { resp.body_ref().len() } else { 0 };
+        write_head(&mut self.wbuf, &resp, connection, chunked);
+        let mut body_len = if send_body { resp.body_ref().len() } else { 0 };
         let ok = if send_body {
-            self.queue_body(resp.into_body())
+            match resp.into_body() {
+                Body::Stream(stream) => self.write_stream(stream, chunked).map(|n| body_len = n),
+                body => self.queue_body(body),
+            }
         } else {
             Ok(())
         };
@@ -316,6 +325,27 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         keep_alive
     }
 
+    /// Runs a streamed body's closure against the connection. Returns the
+    /// body bytes written. A closure that fails or panics leaves the
+    /// response unterminated, and the connection is closed.
+    fn write_stream(&mut self, stream: Stream, chunked: bool) -> io::Result<u64> {
+        self.flush()?;
+        let mut out = StreamWriter {
+            io: &mut *self.io,
+            buf: Vec::with_capacity(STREAM_CHUNK),
+            chunked,
+            written: 0,
+        };
+        match catch_unwind(AssertUnwindSafe(|| (stream.0)(&mut out))) {
+            Ok(Ok(())) => out.finish(),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                log::error!("streamed body panicked");
+                Err(io::Error::other("streamed body panicked"))
+            }
+        }
+    }
+
     fn queue_body(&mut self, body: Body) -> io::Result<()> {
         match body {
             Body::Empty => Ok(()),
@@ -324,6 +354,8 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
                 Ok(())
             }
             Body::File { file, offset, len } => self.queue_file(&file, offset, len),
+            // `respond` writes streams itself: they cannot be batched.
+            Body::Stream(_) => Err(io::Error::other("a streamed body cannot be queued")),
             Body::Parts { file, parts } => {
                 for part in parts {
                     match part {
@@ -389,6 +421,64 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
                 Ok(n) => drained += n,
             }
         }
+    }
+}
+
+/// Streamed bodies are sent in chunks of up to this size.
+const STREAM_CHUNK: usize = 16 * 1024;
+
+/// What a streamed body's closure writes to: it batches small writes and
+/// frames them as chunks (RFC 9112 §7.1) when the client speaks HTTP/1.1.
+struct StreamWriter<'a, W: Write + ?Sized> {
+    io: &'a mut W,
+    buf: Vec<u8>,
+    chunked: bool,
+    written: u64,
+}
+
+impl<W: Write + ?Sized> StreamWriter<'_, W> {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if self.chunked {
+            let size = format!("{:x}\r\n", self.buf.len());
+            self.io.write_all(size.as_bytes())?;
+            self.buf.extend_from_slice(b"\r\n");
+            self.io.write_all(&self.buf)?;
+            self.written += (self.buf.len() - 2) as u64;
+        } else {
+            self.io.write_all(&self.buf)?;
+            self.written += self.buf.len() as u64;
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<u64> {
+        self.send()?;
+        if self.chunked {
+            self.io.write_all(b"0\r\n\r\n")?;
+        }
+        self.io.flush()?;
+        Ok(self.written)
+    }
+}
+
+impl<W: Write + ?Sized> Write for StreamWriter<'_, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= STREAM_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    /// Sends what has been written so far as a chunk, so a client sees
+    /// progress from a body that pauses between writes.
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()?;
+        self.io.flush()
     }
 }
 

@@ -31,6 +31,10 @@ pub enum Body {
         /// How many bytes to send.
         len: u64,
     },
+    /// Written by the handler's closure, in blocking style, after the head
+    /// has gone out: chunked for HTTP/1.1 clients, delimited by closing the
+    /// connection for HTTP/1.0 ones. Not called for HEAD.
+    Stream(Stream),
     /// Bytes in memory interleaved with pieces of one file: a
     /// `multipart/byteranges` body.
     Parts {
@@ -39,6 +43,34 @@ pub enum Body {
         /// The pieces, in order.
         parts: Vec<Part>,
     },
+}
+
+/// The writer behind [`Body::Stream`].
+pub type StreamFn = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send>;
+
+/// A streamed body: a closure that writes it.
+pub struct Stream(pub(crate) StreamFn);
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stream(..)")
+    }
+}
+
+impl Body {
+    /// A body streamed by `write`, which may block (coroutine-aware) between
+    /// writes. An error ends the response early and closes the connection.
+    pub fn stream<F>(write: F) -> Body
+    where
+        F: FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
+    {
+        Body::Stream(Stream(Box::new(write)))
+    }
+
+    /// Whether the length is unknown until the body has been written.
+    pub fn is_stream(&self) -> bool {
+        matches!(self, Body::Stream(_))
+    }
 }
 
 /// A piece of a [`Body::Parts`] body.
@@ -65,10 +97,11 @@ impl Part {
 }
 
 impl Body {
-    /// The body's length in bytes.
+    /// The body's length in bytes (0 for a stream, whose length is not
+    /// known in advance).
     pub fn len(&self) -> u64 {
         match self {
-            Body::Empty => 0,
+            Body::Empty | Body::Stream(_) => 0,
             Body::Bytes(b) => b.len() as u64,
             Body::File { len, .. } => *len,
             Body::Parts { parts, .. } => parts.iter().map(Part::len).sum(),
@@ -220,7 +253,13 @@ pub(crate) enum ConnectionField {
 }
 
 /// Appends a response head to `buf`.
-pub(crate) fn write_head(buf: &mut BytesMut, resp: &Response, connection: ConnectionField) {
+/// `chunked` says whether a streamed body goes out with chunked coding.
+pub(crate) fn write_head(
+    buf: &mut BytesMut,
+    resp: &Response,
+    connection: ConnectionField,
+    chunked: bool,
+) {
     let status = resp.status;
     buf.put_slice(b"HTTP/1.1 ");
     buf.put_slice(itoa::Buffer::new().format(status).as_bytes());
@@ -231,8 +270,15 @@ pub(crate) fn write_head(buf: &mut BytesMut, resp: &Response, connection: Connec
     buf.put_slice(b"\r\nDate: ");
     put_date(buf);
     if !status_has_no_body(status) {
-        buf.put_slice(b"\r\nContent-Length: ");
-        buf.put_slice(itoa::Buffer::new().format(resp.body.len()).as_bytes());
+        match resp.body {
+            Body::Stream(_) if chunked => buf.put_slice(b"\r\nTransfer-Encoding: chunked"),
+            // Delimited by the close.
+            Body::Stream(_) => {}
+            _ => {
+                buf.put_slice(b"\r\nContent-Length: ");
+                buf.put_slice(itoa::Buffer::new().format(resp.body.len()).as_bytes());
+            }
+        }
     }
     match connection {
         ConnectionField::Default => {}
@@ -276,7 +322,7 @@ mod tests {
 
     fn head(resp: &Response, c: ConnectionField) -> String {
         let mut buf = BytesMut::new();
-        write_head(&mut buf, resp, c);
+        write_head(&mut buf, resp, c, false);
         String::from_utf8(buf.to_vec()).unwrap()
     }
 

@@ -19,7 +19,9 @@ use crate::engine::{Engine, EngineKind};
 use crate::files::{FilesOptions, StaticFiles};
 use crate::handler::Handler;
 use crate::request::Limits;
+use crate::request::Method;
 use crate::response::{ConnectionField, Response, write_head};
+use crate::router::Router;
 
 /// The default coroutine stack: release builds use under 32 KiB serving
 /// files with the access log on, so 64 KiB leaves room for handlers. Debug
@@ -101,7 +103,7 @@ impl Config {
 pub struct Server {
     listener: std::net::TcpListener,
     config: Config,
-    handler: Arc<dyn Handler>,
+    router: Router,
 }
 
 impl std::fmt::Debug for Server {
@@ -137,11 +139,50 @@ impl Server {
             .set_workers(workers)
             .set_stack_size(coroutine::stack_words(config.stack_size));
         let listener = bind_listener(addr)?;
+        let mut router = Router::new();
+        router.fallback(handler);
         Ok(Server {
             listener,
             config,
-            handler: Arc::new(handler),
+            router,
         })
+    }
+
+    /// Answers every method on exactly `path` with `handler`, ahead of the
+    /// handler the server was bound with. See [`Router`] for the matching
+    /// rules.
+    pub fn route(&mut self, path: &str, handler: impl Handler) -> &mut Server {
+        self.router.route(path, handler);
+        self
+    }
+
+    /// Answers `GET` (and `HEAD`) on exactly `path`.
+    pub fn get(&mut self, path: &str, handler: impl Handler) -> &mut Server {
+        self.router.get(path, handler);
+        self
+    }
+
+    /// Answers `POST` on exactly `path`.
+    pub fn post(&mut self, path: &str, handler: impl Handler) -> &mut Server {
+        self.router.post(path, handler);
+        self
+    }
+
+    /// Answers `method` on exactly `path`.
+    pub fn route_method(
+        &mut self,
+        method: Method,
+        path: &str,
+        handler: impl Handler,
+    ) -> &mut Server {
+        self.router.route_method(method, path, handler);
+        self
+    }
+
+    /// Answers every method on `prefix` and the paths below it.
+    pub fn prefix(&mut self, prefix: &str, handler: impl Handler) -> &mut Server {
+        self.router.prefix(prefix, handler);
+        self
     }
 
     /// The address actually bound (with the real port when 0 was asked for).
@@ -165,7 +206,7 @@ impl Server {
             addr,
             config: self.config.clone(),
             conn_config: self.config.conn_config(),
-            handler: self.handler,
+            handler: Arc::new(self.router),
             stopping: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             rejecting: AtomicUsize::new(0),
@@ -342,7 +383,7 @@ fn reject<E: Engine>(mut io: E::Stream, shared: &Arc<Shared>) {
     let spawned = E::spawn(32 * 1024, move || {
         let mut head = BytesMut::new();
         let resp = Response::error(503).header("Retry-After", "1");
-        write_head(&mut head, &resp, ConnectionField::Close);
+        write_head(&mut head, &resp, ConnectionField::Close, false);
         head.extend_from_slice(b"503 Service Unavailable\n");
         let second = Some(Duration::from_secs(1));
         if io.set_write_timeout(second).is_ok()

@@ -27,7 +27,153 @@ fn echo_len(req: &Request) -> Response {
     Response::new(200).body(Body::Bytes(format!("{}", req.body().len()).into()))
 }
 
+/// A server with routes ahead of the static files of the standard site.
+fn routed_site() -> TestServer {
+    let site = crate::util::make_site();
+    let mut server = Server::bind("127.0.0.1:0", test_config(site.path())).unwrap();
+    server
+        .get("/api/time", |_: &Request| {
+            Response::new(200).body(Body::Bytes("time".into()))
+        })
+        .post("/api/time", |req: &Request| {
+            Response::new(201).body(Body::Bytes(format!("posted {}", req.body().len()).into()))
+        })
+        .prefix("/api/files", |req: &Request| {
+            Response::new(200).body(Body::Bytes(format!("prefix {}", req.path()).into()))
+        })
+        .get("/stream", |req: &Request| {
+            let lines = req
+                .query()
+                .and_then(|q| q.parse::<usize>().ok())
+                .unwrap_or(3);
+            Response::new(200).body(Body::stream(move |w| {
+                for i in 0..lines {
+                    writeln!(w, "line {i}")?;
+                    // Pause now and then, as a body fed by a backend would.
+                    if i % 10_000 == 0 {
+                        w.flush()?;
+                        may::coroutine::sleep(Duration::from_millis(1));
+                    }
+                }
+                Ok(())
+            }))
+        })
+        .get("/stream-fails", |_: &Request| {
+            Response::new(200).body(Body::stream(|w| {
+                w.write_all(b"partial")?;
+                w.flush()?;
+                Err(std::io::Error::other("backend went away"))
+            }))
+        })
+        .get("/blocking", |_: &Request| {
+            let n = coserve::blocking(|| {
+                std::fs::read("/proc/self/status")
+                    .map(|b| b.len())
+                    .unwrap_or(0)
+            });
+            Response::new(200).body(Body::Bytes(format!("{}", n > 0).into()))
+        });
+    let addr = server.local_addr();
+    TestServer {
+        handle: server.spawn().unwrap(),
+        addr,
+        site: Some(site),
+    }
+}
+
+/// Decodes a chunked body (RFC 9112 §7.1) from what follows the head.
+fn dechunk(mut body: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else {
+            return (out, false);
+        };
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..eol]).unwrap(), 16).unwrap();
+        body = &body[eol + 2..];
+        if size == 0 {
+            return (out, body == b"\r\n");
+        }
+        out.extend_from_slice(&body[..size]);
+        assert_eq!(&body[size..size + 2], b"\r\n");
+        body = &body[size + 2..];
+    }
+}
+
 crate::engine_tests! {
+    /// Exact routes, prefixes, 405 with Allow, and the static files behind them.
+    #[test]
+    fn routes_sit_in_front_of_the_static_files() {
+        let server = routed_site();
+        assert_eq!(server.get("/api/time").text(), "time");
+        let r = server.one(b"POST /api/time HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+        assert_eq!((r.status, r.text().as_str()), (201, "posted 3"));
+        // RFC 9110 §15.5.6: 405 lists the methods the resource has.
+        let r = server.one(b"DELETE /api/time HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(r.status, 405);
+        assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
+        assert_eq!(server.get("/api/files/a/b").text(), "prefix /api/files/a/b");
+        assert_eq!(server.get("/api/files").text(), "prefix /api/files");
+        // Not under the prefix: falls through to the files.
+        assert_eq!(server.get("/api/filesx").status, 404);
+        assert_eq!(server.get("/style.css").text(), "body { color: black; }\n");
+        // HEAD is answered by the GET route, without a body.
+        let r = server.one(b"HEAD /api/time HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!((r.status, r.header("content-length")), (200, Some("4")));
+    }
+
+    /// A streamed body goes out chunked to HTTP/1.1 clients and the
+    /// connection stays usable afterwards.
+    #[test]
+    fn streamed_bodies_are_chunked_for_http11() {
+        let server = routed_site();
+        let out = server.raw(b"GET /stream?40000 HTTP/1.1\r\nHost: t\r\n\r\nGET /api/time HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&out[..head_end]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+        assert!(!head.contains("Content-Length"), "{head}");
+        let rest = &out[head_end..];
+        let end = rest.windows(5).position(|w| w == b"0\r\n\r\n").unwrap() + 5;
+        let (body, complete) = dechunk(&rest[..end]);
+        assert!(complete);
+        let expected: String = (0..40000).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(String::from_utf8(body).unwrap(), expected);
+        let next = crate::util::parse_responses(&rest[end..]);
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].text(), "time");
+    }
+
+    /// HTTP/1.0 has no chunked coding: the body ends with the connection.
+    #[test]
+    fn streamed_bodies_are_close_delimited_for_http10() {
+        let server = routed_site();
+        let out = server.raw(b"GET /stream?3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("Connection: close"), "{head}");
+        assert!(!head.contains("Transfer-Encoding") && !head.contains("Content-Length"), "{head}");
+        assert_eq!(body, "line 0\nline 1\nline 2\n");
+    }
+
+    /// A stream that fails leaves the chunked body unterminated and closes,
+    /// so the client can tell it was cut short.
+    #[test]
+    fn a_failing_stream_is_cut_short_visibly() {
+        let server = routed_site();
+        let out = server.raw(b"GET /stream-fails HTTP/1.1\r\nHost: t\r\n\r\nGET /api/time HTTP/1.1\r\nHost: t\r\n\r\n");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("partial"), "{text}");
+        assert!(!text.contains("0\r\n\r\n"), "{text}");
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    }
+
+    /// `coserve::blocking` runs std::fs work off the worker and returns it.
+    #[test]
+    fn blocking_work_runs_in_a_handler() {
+        let server = routed_site();
+        assert_eq!(server.get("/blocking").text(), "true");
+    }
+
     /// A panic becomes a 500 for that request and closes its connection;
     /// the server and its workers carry on.
     #[test]
