@@ -60,6 +60,9 @@ pub struct Config {
     pub limits: Limits,
     /// How connections are served: a coroutine or an OS thread each.
     pub engine: EngineKind,
+    /// The listen backlog: connections the kernel queues before accept.
+    /// Linux caps it at `net.core.somaxconn`.
+    pub backlog: i32,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             limits: Limits::default(),
             engine: EngineKind::Coroutine,
+            backlog: 4096,
         }
     }
 }
@@ -123,6 +127,12 @@ impl Server {
         Server::bind_with(addr, config, files)
     }
 
+    /// Binds `addr` with no handler behind the routes: add them with
+    /// [`Server::get`] and friends; anything else is a 404.
+    pub fn bind_routes(addr: impl ToSocketAddrs, config: Config) -> io::Result<Server> {
+        Server::bind_with(addr, config, |_: &crate::Request| Response::error(404))
+    }
+
     /// Binds `addr` and answers every request with `handler`.
     pub fn bind_with(
         addr: impl ToSocketAddrs,
@@ -138,7 +148,7 @@ impl Server {
         may::config()
             .set_workers(workers)
             .set_stack_size(coroutine::stack_words(config.stack_size));
-        let listener = bind_listener(addr)?;
+        let listener = bind_listener(addr, config.backlog)?;
         let mut router = Router::new();
         router.fallback(handler);
         Ok(Server {
@@ -228,12 +238,15 @@ impl Server {
 
 /// Binds with SO_REUSEADDR but not SO_REUSEPORT, so that a port in use is an
 /// error rather than a silent share (may's own `bind` sets SO_REUSEPORT).
-fn bind_listener(addr: impl ToSocketAddrs) -> io::Result<std::net::TcpListener> {
+fn bind_listener(addr: impl ToSocketAddrs, backlog: i32) -> io::Result<std::net::TcpListener> {
     let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
     for addr in addr.to_socket_addrs()? {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
-        match socket.bind(&addr.into()).and_then(|()| socket.listen(1024)) {
+        match socket
+            .bind(&addr.into())
+            .and_then(|()| socket.listen(backlog))
+        {
             Ok(()) => return Ok(socket.into()),
             Err(e) => last = e,
         }

@@ -167,6 +167,21 @@ crate::engine_tests! {
         assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
     }
 
+    /// A routes-only server: what no route matches is a 404.
+    #[test]
+    fn a_routes_only_server_answers_404_elsewhere() {
+        let mut server = Server::bind_routes("127.0.0.1:0", test_config(".")).unwrap();
+        server.get("/only", |_: &Request| Response::new(502));
+        let addr = server.local_addr();
+        let server = TestServer { handle: server.spawn().unwrap(), addr, site: None };
+        let r = server.get("/only");
+        assert_eq!(r.status, 502);
+        assert_eq!(r.text(), "");
+        let raw = server.raw(b"GET /only HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        assert!(raw.starts_with(b"HTTP/1.1 502 Bad Gateway\r\n"));
+        assert_eq!(server.get("/elsewhere").status, 404);
+    }
+
     /// `coserve::blocking` runs std::fs work off the worker and returns it.
     #[test]
     fn blocking_work_runs_in_a_handler() {
