@@ -485,6 +485,14 @@ impl Request {
         }
     }
 
+    /// The path, percent-decoded once (invalid UTF-8 replaced with U+FFFD).
+    /// For routing and for opening files prefer [`Request::path`] and
+    /// [`crate::files::resolve_path`], which refuse what decodes to `..` or
+    /// control characters.
+    pub fn decoded_path(&self) -> std::borrow::Cow<'_, str> {
+        percent_encoding::percent_decode_str(self.path()).decode_utf8_lossy()
+    }
+
     /// The query string, without the `?`.
     pub fn query(&self) -> Option<&str> {
         let target = self.target();
@@ -781,6 +789,8 @@ mod tests {
         assert_eq!(r.target(), "/a/b?x=1");
         assert_eq!(r.path(), "/a/b");
         assert_eq!(r.query(), Some("x=1"));
+        let r2 = complete(b"GET /caf%C3%A9%20au%2Flait?x HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(r2.decoded_path(), "/caf\u{e9} au/lait");
         assert_eq!(r.version(), Version::Http11);
         assert_eq!(r.header("x-y"), Some(&b"z"[..]));
         assert_eq!(r.header("HOST"), Some(&b"h"[..]));
