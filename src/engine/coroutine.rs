@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use super::Engine;
+use super::{Engine, Finished};
 use crate::conn::Transport;
 
 /// A may TCP stream as a [`Transport`].
@@ -112,8 +112,9 @@ impl Engine for Coroutines {
         Ok((CoStream::new(stream), peer))
     }
 
-    fn spawn<F: FnOnce() + Send + 'static>(stack_bytes: usize, f: F) -> io::Result<()> {
-        spawn(stack_bytes, f)
+    fn spawn<F: FnOnce() + Send + 'static>(stack_bytes: usize, f: F) -> io::Result<Finished> {
+        let handle = spawn(stack_bytes, f)?;
+        Ok(Box::new(move || handle.is_done()))
     }
 
     fn sleep(d: Duration) {
@@ -131,7 +132,7 @@ pub(crate) fn listener(std: std::net::TcpListener) -> io::Result<may::net::TcpLi
 }
 
 /// Runs `f` on a new coroutine with a stack of `stack_bytes`.
-pub(crate) fn spawn<F>(stack_bytes: usize, f: F) -> io::Result<()>
+pub(crate) fn spawn<F>(stack_bytes: usize, f: F) -> io::Result<may::coroutine::JoinHandle<()>>
 where
     F: FnOnce() + Send + 'static,
 {
@@ -140,7 +141,7 @@ where
     // thread-locals or std lock guards across a yield. The connection code
     // holds none across I/O: its only thread-local (the Date cache) is
     // borrowed and released inside a function that does no I/O.
-    unsafe { builder.spawn(f) }.map(|_| ())
+    unsafe { builder.spawn(f) }
 }
 
 /// may counts stack sizes in words, and only samples stack usage (instead

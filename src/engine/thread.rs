@@ -8,7 +8,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use super::Engine;
+use super::{Engine, Finished};
 use crate::conn::Transport;
 
 /// A blocking std stream as a [`Transport`].
@@ -89,13 +89,13 @@ impl Engine for Threads {
         ))
     }
 
-    fn spawn<F: FnOnce() + Send + 'static>(stack_bytes: usize, f: F) -> io::Result<()> {
+    fn spawn<F: FnOnce() + Send + 'static>(stack_bytes: usize, f: F) -> io::Result<Finished> {
         // OS threads get at least 128 KiB: glibc and std need more than a
         // coroutine's frames, and the pages are only committed when touched.
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .stack_size(stack_bytes.max(128 * 1024))
-            .spawn(f)
-            .map(|_| ())
+            .spawn(f)?;
+        Ok(Box::new(move || handle.is_finished()))
     }
 
     fn sleep(d: Duration) {
