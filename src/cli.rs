@@ -63,6 +63,11 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// Connections served at once from one client address; more get 503
+    /// [default: no cap].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
     /// Follow symlinks that point outside the directory.
     #[arg(long)]
     pub follow_symlinks: bool,
@@ -136,6 +141,7 @@ impl Cli {
             idle_timeout: Duration::from_secs(self.idle_timeout),
             header_timeout: Duration::from_secs(self.header_timeout),
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
             engine: self.engine,
             ..Config::default()
         }

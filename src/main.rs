@@ -63,9 +63,15 @@ fn main() -> ExitCode {
     };
     let stopper = handle.clone();
     std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
+        let mut signals = signals.forever();
+        if let Some(sig) = signals.next() {
             log::info!("signal {sig}: shutting down");
-            stopper.shutdown();
+            std::thread::spawn(move || stopper.shutdown());
+        }
+        // A second signal means "now": skip what is left of the grace period.
+        if let Some(sig) = signals.next() {
+            eprintln!("coserve: second signal ({sig}): exiting at once");
+            std::process::exit(1);
         }
     });
     handle.wait();

@@ -54,6 +54,9 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Connections served at once; more get a 503 and are closed.
     pub max_connections: usize,
+    /// Connections served at once from one client address; more get a 503.
+    /// `None` (the default) sets no per-address cap.
+    pub max_connections_per_ip: Option<usize>,
     /// How long shutdown waits for responses in flight.
     pub shutdown_grace: Duration,
     /// Request size limits.
@@ -76,6 +79,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            max_connections_per_ip: None,
             shutdown_grace: Duration::from_secs(10),
             limits: Limits::default(),
             engine: EngineKind::Coroutine,
@@ -222,6 +226,7 @@ impl Server {
             rejecting: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
+            per_ip: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             state: Mutex::new(State {
                 accepting: true,
@@ -270,7 +275,9 @@ struct Shared {
     rejecting: AtomicUsize,
     next_id: AtomicU64,
     /// Open connections' descriptors, so shutdown can end their reads.
-    conns: Mutex<HashMap<u64, RawFd>>,
+    conns: Mutex<HashMap<u64, Registered>>,
+    /// Open connections per client address, when that is capped.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Each connection's probe for whether its flow of control has ended.
     running: Mutex<HashMap<u64, Finished>>,
     state: Mutex<State>,
@@ -285,16 +292,61 @@ impl Shared {
     }
 }
 
-/// Counts a connection and registers its descriptor while it is open.
+/// An open connection, as the server keeps track of it.
+struct Registered {
+    fd: RawFd,
+    ip: IpAddr,
+}
+
+impl Shared {
+    /// Takes a connection slot for a client at `ip`, unless the server or
+    /// that client is at its limit.
+    fn admit(&self, ip: IpAddr) -> bool {
+        if self.active.load(Ordering::Acquire) >= self.config.max_connections {
+            return false;
+        }
+        if let Some(cap) = self.config.max_connections_per_ip {
+            let mut per_ip = lock(&self.per_ip);
+            let count = per_ip.entry(ip).or_insert(0);
+            if *count >= cap {
+                return false;
+            }
+            *count += 1;
+        }
+        self.active.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Gives back the slot of connection `id`; returns its descriptor if it
+    /// was still registered.
+    fn release(&self, id: u64) -> Option<RawFd> {
+        let conn = lock(&self.conns).remove(&id)?;
+        if self.config.max_connections_per_ip.is_some() {
+            let mut per_ip = lock(&self.per_ip);
+            if let Some(count) = per_ip.get_mut(&conn.ip) {
+                *count -= 1;
+                if *count == 0 {
+                    per_ip.remove(&conn.ip);
+                }
+            }
+        }
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.notify();
+        }
+        Some(conn.fd)
+    }
+}
+
+/// Holds a connection's slot and registration while it is open.
 struct Tracked {
     shared: Arc<Shared>,
     id: u64,
 }
 
 impl Tracked {
-    fn new(shared: &Arc<Shared>, fd: RawFd) -> Tracked {
+    fn new(shared: &Arc<Shared>, fd: RawFd, ip: IpAddr) -> Tracked {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&shared.conns).insert(id, fd);
+        lock(&shared.conns).insert(id, Registered { fd, ip });
         // A connection accepted while shutdown swept the table must still see
         // its reads ended.
         if shared.stopping.load(Ordering::Acquire) {
@@ -311,10 +363,7 @@ impl Drop for Tracked {
     fn drop(&mut self) {
         // Deregistered before the stream closes, so the descriptor number is
         // never shut down after the kernel has reused it.
-        lock(&self.shared.conns).remove(&self.id);
-        if self.shared.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.notify();
-        }
+        self.shared.release(self.id);
     }
 }
 
@@ -368,7 +417,7 @@ fn reap(shared: &Shared) {
         }
     });
     for id in dead {
-        let Some(fd) = lock(&shared.conns).remove(&id) else {
+        let Some(fd) = shared.release(id) else {
             continue; // ended normally
         };
         log::error!(
@@ -381,14 +430,12 @@ fn reap(shared: &Shared) {
             libc::shutdown(fd, libc::SHUT_RDWR);
             libc::close(fd);
         }
-        if shared.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            shared.notify();
-        }
     }
 }
 
 fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(5);
+    let mut failures = 0u64;
     loop {
         let (stream, peer) = match E::accept(&listener) {
             Ok(pair) => pair,
@@ -396,24 +443,37 @@ fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
                 if shared.stopping.load(Ordering::Acquire) {
                     break;
                 }
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO)
+                ) {
+                    // The client gave up before we took it: nothing to wait for.
+                    continue;
+                }
                 // Out of descriptors or memory: accept would fail again at
-                // once, so wait instead of spinning.
-                log::warn!("accept: {e}");
+                // once, so wait instead of spinning, and say so once per burst.
+                if failures == 0 {
+                    log::warn!("accept: {e}; backing off until it succeeds");
+                }
+                failures += 1;
                 E::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                backoff = (backoff * 2).min(Duration::from_millis(500));
                 continue;
             }
         };
+        if failures > 0 {
+            log::warn!("accept: recovered after {failures} failed attempts");
+            failures = 0;
+        }
         backoff = Duration::from_millis(5);
         if shared.stopping.load(Ordering::Acquire) {
             break;
         }
-        if shared.active.load(Ordering::Acquire) >= shared.config.max_connections {
+        if !shared.admit(peer.ip()) {
             reject::<E>(stream, &shared);
             continue;
         }
-        shared.active.fetch_add(1, Ordering::AcqRel);
-        let tracked = Tracked::new(&shared, stream.as_raw_fd());
+        let tracked = Tracked::new(&shared, stream.as_raw_fd(), peer.ip());
         let id = tracked.id;
         let conn_shared = shared.clone();
         let spawned = E::spawn(shared.config.stack_size, move || {
@@ -521,8 +581,8 @@ impl ServerHandle {
             // Idle connections are parked in a read: ending the read side
             // ends them. Busy ones finish their response, which carries
             // `Connection: close`.
-            for &fd in lock(&shared.conns).values() {
-                shutdown_read(fd);
+            for conn in lock(&shared.conns).values() {
+                shutdown_read(conn.fd);
             }
             let deadline = Instant::now() + shared.config.shutdown_grace;
             let mut state = lock(&shared.state);

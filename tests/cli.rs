@@ -271,6 +271,47 @@ fn a_header_flag_cannot_inject_a_line() {
     }
 }
 
+/// A second SIGTERM ends the process at once, even with a response still
+/// being written (a client that stopped reading a large file holds the
+/// first, graceful shutdown for its whole grace period).
+#[test]
+fn a_second_sigterm_exits_at_once() {
+    let site = make_site();
+    std::fs::write(site.path().join("huge.bin"), vec![7u8; 64 * 1024 * 1024]).unwrap();
+    let mut server = Coserve::serve(site.path(), &[]);
+    let addr = server.announced_addr();
+    let stalled = std::net::TcpStream::connect(addr).unwrap();
+    socket2::SockRef::from(&stalled)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    (&stalled)
+        .write_all(b"GET /huge.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // The request is in once the server has started answering it.
+    let mut first = [0u8; 12];
+    (&stalled).read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+
+    server.signal(libc::SIGTERM);
+    // The first signal was handled once the listener is gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        std::thread::yield_now();
+    }
+    let second = Instant::now();
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(
+        second.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        second.elapsed()
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("second signal"), "{stderr}");
+    drop(stalled);
+}
+
 #[test]
 fn quiet_suppresses_the_access_log() {
     let site = make_site();

@@ -314,6 +314,36 @@ crate::engine_tests! {
         assert_eq!(r.status, 200);
     }
 
+    /// `--max-connections-per-ip`: one address over its cap gets 503 while
+    /// another address is served. 127.0.0.2 is loopback too on Linux.
+    #[test]
+    fn past_the_per_ip_cap_that_client_gets_503_and_others_are_served() {
+        let server = start_site(|cfg| cfg.max_connections_per_ip = Some(2));
+        let mut c1 = server.connect();
+        let mut c2 = server.connect();
+        for c in [&mut c1, &mut c2] {
+            assert_eq!(get_on(c, "/style.css").status, 200);
+        }
+        let mut c3 = server.connect();
+        let _ = c3.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n");
+        let bytes = read_until_closed(&mut c3, Duration::from_secs(3)).unwrap();
+        assert_eq!(parse_responses(&bytes)[0].status, 503);
+
+        let other = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        other.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+        other.connect(&server.addr.into()).unwrap();
+        let mut other: TcpStream = other.into();
+        other.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        assert_eq!(get_on(&mut other, "/style.css").status, 200);
+
+        // A slot freed by that client is its own again.
+        drop(c1);
+        assert!(eventually(Duration::from_secs(3), || server.handle.active_connections() < 3));
+        let r = server.get("/data.json");
+        assert_eq!((r.status, &*r.body), (200, DATA));
+        assert_eq!(get_on(&mut c2, "/style.css").status, 200);
+    }
+
     // ---------------------------------------------------------------------------
     // Graceful shutdown
 
