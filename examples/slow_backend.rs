@@ -1,96 +1,119 @@
 //! A handler that calls a slow backend in plain sequential code, and one
-//! process holding thousands of such requests in flight at once.
+//! server process holding 10,000 such requests in flight at once.
 //!
 //! ```sh
 //! cargo run --release --example slow_backend               # 10,000 clients
 //! cargo run --release --example slow_backend -- 1000       # fewer
-//! cargo run --release --example slow_backend -- 10000 2000 # backend takes 2 s
+//! cargo run --release --example slow_backend -- 10000 200  # backend takes 200 ms
 //! ```
 //!
-//! The backend is a tiny line-based TCP service in the same process: it
-//! reads a line, waits (50 ms by default), and answers. The handler for
-//! `GET /` connects to it, writes a line, reads the reply and returns it,
-//! with no callbacks, futures or thread pool: each request runs on its own
-//! may coroutine, and the socket calls park only that coroutine while it
-//! waits.
+//! Three parts, as in a real deployment:
 //!
-//! All clients start at once, but how many requests are inside the handler
-//! at the same moment also depends on how fast the process can accept them:
-//! with a 50 ms backend, the first requests are answered before the last
-//! ones arrive. A slower backend (the second argument) keeps them all
-//! waiting together.
+//! - **The backend**: a line-based TCP service (think of a database) that
+//!   answers each request line after a delay, 50 ms by default. It runs in
+//!   the server process only to keep the example self-contained.
+//! - **The server**: coserve, whose handler for `GET /` calls the backend
+//!   through [`Backend::call`], a plain blocking-style call. The backend is
+//!   reached over a small pool of persistent, multiplexed connections, so a
+//!   request in flight costs the server process one socket (its client's),
+//!   not three more for a connection of its own to the backend.
+//! - **The clients**: a child process (this same program, re-executed with
+//!   a hidden `--clients ADDR N` argument) that opens all N keep-alive
+//!   connections first and then sends one request on every one of them at
+//!   once. In a process of its own, its sockets do not count against the
+//!   server's open-file limit.
 //!
-//! Each request in flight holds four sockets (client, server side, backend
-//! client, backend side), so the example raises the open-file limit first;
-//! if the hard limit is too low, it lets fewer clients run at once.
+//! Each request runs on its own may coroutine: when the handler waits for
+//! the backend, only that coroutine is parked, and the worker threads (one
+//! per core) run the others.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::RecvTimeoutError; // may's channels use std's error types
 use std::time::{Duration, Instant};
 
 use coserve::{Body, Config, Request, Response, Server};
+use may::sync::mpsc;
+
+/// Clients, unless the first argument says.
+const DEFAULT_CLIENTS: u64 = 10_000;
 
 /// How long the backend takes to answer, unless the second argument says.
 const DEFAULT_DELAY_MS: u64 = 50;
 
-/// Descriptors kept free for everything but the requests.
-const FD_SPARE: u64 = 256;
+/// Persistent connections from the server to the backend, shared by all
+/// requests.
+const POOL_SIZE: usize = 16;
 
-/// Stack of each client coroutine: they only connect, write and read.
-const CLIENT_STACK_BYTES: usize = if cfg!(debug_assertions) {
-    256 * 1024
-} else {
-    16 * 1024
-};
+/// How long a backend call waits for its reply before giving up.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The hidden argument that turns this program into the load generator.
+const CLIENTS_FLAG: &str = "--clients";
 
 fn main() -> io::Result<()> {
-    // Optional arguments: how many clients, and the backend's delay in ms.
-    let clients = arg(1, 10_000) as usize;
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(CLIENTS_FLAG) {
+        return match (args.get(2), args.get(3)) {
+            (Some(addr), Some(n)) => load_generator(addr, n),
+            _ => Err(io::Error::other("usage: slow_backend --clients ADDR N")),
+        };
+    }
+    let clients = arg(1, DEFAULT_CLIENTS) as usize;
     let delay = Duration::from_millis(arg(2, DEFAULT_DELAY_MS));
     if cfg!(debug_assertions) && clients > 1000 {
         eprintln!("note: a debug build; run with --release for large client counts");
     }
-    // Four descriptors per request in flight, plus some to spare. Where the
-    // hard limit is too low for that, fewer clients run at once (see below).
-    let fds = raise_fd_limit(4 * clients as u64 + FD_SPARE);
-    let at_once = clients.min((fds.saturating_sub(FD_SPARE) / 4).max(1) as usize);
-    if at_once < clients {
-        println!(
-            "note: the open-file limit is {fds}, so at most {at_once} clients run at once \
-             (raise the hard limit, `ulimit -Hn`, to run all {clients})"
-        );
+    serve(clients, delay)
+}
+
+// ---------------------------------------------------------------------------
+// The server process: backend, backend pool, coserve, and the measurements.
+// ---------------------------------------------------------------------------
+
+fn serve(clients: usize, delay: Duration) -> io::Result<()> {
+    // One socket per client, plus the pool and some to spare.
+    let fds = raise_fd_limit();
+    if (fds as usize) < clients + 256 {
+        println!("note: the open-file limit is {fds}; {clients} clients may not all fit");
     }
 
     // Bind the server first: the first `Server::bind*` in a process
     // configures may's runtime (worker threads, default coroutine stack),
-    // which starts with the first coroutine or may socket.
+    // which starts with the first coroutine or may socket. The connection
+    // limit is above the clients, the backlog absorbs the ramp-up, and the
+    // timeouts are long so that connections opened early are still there
+    // when the last ones are.
     let config = Config {
         max_connections: 20_000.max(2 * clients),
+        backlog: 4096,
+        idle_timeout: Duration::from_secs(60),
+        header_timeout: Duration::from_secs(60),
         ..Config::default()
     };
-    let mut server =
-        Server::bind_with("127.0.0.1:0", config, |_req: &Request| Response::error(404))?;
+    let mut server = Server::bind_routes("127.0.0.1:0", config)?;
+    let backend_addr = start_backend(delay)?;
+    let backend = Arc::new(Backend::connect(backend_addr, POOL_SIZE)?);
 
-    let backend = start_backend(delay)?;
-
-    // How many requests are inside the handler now, and the most at once.
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
+    // How many requests are inside the handler now, and the most at once;
+    // and when the first and the last of them came in.
+    let stats = Arc::new(Stats::default());
     {
-        let (in_flight, peak) = (in_flight.clone(), peak.clone());
+        let stats = stats.clone();
         server.get("/", move |_req: &Request| {
-            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            peak.fetch_max(now, Ordering::SeqCst);
+            let entered = stats.enter();
             // Sequential, blocking-style code: only this coroutine waits.
-            let resp = match ask_backend(backend, "how are you?") {
+            let resp = match backend.call("how are you?") {
                 Ok(reply) => Response::new(200)
                     .header("Content-Type", "text/plain; charset=utf-8")
-                    .body(Body::Bytes(reply.into())),
+                    .body(Body::Bytes(format!("the backend says: {reply}\n").into())),
                 Err(_) => Response::error(502),
             };
-            in_flight.fetch_sub(1, Ordering::SeqCst);
+            stats.leave(entered);
             resp
         });
     }
@@ -98,73 +121,137 @@ fn main() -> io::Result<()> {
     let addr = server.local_addr();
     let handle = server.spawn()?;
     println!(
-        "{clients} clients -> http://{addr}/ -> backend {backend} (answers after {} ms)",
+        "{clients} clients -> http://{addr}/ -> backend {backend_addr} \
+         ({POOL_SIZE} pooled connections, answers after {} ms)",
         delay.as_millis()
     );
 
-    // Every client is a coroutine of its own with one request to make. The
-    // semaphore (may's, which parks coroutines) only bites when descriptors
-    // are short.
-    let gate = Arc::new(may::sync::Semphore::new(at_once));
-    let start = Instant::now();
-    let mut clients_running = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        let gate = gate.clone();
-        let builder = may::coroutine::Builder::new()
-            .stack_size(CLIENT_STACK_BYTES / std::mem::size_of::<usize>());
-        // SAFETY: may's spawn is unsafe because a coroutine must not hold a
-        // thread-local or a std lock guard across a point where it may
-        // yield; this one holds neither, only may sockets, may's semaphore
-        // and its own buffers.
-        let client = unsafe {
-            builder.spawn(move || {
-                gate.wait();
-                let result = fetch(addr);
-                gate.post();
-                result
-            })
-        }?;
-        clients_running.push(client);
+    // The clients, in a child process: it connects, says "ready N", waits
+    // for "go", sends, and reports "result ...".
+    let mut child = Command::new(std::env::current_exe()?)
+        .args([CLIENTS_FLAG, &addr.to_string(), &clients.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut to_child = child.stdin.take().expect("piped stdin");
+    let mut from_child = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let ramp_up = Instant::now();
+    let mut line = String::new();
+    from_child.read_line(&mut line)?;
+    let connected: usize = line
+        .strip_prefix("ready ")
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| io::Error::other(format!("load generator said {line:?}")))?;
+    // Connected is not yet accepted: wait (a while) until the server has
+    // taken every connection from the backlog, so that the burst measures
+    // requests, not accepts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handle.active_connections() < connected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
-    let mut ok = 0;
-    let mut errors = 0;
-    let mut first_error = None;
-    for client in clients_running {
-        match client.join() {
-            Ok(Ok(())) => ok += 1,
-            Ok(Err(e)) => {
-                errors += 1;
-                first_error.get_or_insert(e);
-            }
-            Err(_) => {
-                errors += 1;
-                first_error.get_or_insert_with(|| "client panicked".to_string());
-            }
-        }
-    }
-    let elapsed = start.elapsed();
+    let accepted = handle.active_connections();
+    let ramp_up = ramp_up.elapsed();
+    to_child.write_all(b"go\n")?;
+    line.clear();
+    from_child.read_line(&mut line)?;
+    let result = ClientResult::parse(&line)
+        .ok_or_else(|| io::Error::other(format!("load generator said {line:?}")))?;
+    child.wait()?;
 
-    println!("requests:       {clients} ({ok} ok)");
-    println!("errors:         {errors}");
-    if let Some(e) = first_error {
-        println!("first error:    {e}");
+    println!(
+        "clients:        {clients} ({connected} connected, {accepted} accepted, in {:.3} s)",
+        ramp_up.as_secs_f64()
+    );
+    println!("ok:             {}", result.ok);
+    println!("errors:         {}", result.errors);
+    if !result.first_error.is_empty() {
+        println!("first error:    {}", result.first_error);
     }
-    println!("elapsed:        {:.3} s", elapsed.as_secs_f64());
+    println!(
+        "elapsed:        {:.3} s from the burst to the last response",
+        result.burst.as_secs_f64()
+    );
     println!(
         "peak in flight: {} requests inside the handler at once",
-        peak.load(Ordering::SeqCst)
+        stats.peak.load(Ordering::SeqCst)
     );
-    println!("peak RSS:       {} (VmHWM)", proc_status("VmHWM"));
-    println!("threads:        {}", proc_status("Threads"));
+    println!(
+        "arrivals:       all requests entered the handler within {:.1} ms",
+        stats.arrival_spread().as_secs_f64() * 1e3
+    );
+    // More than the backend's delay when the burst keeps both cores busy:
+    // replies then wait their turn behind requests still coming in.
+    println!(
+        "longest stay:   {:.1} ms inside the handler (the backend takes {} ms)",
+        Duration::from_nanos(stats.longest.load(Ordering::Relaxed)).as_secs_f64() * 1e3,
+        delay.as_millis()
+    );
+    println!(
+        "server process: peak RSS {} (VmHWM), {} threads",
+        proc_status("VmHWM"),
+        proc_status("Threads")
+    );
 
     // Stop accepting and wait for the server's connections to end. The
-    // backend's coroutines end with the process.
+    // backend and the pool end with the process.
     handle.shutdown();
-    if errors > 0 {
+    if result.errors > 0 || result.ok != clients {
         std::process::exit(1);
     }
     Ok(())
 }
+
+/// What the handler measures.
+struct Stats {
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+    /// Nanoseconds since `base` of the first and the last handler entry.
+    first: AtomicU64,
+    last: AtomicU64,
+    /// The longest stay in the handler, in nanoseconds.
+    longest: AtomicU64,
+    base: Instant,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            first: AtomicU64::new(u64::MAX),
+            last: AtomicU64::new(0),
+            longest: AtomicU64::new(0),
+            base: Instant::now(),
+        }
+    }
+}
+
+impl Stats {
+    fn enter(&self) -> Instant {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let t = self.base.elapsed().as_nanos() as u64;
+        self.first.fetch_min(t, Ordering::Relaxed);
+        self.last.fetch_max(t, Ordering::Relaxed);
+        Instant::now()
+    }
+
+    fn leave(&self, entered: Instant) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let stay = entered.elapsed().as_nanos() as u64;
+        self.longest.fetch_max(stay, Ordering::Relaxed);
+    }
+
+    fn arrival_spread(&self) -> Duration {
+        let first = self.first.load(Ordering::Relaxed);
+        let last = self.last.load(Ordering::Relaxed);
+        Duration::from_nanos(last.saturating_sub(first))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The backend service: lines in, lines out, each answered after `delay`.
+// ---------------------------------------------------------------------------
 
 /// Starts the backend on a free port: a may listener whose accept loop and
 /// connections each run on a coroutine of their own.
@@ -187,64 +274,361 @@ fn start_backend(delay: Duration) -> io::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// One backend connection: for each line, wait, then answer with a line.
+/// One backend connection carries many requests at once: each line
+/// `"<id> <payload>"` gets a coroutine of its own that waits, then answers
+/// `"<id> <reply>"`. Replies go out in whatever order they are ready, and
+/// the shared write half is behind a may Mutex, which parks (rather than
+/// blocks the thread) when a write has to wait for the socket.
 fn serve_backend(stream: may::net::TcpStream, delay: Duration) -> io::Result<()> {
-    let mut conn = BufReader::new(stream);
+    let writer = Arc::new(may::sync::Mutex::new(stream.try_clone()?));
+    let mut lines = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if lines.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let writer = writer.clone();
+        may::go!(move || {
+            may::coroutine::sleep(delay);
+            let (id, payload) = line.trim_end().split_once(' ').unwrap_or(("?", ""));
+            let reply = format!("{id} fine, thanks (you said {payload:?})\n");
+            let mut out = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = out.write_all(reply.as_bytes());
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The backend client: a small pool of multiplexed connections.
+// ---------------------------------------------------------------------------
+
+/// A client for the backend, shared by every handler.
+///
+/// This is what database drivers and RPC clients do: a handful of
+/// persistent connections, each carrying many requests at once, tagged with
+/// ids so that replies can come back in any order. Thousands of requests in
+/// flight cost a few sockets instead of one each (no descriptor limit, no
+/// handshake per request, no port exhaustion), and the backend sees a few
+/// long-lived clients, which is what it is built for.
+///
+/// The handler still reads as plain sequential code: [`Backend::call`]
+/// sends, then parks the calling coroutine on a one-shot channel until the
+/// reader of that connection hands it its reply. No callbacks or futures
+/// show through.
+struct Backend {
+    conns: Vec<PoolConn>,
+    next_id: AtomicU64,
+}
+
+/// One pooled connection: its write half, and the calls waiting for a reply
+/// on it (which its reader coroutine completes).
+struct PoolConn {
+    /// A may Mutex: a write can park the coroutine while the lock is held.
+    writer: may::sync::Mutex<may::net::TcpStream>,
+    waiting: Arc<Waiting>,
+}
+
+/// Calls waiting for their reply, by id.
+///
+/// A std Mutex is fine here because it is only ever held to insert or
+/// remove an entry, never across anything that can park the coroutine:
+/// holding it there could deadlock a worker thread against a coroutine
+/// parked with the lock.
+#[derive(Default)]
+struct Waiting {
+    calls: std::sync::Mutex<HashMap<u64, mpsc::Sender<String>>>,
+    closed: AtomicBool,
+}
+
+impl Waiting {
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<String>>> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, id: u64, reply: mpsc::Sender<String>) -> io::Result<()> {
+        self.calls().insert(id, reply);
+        // After the insert: if the reader ended meanwhile, its sweep may
+        // have missed this entry.
+        if self.closed.load(Ordering::SeqCst) {
+            self.remove(id);
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "backend connection closed",
+            ));
+        }
+        Ok(())
+    }
+
+    fn remove(&self, id: u64) -> Option<mpsc::Sender<String>> {
+        self.calls().remove(&id)
+    }
+
+    /// Fails every waiting call: dropping its sender wakes it with an error.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let calls = std::mem::take(&mut *self.calls());
+        drop(calls);
+    }
+}
+
+impl Backend {
+    /// Opens `size` connections to the backend, each with a reader
+    /// coroutine that dispatches replies.
+    fn connect(addr: SocketAddr, size: usize) -> io::Result<Backend> {
+        let mut conns = Vec::with_capacity(size);
+        for _ in 0..size {
+            let stream = may::net::TcpStream::connect(addr)?;
+            stream.set_nodelay(true)?;
+            let reader = stream.try_clone()?;
+            let waiting = Arc::new(Waiting::default());
+            let dispatch = waiting.clone();
+            may::go!(move || read_replies(reader, &dispatch));
+            conns.push(PoolConn {
+                writer: may::sync::Mutex::new(stream),
+                waiting,
+            });
+        }
+        Ok(Backend {
+            conns,
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// Sends `payload` to the backend and waits for the reply. Looks like a
+    /// blocking call, and is one for the calling coroutine only.
+    fn call(&self, payload: &str) -> io::Result<String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = &self.conns[id as usize % self.conns.len()];
+        // Register before sending, so the reply cannot arrive first.
+        let (reply_tx, reply_rx) = mpsc::channel();
+        conn.waiting.insert(id, reply_tx)?;
+        let line = format!("{id} {payload}\n");
+        let sent = conn
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_all(line.as_bytes());
+        if let Err(e) = sent {
+            conn.waiting.remove(id);
+            return Err(e);
+        }
+        // Park until the reader hands over the reply.
+        match reply_rx.recv_timeout(CALL_TIMEOUT) {
+            Ok(reply) => Ok(reply),
+            Err(RecvTimeoutError::Timeout) => {
+                conn.waiting.remove(id);
+                Err(io::ErrorKind::TimedOut.into())
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "backend connection closed",
+            )),
+        }
+    }
+}
+
+/// The reader of one pooled connection: hands each reply line to the call
+/// waiting for its id. When the connection ends, the calls still waiting
+/// on it fail.
+fn read_replies(stream: may::net::TcpStream, waiting: &Waiting) {
+    let mut lines = BufReader::new(stream);
     let mut line = String::new();
-    while conn.read_line(&mut line)? != 0 {
-        may::coroutine::sleep(delay);
-        let reply = format!("the backend says: fine, thanks ({})\n", line.trim_end());
-        conn.get_mut().write_all(reply.as_bytes())?;
+    while matches!(lines.read_line(&mut line), Ok(n) if n > 0) {
+        let (id, reply) = line.trim_end().split_once(' ').unwrap_or(("", ""));
+        if let Some(call) = id.parse().ok().and_then(|id| waiting.remove(id)) {
+            // The caller may have timed out and gone: nothing to do then.
+            let _ = call.send(reply.to_string());
+        }
         line.clear();
     }
-    Ok(())
+    waiting.close();
 }
 
-/// What the handler does: connect, ask, read one line back.
-fn ask_backend(backend: SocketAddr, question: &str) -> io::Result<String> {
-    let mut stream = may::net::TcpStream::connect(backend)?;
-    stream.write_all(format!("{question}\n").as_bytes())?;
-    let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply)?;
-    if reply.is_empty() {
-        return Err(io::ErrorKind::UnexpectedEof.into());
+// ---------------------------------------------------------------------------
+// The load generator: the child process.
+// ---------------------------------------------------------------------------
+
+/// Connections being opened at once, so as not to overflow the server's
+/// backlog and the kernel's SYN queue.
+const CONNECT_BATCH: usize = 512;
+
+/// Stack of each client coroutine: they only connect, write and read.
+const CLIENT_STACK_BYTES: usize = if cfg!(debug_assertions) {
+    256 * 1024
+} else {
+    16 * 1024
+};
+
+/// Opens `n` keep-alive connections to `addr`, says `ready <connected>`,
+/// waits for a line on stdin, then sends one request on every connection at
+/// once, reads every response and says `result ...`.
+fn load_generator(addr: &str, n: &str) -> io::Result<()> {
+    let addr: SocketAddr = addr.parse().map_err(io::Error::other)?;
+    let n: usize = n.parse().map_err(io::Error::other)?;
+    raise_fd_limit();
+    may::config().set_stack_size(CLIENT_STACK_BYTES / std::mem::size_of::<usize>());
+
+    // One request, built once, sent with a single write per connection.
+    let request: Arc<[u8]> = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n")
+        .into_bytes()
+        .into();
+    let connecting = Arc::new(may::sync::Semphore::new(CONNECT_BATCH));
+    let go = Arc::new(may::sync::SyncFlag::new());
+    let (connected_tx, connected_rx) = mpsc::channel();
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            let (request, connecting, go) = (request.clone(), connecting.clone(), go.clone());
+            let connected_tx = connected_tx.clone();
+            may::go!(move || -> Result<(), String> {
+                connecting.wait();
+                let stream = connect_with_retries(addr);
+                connecting.post();
+                let _ = connected_tx.send(stream.is_ok());
+                let mut stream = stream.map_err(|e| format!("connect: {e}"))?;
+                // Everyone waits here until every connection is open.
+                go.wait();
+                stream
+                    .write_all(&request)
+                    .map_err(|e| format!("write: {e}"))?;
+                read_response(&mut stream)
+            })
+        })
+        .collect();
+    drop(connected_tx);
+
+    let connected = connected_rx.iter().take(n).filter(|&ok| ok).count();
+    println!("ready {connected}");
+    let mut line = String::new();
+    io::stdin().read_line(&mut line)?;
+
+    let burst = Instant::now();
+    go.fire();
+    let (mut ok, mut errors, mut first_error) = (0, 0, String::new());
+    for client in clients {
+        match client.join() {
+            Ok(Ok(())) => ok += 1,
+            Ok(Err(e)) => {
+                errors += 1;
+                if first_error.is_empty() {
+                    first_error = e;
+                }
+            }
+            Err(_) => {
+                errors += 1;
+                if first_error.is_empty() {
+                    first_error = "client panicked".into();
+                }
+            }
+        }
     }
-    Ok(reply)
-}
-
-/// One client: sends `GET /` with `Connection: close`, reads to the end, and
-/// checks the status and that the body is as long as `Content-Length` says.
-fn fetch(addr: SocketAddr) -> Result<(), String> {
-    let mut stream = may::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| format!("set timeout: {e}"))?;
-    let request = format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .map_err(|e| format!("read: {e}"))?;
-
-    let text = String::from_utf8_lossy(&response);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return Err(format!("incomplete response ({} bytes)", response.len()));
+    let result = ClientResult {
+        ok,
+        errors,
+        burst: burst.elapsed(),
+        first_error,
     };
-    let status = head.lines().next().unwrap_or("");
-    if !status.starts_with("HTTP/1.1 200 ") {
-        return Err(format!("status: {status}"));
-    }
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    if length != Some(body.len()) {
-        return Err(format!("Content-Length {length:?}, body {}", body.len()));
-    }
+    println!("{}", result.line());
     Ok(())
 }
+
+/// Connects, retrying for a while on the errors a busy listener or a short
+/// supply of ports can cause.
+fn connect_with_retries(addr: SocketAddr) -> io::Result<may::net::TcpStream> {
+    use io::ErrorKind::*;
+    let mut attempt = 0;
+    loop {
+        match may::net::TcpStream::connect(addr) {
+            Ok(stream) => {
+                stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+                return Ok(stream);
+            }
+            Err(e)
+                if attempt < 20
+                    && matches!(
+                        e.kind(),
+                        ConnectionRefused
+                            | ConnectionReset
+                            | TimedOut
+                            | AddrNotAvailable
+                            | WouldBlock
+                            | Interrupted
+                    ) =>
+            {
+                attempt += 1;
+                may::coroutine::sleep(Duration::from_millis(10 * attempt));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads one response framed by `Content-Length` and checks it is a 200.
+fn read_response(stream: &mut may::net::TcpStream) -> Result<(), String> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    let mut framed = None;
+    loop {
+        if framed.is_none()
+            && let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let status = head.lines().next().unwrap_or("");
+            if !status.starts_with("HTTP/1.1 200 ") {
+                return Err(format!("status: {status}"));
+            }
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or("no Content-Length")?;
+            framed = Some(end + 4 + length);
+        }
+        if let Some(total) = framed
+            && buf.len() >= total
+        {
+            return Ok(());
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(format!("closed after {} bytes", buf.len())),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+/// What the load generator reports, as one line on its stdout.
+struct ClientResult {
+    ok: usize,
+    errors: usize,
+    burst: Duration,
+    first_error: String,
+}
+
+impl ClientResult {
+    fn line(&self) -> String {
+        format!(
+            "result {} {} {} {}",
+            self.ok,
+            self.errors,
+            self.burst.as_micros(),
+            self.first_error
+        )
+    }
+
+    fn parse(line: &str) -> Option<ClientResult> {
+        let mut fields = line.trim_end().strip_prefix("result ")?.splitn(4, ' ');
+        Some(ClientResult {
+            ok: fields.next()?.parse().ok()?,
+            errors: fields.next()?.parse().ok()?,
+            burst: Duration::from_micros(fields.next()?.parse().ok()?),
+            first_error: fields.next().unwrap_or("").to_string(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers.
+// ---------------------------------------------------------------------------
 
 /// The `n`th command-line argument as a number, or `default`.
 fn arg(n: usize, default: u64) -> u64 {
@@ -257,10 +641,9 @@ fn arg(n: usize, default: u64) -> u64 {
     }
 }
 
-/// Raises the open-file soft limit towards `needed`: up to the hard limit
-/// for anyone, past it only with privilege (CAP_SYS_RESOURCE). Returns the
-/// soft limit in force afterwards.
-fn raise_fd_limit(needed: u64) -> u64 {
+/// Raises the open-file soft limit to the hard limit (going past that needs
+/// CAP_SYS_RESOURCE). Returns the soft limit in force afterwards.
+fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -269,32 +652,17 @@ fn raise_fd_limit(needed: u64) -> u64 {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return 1024;
     }
-    if lim.rlim_cur >= needed {
-        return lim.rlim_cur;
-    }
-    let set = |cur: u64, max: u64| {
-        let new = libc::rlimit {
-            rlim_cur: cur,
-            rlim_max: max,
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
         };
         // SAFETY: setrlimit only reads the struct it is given.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) == 0 }
-    };
-    let max = lim.rlim_max.max(needed);
-    let cur = if set(needed, max) {
-        needed
-    } else if lim.rlim_cur < lim.rlim_max && set(lim.rlim_max, lim.rlim_max) {
-        lim.rlim_max
-    } else {
-        lim.rlim_cur
-    };
-    if cur != lim.rlim_cur {
-        println!(
-            "open files:     soft limit raised from {} to {cur}",
-            lim.rlim_cur
-        );
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return lim.rlim_max;
+        }
     }
-    cur
+    lim.rlim_cur
 }
 
 /// A field of /proc/self/status, such as `VmHWM` or `Threads`.
