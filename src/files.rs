@@ -78,8 +78,11 @@ impl SafePath {
     }
 }
 
-/// What gets percent-encoded in a path segment of a URL we generate.
-const SEGMENT: &AsciiSet = &CONTROLS
+/// What gets percent-encoded in a path segment of a URL we generate
+/// (redirects, listing links). `:` is encoded too: a relative link such as
+/// `javascript:x` or `c:d` would otherwise be read as a URL with a scheme.
+/// `'` is encoded so a link is safe inside a single-quoted attribute.
+pub(crate) const SEGMENT: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')
@@ -93,7 +96,9 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'/')
     .add(b'\\')
     .add(b'^')
-    .add(b'|');
+    .add(b'|')
+    .add(b'\'')
+    .add(b':');
 
 /// Turns the path part of a request target into a [`SafePath`].
 ///

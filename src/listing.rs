@@ -15,37 +15,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use percent_encoding::{AsciiSet, CONTROLS, percent_encode};
+use percent_encoding::percent_encode;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+use crate::files::SEGMENT;
 use crate::response::SERVER;
 
 /// What gets percent-encoded in a link to an entry: controls, space, the
 /// characters that would end or change the meaning of a path segment, and
 /// (always, by `percent_encode`) every non-ASCII byte.
 ///
-/// `:` is encoded too: a relative link such as `javascript:x` or `c:d`
-/// would otherwise be read as a URL with a scheme. `/` cannot occur in a
-/// name, but is encoded anyway so that a segment stays one segment.
-const HREF: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'\\')
-    .add(b'{')
-    .add(b'}')
-    .add(b'|')
-    .add(b'^')
-    .add(b'\'')
-    .add(b':')
-    .add(b'/');
-
 const STYLE: &str = "\
 :root{color-scheme:light dark;--fg:#1f2328;--bg:#fff;--muted:#59636e;--line:#d1d9e0;--head:#f6f8fa;--hover:#f3f6fa;--link:#0969da}
 @media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--bg:#0d1117;--muted:#9198a1;--line:#30363d;--head:#151b23;--hover:#161b22;--link:#4493f8}}
@@ -111,7 +91,7 @@ pub fn render_listing(dir: &Path, url_path: &str) -> io::Result<String> {
         html.push_str("<tr><td class=\"n\"><a class=\"d\" href=\"../\" title=\"Parent directory\">../</a></td><td class=\"s\">-</td><td class=\"m\"></td></tr>\n");
     }
     for entry in &entries {
-        let mut href: String = percent_encode(&entry.raw, HREF).collect();
+        let mut href: String = percent_encode(&entry.raw, SEGMENT).collect();
         let mut shown = escape_html(&entry.name);
         let class = if entry.is_dir {
             href.push('/');
