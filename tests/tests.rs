@@ -10,6 +10,7 @@ mod conditional;
 mod encoding;
 mod files;
 mod handlers;
+mod hostile;
 mod limits;
 mod modes;
 mod protocol;
