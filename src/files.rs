@@ -419,9 +419,20 @@ impl StaticFiles {
             .body(Body::Bytes(body))
     }
 
+    /// Maps a failure to open or list a path to a response. Only errors that
+    /// say the path names nothing are a 404: running out of descriptors or
+    /// memory is the server's trouble, not a missing file.
     fn open_failed(&self, req: &Request, err: &io::Error) -> Response {
-        match err.kind() {
-            io::ErrorKind::PermissionDenied => Response::error(403),
+        match err.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS) => {
+                log::warn!("cannot open a file: {err}");
+                Response::error(503).header("Retry-After", "1")
+            }
+            Some(libc::EIO) => {
+                log::error!("cannot read a file: {err}");
+                Response::error(500)
+            }
+            _ if err.kind() == io::ErrorKind::PermissionDenied => Response::error(403),
             _ => self.missing(req),
         }
     }

@@ -148,7 +148,10 @@ impl Server {
         } else {
             config.workers
         };
-        // Before anything touches the runtime; ignored once it runs.
+        // Workers take effect only before may's runtime starts (the first
+        // server in a process). The stack size is may's default for every
+        // coroutine spawned afterwards, which lets may recycle connection
+        // coroutines from its pool.
         may::config()
             .set_workers(workers)
             .set_stack_size(coroutine::stack_words(config.stack_size));

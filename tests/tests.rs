@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod conditional;
 mod encoding;
+mod faults;
 mod files;
 mod handlers;
 mod hostile;

@@ -6,6 +6,8 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{Engine, Finished};
@@ -92,10 +94,23 @@ impl Engine for Threads {
     fn spawn<F: FnOnce() + Send + 'static>(stack_bytes: usize, f: F) -> io::Result<Finished> {
         // OS threads get at least 128 KiB: glibc and std need more than a
         // coroutine's frames, and the pages are only committed when touched.
-        let handle = std::thread::Builder::new()
+        // The thread is detached (so its stack is freed as soon as it ends)
+        // and raises a flag on its way out, even when unwinding.
+        struct Raise(Arc<AtomicBool>);
+        impl Drop for Raise {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Release);
+            }
+        }
+        let ended = Arc::new(AtomicBool::new(false));
+        let raise = Raise(ended.clone());
+        std::thread::Builder::new()
             .stack_size(stack_bytes.max(128 * 1024))
-            .spawn(f)?;
-        Ok(Box::new(move || handle.is_finished()))
+            .spawn(move || {
+                let _raise = raise;
+                f();
+            })?;
+        Ok(Box::new(move || ended.load(Ordering::Acquire)))
     }
 
     fn sleep(d: Duration) {
