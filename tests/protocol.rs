@@ -393,6 +393,69 @@ fn bad_inputs() -> Vec<Bad> {
             400,
             true,
         ),
+        // RFC 9112 §7.1: chunk-size is 1*HEXDIG; one that overflows 64 bits
+        // cannot frame anything.
+        bad(
+            "chunk size that overflows",
+            "POST /style.css HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n\
+             10000000000000000\r\nx\r\n0\r\n\r\n",
+            400,
+            true,
+        ),
+        // RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS ext-name [ ... ] ).
+        bad(
+            "chunk extension without a name",
+            "POST /style.css HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n\
+             1;=x\r\nx\r\n0\r\n\r\n",
+            400,
+            true,
+        ),
+        bad(
+            "chunk extension with a bare CR",
+            "POST /style.css HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n\
+             1;a\rb\r\nx\r\n0\r\n\r\n",
+            400,
+            true,
+        ),
+        bad(
+            "chunk data longer than its size",
+            "POST /style.css HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n\
+             1\r\nxyz\r\n0\r\n\r\n",
+            400,
+            true,
+        ),
+        // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request is faulty.
+        bad(
+            "Transfer-Encoding in HTTP/1.0",
+            "POST /style.css HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+            true,
+        ),
+        // RFC 9112 §3: single spaces; no control characters in the target.
+        bad(
+            "two spaces in the request line",
+            "GET  /style.css HTTP/1.1\r\nHost: test\r\n\r\n",
+            400,
+            true,
+        ),
+        bad(
+            "NUL in the target",
+            "GET /style\x00.css HTTP/1.1\r\nHost: test\r\n\r\n",
+            400,
+            true,
+        ),
+        bad(
+            "bare CR in the target",
+            "GET /style\r.css HTTP/1.1\r\nHost: test\r\n\r\n",
+            400,
+            true,
+        ),
+        bad(
+            "bare CR in a header value",
+            "GET /style.css HTTP/1.1\r\nHost: test\r\nX-A: a\rb\r\n\r\n",
+            400,
+            true,
+        ),
     ];
     for value in ["-1", "+1", "0x10", "1 1", "99999999999999999999999"] {
         table.push(Bad {
