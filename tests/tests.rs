@@ -16,3 +16,4 @@ mod limits;
 mod modes;
 mod protocol;
 mod ranges;
+mod shutdown;
