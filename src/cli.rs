@@ -59,6 +59,10 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub header_timeout: u64,
 
+    /// How long SIGINT/SIGTERM waits for responses in flight before exiting.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub shutdown_grace: u64,
+
     /// Connections served at once; more get 503.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_connections: usize,
@@ -141,6 +145,7 @@ impl Cli {
             idle_timeout: Duration::from_secs(self.idle_timeout),
             header_timeout: Duration::from_secs(self.header_timeout),
             max_connections: self.max_connections,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace),
             max_connections_per_ip: self.max_connections_per_ip,
             engine: self.engine,
             ..Config::default()

@@ -399,6 +399,8 @@ fn help_lists_the_flags() {
         "--idle-timeout",
         "--header-timeout",
         "--max-connections",
+        "--max-connections-per-ip",
+        "--shutdown-grace",
         "--engine",
         "--follow-symlinks",
         "--listing",
