@@ -505,27 +505,37 @@ fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
     shared.changed.notify_all();
 }
 
-/// Answers a connection over the limit with 503 and closes it, on a small
-/// flow of control of its own so the accept loop never waits on a client.
-/// Past a bound on those, the connection is just dropped.
+/// The 503 sent to connections over a limit.
+fn refusal() -> BytesMut {
+    let mut head = BytesMut::new();
+    let resp = Response::error(503).header("Retry-After", "1");
+    write_head(&mut head, &resp, ConnectionField::Close, false);
+    head.extend_from_slice(b"503 Service Unavailable\n");
+    head
+}
+
+/// Answers a connection over a limit with 503 and closes it. Normally that
+/// happens on a small flow of control of its own, which drains what the
+/// client sent so that the close is a FIN, not a reset that could destroy
+/// the 503; the accept loop never waits on a client. Past a bound on those
+/// (a flood), the 503 is written at once and the socket closed: a fresh
+/// socket's buffer always takes it without waiting.
 fn reject<E: Engine>(mut io: E::Stream, shared: &Arc<Shared>) {
-    const MAX_REJECTING: usize = 512;
+    const MAX_REJECTING: usize = 2048;
     if shared.rejecting.fetch_add(1, Ordering::AcqRel) >= MAX_REJECTING {
         shared.rejecting.fetch_sub(1, Ordering::AcqRel);
+        let _ = io.set_write_timeout(Some(Duration::from_millis(10)));
+        let _ = io.write_all(&refusal());
+        let _ = io.shutdown_write();
         return;
     }
-    let shared = shared.clone();
+    let rejecting = shared.clone();
     let spawned = E::spawn(32 * 1024, move || {
-        let mut head = BytesMut::new();
-        let resp = Response::error(503).header("Retry-After", "1");
-        write_head(&mut head, &resp, ConnectionField::Close, false);
-        head.extend_from_slice(b"503 Service Unavailable\n");
         let second = Some(Duration::from_secs(1));
         if io.set_write_timeout(second).is_ok()
-            && io.write_all(&head).is_ok()
+            && io.write_all(&refusal()).is_ok()
             && io.shutdown_write().is_ok()
         {
-            // Drain briefly so the close is a FIN, not a reset.
             let _ = io.set_read_timeout(second);
             let mut buf = [0u8; 1024];
             let mut total = 0;
@@ -537,9 +547,10 @@ fn reject<E: Engine>(mut io: E::Stream, shared: &Arc<Shared>) {
             }
         }
         drop(io);
-        shared.rejecting.fetch_sub(1, Ordering::AcqRel);
+        rejecting.rejecting.fetch_sub(1, Ordering::AcqRel);
     });
     if spawned.is_err() {
+        shared.rejecting.fetch_sub(1, Ordering::AcqRel);
         log::error!("cannot start a flow of control to refuse a connection");
     }
 }

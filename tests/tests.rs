@@ -13,6 +13,7 @@ mod files;
 mod handlers;
 mod hostile;
 mod limits;
+mod load;
 mod modes;
 mod protocol;
 mod ranges;

@@ -48,6 +48,9 @@ impl Write for CoStream {
 
 impl Transport for CoStream {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        // may keeps timeouts in whole milliseconds and reads 0 as "none": a
+        // deadline less than 1 ms away would become no deadline at all.
+        let timeout = timeout.map(|d| d.max(Duration::from_millis(1)));
         if timeout != self.read_timeout {
             self.stream.set_read_timeout(timeout)?;
             self.read_timeout = timeout;
@@ -56,7 +59,8 @@ impl Transport for CoStream {
     }
 
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.stream.set_write_timeout(timeout)
+        self.stream
+            .set_write_timeout(timeout.map(|d| d.max(Duration::from_millis(1))))
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
