@@ -34,7 +34,7 @@ HEADER_TIMEOUT=${HEADER_TIMEOUT:-5}
 NORMAL=${NORMAL:-50}
 # The server refuses at most this many connections at once, each holding a
 # descriptor for up to a second (MAX_REJECTING in src/server.rs).
-REFUSING=512
+REFUSING=2048
 # Descriptors of an idle server beyond its connections (stdio, epoll, the
 # listener, ...), with room to spare.
 BASE_FDS=32
