@@ -312,6 +312,40 @@ fn a_second_sigterm_exits_at_once() {
     drop(stalled);
 }
 
+/// Log injection: what a client puts in the request line cannot forge or
+/// break an access-log line. Quotes and backslashes are escaped, and
+/// control characters never reach the log (the parser refuses them, and an
+/// encoded newline stays encoded).
+#[test]
+fn the_access_log_cannot_be_injected() {
+    let site = make_site();
+    let mut server = Coserve::serve(site.path(), &[]);
+    let addr = server.announced_addr();
+    for raw in [
+        &b"GET /a\"b\\c%0a127.0.0.1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"[..],
+        b"GET /x\ny HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        b"GET /x\x1b[31mred HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut s = util::connect(addr);
+        s.write_all(raw).unwrap();
+        let _ = util::read_to_close(&mut s);
+    }
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(status.success());
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "one line per request: {stderr:?}");
+    assert!(
+        lines[0].contains(r#""GET /a\"b\\c%0a127.0.0.1 HTTP/1.1" 400"#),
+        "{}",
+        lines[0]
+    );
+    for line in &lines {
+        assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+        assert!(!line.bytes().any(|b| b.is_ascii_control()), "{line:?}");
+    }
+}
+
 #[test]
 fn quiet_suppresses_the_access_log() {
     let site = make_site();
