@@ -2,15 +2,16 @@
 //! flags. Every child is killed when its guard drops, even on a failed
 //! assertion.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::process::{Child, ExitStatus};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use regex::Regex;
 
+use crate::child;
 use crate::util::{self, make_site, read_response};
 
 /// A safety net for every wait on the child, not a synchronisation device.
@@ -40,31 +41,9 @@ impl Coserve {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coserve"))
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start coserve");
-        let out = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let (out_tx, stdout) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if out_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (err_tx, stderr) = channel();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = err.read_to_end(&mut buf);
-            let _ = err_tx.send(String::from_utf8_lossy(&buf).into_owned());
-        });
+        let mut child = child::command().args(args).spawn().expect("start coserve");
+        let stdout = child::stdout_lines(child.stdout.take().unwrap());
+        let stderr = child::stderr_to_end(child.stderr.take().unwrap());
         Coserve {
             child,
             stdout,

@@ -6,7 +6,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::util::{Resp, TestServer, read_response, read_to_close, start_site};
+use crate::util::{
+    Resp, TestServer, read_response, read_to_close, request, request_all, start_site,
+};
 
 const STYLE: &[u8] = b"body { color: black; }\n";
 const APP: &[u8] = b"console.log('hi');\n";
@@ -22,59 +24,8 @@ fn set_mtime(path: &Path, when: SystemTime) {
     f.set_modified(when).unwrap();
 }
 
-/// `method path` with extra header fields, on a fresh connection that the
-/// request asks to close; reads one response by its framing.
-fn request(server: &TestServer, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    server.one(req.as_bytes())
-}
-
 fn get(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> Resp {
     request(server, "GET", path, headers)
-}
-
-/// Like [`request`], but reads everything until the server closes and
-/// returns the head and every byte after it, so that a body that should
-/// not be there is seen.
-fn request_all(
-    server: &TestServer,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (Resp, Vec<u8>) {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let bytes = server.raw(req.as_bytes());
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&bytes)))
-        + 4;
-    let text = std::str::from_utf8(&bytes[..end]).unwrap();
-    let mut lines = text.split("\r\n");
-    let status = lines.next().unwrap()[9..12].parse().unwrap();
-    let headers = lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
-            (n.to_string(), v.trim().to_string())
-        })
-        .collect();
-    (
-        Resp {
-            status,
-            headers,
-            body: Vec::new(),
-        },
-        bytes[end..].to_vec(),
-    )
 }
 
 fn etag(r: &Resp) -> String {

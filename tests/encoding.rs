@@ -2,7 +2,7 @@
 //! (RFC 9110 §12.5.3), with the original's Content-Type, `Vary`, distinct
 //! validators per representation, and ranges over the encoded bytes.
 
-use crate::util::{Resp, TestServer, start_site};
+use crate::util::{Resp, TestServer, request, start_site};
 
 const APP: &[u8] = b"console.log('hi');\n";
 const APP_BR: &[u8] = b"BROTLI-BYTES";
@@ -22,15 +22,6 @@ fn server(precompressed: bool) -> TestServer {
     std::fs::write(root.join("only.css"), ONLY).unwrap();
     std::fs::write(root.join("only.css.gz"), ONLY_GZ).unwrap();
     server
-}
-
-fn request(server: &TestServer, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    server.one(req.as_bytes())
 }
 
 fn get(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> Resp {

@@ -12,19 +12,20 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use coserve::{Body, EngineKind, Request, Response, Server};
 
+use crate::child;
 use crate::util::{
-    IO_TIMEOUT, Resp, TestServer, big_pattern, engine, make_site, read_response, start_site,
-    test_config,
+    IO_TIMEOUT, Resp, TestServer, big_pattern, engine, eventually, make_site, read_head_only,
+    read_response, start_site, test_config,
 };
 
 const STYLE: &[u8] = b"body { color: black; }\n";
@@ -35,20 +36,7 @@ const BIG_LEN: usize = 1024 * 1024;
 // ---------------------------------------------------------------------------
 // Helpers
 
-/// Polls `cond` until it holds or `within` has passed; returns whether it
-/// held.
-fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::yield_now();
-    }
-    cond()
-}
-
-/// Like [`eventually`], for conditions that are expensive to evaluate (they
+/// Like [`eventually`](crate::util::eventually), for conditions that are expensive to evaluate (they
 /// read `/proc`): waits a little between polls.
 fn eventually_slow(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
@@ -184,34 +172,6 @@ fn read_checked(
         }
     }
     (got, End::Complete)
-}
-
-/// Reads one response head, byte by byte, without reading past it.
-fn read_head_only(s: &mut TcpStream) -> Resp {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(0) => panic!("EOF inside a head: {:?}", String::from_utf8_lossy(&head)),
-            Ok(_) => head.push(byte[0]),
-            Err(e) => panic!("read failed inside a head: {e}"),
-        }
-    }
-    let text = String::from_utf8(head).unwrap();
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap();
-    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line:?}");
-    Resp {
-        status: status_line[9..12].parse().unwrap(),
-        headers: lines
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let (n, v) = l.split_once(':').unwrap();
-                (n.to_string(), v.trim().to_string())
-            })
-            .collect(),
-        body: Vec::new(),
-    }
 }
 
 /// A client socket whose receive buffer is `rcvbuf` bytes, set before the
@@ -885,13 +845,9 @@ impl Child64 {
             EngineKind::Coroutine => "coroutine",
             EngineKind::Thread => "thread",
         };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coserve"));
+        let mut cmd = child::command();
         cmd.args(["-q", "-b", "127.0.0.1", "0", "--engine", engine, "-d"])
-            .arg(site)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .arg(site);
         // SAFETY: the closure runs in the child between fork and exec, and
         // only calls setrlimit(2), which is async-signal-safe; it allocates
         // nothing and touches no lock.
@@ -908,17 +864,8 @@ impl Child64 {
             });
         }
         let mut child = cmd.spawn().expect("start coserve");
-        let out = child.stdout.take().unwrap();
+        let stdout = child::stdout_lines(child.stdout.take().unwrap());
         let mut err = child.stderr.take().unwrap();
-        let (tx, stdout) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         // Drained all along, so the child never blocks on a full pipe.
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = stderr.clone();
@@ -947,11 +894,7 @@ impl Child64 {
             .stdout
             .recv_timeout(IO_TIMEOUT)
             .unwrap_or_else(|e| panic!("no startup line: {e}; stderr {:?}", self.stderr()));
-        let port = line
-            .strip_prefix("Serving HTTP on 127.0.0.1 port ")
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or_else(|| panic!("unexpected startup line {line:?}"));
+        let port = child::announced_port(&line);
         assert_ne!(port, 0);
         SocketAddr::from(([127, 0, 0, 1], port))
     }

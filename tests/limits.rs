@@ -9,83 +9,14 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    IO_TIMEOUT, Resp, TestServer, big_pattern, parse_responses, read_response, start_site,
+    IO_TIMEOUT, Resp, TestServer, big_pattern, eventually, parse_responses, read_head_only,
+    read_response, read_until_closed, start_site,
 };
 
 const STYLE: &[u8] = b"body { color: black; }\n";
 const APP: &[u8] = b"console.log('hi');\n";
 const DATA: &[u8] = b"{\"a\": 1}\n";
 const BIG_LEN: usize = 1024 * 1024;
-
-/// Reads until EOF, failing if the server keeps the connection open for
-/// `within` (a safety net, not a synchronisation device).
-fn read_until_closed(s: &mut TcpStream, within: Duration) -> Result<Vec<u8>, String> {
-    let deadline = Instant::now() + within;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            return Err(format!(
-                "connection still open after {within:?} ({} bytes read)",
-                out.len()
-            ));
-        };
-        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .unwrap();
-        match s.read(&mut buf) {
-            Ok(0) => return Ok(out),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(out),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(format!("read failed after {} bytes: {e}", out.len())),
-        }
-    }
-}
-
-/// Reads one response head, byte by byte, without reading past it.
-fn read_head_only(s: &mut TcpStream) -> Resp {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(0) => panic!("EOF inside a head: {:?}", String::from_utf8_lossy(&head)),
-            Ok(_) => head.push(byte[0]),
-            Err(e) => panic!("read failed inside a head: {e}"),
-        }
-    }
-    let text = String::from_utf8(head).unwrap();
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap();
-    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line:?}");
-    Resp {
-        status: status_line[9..12].parse().unwrap(),
-        headers: lines
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let (n, v) = l.split_once(':').unwrap();
-                (n.to_string(), v.trim().to_string())
-            })
-            .collect(),
-        body: Vec::new(),
-    }
-}
-
-/// Polls `cond` until it holds or `within` has passed; returns whether it
-/// held.
-fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::yield_now();
-    }
-    cond()
-}
 
 /// A client socket with a small receive buffer and so a small TCP window:
 /// a large body cannot all be in flight to it at once, so `sendfile` meets a
@@ -154,7 +85,7 @@ fn shutdown_during_a_download(server: &TestServer, path: &str, len: usize) -> bo
     assert!(body == big_pattern(len), "the body differs");
     // Then the connection closes: no more bytes, just EOF (RFC 9112 §9.6).
     assert_eq!(
-        read_until_closed(&mut c, Duration::from_secs(3)).unwrap(),
+        read_until_closed(&mut c, Duration::from_secs(3), false).unwrap(),
         b""
     );
     if !returned_early {
@@ -173,7 +104,7 @@ crate::engine_tests! {
         let server = start_site(|cfg| cfg.idle_timeout = Duration::from_millis(300));
         let mut c = server.connect();
         let start = Instant::now();
-        let got = read_until_closed(&mut c, Duration::from_secs(5)).unwrap();
+        let got = read_until_closed(&mut c, Duration::from_secs(5), false).unwrap();
         let elapsed = start.elapsed();
         // Nothing was asked, so nothing is answered: just a close (RFC 9112 §9.5).
         assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
@@ -199,7 +130,7 @@ crate::engine_tests! {
         assert_eq!((r.status, &*r.body), (200, STYLE));
         assert_eq!(r.header("connection"), None, "kept alive");
         let start = Instant::now();
-        let got = read_until_closed(&mut c, Duration::from_secs(5)).unwrap();
+        let got = read_until_closed(&mut c, Duration::from_secs(5), false).unwrap();
         let elapsed = start.elapsed();
         assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
         assert!(
@@ -246,7 +177,7 @@ crate::engine_tests! {
         };
 
         let r = read_response(&mut c, false).expect("a 408");
-        let rest = read_until_closed(&mut c, Duration::from_secs(3));
+        let rest = read_until_closed(&mut c, Duration::from_secs(3), false);
         let elapsed = start.elapsed();
         stop.store(true, Ordering::Relaxed);
         writer.join().unwrap();
@@ -283,7 +214,7 @@ crate::engine_tests! {
         // RFC 9110 §15.6.4: 503 for a temporary overload; then the close.
         let mut c3 = server.connect();
         let _ = c3.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n");
-        let bytes = read_until_closed(&mut c3, Duration::from_secs(3)).unwrap();
+        let bytes = read_until_closed(&mut c3, Duration::from_secs(3), false).unwrap();
         let resps = parse_responses(&bytes);
         assert_eq!(resps.len(), 1, "{resps:?}");
         let r = &resps[0];
@@ -326,7 +257,7 @@ crate::engine_tests! {
         }
         let mut c3 = server.connect();
         let _ = c3.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n");
-        let bytes = read_until_closed(&mut c3, Duration::from_secs(3)).unwrap();
+        let bytes = read_until_closed(&mut c3, Duration::from_secs(3), false).unwrap();
         assert_eq!(parse_responses(&bytes)[0].status, 503);
 
         let other = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -367,7 +298,7 @@ crate::engine_tests! {
             "shutdown took {took:?} with only an idle connection open"
         );
         assert_eq!(
-            read_until_closed(&mut idle, Duration::from_secs(3)).unwrap(),
+            read_until_closed(&mut idle, Duration::from_secs(3), false).unwrap(),
             b"",
             "the idle connection gets EOF and nothing else"
         );
@@ -378,7 +309,7 @@ crate::engine_tests! {
             Err(_) => {}
             Ok(mut c) => {
                 let _ = c.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n");
-                let got = read_until_closed(&mut c, Duration::from_secs(3)).unwrap();
+                let got = read_until_closed(&mut c, Duration::from_secs(3), false).unwrap();
                 assert!(
                     got.is_empty(),
                     "answered after shutdown: {:?}",

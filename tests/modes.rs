@@ -3,22 +3,13 @@
 
 use std::io::Write;
 
-use crate::util::{Resp, TestServer, read_response, read_to_close, start_site};
+use crate::util::{TestServer, read_response, read_to_close, request, start_site};
 
 const INDEX: &[u8] = b"<!doctype html><title>home</title>home page\n";
 const NOT_FOUND: &[u8] = b"<!doctype html><title>404</title>custom not found\n";
 const STYLE: &[u8] = b"body { color: black; }\n";
 const ODD_NAME: &str = "<b>odd&name.txt";
 const ODD_BODY: &[u8] = b"odd file contents\n";
-
-fn request(server: &TestServer, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    server.one(req.as_bytes())
-}
 
 // ---------------------------------------------------------------------------
 // Directory listings

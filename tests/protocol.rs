@@ -4,10 +4,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::util::{
-    Resp, TestServer, big_pattern, parse_responses, read_response, read_to_close, start_site,
+    Resp, TestServer, big_pattern, parse_responses, read_response, read_to_close,
+    read_until_closed, start_site,
 };
 
 const INDEX: &[u8] = b"<!doctype html><title>home</title>home page\n";
@@ -21,39 +22,6 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(3);
 
 fn site() -> TestServer {
     start_site(|_| {})
-}
-
-/// Reads until EOF, giving up (with an error) if the server keeps the
-/// connection open for `within`.
-fn read_until_closed(s: &mut TcpStream, within: Duration) -> Result<Vec<u8>, String> {
-    let deadline = Instant::now() + within;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            return Err(format!(
-                "connection still open after {within:?} ({} bytes read: {:?})",
-                out.len(),
-                String::from_utf8_lossy(&out)
-            ));
-        };
-        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .unwrap();
-        match s.read(&mut buf) {
-            Ok(0) => return Ok(out),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(out),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => return Err(format!("read failed after {} bytes: {e}", out.len())),
-        }
-    }
 }
 
 /// Parses a response head (status line and fields, up to and including the
@@ -481,7 +449,7 @@ fn check_bad(server: &TestServer, case: &Bad) -> Option<String> {
         let mut bytes = case.request.clone();
         bytes.extend_from_slice(b"GET /app.js HTTP/1.1\r\nHost: test\r\n\r\n");
         let _ = c.write_all(&bytes);
-        let bytes = match read_until_closed(&mut c, CLOSE_WITHIN) {
+        let bytes = match read_until_closed(&mut c, CLOSE_WITHIN, true) {
             Ok(b) => b,
             Err(e) => return Some(e),
         };
@@ -679,7 +647,7 @@ crate::engine_tests! {
         let r = read_response(&mut c, false).unwrap();
         assert_eq!((r.status, &*r.body), (200, STYLE));
         assert_eq!(r.header("connection"), Some("close"));
-        assert_eq!(read_until_closed(&mut c, CLOSE_WITHIN).unwrap(), b"");
+        assert_eq!(read_until_closed(&mut c, CLOSE_WITHIN, true).unwrap(), b"");
     }
 
     #[test]
@@ -690,7 +658,7 @@ crate::engine_tests! {
         let mut c = server.connect();
         c.write_all(b"GET /style.css HTTP/1.0\r\n\r\nGET /app.js HTTP/1.0\r\n\r\n")
             .unwrap();
-        let bytes = read_until_closed(&mut c, CLOSE_WITHIN).unwrap();
+        let bytes = read_until_closed(&mut c, CLOSE_WITHIN, true).unwrap();
         let resps = parse_responses(&bytes);
         assert_eq!(resps.len(), 1, "{resps:?}");
         assert_eq!((resps[0].status, &*resps[0].body), (200, STYLE));
@@ -714,7 +682,7 @@ crate::engine_tests! {
         assert_eq!(r2.header("connection"), Some("keep-alive"));
         // A third request without keep-alive ends the connection.
         c.write_all(b"GET /data.json HTTP/1.0\r\n\r\n").unwrap();
-        let rest = read_until_closed(&mut c, CLOSE_WITHIN).unwrap();
+        let rest = read_until_closed(&mut c, CLOSE_WITHIN, true).unwrap();
         let resps = parse_responses(&rest);
         assert_eq!(bodies(&resps), [s(DATA)]);
     }
@@ -727,7 +695,7 @@ crate::engine_tests! {
         let server = site();
         let mut c = server.connect();
         c.write_all(PIPELINE).unwrap();
-        check_pipeline_answers(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
+        check_pipeline_answers(&read_until_closed(&mut c, CLOSE_WITHIN, true).unwrap());
     }
 
     #[test]
@@ -738,7 +706,7 @@ crate::engine_tests! {
         for b in PIPELINE {
             c.write_all(std::slice::from_ref(b)).unwrap();
         }
-        check_pipeline_answers(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
+        check_pipeline_answers(&read_until_closed(&mut c, CLOSE_WITHIN, true).unwrap());
     }
 
     #[test]
@@ -756,7 +724,7 @@ crate::engine_tests! {
             }
         }
         c.write_all(&PIPELINE[from..]).unwrap();
-        check_pipeline_answers(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
+        check_pipeline_answers(&read_until_closed(&mut c, CLOSE_WITHIN, true).unwrap());
     }
 
     // ---------------------------------------------------------------------------
@@ -779,7 +747,7 @@ crate::engine_tests! {
             } else {
                 c.write_all(&[&head[..], &rest[..]].concat()).unwrap();
             }
-            let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
+            let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN, true).unwrap());
             assert_eq!(
                 resps.iter().map(|r| r.status).collect::<Vec<_>>(),
                 [200, 200],
@@ -800,7 +768,7 @@ crate::engine_tests! {
               GET /app.js HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
         )
         .unwrap();
-        let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
+        let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN, true).unwrap());
         assert_eq!(
             resps.iter().map(|r| r.status).collect::<Vec<_>>(),
             [200, 200],
@@ -823,7 +791,7 @@ crate::engine_tests! {
         let interim = read_head_only(&mut c).unwrap();
         assert_eq!(interim.status, 100, "{interim:?}");
         c.write_all(b"hello").unwrap();
-        let bytes = read_until_closed(&mut c, CLOSE_WITHIN).unwrap();
+        let bytes = read_until_closed(&mut c, CLOSE_WITHIN, true).unwrap();
         let resps = parse_responses(&bytes);
         assert_eq!(resps.len(), 1, "{resps:?}");
         assert_eq!((resps[0].status, &*resps[0].body), (200, STYLE));
@@ -904,7 +872,7 @@ crate::engine_tests! {
               GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n",
         )
         .unwrap();
-        let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
+        let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN, true).unwrap());
         assert_eq!(
             resps.iter().map(|r| r.status).collect::<Vec<_>>(),
             [200, 200, 400],
@@ -925,7 +893,7 @@ crate::engine_tests! {
               GET /app.js HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
         )
         .unwrap();
-        let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN).unwrap());
+        let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN, true).unwrap());
         assert_eq!(bodies(&resps), [s(STYLE), s(APP)], "{resps:?}");
     }
 
@@ -940,7 +908,7 @@ crate::engine_tests! {
               GET /style.css HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
         )
         .unwrap();
-        let resps = parse_responses(&read_until_closed(&mut c, Duration::from_secs(10)).unwrap());
+        let resps = parse_responses(&read_until_closed(&mut c, Duration::from_secs(10), true).unwrap());
         assert_eq!(resps.len(), 2);
         assert!(resps[0].body == big_pattern(1024 * 1024), "big.bin differs");
         assert_eq!(resps[1].body, STYLE);

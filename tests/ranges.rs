@@ -7,7 +7,10 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::util::{Resp, TestServer, big_pattern, read_response, read_to_close, start_site};
+use crate::util::{
+    Resp, TestServer, big_pattern, read_response, read_to_close, request_all, request_text,
+    start_site,
+};
 
 const STYLE: &[u8] = b"body { color: black; }\n";
 const LEN: usize = 1024 * 1024;
@@ -19,15 +22,6 @@ fn set_mtime(path: &Path, secs: u64) {
         .unwrap();
 }
 
-fn request_text(method: &str, path: &str, headers: &[(&str, &str)]) -> String {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req
-}
-
 /// `GET path` with extra header fields on a fresh connection; one response,
 /// read by its framing.
 fn get(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> Resp {
@@ -36,41 +30,6 @@ fn get(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> Resp {
 
 fn range(server: &TestServer, path: &str, value: &str) -> Resp {
     get(server, path, &[("Range", value)])
-}
-
-/// Sends one request and reads until the server closes: the head, and all
-/// the bytes after it (so a Content-Length that disagrees with what was
-/// sent shows).
-fn exchange(
-    server: &TestServer,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (Resp, Vec<u8>) {
-    let bytes = server.raw(request_text(method, path, headers).as_bytes());
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&bytes)))
-        + 4;
-    let text = std::str::from_utf8(&bytes[..end]).unwrap();
-    let mut lines = text.split("\r\n");
-    let status = lines.next().unwrap()[9..12].parse().unwrap();
-    let headers = lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
-            (n.to_string(), v.trim().to_string())
-        })
-        .collect();
-    (
-        Resp {
-            status,
-            headers,
-            body: Vec::new(),
-        },
-        bytes[end..].to_vec(),
-    )
 }
 
 /// Asserts a single-part 206 for bytes `first..=last` of `full`.
@@ -262,7 +221,7 @@ crate::engine_tests! {
             );
         }
         // Content-Length matches what is actually sent.
-        let (r, rest) = exchange(&server, "GET", "/style.css", &[("Range", "bytes=5-9")]);
+        let (r, rest) = request_all(&server, "GET", "/style.css", &[("Range", "bytes=5-9")]);
         assert_eq!(r.status, 206);
         assert_eq!(rest, &STYLE[5..=9]);
     }
@@ -315,7 +274,7 @@ crate::engine_tests! {
     fn multiple_ranges_are_multipart_byteranges() {
         let server = start_site(|_| {});
         let big = big_pattern(LEN);
-        let (r, body) = exchange(
+        let (r, body) = request_all(
             &server,
             "GET",
             "/big.bin",
@@ -347,7 +306,7 @@ crate::engine_tests! {
 
         // A text file: each part carries the file's own Content-Type. Ranges
         // are served in ascending order.
-        let (r, body) = exchange(&server, "GET", "/style.css", &[("Range", "bytes=7-11,0-3")]);
+        let (r, body) = request_all(&server, "GET", "/style.css", &[("Range", "bytes=7-11,0-3")]);
         assert_eq!(r.status, 206, "{r:?}");
         assert_eq!(
             r.header("content-length"),
@@ -495,7 +454,7 @@ crate::engine_tests! {
     fn head_ignores_range() {
         let server = start_site(|_| {});
         // RFC 9110 §14.2: Range applies to GET only; HEAD gets the 200 fields.
-        let (r, rest) = exchange(&server, "HEAD", "/big.bin", &[("Range", "bytes=0-99")]);
+        let (r, rest) = request_all(&server, "HEAD", "/big.bin", &[("Range", "bytes=0-99")]);
         assert_eq!(r.status, 200, "{r:?}");
         assert_eq!(r.header("content-length"), Some(LEN.to_string().as_str()));
         assert_eq!(r.header("content-range"), None);

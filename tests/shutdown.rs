@@ -17,16 +17,17 @@
 //! grace period; the whole test takes about 5 s. It prints a `[shutdown]`
 //! line with its numbers (`-- --nocapture`).
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use crate::util::{IO_TIMEOUT, read_response, start_site};
+use crate::child;
+use crate::util::{IO_TIMEOUT, read_head_only, read_response, start_site};
 
 /// The numbers: 500 downloads of a 20 MB file.
 const DOWNLOADS: usize = 500;
@@ -103,34 +104,15 @@ impl Coserve {
     /// Serves `dir` quietly on 127.0.0.1 with an ephemeral port, plus
     /// `extra` flags.
     fn serve(dir: &Path, extra: &[&str]) -> Coserve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coserve"))
+        let mut child = child::command()
             .args(["0", "-q", "-b", "127.0.0.1", "-d"])
             .arg(dir)
             .args(extra)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .expect("start coserve");
         let pid = libc::pid_t::try_from(child.id()).unwrap();
-        let out = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let (out_tx, stdout) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if out_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (err_tx, stderr) = channel();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = err.read_to_end(&mut buf);
-            let _ = err_tx.send(String::from_utf8_lossy(&buf).into_owned());
-        });
+        let stdout = child::stdout_lines(child.stdout.take().unwrap());
+        let stderr = child::stderr_to_end(child.stderr.take().unwrap());
         let (exit_tx, exited) = channel();
         std::thread::spawn(move || {
             if let Ok(status) = child.wait() {
@@ -152,11 +134,7 @@ impl Coserve {
             .stdout
             .recv_timeout(WAIT)
             .expect("a startup line on stdout");
-        let port: u16 = line
-            .strip_prefix("Serving HTTP on 127.0.0.1 port ")
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected startup line {line:?}"));
+        let port = child::announced_port(&line);
         assert_ne!(port, 0, "{line:?}");
         SocketAddr::from(([127, 0, 0, 1], port))
     }
@@ -187,24 +165,9 @@ impl Coserve {
 /// Reads one response head, byte by byte, without reading past it; returns
 /// the status and the Content-Length.
 fn read_head(s: &mut TcpStream) -> (u16, Option<u64>) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(0) => panic!("EOF inside a head: {:?}", String::from_utf8_lossy(&head)),
-            Ok(_) => head.push(byte[0]),
-            Err(e) => panic!("read failed inside a head: {e}"),
-        }
-    }
-    let text = String::from_utf8(head).unwrap();
-    assert!(text.starts_with("HTTP/1.1 "), "{text:?}");
-    let status = text[9..12].parse().unwrap();
-    let len = text.split("\r\n").find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse().unwrap())
-    });
-    (status, len)
+    let head = read_head_only(s);
+    let len = head.header("content-length").map(|v| v.parse().unwrap());
+    (head.status, len)
 }
 
 /// How one download ended.

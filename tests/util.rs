@@ -321,3 +321,144 @@ pub fn parse_responses(mut bytes: &[u8]) -> Vec<Resp> {
     }
     out
 }
+
+/// Reads one response head, byte by byte, without reading past it.
+pub fn read_head_only(s: &mut TcpStream) -> Resp {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(0) => panic!("EOF inside a head: {:?}", String::from_utf8_lossy(&head)),
+            Ok(_) => head.push(byte[0]),
+            Err(e) => panic!("read failed inside a head: {e}"),
+        }
+    }
+    let text = String::from_utf8(head).unwrap();
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line:?}");
+    Resp {
+        status: status_line[9..12].parse().unwrap(),
+        headers: lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap();
+                (n.to_string(), v.trim().to_string())
+            })
+            .collect(),
+        body: Vec::new(),
+    }
+}
+
+/// Reads until EOF, giving up (with an error) if the server keeps the
+/// connection open for `within` (a safety net, not a synchronisation
+/// device). With `show_bytes`, that error also shows the bytes read.
+pub fn read_until_closed(
+    s: &mut TcpStream,
+    within: Duration,
+    show_bytes: bool,
+) -> Result<Vec<u8>, String> {
+    let deadline = std::time::Instant::now() + within;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+            return Err(if show_bytes {
+                format!(
+                    "connection still open after {within:?} ({} bytes read: {:?})",
+                    out.len(),
+                    String::from_utf8_lossy(&out)
+                )
+            } else {
+                format!(
+                    "connection still open after {within:?} ({} bytes read)",
+                    out.len()
+                )
+            });
+        };
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(out),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(format!("read failed after {} bytes: {e}", out.len())),
+        }
+    }
+}
+
+/// The text of `method path` over HTTP/1.1 with `Connection: close` and
+/// extra header fields.
+pub fn request_text(method: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req
+}
+
+/// `method path` with extra header fields, on a fresh connection that the
+/// request asks to close; reads one response by its framing.
+pub fn request(server: &TestServer, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+    server.one(request_text(method, path, headers).as_bytes())
+}
+
+/// Splits everything a server sent into the response head (with an empty
+/// body) and every byte after it.
+pub fn split_head(bytes: &[u8]) -> (Resp, Vec<u8>) {
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(bytes)))
+        + 4;
+    let text = std::str::from_utf8(&bytes[..end]).unwrap();
+    let mut lines = text.split("\r\n");
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.to_string(), v.trim().to_string())
+        })
+        .collect();
+    (
+        Resp {
+            status,
+            headers,
+            body: Vec::new(),
+        },
+        bytes[end..].to_vec(),
+    )
+}
+
+/// Polls `cond` until it holds or `within` has passed; returns whether it
+/// held.
+pub fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    cond()
+}
+
+/// Like [`request`], but reads everything until the server closes and
+/// returns the head and every byte after it, so that a body that should
+/// not be there (or a Content-Length that disagrees with what was sent)
+/// shows.
+pub fn request_all(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (Resp, Vec<u8>) {
+    split_head(&server.raw(request_text(method, path, headers).as_bytes()))
+}
