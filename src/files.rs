@@ -424,13 +424,13 @@ impl StaticFiles {
     /// memory is the server's trouble, not a missing file.
     fn open_failed(&self, req: &Request, err: &io::Error) -> Response {
         match err.raw_os_error() {
-            Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS) => {
-                log::warn!("cannot open a file: {err}");
-                Response::error(503).header("Retry-After", "1")
-            }
             Some(libc::EIO) => {
                 log::error!("cannot read a file: {err}");
                 Response::error(500)
+            }
+            _ if is_resource_error(err) => {
+                log::warn!("cannot open a file: {err}");
+                Response::error(503).header("Retry-After", "1")
             }
             _ if err.kind() == io::ErrorKind::PermissionDenied => Response::error(403),
             _ => self.missing(req),
@@ -511,6 +511,9 @@ impl StaticFiles {
         for index in &self.options.index {
             match self.open(&rel.join(index)) {
                 Ok(o) if o.meta.is_file() => return self.serve_file(req, o),
+                // An index that exists but cannot be opened right now must
+                // not turn into a 404 (or a listing).
+                Err(e) if is_resource_error(&e) => return self.open_failed(req, &e),
                 _ => continue,
             }
         }
@@ -531,6 +534,15 @@ impl Handler for StaticFiles {
     fn handle(&self, req: &Request) -> Response {
         self.decorate(self.respond(req))
     }
+}
+
+/// Whether an open failed for want of resources (or an I/O error), rather
+/// than because the path names nothing.
+fn is_resource_error(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS | libc::EIO)
+    )
 }
 
 /// The q-value `Accept-Encoding` gives `coding` (RFC 9110 §12.5.3): its own

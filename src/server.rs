@@ -15,7 +15,7 @@ use socket2::{Domain, Socket, Type};
 use crate::conn::{ConnConfig, Transport, serve_connection};
 use crate::engine::coroutine::{self, Coroutines};
 use crate::engine::thread::Threads;
-use crate::engine::{Engine, EngineKind, Finished};
+use crate::engine::{Engine, EngineKind};
 use crate::files::{FilesOptions, StaticFiles};
 use crate::handler::Handler;
 use crate::request::Limits;
@@ -230,7 +230,6 @@ impl Server {
             next_id: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
             per_ip: Mutex::new(HashMap::new()),
-            running: Mutex::new(HashMap::new()),
             state: Mutex::new(State {
                 accepting: true,
                 finished: false,
@@ -281,8 +280,6 @@ struct Shared {
     conns: Mutex<HashMap<u64, Registered>>,
     /// Open connections per client address, when that is capped.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    /// Each connection's probe for whether its flow of control has ended.
-    running: Mutex<HashMap<u64, Finished>>,
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -384,56 +381,7 @@ fn shutdown_read(fd: RawFd) {
 
 fn start<E: Engine>(listener: std::net::TcpListener, shared: Arc<Shared>) -> io::Result<()> {
     let listener = E::listener(listener)?;
-    let reaper_shared = shared.clone();
-    E::spawn(256 * 1024, move || accept_loop::<E>(listener, shared)).map(drop)?;
-    E::spawn(64 * 1024, move || reap_loop::<E>(reaper_shared)).map(drop)?;
-    Ok(())
-}
-
-/// How often connections whose flow of control died are looked for.
-const REAP_EVERY: Duration = Duration::from_millis(500);
-
-/// Closes the sockets of connections whose flow of control ended without
-/// running its destructors. A coroutine that overflows its stack is
-/// abandoned by may mid-call: its stream is never dropped, so without this
-/// the client would wait forever and the descriptor would leak. A finished
-/// connection deregisters itself before it ends, so one that has ended but
-/// is still registered died abnormally.
-fn reap_loop<E: Engine>(shared: Arc<Shared>) {
-    loop {
-        E::sleep(REAP_EVERY);
-        reap(&shared);
-        if shared.stopping.load(Ordering::Acquire) && lock(&shared.state).finished {
-            return;
-        }
-    }
-}
-
-fn reap(shared: &Shared) {
-    let mut dead = Vec::new();
-    lock(&shared.running).retain(|id, finished| {
-        if finished() {
-            dead.push(*id);
-            false
-        } else {
-            true
-        }
-    });
-    for id in dead {
-        let Some(fd) = shared.release(id) else {
-            continue; // ended normally
-        };
-        log::error!(
-            "a connection's coroutine died without closing (stack overflow?); closing its socket"
-        );
-        // SAFETY: the only owner of `fd` is the stream on the dead
-        // coroutine's abandoned stack, which will never run again, so
-        // nothing else closes or uses it.
-        unsafe {
-            libc::shutdown(fd, libc::SHUT_RDWR);
-            libc::close(fd);
-        }
-    }
+    E::spawn(256 * 1024, move || accept_loop::<E>(listener, shared))
 }
 
 fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
@@ -477,7 +425,6 @@ fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
             continue;
         }
         let tracked = Tracked::new(&shared, stream.as_raw_fd(), peer.ip());
-        let id = tracked.id;
         let conn_shared = shared.clone();
         let spawned = E::spawn(shared.config.stack_size, move || {
             let mut io = stream;
@@ -491,11 +438,8 @@ fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
             drop(tracked);
             drop(io);
         });
-        match spawned {
-            Ok(finished) => {
-                lock(&shared.running).insert(id, finished);
-            }
-            Err(e) => log::error!("cannot start a connection: {e}"),
+        if let Err(e) = spawned {
+            log::error!("cannot start a connection: {e}");
         }
     }
     drop(listener);

@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use super::{Engine, Finished};
+use super::Engine;
 use crate::conn::Transport;
 
 /// A may TCP stream as a [`Transport`].
@@ -116,9 +116,11 @@ impl Engine for Coroutines {
         Ok((CoStream::new(stream), peer))
     }
 
-    fn spawn<F: FnOnce() + Send + 'static>(stack_bytes: usize, f: F) -> io::Result<Finished> {
-        let handle = spawn(stack_bytes, f)?;
-        Ok(Box::new(move || handle.is_done()))
+    fn spawn<F: FnOnce() + Send + 'static>(stack_bytes: usize, f: F) -> io::Result<()> {
+        // The join handle is dropped at once: holding may's handles and
+        // dropping them after the coroutine ended crashed inside may's timer
+        // list (a misaligned pointer in may_queue's Entry::drop).
+        spawn(stack_bytes, f).map(drop)
     }
 
     fn sleep(d: Duration) {

@@ -39,9 +39,6 @@ impl std::str::FromStr for EngineKind {
     }
 }
 
-/// Says whether a spawned flow of control has ended.
-pub(crate) type Finished = Box<dyn Fn() -> bool + Send + Sync>;
-
 /// What the accept loop needs from an engine.
 pub(crate) trait Engine: 'static {
     /// A listening socket.
@@ -56,8 +53,7 @@ pub(crate) trait Engine: 'static {
     fn accept(listener: &Self::Listener) -> io::Result<(Self::Stream, SocketAddr)>;
 
     /// Runs `f` on a new flow of control with about `stack_bytes` of stack.
-    /// The returned probe says whether it has ended, normally or not.
-    fn spawn<F: FnOnce() + Send + 'static>(stack_bytes: usize, f: F) -> io::Result<Finished>;
+    fn spawn<F: FnOnce() + Send + 'static>(stack_bytes: usize, f: F) -> io::Result<()>;
 
     /// Waits without holding up other flows of control.
     fn sleep(d: Duration);

@@ -6,11 +6,9 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::{Engine, Finished};
+use super::Engine;
 use crate::conn::Transport;
 
 /// A blocking std stream as a [`Transport`].
@@ -91,26 +89,14 @@ impl Engine for Threads {
         ))
     }
 
-    fn spawn<F: FnOnce() + Send + 'static>(stack_bytes: usize, f: F) -> io::Result<Finished> {
+    fn spawn<F: FnOnce() + Send + 'static>(stack_bytes: usize, f: F) -> io::Result<()> {
         // OS threads get at least 128 KiB: glibc and std need more than a
         // coroutine's frames, and the pages are only committed when touched.
-        // The thread is detached (so its stack is freed as soon as it ends)
-        // and raises a flag on its way out, even when unwinding.
-        struct Raise(Arc<AtomicBool>);
-        impl Drop for Raise {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::Release);
-            }
-        }
-        let ended = Arc::new(AtomicBool::new(false));
-        let raise = Raise(ended.clone());
+        // The thread is detached, so its stack is freed as soon as it ends.
         std::thread::Builder::new()
             .stack_size(stack_bytes.max(128 * 1024))
-            .spawn(move || {
-                let _raise = raise;
-                f();
-            })?;
-        Ok(Box::new(move || ended.load(Ordering::Acquire)))
+            .spawn(f)
+            .map(drop)
     }
 
     fn sleep(d: Duration) {
