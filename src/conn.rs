@@ -399,27 +399,37 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         self.io.flush()
     }
 
-    /// Closes politely: FIN first, then drain what the client still sends for
-    /// a moment, so that unread input does not turn the close into a reset
-    /// that could destroy the response before the client reads it.
+    /// Closes politely (see [`close_gracefully`]).
     fn linger(&mut self) {
-        if self.io.shutdown_write().is_err() {
+        close_gracefully(&mut *self.io, LINGER, LINGER_MAX_BYTES);
+    }
+}
+
+/// Closes politely: FIN first, then drain what the client still sends, for
+/// at most `within` and `max_bytes`, so that unread input does not turn the
+/// close into a reset that could destroy the response before the client
+/// reads it.
+pub(crate) fn close_gracefully<T: Transport + ?Sized>(
+    io: &mut T,
+    within: Duration,
+    max_bytes: usize,
+) {
+    if io.shutdown_write().is_err() {
+        return;
+    }
+    let deadline = Instant::now() + within;
+    let mut drained = 0;
+    let mut buf = [0u8; 1024];
+    while drained < max_bytes {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return;
+        };
+        if left.is_zero() || io.set_read_timeout(Some(left)).is_err() {
             return;
         }
-        let deadline = Instant::now() + LINGER;
-        let mut drained = 0;
-        let mut buf = [0u8; 1024];
-        while drained < LINGER_MAX_BYTES {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return;
-            };
-            if left.is_zero() || self.io.set_read_timeout(Some(left)).is_err() {
-                return;
-            }
-            match self.io.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => drained += n,
-            }
+        match io.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
         }
     }
 }

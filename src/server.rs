@@ -1,7 +1,7 @@
 //! Binding, the accept loop, connection limits and graceful shutdown.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use socket2::{Domain, Socket, Type};
 
-use crate::conn::{ConnConfig, Transport, serve_connection};
+use crate::conn::{ConnConfig, Transport, close_gracefully, serve_connection};
 use crate::engine::coroutine::{self, Coroutines};
 use crate::engine::thread::Threads;
 use crate::engine::{Engine, EngineKind};
@@ -475,20 +475,9 @@ fn reject<E: Engine>(mut io: E::Stream, shared: &Arc<Shared>) {
     }
     let rejecting = shared.clone();
     let spawned = E::spawn(32 * 1024, move || {
-        let second = Some(Duration::from_secs(1));
-        if io.set_write_timeout(second).is_ok()
-            && io.write_all(&refusal()).is_ok()
-            && io.shutdown_write().is_ok()
-        {
-            let _ = io.set_read_timeout(second);
-            let mut buf = [0u8; 1024];
-            let mut total = 0;
-            while total < 64 * 1024 {
-                match io.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => total += n,
-                }
-            }
+        let second = Duration::from_secs(1);
+        if io.set_write_timeout(Some(second)).is_ok() && io.write_all(&refusal()).is_ok() {
+            close_gracefully(&mut io, second, 64 * 1024);
         }
         drop(io);
         rejecting.rejecting.fetch_sub(1, Ordering::AcqRel);
