@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use coserve::{Config, EngineKind, FilesOptions};
+use coserve::{CacheOptions, Config, EngineKind, FilesOptions};
 
 /// A fast, safe HTTP/1.1 static-file server on may coroutines.
 #[derive(Debug, Parser)]
@@ -46,6 +46,11 @@ pub struct Cli {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+
+    /// Pin each worker thread to a core (may's default; off here, see the
+    /// README's performance section).
+    #[arg(long)]
+    pub pin_workers: bool,
 
     /// Stack size of each connection's coroutine.
     #[arg(long, value_name = "BYTES", default_value_t = Config::default().stack_size)]
@@ -100,6 +105,18 @@ pub struct Cli {
     #[arg(long)]
     pub spa: bool,
 
+    /// Read every file from disk on every request: no in-memory file cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// The most the file cache holds, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = CacheOptions::default().max_bytes)]
+    pub cache_size: usize,
+
+    /// Files larger than this are not cached (they go out with sendfile).
+    #[arg(long, value_name = "BYTES", default_value_t = CacheOptions::default().max_file)]
+    pub cache_max_file: u64,
+
     /// Index file name for directories; repeatable [default: index.html].
     #[arg(long = "index", value_name = "NAME")]
     pub index: Vec<String>,
@@ -139,8 +156,14 @@ impl Cli {
                 headers: self.headers.clone(),
                 cors: self.cors,
                 spa: self.spa,
+                cache: (!self.no_cache).then_some(CacheOptions {
+                    max_bytes: self.cache_size,
+                    max_file: self.cache_max_file,
+                    ..CacheOptions::default()
+                }),
             },
             workers: self.workers.unwrap_or(0),
+            pin_workers: self.pin_workers,
             stack_size: self.stack_size,
             idle_timeout: Duration::from_secs(self.idle_timeout),
             header_timeout: Duration::from_secs(self.header_timeout),

@@ -12,7 +12,8 @@ use std::ffi::{CString, OsStr};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, percent_encode};
 
+use crate::cache::{CacheOptions, CacheStats, Entry, FileCache, FileId};
 use crate::conditional::{self, Precondition, Validators};
 use crate::handler::Handler;
 use crate::range::{self, Ranges};
@@ -157,6 +159,9 @@ pub struct FilesOptions {
     /// Answer unknown paths without an extension with the root index
     /// (single-page apps).
     pub spa: bool,
+    /// Keep small files and their rendered headers in memory (see
+    /// [`CacheOptions`]); `None` reads every file from disk each time.
+    pub cache: Option<CacheOptions>,
 }
 
 impl Default for FilesOptions {
@@ -170,6 +175,7 @@ impl Default for FilesOptions {
             headers: Vec::new(),
             cors: false,
             spa: false,
+            cache: Some(CacheOptions::default()),
         }
     }
 }
@@ -184,6 +190,15 @@ pub struct StaticFiles {
     /// The root opened as a directory, for `openat2(RESOLVE_BENEATH)`.
     root_dir: Arc<File>,
     options: FilesOptions,
+    cache: Option<Arc<FileCache>>,
+}
+
+/// What the slow path tells the cache about a plain `200` of a whole file.
+struct Fill {
+    /// The file sent (perhaps a precompressed sibling), relative to the root.
+    rel: PathBuf,
+    id: FileId,
+    validators: Validators,
 }
 
 /// A file opened for serving.
@@ -211,16 +226,23 @@ impl StaticFiles {
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
             .open(&canonical)?;
+        let cache = options.cache.map(|o| Arc::new(FileCache::new(o)));
         Ok(StaticFiles {
             root: canonical,
             root_dir: Arc::new(root_dir),
             options,
+            cache,
         })
     }
 
     /// The canonical root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The file cache's counters, or `None` when the cache is off.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|c| c.stats())
     }
 
     /// Opens `rel` under the root without following anything out of it.
@@ -272,10 +294,17 @@ impl StaticFiles {
 
     /// Serves a regular file: picks the representation (precompressed or
     /// not), evaluates preconditions, then ranges.
-    fn serve_file(&self, req: &Request, opened: Opened) -> Response {
+    /// `fill`, when given, receives what the cache needs if the answer is a
+    /// plain `200` of the whole file.
+    fn serve_file(
+        &self,
+        req: &Request,
+        opened: Opened,
+        fill: Option<&mut Option<Fill>>,
+    ) -> Response {
         let content_type = content_type(&opened.path);
         let (opened, coding, vary) = self.negotiate(req, opened);
-        let Opened { file, meta, .. } = opened;
+        let Opened { file, meta, path } = opened;
         let validators = Validators::of(&meta, coding);
         let mut headers = vec![("ETag".to_string(), validators.etag.clone())];
         if let Some(mtime) = validators.last_modified {
@@ -316,11 +345,20 @@ impl StaticFiles {
             _ => Ranges::Ignore,
         };
         match ranges {
-            Ranges::Ignore => with(resp, headers).body(Body::File {
-                file,
-                offset: 0,
-                len,
-            }),
+            Ranges::Ignore => {
+                if let (Some(fill), Ok(rel)) = (fill, path.strip_prefix(&self.root)) {
+                    *fill = Some(Fill {
+                        rel: rel.to_path_buf(),
+                        id: FileId::of(&meta),
+                        validators,
+                    });
+                }
+                with(resp, headers).body(Body::File {
+                    file,
+                    offset: 0,
+                    len,
+                })
+            }
             Ranges::Unsatisfiable => with(Response::error(416), headers)
                 .header("Content-Range", format!("bytes */{len}")),
             Ranges::Satisfiable(ranges) if ranges.len() == 1 => {
@@ -446,7 +484,7 @@ impl StaticFiles {
                 if let Ok(o) = self.open(Path::new(index))
                     && o.meta.is_file()
                 {
-                    return self.serve_file(req, o);
+                    return self.serve_file(req, o, None);
                 }
             }
         }
@@ -476,7 +514,7 @@ impl StaticFiles {
         resp
     }
 
-    fn respond(&self, req: &Request) -> Response {
+    fn respond(&self, req: &Request, fill: &mut Option<Fill>) -> Response {
         match req.method() {
             Method::Get | Method::Head => {}
             Method::Options if self.options.cors => return self.preflight(req),
@@ -494,7 +532,7 @@ impl StaticFiles {
             Err(e) => return self.open_failed(req, &e),
         };
         if opened.meta.is_file() {
-            return self.serve_file(req, opened);
+            return self.serve_file(req, opened, Some(fill));
         }
         if !opened.meta.is_dir() {
             // FIFOs, sockets, devices: never served.
@@ -510,7 +548,7 @@ impl StaticFiles {
         }
         for index in &self.options.index {
             match self.open(&rel.join(index)) {
-                Ok(o) if o.meta.is_file() => return self.serve_file(req, o),
+                Ok(o) if o.meta.is_file() => return self.serve_file(req, o, Some(fill)),
                 // An index that exists but cannot be opened right now must
                 // not turn into a 404 (or a listing).
                 Err(e) if is_resource_error(&e) => return self.open_failed(req, &e),
@@ -530,9 +568,96 @@ impl StaticFiles {
     }
 }
 
+impl StaticFiles {
+    /// The cache key's second half: the `Accept-Encoding` value when it can
+    /// change which file is sent.
+    fn accept_key<'r>(&self, req: &'r Request) -> &'r [u8] {
+        if self.options.precompressed {
+            req.header("accept-encoding").unwrap_or(b"")
+        } else {
+            b""
+        }
+    }
+
+    /// A `200` from the cache, when it holds this path, the file is
+    /// unchanged and the preconditions let it through. Everything else
+    /// (ranges, `304`, `412`, other methods) takes the slow path.
+    fn cached(&self, req: &Request) -> Option<Response> {
+        let cache = self.cache.as_ref()?;
+        if !matches!(req.method(), Method::Get | Method::Head) || req.header("range").is_some() {
+            return None;
+        }
+        let entry = cache.get(&*self.root_dir, req.path(), self.accept_key(req))?;
+        if conditional::evaluate(req, &entry.validators) != Precondition::Proceed {
+            return None;
+        }
+        Some(
+            Response::new(200)
+                .raw_headers(entry.headers.clone())
+                .body(Body::Bytes(entry.body.clone())),
+        )
+    }
+
+    /// Puts a slow-path `200` in the cache when the file is small, settled,
+    /// and did not change while it was read. Returns the response to send:
+    /// the same head, with the bytes just read as its body.
+    fn fill_cache(&self, req: &Request, fill: Fill, resp: Response) -> Response {
+        let Some(cache) = &self.cache else {
+            return resp;
+        };
+        let len = match resp.body_ref() {
+            Body::File { offset: 0, len, .. }
+                if resp.status() == 200
+                    && *len == fill.id.size()
+                    && *len <= cache.options().max_file
+                    && fill
+                        .id
+                        .settled(std::time::SystemTime::now(), cache.options().settle) =>
+            {
+                *len
+            }
+            _ => return resp,
+        };
+        let Ok(rel) = CString::new(fill.rel.into_os_string().into_vec()) else {
+            return resp;
+        };
+        let Body::File { file, .. } = resp.body_ref() else {
+            return resp;
+        };
+        let mut bytes = vec![0u8; len as usize];
+        if file.read_exact_at(&mut bytes, 0).is_err()
+            || file.metadata().map(|m| FileId::of(&m)).ok() != Some(fill.id)
+        {
+            return resp;
+        }
+        let headers = resp.rendered_headers();
+        let body = Bytes::from(bytes);
+        cache.insert(Entry::new(
+            req.path(),
+            self.accept_key(req),
+            rel,
+            fill.id,
+            fill.validators,
+            headers.clone(),
+            body.clone(),
+        ));
+        Response::new(200)
+            .raw_headers(headers)
+            .body(Body::Bytes(body))
+    }
+}
+
 impl Handler for StaticFiles {
     fn handle(&self, req: &Request) -> Response {
-        self.decorate(self.respond(req))
+        if let Some(hit) = self.cached(req) {
+            return hit;
+        }
+        let mut fill = None;
+        let resp = self.decorate(self.respond(req, &mut fill));
+        match fill {
+            Some(fill) => self.fill_cache(req, fill, resp),
+            None => resp,
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod blocking;
+pub mod cache;
 pub mod conditional;
 pub mod conn;
 mod engine;
@@ -15,6 +16,7 @@ pub mod router;
 pub mod server;
 
 pub use blocking::blocking;
+pub use cache::{CacheOptions, CacheStats};
 pub use engine::EngineKind;
 pub use files::{FilesOptions, StaticFiles};
 pub use handler::Handler;

@@ -119,6 +119,9 @@ impl Body {
 pub struct Response {
     status: u16,
     headers: Vec<(String, String)>,
+    /// Header fields rendered ahead of time (`\r\nName: value` each), written
+    /// before `headers`: what the file cache stores.
+    raw: Bytes,
     body: Body,
     close: bool,
 }
@@ -129,6 +132,7 @@ impl Response {
         Response {
             status,
             headers: Vec::new(),
+            raw: Bytes::new(),
             body: Body::Empty,
             close: false,
         }
@@ -147,6 +151,26 @@ impl Response {
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
         self.headers.push((name.into(), value.into()));
         self
+    }
+
+    /// Adds header fields rendered ahead of time: `\r\nName: value` for
+    /// each, exactly as they go on the wire.
+    pub(crate) fn raw_headers(mut self, raw: Bytes) -> Response {
+        self.raw = raw;
+        self
+    }
+
+    /// All header fields rendered as [`raw_headers`](Self::raw_headers)
+    /// takes them.
+    pub(crate) fn rendered_headers(&self) -> Bytes {
+        let mut out = BytesMut::from(&self.raw[..]);
+        for (name, value) in &self.headers {
+            out.put_slice(b"\r\n");
+            out.put_slice(name.as_bytes());
+            out.put_slice(b": ");
+            out.put_slice(value.as_bytes());
+        }
+        out.freeze()
     }
 
     /// Sets the body.
@@ -178,10 +202,12 @@ impl Response {
 
     /// The first value of a header field, compared case-insensitively.
     pub fn header_value(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        let raw = std::str::from_utf8(&self.raw).unwrap_or("");
+        raw.split("\r\n")
+            .filter_map(|line| line.split_once(": "))
+            .chain(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// The body.
@@ -299,6 +325,7 @@ pub(crate) fn write_head(
         ConnectionField::Close => buf.put_slice(b"\r\nConnection: close"),
         ConnectionField::KeepAlive => buf.put_slice(b"\r\nConnection: keep-alive"),
     }
+    buf.put_slice(&resp.raw);
     for (name, value) in &resp.headers {
         buf.put_slice(b"\r\n");
         buf.put_slice(name.as_bytes());

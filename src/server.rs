@@ -43,6 +43,9 @@ pub struct Config {
     /// Worker threads for may's scheduler; 0 means one per core. Only the
     /// first server in a process can set it: may's runtime starts once.
     pub workers: usize,
+    /// Pin may's worker threads to one core each (may's own default). Off
+    /// by default: measured slower whenever other processes share the cores.
+    pub pin_workers: bool,
     /// Stack size of each connection's coroutine, in bytes.
     pub stack_size: usize,
     /// How long an idle keep-alive connection stays open.
@@ -74,6 +77,7 @@ impl Default for Config {
             root: PathBuf::from("."),
             files: FilesOptions::default(),
             workers: 0,
+            pin_workers: false,
             stack_size: DEFAULT_STACK_SIZE,
             idle_timeout: Duration::from_secs(15),
             header_timeout: Duration::from_secs(10),
@@ -112,6 +116,8 @@ pub struct Server {
     listener: std::net::TcpListener,
     config: Config,
     router: Router,
+    /// The static files of [`Server::bind`], for their cache counters.
+    files: Option<StaticFiles>,
 }
 
 impl std::fmt::Debug for Server {
@@ -128,7 +134,9 @@ impl Server {
     /// Fails if the root is not a directory or the address is in use.
     pub fn bind(addr: impl ToSocketAddrs, config: Config) -> io::Result<Server> {
         let files = StaticFiles::new(&config.root, config.files.clone())?;
-        Server::bind_with(addr, config, files)
+        let mut server = Server::bind_with(addr, config, files.clone())?;
+        server.files = Some(files);
+        Ok(server)
     }
 
     /// Binds `addr` with no handler behind the routes: add them with
@@ -155,6 +163,10 @@ impl Server {
         may::config()
             .set_workers(workers)
             .set_stack_size(coroutine::stack_words(config.stack_size));
+        // may pins worker i to core i by default. When anything else runs on
+        // those cores (a load generator, other services) a pinned worker cannot
+        // move away from it; see the README's performance section.
+        may::config().set_worker_pin(config.pin_workers);
         let listener = bind_listener(addr, config.backlog)?;
         let mut router = Router::new();
         router.fallback(handler);
@@ -162,6 +174,7 @@ impl Server {
             listener,
             config,
             router,
+            files: None,
         })
     }
 
@@ -235,6 +248,7 @@ impl Server {
                 finished: false,
             }),
             changed: Condvar::new(),
+            files: self.files,
         });
         match engine {
             EngineKind::Coroutine => start::<Coroutines>(self.listener, shared.clone())?,
@@ -282,6 +296,7 @@ struct Shared {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     state: Mutex<State>,
     changed: Condvar,
+    files: Option<StaticFiles>,
 }
 
 impl Shared {
@@ -507,6 +522,12 @@ impl ServerHandle {
     /// The address the server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.addr
+    }
+
+    /// The file cache's counters: `None` for a server not made by
+    /// [`Server::bind`], or with the cache off.
+    pub fn cache_stats(&self) -> Option<crate::CacheStats> {
+        self.shared.files.as_ref()?.cache_stats()
     }
 
     /// Connections being served right now.

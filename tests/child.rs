@@ -13,6 +13,9 @@ pub fn command() -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if crate::util::cache_off() {
+        cmd.arg("--no-cache");
+    }
     cmd
 }
 

@@ -5,6 +5,7 @@ mod child;
 mod util;
 
 mod browser;
+mod cache;
 mod cli;
 mod client;
 mod conditional;

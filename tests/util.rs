@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use coserve::{Config, EngineKind, Server, ServerHandle};
+use coserve::{CacheOptions, Config, EngineKind, Server, ServerHandle};
 
 /// How long any single socket read in a test may block before the test fails
 /// (a safety net against hangs, not a synchronisation device).
@@ -115,13 +115,33 @@ macro_rules! engine_tests {
     };
 }
 
-/// Quiet, short-grace defaults for tests, on the current test's engine.
+/// Whether this run tests with the file cache off: `COSERVE_TEST_CACHE=off`
+/// (`.ci/run` runs the suite both ways).
+pub fn cache_off() -> bool {
+    std::env::var("COSERVE_TEST_CACHE").is_ok_and(|v| v == "off")
+}
+
+/// The file cache tests run with: on, and caching even a file written a
+/// moment ago, so that the suite's freshly made sites are served from it
+/// (the default waits for a file to settle). Off with
+/// `COSERVE_TEST_CACHE=off`.
+pub fn test_cache() -> Option<CacheOptions> {
+    (!cache_off()).then(|| CacheOptions {
+        settle: Duration::ZERO,
+        ..CacheOptions::default()
+    })
+}
+
+/// Quiet, short-grace defaults for tests, on the current test's engine,
+/// with the test cache setting.
 pub fn test_config(root: impl Into<PathBuf>) -> Config {
-    Config {
+    let mut config = Config {
         shutdown_grace: Duration::from_secs(5),
         engine: engine(),
         ..Config::new(root)
-    }
+    };
+    config.files.cache = test_cache();
+    config
 }
 
 /// Starts a server for `config` on 127.0.0.1:0.

@@ -1,0 +1,49 @@
+//! The may ceiling for `scripts/compare.sh`: may_minihttp answering every
+//! request with a fixed body from memory (1 KiB by default; `/10m.bin`
+//! answers 10 MiB). It reads no file and formats no validators, so nothing
+//! built on may serves a keep-alive request with less work.
+//!
+//! ```sh
+//! cargo run --release --example minihttp_peer -- 127.0.0.1:8082 [BODY_BYTES]
+//! ```
+
+use std::io;
+
+#[derive(Clone)]
+struct Fixed {
+    small: &'static str,
+    large: &'static str,
+}
+
+impl may_minihttp::HttpService for Fixed {
+    fn call(
+        &mut self,
+        req: may_minihttp::Request,
+        rsp: &mut may_minihttp::Response,
+    ) -> io::Result<()> {
+        rsp.header("Content-Type: text/html");
+        match req.path() {
+            "/10m.bin" => rsp.body(self.large),
+            _ => rsp.body(self.small),
+        }
+        Ok(())
+    }
+}
+
+fn main() -> io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:8082".into());
+    let small: usize = args
+        .next()
+        .map_or(Ok(1024), |s| s.parse())
+        .map_err(io::Error::other)?;
+    let service = Fixed {
+        small: String::leak("x".repeat(small)),
+        large: String::leak("x".repeat(10 * 1024 * 1024)),
+    };
+    let server = may_minihttp::HttpServer(service).start(addr.as_str())?;
+    println!("may_minihttp listening on {addr}");
+    server
+        .join()
+        .map_err(|_| io::Error::other("server panicked"))
+}

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Performance against real peers ("Performance" issue), side by side in one
+# run on this machine, with `wrk -t1` as the client:
+#
+#   small  1 KiB index.html, keep-alive, 64 connections
+#   c1000  the same at 1,000 connections
+#   large  a 10 MiB file, 16 connections
+#   idle   10,000 idle keep-alive connections: server RSS held minus RSS
+#          before, per connection (scripts/idle_rss.py)
+#
+# Peers, each run when installed: nginx (2 workers, sendfile on, tcp_nopush
+# on, access log off), lighttpd, and may_minihttp answering a fixed 1 KiB
+# body from memory (examples/minihttp_peer.rs, the may ceiling). Every
+# server serves the same generated site from a temporary directory and
+# listens on 127.0.0.1 only. Prints one table and the ratios, and writes
+# them to target/compare/.
+#
+#   scripts/compare.sh                    # 10 s per wrk run, about 3 min
+#   DURATION=5 SERVERS="coserve nginx" scripts/compare.sh
+#   COSERVE_ARGS="--no-cache" scripts/compare.sh
+#
+# Settings: DURATION (s per wrk run), SERVERS, IDLE (connection count),
+# COSERVE_ARGS (extra flags for coserve).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+SERVERS=${SERVERS:-"coserve nginx lighttpd may_minihttp"}
+IDLE=${IDLE:-10000}
+COSERVE_ARGS=${COSERVE_ARGS:-}
+
+command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
+echo "== building (release)"
+cargo build --release --bin coserve --example minihttp_peer 2>&1 | tail -1
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+site=$work/site
+mkdir -p "$site" "$work/logs"
+head -c 1024 /dev/zero | tr '\0' 'x' >"$site/index.html"
+head -c $((10 * 1024 * 1024)) /dev/urandom >"$site/10m.bin"
+# nginx's workers run as an unprivileged user.
+chmod 755 "$work" "$site"
+chmod 644 "$site"/*
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+    for _ in $(seq 100); do
+        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "nothing listens on $1"
+    return 1
+}
+
+# Starts server $1 on port $2; sets `server_pids` to the processes whose
+# memory counts.
+start() {
+    local name=$1 port=$2
+    case $name in
+    coserve)
+        # shellcheck disable=SC2086
+        target/release/coserve "$port" -b 127.0.0.1 -d "$site" -q --max-connections 20000 \
+            --idle-timeout 60 $COSERVE_ARGS >"$work/logs/coserve.log" 2>&1 &
+        pids+=($!)
+        server_pids=($!)
+        ;;
+    nginx)
+        mkdir -p "$work/nginx"
+        cat >"$work/nginx/nginx.conf" <<NGX
+worker_processes 2;
+worker_rlimit_nofile 20000;
+daemon off;
+master_process on;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 20000; }
+http {
+    include /etc/nginx/mime.types;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 10000000;
+    keepalive_timeout 60;
+    client_body_temp_path $work/nginx;
+    proxy_temp_path $work/nginx;
+    fastcgi_temp_path $work/nginx;
+    uwsgi_temp_path $work/nginx;
+    scgi_temp_path $work/nginx;
+    server {
+        listen 127.0.0.1:$port;
+        root $site;
+    }
+}
+NGX
+        nginx -c "$work/nginx/nginx.conf" >"$work/logs/nginx.log" 2>&1 &
+        pids+=($!)
+        wait_port "$port"
+        server_pids=($! $(pgrep -P $! || true))
+        return
+        ;;
+    lighttpd)
+        cat >"$work/lighttpd.conf" <<LTD
+server.document-root = "$site"
+server.bind = "127.0.0.1"
+server.port = $port
+server.max-fds = 20000
+server.max-connections = 16000
+server.max-keep-alive-requests = 10000000
+server.max-keep-alive-idle = 60
+server.errorlog = "$work/lighttpd.error.log"
+server.modules = ( "mod_staticfile" )
+index-file.names = ( "index.html" )
+mimetype.assign = ( ".html" => "text/html", ".bin" => "application/octet-stream" )
+LTD
+        lighttpd -D -f "$work/lighttpd.conf" >"$work/logs/lighttpd.log" 2>&1 &
+        pids+=($!)
+        server_pids=($!)
+        ;;
+    may_minihttp)
+        target/release/examples/minihttp_peer "127.0.0.1:$port" 1024 >"$work/logs/minihttp.log" 2>&1 &
+        pids+=($!)
+        server_pids=($!)
+        ;;
+    esac
+    wait_port "$port"
+}
+
+stop() {
+    for p in "${server_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${server_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+
+# wrk's "Requests/sec" and its 99th percentile latency in ms.
+run_wrk() {
+    local conns=$1 url=$2 out
+    out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url")
+    echo "$out" >>"$work/wrk.txt"
+    local rps p99 errors
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
+    errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+    echo "$rps $p99 ${errors:-none}"
+}
+
+mkdir -p target/compare
+stamp=$(date -u +%Y-%m-%dT%H:%MZ)
+csv=target/compare/compare-$stamp.csv
+echo "server,scenario,req_per_s,p99_ms,per_conn_kib,errors" >"$csv"
+
+declare -A RPS P99 KIB
+for server in $SERVERS; do
+    case $server in
+    nginx) command -v nginx >/dev/null || { echo "== $server: not installed, skipped"; continue; } ;;
+    lighttpd) command -v lighttpd >/dev/null || { echo "== $server: not installed, skipped"; continue; } ;;
+    esac
+    port=$(free_port)
+    echo "== $server on 127.0.0.1:$port"
+    start "$server" "$port"
+    small_path=/index.html
+    [[ $server == may_minihttp ]] && small_path=/
+    # Warm up (page cache, lazy allocations), then measure.
+    wrk -t1 -c64 -d1s "http://127.0.0.1:$port$small_path" >/dev/null
+    for scenario in small c1000 large; do
+        case $scenario in
+        small) read -r rps p99 err <<<"$(run_wrk 64 "http://127.0.0.1:$port$small_path")" ;;
+        c1000) read -r rps p99 err <<<"$(run_wrk 1000 "http://127.0.0.1:$port$small_path")" ;;
+        large) read -r rps p99 err <<<"$(run_wrk 16 "http://127.0.0.1:$port/10m.bin")" ;;
+        esac
+        RPS[$server,$scenario]=$rps
+        P99[$server,$scenario]=$p99
+        printf '   %-6s %12s req/s  p99 %8s ms  errors: %s\n' "$scenario" "$rps" "$p99" "$err"
+        echo "$server,$scenario,$rps,$p99,,$err" >>"$csv"
+    done
+    stop
+    # The idle count on a fresh server, so earlier load does not hide or
+    # inflate its growth.
+    port=$(free_port)
+    start "$server" "$port"
+    line=$(python3 scripts/idle_rss.py 127.0.0.1 "$port" "$IDLE" "${server_pids[@]}")
+    echo "   $line"
+    KIB[$server]=$(sed 's/.*per_conn_kib=//' <<<"$line")
+    echo "$server,idle$IDLE,,,${KIB[$server]}," >>"$csv"
+    stop
+done
+
+echo
+echo "== $stamp, $(nproc) cores, wrk -t1, ${DURATION}s per run"
+printf '%-14s %14s %10s %14s %10s %14s %12s\n' server "64 conns" p99ms "1000 conns" p99ms "10 MiB x16" "KiB/idle"
+for server in $SERVERS; do
+    [[ -n ${RPS[$server,small]:-} ]] || continue
+    printf '%-14s %14s %10s %14s %10s %14s %12s\n' "$server" \
+        "${RPS[$server,small]}" "${P99[$server,small]}" \
+        "${RPS[$server,c1000]}" "${P99[$server,c1000]}" \
+        "${RPS[$server,large]}" "${KIB[$server]}"
+done
+if [[ -n ${RPS[coserve,small]:-} ]]; then
+    echo
+    echo "coserve / peer (throughput; idle memory: KiB per connection, lower is better)"
+    for peer in $SERVERS; do
+        [[ $peer != coserve && -n ${RPS[$peer,small]:-} ]] || continue
+        awk -v p="$peer" -v a="${RPS[coserve,small]}" -v b="${RPS[$peer,small]}" \
+            -v c="${RPS[coserve,c1000]}" -v d="${RPS[$peer,c1000]}" \
+            -v e="${RPS[coserve,large]}" -v f="${RPS[$peer,large]}" \
+            'BEGIN { printf "  vs %-13s 64 conns %.2fx   1000 conns %.2fx   10 MiB %.2fx\n", p, a/b, c/d, e/f }'
+    done
+fi
+echo "(csv: $csv; raw wrk output was in $work/wrk.txt)"
+cp "$work/wrk.txt" "target/compare/wrk-$stamp.txt"

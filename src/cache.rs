@@ -1,0 +1,380 @@
+//! The file cache: small files' bytes and rendered response headers, kept
+//! in memory so that a hit costs one `stat` and a copy.
+//!
+//! An entry is keyed by the request path as the client spelled it and, when
+//! precompressed files are on, its `Accept-Encoding` value: together they
+//! decide which file the slow path picked. Only a plain `200` of a whole
+//! regular file is cached, and only after the slow path (with every safety
+//! check) chose that file.
+//!
+//! Nothing stale is served:
+//! - every hit `stat`s the file again (relative to the root) and is used only
+//!   if device, inode, size, modification and change times all match what
+//!   was read; a file edited, replaced, truncated or removed misses at once;
+//! - a file changed less than [`CacheOptions::settle`] before it was read is
+//!   not cached, so a second write within the same file-system timestamp
+//!   tick cannot hide behind an unchanged `stat` (git's "racily clean"
+//!   problem; Linux stamps files from a clock that ticks every 1-10 ms, or
+//!   finer since 6.13 once a timestamp has been looked at);
+//! - an entry is rebuilt by the slow path after [`RECHECK`], which picks up
+//!   what a `stat` of the file cannot see: a precompressed sibling or an
+//!   earlier index file created next to it.
+//!
+//! The cache holds at most `max_bytes` (bodies, headers and keys), evicting
+//! the least recently used entries. Its lock is never held across I/O.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::Metadata;
+use std::hash::{BuildHasher, RandomState};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::conditional::Validators;
+
+/// Entries older than this are rebuilt by the slow path.
+pub(crate) const RECHECK: Duration = Duration::from_secs(1);
+/// What an entry costs beyond its body, headers and key.
+const ENTRY_OVERHEAD: usize = 256;
+
+/// Cache settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheOptions {
+    /// The most the cache holds, in bytes.
+    pub max_bytes: usize,
+    /// Files larger than this are not cached (they go out with sendfile).
+    pub max_file: u64,
+    /// A file changed less than this before it is read is not cached: two
+    /// writes within one timestamp tick would look alike. Two ticks of the
+    /// coarsest kernel clock (100 Hz) by default.
+    pub settle: Duration,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            max_bytes: 64 * 1024 * 1024,
+            max_file: 64 * 1024,
+            settle: Duration::from_millis(20),
+        }
+    }
+}
+
+/// What identifies the content of a file: if none of it changed, neither
+/// did the bytes (given the settle rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileId {
+    pub(crate) fn of(meta: &Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn of_stat(st: &libc::stat) -> FileId {
+        FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        }
+    }
+
+    /// Whether the file last changed at least `settle` before `now`, so that
+    /// any later change gets a later timestamp.
+    pub(crate) fn settled(&self, now: SystemTime, settle: Duration) -> bool {
+        let changed = self.mtime.max(self.ctime);
+        let changed = UNIX_EPOCH
+            + Duration::new(
+                changed.0.max(0) as u64,
+                changed.1.clamp(0, 999_999_999) as u32,
+            );
+        now.duration_since(changed).is_ok_and(|age| age >= settle)
+    }
+}
+
+/// A cached `200` response.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    path: Box<str>,
+    accept: Box<[u8]>,
+    /// The file served, relative to the root, `stat`ed on every hit.
+    rel: CString,
+    id: FileId,
+    /// For the request's preconditions.
+    pub validators: Validators,
+    /// The resource's header fields, rendered (`\r\nName: value` each).
+    pub headers: Bytes,
+    pub body: Bytes,
+    built: Instant,
+    last_used: AtomicU64,
+}
+
+impl Entry {
+    pub(crate) fn new(
+        path: &str,
+        accept: &[u8],
+        rel: CString,
+        id: FileId,
+        validators: Validators,
+        headers: Bytes,
+        body: Bytes,
+    ) -> Entry {
+        Entry {
+            path: path.into(),
+            accept: accept.into(),
+            rel,
+            id,
+            validators,
+            headers,
+            body,
+            built: Instant::now(),
+            last_used: AtomicU64::new(0),
+        }
+    }
+
+    fn cost(&self) -> usize {
+        self.body.len()
+            + self.headers.len()
+            + self.path.len()
+            + self.accept.len()
+            + self.rel.as_bytes().len()
+            + self.validators.etag.len()
+            + ENTRY_OVERHEAD
+    }
+}
+
+#[derive(Debug, Default)]
+struct Map {
+    entries: HashMap<u64, Arc<Entry>>,
+    bytes: usize,
+}
+
+/// Counters, for tests and curious operators.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Requests answered from the cache.
+    pub hits: u64,
+    /// Lookups that found nothing usable.
+    pub misses: u64,
+    /// Entries held now.
+    pub entries: usize,
+    /// Bytes held now (bodies, headers, keys and a fixed overhead each).
+    pub bytes: usize,
+    /// Entries evicted to stay within the size.
+    pub evictions: u64,
+}
+
+/// The cache shared by every connection of a [`StaticFiles`](crate::StaticFiles).
+#[derive(Debug)]
+pub(crate) struct FileCache {
+    options: CacheOptions,
+    hasher: RandomState,
+    map: RwLock<Map>,
+    clock: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+}
+
+impl FileCache {
+    pub(crate) fn new(options: CacheOptions) -> FileCache {
+        FileCache {
+            options,
+            hasher: RandomState::new(),
+            map: RwLock::new(Map::default()),
+            clock: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn options(&self) -> &CacheOptions {
+        &self.options
+    }
+
+    fn key(&self, path: &str, accept: &[u8]) -> u64 {
+        self.hasher.hash_one((path, accept))
+    }
+
+    /// The entry for this request path and `Accept-Encoding`, if it is still
+    /// the file on disk. `root` is the root directory's descriptor.
+    pub(crate) fn get(&self, root: &impl AsRawFd, path: &str, accept: &[u8]) -> Option<Arc<Entry>> {
+        let key = self.key(path, accept);
+        let entry = {
+            let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+            map.entries.get(&key).cloned()
+        };
+        let found = entry.filter(|e| {
+            &*e.path == path
+                && &*e.accept == accept
+                && e.built.elapsed() < RECHECK
+                && stat_at(root, &e.rel).is_some_and(|id| id == e.id)
+        });
+        match &found {
+            Some(e) => {
+                let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+                e.last_used.store(tick, Ordering::Relaxed);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        found
+    }
+
+    /// Stores an entry, replacing the one under the same key and evicting
+    /// the least recently used ones beyond the size.
+    pub(crate) fn insert(&self, entry: Entry) {
+        let cost = entry.cost();
+        if cost > self.options.max_bytes {
+            return;
+        }
+        let key = self.key(&entry.path, &entry.accept);
+        entry.last_used.store(
+            self.clock.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = map.entries.insert(key, Arc::new(entry)) {
+            map.bytes -= old.cost();
+        }
+        map.bytes += cost;
+        if map.bytes > self.options.max_bytes {
+            self.evict(&mut map);
+        }
+    }
+
+    /// Drops the least recently used entries until the cache is at most
+    /// 90% full, so that evictions come in batches.
+    fn evict(&self, map: &mut Map) {
+        let target = self.options.max_bytes / 10 * 9;
+        let mut by_age: Vec<(u64, u64)> = map
+            .entries
+            .iter()
+            .map(|(k, e)| (e.last_used.load(Ordering::Relaxed), *k))
+            .collect();
+        by_age.sort_unstable();
+        for (_, key) in by_age {
+            if map.bytes <= target {
+                break;
+            }
+            if let Some(old) = map.entries.remove(&key) {
+                map.bytes -= old.cost();
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: map.entries.len(),
+            bytes: map.bytes,
+            evictions: self.evictions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// `fstatat(root, rel)`, following symlinks as opening it would.
+fn stat_at(root: &impl AsRawFd, rel: &CString) -> Option<FileId> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `root` is an open directory descriptor for the duration of the
+    // call, `rel` is NUL-terminated and `st` is valid for writes of a stat.
+    let r = unsafe { libc::fstatat(root.as_raw_fd(), rel.as_ptr(), st.as_mut_ptr(), 0) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: fstatat succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    ((st.st_mode & libc::S_IFMT) == libc::S_IFREG).then(|| FileId::of_stat(&st))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::{self, File};
+
+    fn entry(dir: &std::path::Path, name: &str, body: &[u8]) -> Entry {
+        let meta = fs::metadata(dir.join(name)).unwrap();
+        Entry::new(
+            &format!("/{name}"),
+            b"",
+            CString::new(name).unwrap(),
+            FileId::of(&meta),
+            Validators::of(&meta, None),
+            Bytes::new(),
+            Bytes::copy_from_slice(body),
+        )
+    }
+
+    #[test]
+    fn a_changed_file_misses_and_the_size_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = File::open(dir.path()).unwrap();
+        let cache = FileCache::new(CacheOptions {
+            max_bytes: 4 * (1000 + ENTRY_OVERHEAD + 40),
+            max_file: 1000,
+            settle: Duration::ZERO,
+        });
+        for i in 0..10 {
+            let name = format!("f{i}");
+            fs::write(dir.path().join(&name), vec![b'a'; 1000]).unwrap();
+            cache.insert(entry(dir.path(), &name, &[b'a'; 1000]));
+            let stats = cache.stats();
+            assert!(stats.bytes <= 4 * (1000 + ENTRY_OVERHEAD + 40), "{stats:?}");
+        }
+        let stats = cache.stats();
+        assert!(stats.entries < 10 && stats.evictions > 0, "{stats:?}");
+        // The newest is kept; the oldest is gone.
+        assert!(cache.get(&root, "/f9", b"").is_some());
+        assert!(cache.get(&root, "/f0", b"").is_none());
+        // Another spelling or coding is another key.
+        assert!(cache.get(&root, "/f9", b"gzip").is_none());
+        assert!(cache.get(&root, "//f9", b"").is_none());
+        // A change of size, or removal, misses at once.
+        fs::write(dir.path().join("f9"), b"short").unwrap();
+        assert!(cache.get(&root, "/f9", b"").is_none());
+        cache.insert(entry(dir.path(), "f9", b"short"));
+        assert!(cache.get(&root, "/f9", b"").is_some());
+        fs::remove_file(dir.path().join("f9")).unwrap();
+        assert!(cache.get(&root, "/f9", b"").is_none());
+    }
+
+    #[test]
+    fn a_file_changed_just_now_is_not_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("f"), b"x").unwrap();
+        let id = FileId::of(&fs::metadata(dir.path().join("f")).unwrap());
+        let now = SystemTime::now();
+        let settle = Duration::from_millis(20);
+        assert!(!id.settled(now, settle));
+        assert!(id.settled(now + settle + Duration::from_millis(1), settle));
+        assert!(id.settled(now, Duration::ZERO));
+    }
+}
