@@ -5,8 +5,8 @@
 
 Reads the resident memory of the server processes (summed, so nginx's
 master and workers count together), opens COUNT keep-alive connections that
-each make one GET / and read the whole answer, waits until the server's RSS
-stops moving, reads it again, and prints
+each make one GET / and read the whole answer, leaves them idle for 2 s,
+waits until the server's RSS stops moving, reads it again, and prints
 
     idle conns=COUNT rss_before_kib=... rss_held_kib=... per_conn_kib=...
 
@@ -84,6 +84,9 @@ def main():
     except Exception as e:  # noqa: BLE001
         print(f"idle failed after {len(socks)} connections: {e}", file=sys.stderr)
         return 1
+    # Servers may free an idle connection's memory after a while (coserve:
+    # --release-idle-after, 0.5 s by default); idle means idle for longer.
+    time.sleep(2)
     held = settled(pids)
     # Every connection must still be open: a server that dropped idle
     # connections would look cheap.

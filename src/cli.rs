@@ -60,6 +60,12 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 15)]
     pub idle_timeout: u64,
 
+    /// A connection idle this long frees its buffers and, on the coroutine
+    /// engine, its coroutine: it waits in the parking lot until its next
+    /// request.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub release_idle_after: u64,
+
     /// Close clients that take longer than this to send a request head.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub header_timeout: u64,
@@ -167,6 +173,7 @@ impl Cli {
             stack_size: self.stack_size,
             idle_timeout: Duration::from_secs(self.idle_timeout),
             header_timeout: Duration::from_secs(self.header_timeout),
+            release_idle_after: Duration::from_millis(self.release_idle_after),
             max_connections: self.max_connections,
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             max_connections_per_ip: self.max_connections_per_ip,

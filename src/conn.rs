@@ -71,6 +71,23 @@ pub(crate) struct ConnConfig {
     pub idle_timeout: Duration,
     pub header_timeout: Duration,
     pub write_timeout: Duration,
+    /// A connection idle this long gives back its buffers, and parks if
+    /// `park` says it can.
+    pub release_after: Duration,
+    /// Whether an idle connection ends [`serve_connection`] with
+    /// [`Ended::Idle`], to wait in the parking lot (see `park.rs`), rather
+    /// than holding its flow of control.
+    pub park: bool,
+}
+
+/// How [`serve_connection`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The connection is done: close it.
+    Closed,
+    /// The connection is idle between requests, with nothing buffered:
+    /// park it, and serve it again when it is readable.
+    Idle,
 }
 
 /// Bodies up to this size are copied into the write buffer and batched with
@@ -96,6 +113,8 @@ enum ReadEnd {
     Eof,
     Timeout,
     Error,
+    /// Idle long enough to park (see [`ConnConfig::park`]).
+    Park,
 }
 
 struct Conn<'a, T: Transport + ?Sized> {
@@ -114,7 +133,7 @@ pub(crate) fn serve_connection<T: Transport + ?Sized>(
     handler: &dyn Handler,
     config: &ConnConfig,
     stopping: &AtomicBool,
-) {
+) -> Ended {
     let _ = io.set_write_timeout(Some(config.write_timeout));
     let mut conn = Conn {
         io,
@@ -124,11 +143,11 @@ pub(crate) fn serve_connection<T: Transport + ?Sized>(
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
     };
-    conn.run(handler);
+    conn.run(handler)
 }
 
 impl<T: Transport + ?Sized> Conn<'_, T> {
-    fn run(&mut self, handler: &dyn Handler) {
+    fn run(&mut self, handler: &dyn Handler) -> Ended {
         // When the first byte of the request being read arrived.
         let mut started: Option<Instant> = None;
         loop {
@@ -136,12 +155,12 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
                 Ok(Status::Complete(head)) => head,
                 Ok(Status::Partial) => {
                     if self.flush().is_err() {
-                        return;
+                        return Ended::Closed;
                     }
                     if self.rbuf.is_empty() {
                         started = None;
                         if self.stopping.load(Ordering::Acquire) {
-                            return;
+                            return Ended::Closed;
                         }
                     }
                     let timeout = match started {
@@ -153,7 +172,12 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
                             _ => return self.fail(408, None),
                         },
                     };
-                    match self.read_more(timeout) {
+                    let read = if started.is_none() {
+                        self.read_idle(timeout)
+                    } else {
+                        self.read_more(timeout)
+                    };
+                    match read {
                         Ok(()) => {
                             started.get_or_insert_with(Instant::now);
                             continue;
@@ -161,7 +185,8 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
                         // A client that started a request and stalled gets a 408;
                         // an idle one is just closed.
                         Err(ReadEnd::Timeout) if started.is_some() => return self.fail(408, None),
-                        Err(_) => return,
+                        Err(ReadEnd::Park) => return Ended::Idle,
+                        Err(_) => return Ended::Closed,
                     }
                 }
                 Err(e) => {
@@ -188,9 +213,50 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
                 }
             };
             if !self.respond(Some(&req), resp) {
-                return;
+                return Ended::Closed;
             }
         }
+    }
+
+    /// Waits at most `timeout` for the next request on an idle connection.
+    ///
+    /// A connection that stays idle for `release_after` gives back its
+    /// buffers. Then it parks, when it can ([`ReadEnd::Park`]); otherwise it
+    /// waits out the rest without a buffer, reading the first bytes onto the
+    /// stack. Busy keep-alive clients never wait that long, so they keep
+    /// their buffers and pay nothing.
+    fn read_idle(&mut self, timeout: Duration) -> Result<(), ReadEnd> {
+        let first = timeout.min(self.config.release_after);
+        match self.read_more(first) {
+            Err(ReadEnd::Timeout) if first < timeout => {}
+            other => return other,
+        }
+        self.release();
+        if self.config.park {
+            return Err(ReadEnd::Park);
+        }
+        if self.io.set_read_timeout(Some(timeout - first)).is_err() {
+            return Err(ReadEnd::Error);
+        }
+        let mut first_bytes = [0u8; 1024];
+        let result = self.io.read(&mut first_bytes);
+        match result {
+            Ok(0) => Err(ReadEnd::Eof),
+            Ok(n) => {
+                self.rbuf.reserve(READ_CHUNK.max(n));
+                self.rbuf.extend_from_slice(&first_bytes[..n]);
+                Ok(())
+            }
+            Err(e) if is_timeout(&e) => Err(ReadEnd::Timeout),
+            Err(_) => Err(ReadEnd::Error),
+        }
+    }
+
+    /// Gives back the buffers an idle connection does not need.
+    fn release(&mut self) {
+        debug_assert!(self.rbuf.is_empty() && self.wbuf.is_empty());
+        self.rbuf = BytesMut::new();
+        self.wbuf = BytesMut::new();
     }
 
     /// Reads more bytes into `rbuf`, waiting at most `timeout`.
@@ -272,8 +338,9 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
     }
 
     /// Answers a request that cannot be served and closes.
-    fn fail(&mut self, status: u16, req: Option<&Request>) {
+    fn fail(&mut self, status: u16, req: Option<&Request>) -> Ended {
         self.respond(req, Response::error(status).close());
+        Ended::Closed
     }
 
     /// Queues a response. Returns whether the connection stays open.
@@ -581,6 +648,8 @@ mod tests {
             idle_timeout: Duration::from_secs(1),
             header_timeout: Duration::from_secs(1),
             write_timeout: Duration::from_secs(1),
+            release_after: Duration::from_secs(1),
+            park: false,
         };
         let handler = |req: &Request| {
             Response::new(200).body(Body::Bytes(Bytes::from(format!(

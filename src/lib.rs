@@ -9,6 +9,7 @@ mod engine;
 pub mod files;
 pub mod handler;
 pub mod listing;
+mod park;
 pub mod range;
 pub mod request;
 pub mod response;

@@ -6,18 +6,19 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use socket2::{Domain, Socket, Type};
 
-use crate::conn::{ConnConfig, Transport, close_gracefully, serve_connection};
+use crate::conn::{ConnConfig, Ended, Transport, close_gracefully, serve_connection};
 use crate::engine::coroutine::{self, Coroutines};
 use crate::engine::thread::Threads;
 use crate::engine::{Engine, EngineKind};
 use crate::files::{FilesOptions, StaticFiles};
 use crate::handler::Handler;
+use crate::park::{Lot, Parked, Wake};
 use crate::request::Limits;
 use crate::request::Method;
 use crate::response::{ConnectionField, Response, write_head};
@@ -50,6 +51,9 @@ pub struct Config {
     pub stack_size: usize,
     /// How long an idle keep-alive connection stays open.
     pub idle_timeout: Duration,
+    /// A connection idle this long frees its buffers and the stack pages its
+    /// last request touched, so that idle connections cost little memory.
+    pub release_idle_after: Duration,
     /// How long a client has to send a complete request head, counted from
     /// its first byte.
     pub header_timeout: Duration,
@@ -80,6 +84,7 @@ impl Default for Config {
             pin_workers: false,
             stack_size: DEFAULT_STACK_SIZE,
             idle_timeout: Duration::from_secs(15),
+            release_idle_after: Duration::from_millis(500),
             header_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
@@ -107,6 +112,8 @@ impl Config {
             idle_timeout: self.idle_timeout,
             header_timeout: self.header_timeout,
             write_timeout: self.write_timeout,
+            release_after: self.release_idle_after,
+            park: false,
         }
     }
 }
@@ -232,10 +239,24 @@ impl Server {
     pub fn spawn(self) -> io::Result<ServerHandle> {
         let addr = self.local_addr();
         let engine = self.config.engine;
+        // Made now, not at the first park: a server out of descriptors by
+        // then could not make it.
+        let lot = match engine {
+            EngineKind::Coroutine => match Lot::new() {
+                Ok(lot) => Some(Arc::new(lot)),
+                Err(e) => {
+                    log::warn!("idle connections will keep their coroutines: {e}");
+                    None
+                }
+            },
+            EngineKind::Thread => None,
+        };
+        let mut conn_config = self.config.conn_config();
+        conn_config.park = lot.is_some();
         let shared = Arc::new(Shared {
             addr,
             config: self.config.clone(),
-            conn_config: self.config.conn_config(),
+            conn_config,
             handler: Arc::new(self.router),
             stopping: AtomicBool::new(false),
             active: AtomicUsize::new(0),
@@ -249,7 +270,14 @@ impl Server {
             }),
             changed: Condvar::new(),
             files: self.files,
+            parking: lot,
         });
+        if let Some(lot) = &shared.parking {
+            let (lot, weak) = (lot.clone(), Arc::downgrade(&shared));
+            std::thread::Builder::new()
+                .name("coserve-parking".into())
+                .spawn(move || parking_thread::<Coroutines>(lot, weak))?;
+        }
         match engine {
             EngineKind::Coroutine => start::<Coroutines>(self.listener, shared.clone())?,
             EngineKind::Thread => start::<Threads>(self.listener, shared.clone())?,
@@ -297,6 +325,10 @@ struct Shared {
     state: Mutex<State>,
     changed: Condvar,
     files: Option<StaticFiles>,
+    /// Idle connections without a flow of control; made at the first park.
+    /// `None` for the thread engine, or if it could not be made; idle
+    /// connections then keep their flow of control.
+    parking: Option<Arc<Lot<Tracked>>>,
 }
 
 impl Shared {
@@ -440,18 +472,8 @@ fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
             continue;
         }
         let tracked = Tracked::new(&shared, stream.as_raw_fd(), peer.ip());
-        let conn_shared = shared.clone();
         let spawned = E::spawn(shared.config.stack_size, move || {
-            let mut io = stream;
-            serve_connection(
-                &mut io,
-                Some(peer),
-                &*conn_shared.handler,
-                &conn_shared.conn_config,
-                &conn_shared.stopping,
-            );
-            drop(tracked);
-            drop(io);
+            run_connection::<E>(stream, peer, tracked);
         });
         if let Err(e) = spawned {
             log::error!("cannot start a connection: {e}");
@@ -462,6 +484,87 @@ fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
     state.accepting = false;
     drop(state);
     shared.changed.notify_all();
+}
+
+/// Serves a connection on the current flow of control until it closes, or
+/// until it is idle long enough to park.
+fn run_connection<E: Engine>(mut io: E::Stream, peer: SocketAddr, tracked: Tracked) {
+    let shared = tracked.shared.clone();
+    let ended = serve_connection(
+        &mut io,
+        Some(peer),
+        &*shared.handler,
+        &shared.conn_config,
+        &shared.stopping,
+    );
+    if E::PARKS && ended == Ended::Idle && !shared.stopping.load(Ordering::Acquire) {
+        park(&shared, E::into_std(io), peer, tracked);
+        return;
+    }
+    drop(tracked);
+    drop(io);
+}
+
+/// Moves an idle connection to the parking lot. A connection that cannot
+/// park is closed: it is idle, so nothing is lost.
+fn park(shared: &Arc<Shared>, stream: std::net::TcpStream, peer: SocketAddr, tracked: Tracked) {
+    let Some(lot) = &shared.parking else {
+        // Deregistered before the descriptor closes (see `Tracked`).
+        drop(tracked);
+        drop(stream);
+        return;
+    };
+    let idle = shared
+        .config
+        .idle_timeout
+        .saturating_sub(shared.config.release_idle_after);
+    let parked = Parked {
+        token: tracked,
+        stream,
+        peer,
+    };
+    if let Err(parked) = lot.park(parked, idle) {
+        drop(parked);
+    }
+}
+
+/// The parking lot's thread: hands readable connections to new flows of
+/// control, closes expired ones, and closes all of them once the server is
+/// stopping. Ends when the server is gone.
+fn parking_thread<E: Engine>(lot: Arc<Lot<Tracked>>, shared: Weak<Shared>) {
+    loop {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.stopping.load(Ordering::Acquire) {
+            drop(lot.drain());
+        }
+        for wake in lot.wait() {
+            let parked = match wake {
+                Wake::Ready(parked) if !shared.stopping.load(Ordering::Acquire) => parked,
+                // Expired, or the server is stopping: an idle connection
+                // is simply closed.
+                Wake::Ready(parked) | Wake::Expired(parked) => {
+                    drop(parked);
+                    continue;
+                }
+            };
+            let spawned = E::spawn(shared.config.stack_size, move || {
+                let Parked {
+                    token,
+                    stream,
+                    peer,
+                } = parked;
+                match E::from_std(stream) {
+                    Ok(io) => run_connection::<E>(io, peer, token),
+                    Err(e) => log::warn!("cannot resume a parked connection: {e}"),
+                }
+            });
+            if let Err(e) = spawned {
+                log::error!("cannot resume a parked connection: {e}");
+            }
+        }
+    }
 }
 
 /// The 503 sent to connections over a limit.
@@ -522,6 +625,12 @@ impl ServerHandle {
     /// The address the server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.addr
+    }
+
+    /// How many idle connections wait in the parking lot right now, without
+    /// a coroutine (see [`Config::release_idle_after`]).
+    pub fn parked_connections(&self) -> usize {
+        self.shared.parking.as_ref().map_or(0, |lot| lot.len())
     }
 
     /// The file cache's counters: `None` for a server not made by

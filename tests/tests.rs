@@ -14,6 +14,7 @@ mod faults;
 mod files;
 mod handlers;
 mod hostile;
+mod idle;
 mod limits;
 mod load;
 mod modes;

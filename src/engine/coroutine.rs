@@ -126,6 +126,31 @@ impl Engine for Coroutines {
     fn sleep(d: Duration) {
         may::coroutine::sleep(d);
     }
+
+    const PARKS: bool = true;
+
+    fn into_std(stream: CoStream) -> std::net::TcpStream {
+        // Dropping may's stream takes the descriptor out of may's epoll.
+        let fd = stream.stream.into_raw_fd();
+        // SAFETY: `fd` was just released by the may stream, which owned it.
+        unsafe { std::net::TcpStream::from_raw_fd(fd) }
+    }
+
+    fn from_std(stream: std::net::TcpStream) -> io::Result<CoStream> {
+        let fd = stream.into_raw_fd();
+        // may's from_raw_fd panics when it cannot register the descriptor
+        // with its epoll (out of memory); that becomes an error here.
+        std::panic::catch_unwind(|| {
+            // SAFETY: `fd` was just released by the std stream, which owned it.
+            unsafe { may::net::TcpStream::from_raw_fd(fd) }
+        })
+        .map(CoStream::new)
+        .map_err(|_| {
+            // SAFETY: registration failed, so nothing owns `fd`: close it.
+            drop(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+            io::Error::other("cannot register a socket with may")
+        })
+    }
 }
 
 /// Turns a bound std listener into a may listener.

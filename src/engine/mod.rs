@@ -57,6 +57,17 @@ pub(crate) trait Engine: 'static {
 
     /// Waits without holding up other flows of control.
     fn sleep(d: Duration);
+
+    /// Whether idle connections give up their flow of control and wait in
+    /// the parking lot (see `park.rs`).
+    const PARKS: bool;
+
+    /// The socket underneath a stream, taken out of the engine's hands.
+    fn into_std(stream: Self::Stream) -> std::net::TcpStream;
+
+    /// A stream for a socket from [`Engine::into_std`]; called on the flow
+    /// of control that will serve it.
+    fn from_std(stream: std::net::TcpStream) -> io::Result<Self::Stream>;
 }
 
 /// Sends `len` bytes of `file` from `offset` to the socket `sock` with

@@ -102,4 +102,18 @@ impl Engine for Threads {
     fn sleep(d: Duration) {
         std::thread::sleep(d);
     }
+
+    /// A thread per connection is the baseline: it keeps its thread.
+    const PARKS: bool = false;
+
+    fn into_std(stream: ThreadStream) -> TcpStream {
+        stream.stream
+    }
+
+    fn from_std(stream: TcpStream) -> io::Result<ThreadStream> {
+        Ok(ThreadStream {
+            stream,
+            read_timeout: None,
+        })
+    }
 }

@@ -1,0 +1,154 @@
+//! Idle keep-alive connections: on the coroutine engine they give up their
+//! coroutine and wait in the parking lot; on both engines they keep every
+//! promise an open connection makes (served again, timed out, closed at
+//! shutdown, counted against the limits).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::engine_tests;
+use crate::util::{TestServer, engine, read_response, start_site};
+
+const RELEASE: Duration = Duration::from_millis(50);
+
+fn server(configure: impl FnOnce(&mut coserve::Config)) -> TestServer {
+    start_site(|c| {
+        c.release_idle_after = RELEASE;
+        configure(c);
+    })
+}
+
+fn get(conn: &mut TcpStream, path: &str) -> crate::util::Resp {
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    read_response(conn, false).expect("a response")
+}
+
+/// Waits until `n` connections are parked (coroutine engine) or, on the
+/// thread engine, until they have been idle past the release point.
+fn wait_parked(s: &TestServer, n: usize) {
+    if engine() == coserve::EngineKind::Thread {
+        // Nothing parks there; idle past the release point is the state
+        // under test.
+        std::thread::sleep(RELEASE * 3);
+        assert_eq!(s.handle.parked_connections(), 0);
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.handle.parked_connections() != n {
+        assert!(
+            Instant::now() < deadline,
+            "{} parked, expected {n}",
+            s.handle.parked_connections()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+engine_tests! {
+    #[test]
+    fn an_idle_connection_is_served_again_on_the_same_socket() {
+        let s = server(|_| {});
+        let mut conn = s.connect();
+        assert_eq!(get(&mut conn, "/index.html").status, 200);
+        wait_parked(&s, 1);
+        let r = get(&mut conn, "/style.css");
+        assert_eq!((r.status, r.text().as_str()), (200, "body { color: black; }\n"));
+        assert_eq!(s.handle.parked_connections(), 0);
+        // And again: a connection can park any number of times.
+        wait_parked(&s, 1);
+        assert_eq!(get(&mut conn, "/index.html").status, 200);
+    }
+
+    #[test]
+    fn hundreds_of_idle_connections_all_come_back() {
+        let s = server(|_| {});
+        let mut conns: Vec<TcpStream> = (0..300).map(|_| s.connect()).collect();
+        for c in &mut conns {
+            assert_eq!(get(c, "/index.html").status, 200);
+        }
+        wait_parked(&s, 300);
+        for c in &mut conns {
+            c.write_all(b"GET /sub/page.html HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        }
+        for c in &mut conns {
+            let r = read_response(c, false).expect("a response");
+            assert_eq!((r.status, r.text().as_str()), (200, "sub page\n"));
+        }
+    }
+
+    #[test]
+    fn a_connection_that_never_sent_a_byte_parks_too_and_is_served() {
+        let s = server(|_| {});
+        let mut conn = s.connect();
+        wait_parked(&s, 1);
+        assert_eq!(get(&mut conn, "/index.html").status, 200);
+    }
+
+    #[test]
+    fn a_request_followed_by_a_close_is_still_answered() {
+        let s = server(|_| {});
+        let mut conn = s.connect();
+        assert_eq!(get(&mut conn, "/index.html").status, 200);
+        wait_parked(&s, 1);
+        conn.write_all(b"GET /data.json HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        conn.shutdown(Shutdown::Write).unwrap();
+        let r = read_response(&mut conn, false).expect("a response");
+        assert_eq!((r.status, r.text().as_str()), (200, "{\"a\": 1}\n"));
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{rest:?}");
+    }
+
+    #[test]
+    fn an_idle_connection_still_times_out() {
+        let idle = Duration::from_millis(600);
+        let s = server(|c| c.idle_timeout = idle);
+        let mut conn = s.connect();
+        assert_eq!(get(&mut conn, "/index.html").status, 200);
+        let answered = Instant::now();
+        let mut buf = [0u8; 16];
+        let n = conn.read(&mut buf).unwrap();
+        let waited = answered.elapsed();
+        assert_eq!(n, 0, "expected the server to close");
+        assert!(
+            waited >= idle - Duration::from_millis(100) && waited < idle * 5,
+            "closed after {waited:?}, idle timeout {idle:?}"
+        );
+        assert_eq!(s.handle.parked_connections(), 0);
+    }
+
+    #[test]
+    fn an_idle_connection_holds_its_slot() {
+        let s = server(|c| c.max_connections = 1);
+        let mut first = s.connect();
+        assert_eq!(get(&mut first, "/index.html").status, 200);
+        wait_parked(&s, 1);
+        let mut second = s.connect();
+        second.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let r = read_response(&mut second, false).expect("a refusal");
+        assert_eq!(r.status, 503);
+        assert_eq!(get(&mut first, "/index.html").status, 200);
+    }
+
+    #[test]
+    fn shutdown_closes_idle_connections_at_once() {
+        let s = server(|_| {});
+        let mut conns: Vec<TcpStream> = (0..20).map(|_| s.connect()).collect();
+        for c in &mut conns {
+            assert_eq!(get(c, "/index.html").status, 200);
+        }
+        wait_parked(&s, 20);
+        let started = Instant::now();
+        s.handle.shutdown();
+        let took = started.elapsed();
+        for c in &mut conns {
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty());
+        }
+        assert!(took < Duration::from_secs(4), "shutdown took {took:?} (grace 5 s)");
+        assert_eq!(s.handle.parked_connections(), 0);
+    }
+}
