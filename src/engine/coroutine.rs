@@ -67,6 +67,10 @@ impl Transport for CoStream {
         self.stream.shutdown(Shutdown::Write)
     }
 
+    fn cork(&mut self, on: bool) {
+        super::set_cork(self.stream.as_raw_fd(), on);
+    }
+
     /// `sendfile(2)` straight from the page cache to the socket.
     ///
     /// When the socket buffer is full, sendfile says EAGAIN and something

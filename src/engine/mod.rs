@@ -109,3 +109,19 @@ pub(crate) fn sendfile_loop(
     }
     Ok(())
 }
+
+/// Sets or clears `TCP_CORK` on a socket; failure only costs efficiency.
+pub(crate) fn set_cork(sock: std::os::fd::RawFd, on: bool) {
+    let value: libc::c_int = on.into();
+    // SAFETY: `sock` is an open socket borrowed for the call; `value` is a
+    // valid c_int whose size is passed.
+    unsafe {
+        libc::setsockopt(
+            sock,
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
