@@ -4,8 +4,11 @@
 //! built on may serves a keep-alive request with less work.
 //!
 //! ```sh
-//! cargo run --release --example minihttp_peer -- 127.0.0.1:8082 [BODY_BYTES]
+//! cargo run --release --example minihttp_peer -- 127.0.0.1:8082 [BODY_BYTES] [WORKERS] [pin|nopin]
 //! ```
+//!
+//! Without WORKERS it runs on may's defaults: a worker per core, each
+//! pinned to its core.
 
 use std::io;
 

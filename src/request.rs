@@ -337,14 +337,24 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Status<Head>, ParseErro
     if line.len() > limits.max_request_line {
         return Err(ParseError::RequestLineTooLong);
     }
-    let caps = REQUEST_LINE.captures(line).ok_or(ParseError::RequestLine)?;
-    let version = match (&caps[3], &caps[4]) {
+    // The capture slots are reused from one request to the next: the regex
+    // allocates nothing per request. The borrow never spans a yield.
+    thread_local! {
+        static SLOTS: std::cell::RefCell<regex::bytes::CaptureLocations> =
+            std::cell::RefCell::new(REQUEST_LINE.capture_locations());
+    }
+    let groups = SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        REQUEST_LINE.captures_read(&mut slots, line)?;
+        let group = |i| slots.get(i).map(|(a, b)| a..b);
+        Some([group(1)?, group(2)?, group(3)?, group(4)?])
+    });
+    let [method, target, major, minor] = groups.ok_or(ParseError::RequestLine)?;
+    let version = match (&line[major], &line[minor]) {
         (b"1", b"1") => Version::Http11,
         (b"1", b"0") => Version::Http10,
         _ => return Err(ParseError::Version),
     };
-    let method = caps.get(1).expect("group 1").range();
-    let target = caps.get(2).expect("group 2").range();
     let method = start + method.start..start + method.end;
     let target = start + target.start..start + target.end;
     let request_line = start..start + line.len();
@@ -355,7 +365,9 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Status<Head>, ParseErro
     let end = if section.starts_with(b"\r\n") {
         fields_start + 2
     } else {
-        match memchr::memmem::find(section, b"\r\n\r\n") {
+        static END: LazyLock<memchr::memmem::Finder<'static>> =
+            LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+        match END.find(section) {
             Some(i) => fields_start + i + 4,
             None => {
                 check_line_endings(buf, fields_start)?;
@@ -374,8 +386,8 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Status<Head>, ParseErro
     let mut headers = Vec::new();
     let mut pos = fields_start;
     while pos < end - 2 {
-        let line_end =
-            pos + memchr::memmem::find(&buf[pos..end], b"\r\n").expect("CRLF-terminated");
+        // check_line_endings has made sure every CR is part of a CRLF.
+        let line_end = pos + memchr::memchr(b'\r', &buf[pos..end]).expect("CRLF-terminated");
         let line = &buf[pos..line_end];
         if headers.len() == limits.max_headers {
             return Err(ParseError::TooManyHeaders);
@@ -469,6 +481,12 @@ impl Request {
     /// the part after the authority, and `*` for asterisk-form.
     pub fn path(&self) -> &str {
         let target = self.target();
+        if target.starts_with('/') {
+            return match memchr::memchr(b'?', target.as_bytes()) {
+                Some(q) => &target[..q],
+                None => target,
+            };
+        }
         let target = match target.find("://") {
             Some(i) if !target.starts_with('/') => {
                 let after = &target[i + 3..];
@@ -511,9 +529,17 @@ impl Request {
 
     /// The first value of a header field; names compare case-insensitively.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
+    }
+
+    /// All header fields as bytes, in the order received.
+    fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.head
+            .headers
+            .iter()
+            .map(|(n, v)| (&self.raw[n.clone()], &self.raw[v.clone()]))
     }
 
     /// The first value of a header field as a string, if it is UTF-8.
@@ -532,8 +558,8 @@ impl Request {
     /// Whether a comma-separated header (such as `Connection`) lists `token`,
     /// in any of its fields, case-insensitively.
     pub fn header_has_token(&self, name: &str, token: &str) -> bool {
-        self.headers()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.fields()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .flat_map(|(_, v)| v.split(|&b| b == b','))
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
     }
@@ -568,13 +594,13 @@ impl Request {
         let mut length = None;
         let mut encodings = 0;
         let mut chunked = false;
-        for (name, value) in self.headers() {
-            if name.eq_ignore_ascii_case("host") {
+        for (name, value) in self.fields() {
+            if name.eq_ignore_ascii_case(b"host") {
                 hosts += 1;
-            } else if name.eq_ignore_ascii_case("content-length") {
+            } else if name.eq_ignore_ascii_case(b"content-length") {
                 lengths += 1;
                 length = Some(parse_content_length(value)?);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 encodings += 1;
                 let last = value
                     .rsplit(|&b| b == b',')

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Instructions per request on the hot path, counted by callgrind (stable on
+# a noisy machine, unlike a clock): a coserve binary serves COUNT keep-alive
+# requests for a cached 1 KiB index.html on one worker, then stops; the
+# total is divided by COUNT (start-up and shutdown included, so it is an
+# upper bound) and the top functions are printed.
+#
+#   scripts/callgrind.sh [BINARY]       # default target/release/coserve
+#   COUNT=20000 scripts/callgrind.sh /tmp/old/target/release/coserve
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-target/release/coserve}
+COUNT=${COUNT:-20000}
+[[ $BIN != target/release/coserve ]] || cargo build --release --bin coserve 2>&1 | tail -1
+command -v valgrind >/dev/null || { echo "valgrind is needed"; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir "$work/site"
+head -c 1024 /dev/zero | tr '\0' 'x' >"$work/site/index.html"
+# Old enough for the cache to take it at once.
+touch -d '1 minute ago' "$work/site/index.html"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+
+valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
+    "$BIN" "$port" -b 127.0.0.1 -d "$work/site" -q --workers 1 >"$work/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 300); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null && break
+    sleep 0.1
+done
+python3 scripts/requests.py 127.0.0.1 "$port" /index.html "$COUNT" 8
+kill -INT "$pid"
+wait "$pid" || true
+total=$(callgrind_annotate "$work/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
+echo "total instructions: $total; per request: $((total / COUNT))"
+callgrind_annotate "$work/cg.out" 2>/dev/null | sed -n '/file:function/,$p' | head -30
