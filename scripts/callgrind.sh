@@ -32,6 +32,7 @@ done
 python3 scripts/requests.py 127.0.0.1 "$port" /index.html "$COUNT" 8
 kill -INT "$pid"
 wait "$pid" || true
+[[ -z ${KEEP:-} ]] || cp "$work/cg.out" "$KEEP"
 total=$(callgrind_annotate "$work/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
 echo "total instructions: $total; per request: $((total / COUNT))"
 callgrind_annotate "$work/cg.out" 2>/dev/null | sed -n '/file:function/,$p' | head -30
