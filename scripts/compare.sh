@@ -15,6 +15,10 @@
 # listens on 127.0.0.1 only. Prints one table and the ratios, and writes
 # them to target/compare/.
 #
+# coserve and may_minihttp run twice: with may's one worker per core (the
+# default), and with one worker ("-1w"), which leaves the second core to
+# wrk; the README's performance section says why both are shown.
+#
 #   scripts/compare.sh                    # 10 s per wrk run, about 3 min
 #   DURATION=5 SERVERS="coserve nginx" scripts/compare.sh
 #   COSERVE_ARGS="--no-cache" scripts/compare.sh
@@ -25,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
-SERVERS=${SERVERS:-"coserve nginx lighttpd may_minihttp"}
+SERVERS=${SERVERS:-"coserve coserve-1w nginx lighttpd may_minihttp may_minihttp-1w"}
 IDLE=${IDLE:-10000}
 COSERVE_ARGS=${COSERVE_ARGS:-}
 
@@ -70,10 +74,12 @@ wait_port() {
 start() {
     local name=$1 port=$2
     case $name in
-    coserve)
+    coserve | coserve-1w)
+        local workers=0
+        [[ $name == coserve-1w ]] && workers=1
         # shellcheck disable=SC2086
         target/release/coserve "$port" -b 127.0.0.1 -d "$site" -q --max-connections 20000 \
-            --idle-timeout 60 $COSERVE_ARGS >"$work/logs/coserve.log" 2>&1 &
+            --idle-timeout 60 --workers "$workers" $COSERVE_ARGS >"$work/logs/coserve.log" 2>&1 &
         pids+=($!)
         server_pids=($!)
         ;;
@@ -134,6 +140,11 @@ LTD
         pids+=($!)
         server_pids=($!)
         ;;
+    may_minihttp-1w)
+        target/release/examples/minihttp_peer "127.0.0.1:$port" 1024 1 nopin >"$work/logs/minihttp.log" 2>&1 &
+        pids+=($!)
+        server_pids=($!)
+        ;;
     esac
     wait_port "$port"
 }
@@ -170,7 +181,7 @@ for server in $SERVERS; do
     echo "== $server on 127.0.0.1:$port"
     start "$server" "$port"
     small_path=/index.html
-    [[ $server == may_minihttp ]] && small_path=/
+    [[ $server == may_minihttp* ]] && small_path=/
     # Warm up (page cache, lazy allocations), then measure.
     wrk -t1 -c64 -d1s "http://127.0.0.1:$port$small_path" >/dev/null
     for scenario in small c1000 large; do
@@ -198,24 +209,27 @@ done
 
 echo
 echo "== $stamp, $(nproc) cores, wrk -t1, ${DURATION}s per run"
-printf '%-14s %14s %10s %14s %10s %14s %12s\n' server "64 conns" p99ms "1000 conns" p99ms "10 MiB x16" "KiB/idle"
+printf '%-16s %14s %10s %14s %10s %14s %12s\n' server "64 conns" p99ms "1000 conns" p99ms "10 MiB x16" "KiB/idle"
 for server in $SERVERS; do
     [[ -n ${RPS[$server,small]:-} ]] || continue
-    printf '%-14s %14s %10s %14s %10s %14s %12s\n' "$server" \
+    printf '%-16s %14s %10s %14s %10s %14s %12s\n' "$server" \
         "${RPS[$server,small]}" "${P99[$server,small]}" \
         "${RPS[$server,c1000]}" "${P99[$server,c1000]}" \
         "${RPS[$server,large]}" "${KIB[$server]}"
 done
-if [[ -n ${RPS[coserve,small]:-} ]]; then
+for ours in coserve coserve-1w; do
+    [[ -n ${RPS[$ours,small]:-} ]] || continue
     echo
-    echo "coserve / peer (throughput; idle memory: KiB per connection, lower is better)"
+    echo "$ours / peer (throughput)"
     for peer in $SERVERS; do
-        [[ $peer != coserve && -n ${RPS[$peer,small]:-} ]] || continue
-        awk -v p="$peer" -v a="${RPS[coserve,small]}" -v b="${RPS[$peer,small]}" \
-            -v c="${RPS[coserve,c1000]}" -v d="${RPS[$peer,c1000]}" \
-            -v e="${RPS[coserve,large]}" -v f="${RPS[$peer,large]}" \
-            'BEGIN { printf "  vs %-13s 64 conns %.2fx   1000 conns %.2fx   10 MiB %.2fx\n", p, a/b, c/d, e/f }'
+        [[ $peer != coserve* && -n ${RPS[$peer,small]:-} ]] || continue
+        awk -v p="$peer" -v a="${RPS[$ours,small]}" -v b="${RPS[$peer,small]}" \
+            -v c="${RPS[$ours,c1000]}" -v d="${RPS[$peer,c1000]}" \
+            -v e="${RPS[$ours,large]}" -v f="${RPS[$peer,large]}" \
+            'BEGIN { printf "  vs %-16s 64 conns %.2fx   1000 conns %.2fx   10 MiB %.2fx\n", p, a/b, c/d, e/f }'
     done
-fi
-echo "(csv: $csv; raw wrk output was in $work/wrk.txt)"
+done
 cp "$work/wrk.txt" "target/compare/wrk-$stamp.txt"
+svg=target/compare/compare-$stamp.svg
+python3 scripts/compare_chart.py "$csv" "$svg" "coserve and its peers, $stamp, wrk -t1 on $(nproc) cores"
+echo "(csv: $csv; chart: $svg; raw wrk output: target/compare/wrk-$stamp.txt)"
