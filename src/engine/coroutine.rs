@@ -6,31 +6,71 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::os::unix::fs::FileExt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use may::io::WaitIo;
 
 use super::Engine;
+use super::deadline::Waiting;
 use crate::conn::Transport;
 
 /// A may TCP stream as a [`Transport`].
+///
+/// Reads wait with may's `wait_io` and time out through the deadline
+/// sweeper (`deadline.rs`), not may's per-read timers. Writes use may's own
+/// `write`, which waits with a timer only when the socket buffer is full.
 pub(crate) struct CoStream {
     pub stream: may::net::TcpStream,
-    /// The read timeout last set. may's setter is a `setsockopt` call, and
-    /// the connection sets the same idle timeout before nearly every read.
+    /// How long the next reads may wait.
     read_timeout: Option<Duration>,
+    waiting: Registration,
+}
+
+/// A connection's place with the deadline sweeper, given up when dropped.
+struct Registration(Arc<Waiting>);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 impl CoStream {
     pub(crate) fn new(stream: may::net::TcpStream) -> CoStream {
+        let waiting = Registration(Waiting::register(stream.waker()));
         CoStream {
             stream,
             read_timeout: None,
+            waiting,
         }
     }
 }
 
 impl Read for CoStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.read(buf)
+        let mut deadline = None;
+        loop {
+            // The socket is non-blocking (may made it so).
+            match self.stream.inner().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            if let Some(timeout) = self.read_timeout {
+                let now = Instant::now();
+                let deadline = *deadline.get_or_insert(now + timeout);
+                if now >= deadline {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
+                }
+                self.waiting.0.set(Some(deadline));
+            }
+            // Returns at the next event on the socket (data, a close, a
+            // shutdown) or when the sweeper wakes it at the deadline.
+            self.stream.wait_io();
+            self.waiting.0.set(None);
+        }
     }
 }
 
@@ -48,13 +88,7 @@ impl Write for CoStream {
 
 impl Transport for CoStream {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        // may keeps timeouts in whole milliseconds and reads 0 as "none": a
-        // deadline less than 1 ms away would become no deadline at all.
-        let timeout = timeout.map(|d| d.max(Duration::from_millis(1)));
-        if timeout != self.read_timeout {
-            self.stream.set_read_timeout(timeout)?;
-            self.read_timeout = timeout;
-        }
+        self.read_timeout = timeout;
         Ok(())
     }
 
