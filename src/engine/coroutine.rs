@@ -25,6 +25,11 @@ pub(crate) struct CoStream {
     /// How long the next reads may wait.
     read_timeout: Option<Duration>,
     waiting: Registration,
+    /// Whether the last read took all the socket had (it did not fill the
+    /// buffer): the next one then waits for data before trying, which saves
+    /// the read that would fail with EAGAIN while the client is still
+    /// reading our response.
+    drained: bool,
 }
 
 /// A connection's place with the deadline sweeper, given up when dropped.
@@ -43,22 +48,42 @@ impl CoStream {
             stream,
             read_timeout: None,
             waiting,
+            drained: false,
         }
     }
 }
 
+/// The events that make a read worth trying: data, a close, an error, or
+/// the deadline sweeper's wake-up (may's `WaitIoWaker` sets the top bit).
+const READABLE: usize =
+    (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as usize | 0x8000_0000;
+
 impl Read for CoStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let timeout = self.read_timeout;
         let mut deadline = None;
+        if self.drained {
+            deadline = timeout.map(|t| Instant::now() + t);
+            // may's epoll is edge-triggered and `wait_io` returns the events
+            // seen since it last returned, so data that came after the last
+            // read is never missed; a write's EPOLLOUT alone is no reason to
+            // read.
+            self.waiting.0.set(deadline);
+            while self.stream.wait_io() & READABLE == 0 {}
+            self.waiting.0.set(None);
+        }
         loop {
             // The socket is non-blocking (may made it so).
             match self.stream.inner().read(buf) {
-                Ok(n) => return Ok(n),
+                Ok(n) => {
+                    self.drained = n < buf.len();
+                    return Ok(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            if let Some(timeout) = self.read_timeout {
+            if let Some(timeout) = timeout {
                 let now = Instant::now();
                 let deadline = *deadline.get_or_insert(now + timeout);
                 if now >= deadline {
@@ -74,15 +99,32 @@ impl Read for CoStream {
     }
 }
 
+/// Writes go straight to the non-blocking socket; only when its buffer is
+/// full does may's `write` take over to wait (with the write timeout).
+/// may's `write` clears the socket's event flags, which could hide data that
+/// arrived meanwhile from the next `wait_io`, so after one the next read
+/// tries the socket before waiting (`drained` is cleared).
 impl Write for CoStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write(buf)
+        match self.stream.inner().write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.drained = false;
+                self.stream.write(buf)
+            }
+            other => other,
+        }
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.stream.write_vectored(bufs)
+        match self.stream.inner().write_vectored(bufs) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.drained = false;
+                self.stream.write_vectored(bufs)
+            }
+            other => other,
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.stream.flush()
+        Ok(())
     }
 }
 
@@ -114,6 +156,8 @@ impl Transport for CoStream {
     /// few KiB go through it and sendfile resumes after them.
     fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
         let sock = self.stream.as_raw_fd();
+        // The EAGAIN path below writes through may (see `impl Write`).
+        self.drained = false;
         let stream = &mut self.stream;
         let mut chunk = [0u8; 4096];
         super::sendfile_loop(sock, file, offset, len, |offset, end| {
