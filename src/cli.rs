@@ -111,6 +111,11 @@ pub struct Cli {
     #[arg(long)]
     pub spa: bool,
 
+    /// Fixed socket send buffer (SO_SNDBUF) for each connection, instead of
+    /// the kernel's autotuning [default: autotuning].
+    #[arg(long, value_name = "BYTES")]
+    pub send_buffer: Option<usize>,
+
     /// Read every file from disk on every request: no in-memory file cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -178,6 +183,7 @@ impl Cli {
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             max_connections_per_ip: self.max_connections_per_ip,
             engine: self.engine,
+            send_buffer: self.send_buffer,
             ..Config::default()
         }
     }

@@ -70,6 +70,12 @@ pub struct Config {
     pub limits: Limits,
     /// How connections are served: a coroutine or an OS thread each.
     pub engine: EngineKind,
+    /// Each connection's socket send buffer (`SO_SNDBUF`), or `None` (the
+    /// default) to leave it to the kernel's autotuning. A small fixed buffer
+    /// keeps less of a large file in flight, which on loopback doubled the
+    /// throughput of 10 MiB downloads; over a long, fast path it caps each
+    /// connection at about buffer / round-trip time.
+    pub send_buffer: Option<usize>,
     /// The listen backlog: connections the kernel queues before accept.
     /// Linux caps it at `net.core.somaxconn`.
     pub backlog: i32,
@@ -93,6 +99,7 @@ impl Default for Config {
             limits: Limits::default(),
             engine: EngineKind::Coroutine,
             backlog: 4096,
+            send_buffer: None,
         }
     }
 }
@@ -174,7 +181,7 @@ impl Server {
         // those cores (a load generator, other services) a pinned worker cannot
         // move away from it; see the README's performance section.
         may::config().set_worker_pin(config.pin_workers);
-        let listener = bind_listener(addr, config.backlog)?;
+        let listener = bind_listener(addr, config.backlog, config.send_buffer)?;
         let mut router = Router::new();
         router.fallback(handler);
         Ok(Server {
@@ -288,11 +295,19 @@ impl Server {
 
 /// Binds with SO_REUSEADDR but not SO_REUSEPORT, so that a port in use is an
 /// error rather than a silent share (may's own `bind` sets SO_REUSEPORT).
-fn bind_listener(addr: impl ToSocketAddrs, backlog: i32) -> io::Result<std::net::TcpListener> {
+fn bind_listener(
+    addr: impl ToSocketAddrs,
+    backlog: i32,
+    send_buffer: Option<usize>,
+) -> io::Result<std::net::TcpListener> {
     let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
     for addr in addr.to_socket_addrs()? {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
+        // Accepted connections inherit it from the listener.
+        if let Some(bytes) = send_buffer {
+            socket.set_send_buffer_size(bytes)?;
+        }
         match socket
             .bind(&addr.into())
             .and_then(|()| socket.listen(backlog))

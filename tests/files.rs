@@ -470,4 +470,21 @@ crate::engine_tests! {
         assert_eq!(second.status, 200);
         assert_eq!(second.body, b"body { color: black; }\n");
     }
+
+    #[test]
+    fn a_small_fixed_send_buffer_still_sends_big_files_whole() {
+        // 4 KiB: every sendfile call fills the socket, so the wait for room
+        // and the corked segments are exercised on each response.
+        let server = start_site(|c| c.send_buffer = Some(4096));
+        let mut s = server.connect();
+        for _ in 0..3 {
+            s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+            let r = read_response(&mut s, false).expect("a response");
+            assert_eq!(r.status, 200);
+            assert!(r.body == big_pattern(1024 * 1024), "big.bin corrupted");
+        }
+        s.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        let r = read_response(&mut s, false).expect("a response");
+        assert_eq!(r.body, b"body { color: black; }\n");
+    }
 }
