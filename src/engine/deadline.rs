@@ -62,7 +62,8 @@ struct Sweeper {
 
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
-/// Milliseconds since the process's first deadline, rounded up and never 0.
+/// Milliseconds since the process's first deadline, rounded up and never 0:
+/// a deadline is stored no earlier than it is.
 fn millis(t: Instant) -> u64 {
     let d = t.saturating_duration_since(*EPOCH);
     (d.as_micros().div_ceil(1000) as u64).max(1)
@@ -83,7 +84,9 @@ fn sweep() {
     let mut due = Vec::new();
     loop {
         std::thread::sleep(TICK);
-        let now = millis(Instant::now());
+        // Rounded down, so that a deadline (rounded up) counts as passed
+        // only once it really has, and the woken read times out at once.
+        let now = Instant::now().saturating_duration_since(*EPOCH).as_millis() as u64;
         {
             let mut conns = SWEEPER.conns.lock().unwrap_or_else(|e| e.into_inner());
             conns.retain(|w| !w.closed.load(Ordering::Acquire));
