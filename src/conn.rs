@@ -113,6 +113,16 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// A read's result as the connection sees it: bytes, or why reading stops.
+fn read_end(result: io::Result<usize>) -> Result<usize, ReadEnd> {
+    match result {
+        Ok(0) => Err(ReadEnd::Eof),
+        Ok(n) => Ok(n),
+        Err(e) if is_timeout(&e) => Err(ReadEnd::Timeout),
+        Err(_) => Err(ReadEnd::Error),
+    }
+}
+
 /// Why reading stopped.
 enum ReadEnd {
     Eof,
@@ -244,17 +254,10 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
             return Err(ReadEnd::Error);
         }
         let mut first_bytes = [0u8; 1024];
-        let result = self.io.read(&mut first_bytes);
-        match result {
-            Ok(0) => Err(ReadEnd::Eof),
-            Ok(n) => {
-                self.rbuf.reserve(READ_CHUNK.max(n));
-                self.rbuf.extend_from_slice(&first_bytes[..n]);
-                Ok(())
-            }
-            Err(e) if is_timeout(&e) => Err(ReadEnd::Timeout),
-            Err(_) => Err(ReadEnd::Error),
-        }
+        let n = read_end(self.io.read(&mut first_bytes))?;
+        self.rbuf.reserve(READ_CHUNK.max(n));
+        self.rbuf.extend_from_slice(&first_bytes[..n]);
+        Ok(())
     }
 
     /// Gives back the buffers an idle connection does not need.
@@ -285,12 +288,7 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         // SAFETY: the read initialised the first `n` bytes of the spare
         // capacity (n <= spare.len()).
         unsafe { self.rbuf.set_len(len + n.min(spare.len())) };
-        match result {
-            Ok(0) => Err(ReadEnd::Eof),
-            Ok(_) => Ok(()),
-            Err(e) if is_timeout(&e) => Err(ReadEnd::Timeout),
-            Err(_) => Err(ReadEnd::Error),
-        }
+        read_end(result).map(drop)
     }
 
     /// Reads the whole body into the request, or refuses it.

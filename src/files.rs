@@ -605,26 +605,27 @@ impl StaticFiles {
         let Some(cache) = &self.cache else {
             return resp;
         };
-        let len = match resp.body_ref() {
-            Body::File { offset: 0, len, .. }
-                if resp.status() == 200
-                    && *len == fill.id.size()
-                    && *len <= cache.options().max_file
-                    && fill
-                        .id
-                        .settled(std::time::SystemTime::now(), cache.options().settle) =>
-            {
-                *len
-            }
-            _ => return resp,
+        let Body::File {
+            file,
+            offset: 0,
+            len,
+        } = resp.body_ref()
+        else {
+            return resp;
         };
+        if resp.status() != 200
+            || *len != fill.id.size()
+            || *len > cache.options().max_file
+            || !fill
+                .id
+                .settled(std::time::SystemTime::now(), cache.options().settle)
+        {
+            return resp;
+        }
         let Ok(rel) = CString::new(fill.rel.into_os_string().into_vec()) else {
             return resp;
         };
-        let Body::File { file, .. } = resp.body_ref() else {
-            return resp;
-        };
-        let mut bytes = vec![0u8; len as usize];
+        let mut bytes = vec![0u8; *len as usize];
         if file.read_exact_at(&mut bytes, 0).is_err()
             || file.metadata().map(|m| FileId::of(&m)).ok() != Some(fill.id)
         {

@@ -480,23 +480,22 @@ impl Request {
     /// the part after the authority, and `*` for asterisk-form.
     pub fn path(&self) -> &str {
         let target = self.target();
-        if target.starts_with('/') {
-            return match memchr::memchr(b'?', target.as_bytes()) {
-                Some(q) => &target[..q],
-                None => target,
-            };
-        }
-        let target = match target.find("://") {
-            Some(i) if !target.starts_with('/') => {
-                let after = &target[i + 3..];
-                match after.find(['/', '?']) {
-                    Some(j) if after.as_bytes()[j] == b'/' => &after[j..],
-                    _ => "/",
+        // Origin-form, the usual case, skips the search for "://".
+        let target = if target.starts_with('/') {
+            target
+        } else {
+            match target.find("://") {
+                Some(i) => {
+                    let after = &target[i + 3..];
+                    match after.find(['/', '?']) {
+                        Some(j) if after.as_bytes()[j] == b'/' => &after[j..],
+                        _ => "/",
+                    }
                 }
+                None => target,
             }
-            _ => target,
         };
-        match target.find('?') {
+        match memchr::memchr(b'?', target.as_bytes()) {
             Some(q) => &target[..q],
             None => target,
         }
@@ -548,10 +547,9 @@ impl Request {
 
     /// All header fields in the order received.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.head
-            .headers
-            .iter()
-            .map(|(n, v)| (self.str_at(n), &self.raw[v.clone()]))
+        // Names are tokens, ASCII by construction.
+        self.fields()
+            .map(|(n, v)| (std::str::from_utf8(n).unwrap_or(""), v))
     }
 
     /// Whether a comma-separated header (such as `Connection`) lists `token`,

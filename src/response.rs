@@ -163,13 +163,8 @@ impl Response {
     /// All header fields rendered as [`raw_headers`](Self::raw_headers)
     /// takes them.
     pub(crate) fn rendered_headers(&self) -> Bytes {
-        let mut out = BytesMut::from(&self.raw[..]);
-        for (name, value) in &self.headers {
-            out.put_slice(b"\r\n");
-            out.put_slice(name.as_bytes());
-            out.put_slice(b": ");
-            out.put_slice(value.as_bytes());
-        }
+        let mut out = BytesMut::new();
+        put_fields(&mut out, self);
         out.freeze()
     }
 
@@ -325,6 +320,13 @@ pub(crate) fn write_head(
         ConnectionField::Close => buf.put_slice(b"\r\nConnection: close"),
         ConnectionField::KeepAlive => buf.put_slice(b"\r\nConnection: keep-alive"),
     }
+    put_fields(buf, resp);
+    buf.put_slice(b"\r\n\r\n");
+}
+
+/// Appends a response's own header fields, pre-rendered ones first, each as
+/// `\r\nName: value`.
+fn put_fields(buf: &mut BytesMut, resp: &Response) {
     buf.put_slice(&resp.raw);
     for (name, value) in &resp.headers {
         buf.put_slice(b"\r\n");
@@ -332,7 +334,6 @@ pub(crate) fn write_head(
         buf.put_slice(b": ");
         buf.put_slice(value.as_bytes());
     }
-    buf.put_slice(b"\r\n\r\n");
 }
 
 /// Appends the current time as an IMF-fixdate, formatting it at most once a

@@ -512,35 +512,29 @@ fn run_connection<E: Engine>(mut io: E::Stream, peer: SocketAddr, tracked: Track
         &shared.conn_config,
         &shared.stopping,
     );
-    if E::PARKS && ended == Ended::Idle && !shared.stopping.load(Ordering::Acquire) {
-        park(&shared, E::into_std(io), peer, tracked);
+    // Only a server with a parking lot lets connections end idle
+    // (`ConnConfig::park`).
+    if ended == Ended::Idle
+        && !shared.stopping.load(Ordering::Acquire)
+        && let Some(lot) = &shared.parking
+    {
+        let idle = shared
+            .config
+            .idle_timeout
+            .saturating_sub(shared.config.release_idle_after);
+        let parked = Parked {
+            token: tracked,
+            stream: E::into_std(io),
+            peer,
+        };
+        // One that cannot park is closed: it is idle, so nothing is lost.
+        if let Err(parked) = lot.park(parked, idle) {
+            drop(parked);
+        }
         return;
     }
     drop(tracked);
     drop(io);
-}
-
-/// Moves an idle connection to the parking lot. A connection that cannot
-/// park is closed: it is idle, so nothing is lost.
-fn park(shared: &Arc<Shared>, stream: std::net::TcpStream, peer: SocketAddr, tracked: Tracked) {
-    let Some(lot) = &shared.parking else {
-        // Deregistered before the descriptor closes (see `Tracked`).
-        drop(tracked);
-        drop(stream);
-        return;
-    };
-    let idle = shared
-        .config
-        .idle_timeout
-        .saturating_sub(shared.config.release_idle_after);
-    let parked = Parked {
-        token: tracked,
-        stream,
-        peer,
-    };
-    if let Err(parked) = lot.park(parked, idle) {
-        drop(parked);
-    }
 }
 
 /// The parking lot's thread: hands readable connections to new flows of

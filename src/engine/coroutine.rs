@@ -60,40 +60,38 @@ const READABLE: usize =
 
 impl Read for CoStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let timeout = self.read_timeout;
         let mut deadline = None;
-        if self.drained {
-            deadline = timeout.map(|t| Instant::now() + t);
-            // may's epoll is edge-triggered and `wait_io` returns the events
-            // seen since it last returned, so data that came after the last
-            // read is never missed; a write's EPOLLOUT alone is no reason to
-            // read.
-            self.waiting.0.set(deadline);
-            while self.stream.wait_io() & READABLE == 0 {}
-            self.waiting.0.set(None);
-        }
+        // After a read that took all the socket had, wait for an event
+        // before trying again. may's epoll is edge-triggered and `wait_io`
+        // returns the events seen since it last returned, so data that came
+        // after the last read is never missed.
+        let mut wait_first = self.drained;
         loop {
-            // The socket is non-blocking (may made it so).
-            match self.stream.inner().read(buf) {
-                Ok(n) => {
-                    self.drained = n < buf.len();
-                    return Ok(n);
+            if !wait_first {
+                // The socket is non-blocking (may made it so).
+                match self.stream.inner().read(buf) {
+                    Ok(n) => {
+                        self.drained = n < buf.len();
+                        return Ok(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
             }
-            if let Some(timeout) = timeout {
+            if let Some(timeout) = self.read_timeout {
                 let now = Instant::now();
                 let deadline = *deadline.get_or_insert(now + timeout);
-                if now >= deadline {
+                // Over only once the socket has been tried.
+                if now >= deadline && !wait_first {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
                 }
                 self.waiting.0.set(Some(deadline));
             }
-            // Returns at the next event on the socket (data, a close, a
-            // shutdown) or when the sweeper wakes it at the deadline.
-            self.stream.wait_io();
+            wait_first = false;
+            // Until data, a close, a shutdown, or the sweeper's wake at the
+            // deadline; a write's EPOLLOUT alone is no reason to read.
+            while self.stream.wait_io() & READABLE == 0 {}
             self.waiting.0.set(None);
         }
     }
@@ -104,24 +102,27 @@ impl Read for CoStream {
 /// may's `write` clears the socket's event flags, which could hide data that
 /// arrived meanwhile from the next `wait_io`, so after one the next read
 /// tries the socket before waiting (`drained` is cleared).
-impl Write for CoStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.stream.inner().write(buf) {
+impl CoStream {
+    fn write_with(
+        &mut self,
+        op: impl Fn(&mut dyn Write) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        match op(&mut self.stream.inner()) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.drained = false;
-                self.stream.write(buf)
+                op(&mut self.stream)
             }
             other => other,
         }
     }
+}
+
+impl Write for CoStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_with(|w| w.write(buf))
+    }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self.stream.inner().write_vectored(bufs) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.drained = false;
-                self.stream.write_vectored(bufs)
-            }
-            other => other,
-        }
+        self.write_with(|w| w.write_vectored(bufs))
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -208,8 +209,6 @@ impl Engine for Coroutines {
     fn sleep(d: Duration) {
         may::coroutine::sleep(d);
     }
-
-    const PARKS: bool = true;
 
     fn into_std(stream: CoStream) -> std::net::TcpStream {
         // Dropping may's stream takes the descriptor out of may's epoll.

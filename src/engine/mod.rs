@@ -59,10 +59,6 @@ pub(crate) trait Engine: 'static {
     /// Waits without holding up other flows of control.
     fn sleep(d: Duration);
 
-    /// Whether idle connections give up their flow of control and wait in
-    /// the parking lot (see `park.rs`).
-    const PARKS: bool;
-
     /// The socket underneath a stream, taken out of the engine's hands.
     fn into_std(stream: Self::Stream) -> std::net::TcpStream;
 

@@ -107,9 +107,6 @@ impl Engine for Threads {
         std::thread::sleep(d);
     }
 
-    /// A thread per connection is the baseline: it keeps its thread.
-    const PARKS: bool = false;
-
     fn into_std(stream: ThreadStream) -> TcpStream {
         stream.stream
     }
