@@ -20,15 +20,15 @@ mkdir "$work/site"
 head -c 1024 /dev/zero | tr '\0' 'x' >"$work/site/index.html"
 # Old enough for the cache to take it at once.
 touch -d '1 minute ago' "$work/site/index.html"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# shellcheck source=scripts/ports.sh
+. scripts/ports.sh
+port=$(free_port)
 
 valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
     "$BIN" "$port" -b 127.0.0.1 -d "$work/site" -q --workers 1 >"$work/server.log" 2>&1 &
 pid=$!
-for _ in $(seq 300); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null && break
-    sleep 0.1
-done
+# valgrind starts slowly.
+wait_port "$port" 300
 python3 scripts/requests.py 127.0.0.1 "$port" /index.html "$COUNT" 8
 kill -INT "$pid"
 wait "$pid" || true

@@ -54,20 +54,8 @@ head -c $((10 * 1024 * 1024)) /dev/urandom >"$site/10m.bin"
 chmod 755 "$work" "$site"
 chmod 644 "$site"/*
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {
-    for _ in $(seq 100); do
-        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "nothing listens on $1"
-    return 1
-}
+# shellcheck source=scripts/ports.sh
+. scripts/ports.sh
 
 # Starts server $1 on port $2; sets `server_pids` to the processes whose
 # memory counts.

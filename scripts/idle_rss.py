@@ -18,6 +18,8 @@ import socket
 import sys
 import time
 
+from http1 import read_response
+
 
 def rss_kib(pids):
     total = 0
@@ -45,28 +47,9 @@ def settled(pids, within=10.0):
 def one_request(host, port, path):
     s = socket.create_connection((host, port))
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise RuntimeError("closed before the head")
-        buf += chunk
-    head, body = buf.split(b"\r\n\r\n", 1)
-    lines = head.split(b"\r\n")
-    if b" 200 " not in lines[0] + b" ":
-        raise RuntimeError(f"status line {lines[0]!r}")
-    length = None
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    if length is None:
-        raise RuntimeError("no Content-Length")
-    while len(body) < length:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise RuntimeError("closed in the body")
-        body += chunk
+    status, _ = read_response(s.makefile("rb"))
+    if status != 200:
+        raise RuntimeError(f"status {status}")
     return s
 
 

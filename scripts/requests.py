@@ -10,20 +10,7 @@ work matters, not speed. Exits 1 on a wrong answer.
 import socket
 import sys
 
-
-def read_response(f):
-    status = f.readline()
-    if not status.startswith(b"HTTP/1.1 200 "):
-        raise SystemExit(f"bad status line {status!r}")
-    length = None
-    while True:
-        line = f.readline()
-        if line in (b"\r\n", b""):
-            break
-        name, _, value = line.partition(b":")
-        if name.lower() == b"content-length":
-            length = int(value)
-    return len(f.read(length))
+from http1 import read_response
 
 
 def main():
@@ -35,7 +22,10 @@ def main():
     lengths = set()
     for i in range(count):
         socks[i % conns].sendall(request)
-        lengths.add(read_response(files[i % conns]))
+        status, body = read_response(files[i % conns])
+        if status != 200:
+            raise SystemExit(f"status {status}")
+        lengths.add(len(body))
     if len(lengths) != 1:
         raise SystemExit(f"body lengths differ: {lengths}")
     print(f"{count} requests, body {lengths.pop()} bytes")
