@@ -19,6 +19,16 @@
 # default), and with one worker ("-1w"), which leaves the second core to
 # wrk; the README's performance section says why both are shown.
 #
+# coserve builds on a vendored may whose idle workers yield once before
+# they sleep (vendor/may/README.coserve.md). "coserve-noyield" turns that
+# off (MAY_IDLE_YIELD=0). may_minihttp runs on may as published
+# (MAY_IDLE_YIELD=0), and "may_minihttp-yield" on the same loop as coserve.
+#
+# Each run also records the server's CPU and wrk's CPU (in cores, from
+# /proc and /usr/bin/time) and the server threads' voluntary context
+# switches per 1,000 requests: on 2 cores, wrk -t1 is itself the limit when
+# its CPU is near 1.0.
+#
 #   scripts/compare.sh                    # 10 s per wrk run, about 3 min
 #   DURATION=5 SERVERS="coserve nginx" scripts/compare.sh
 #   COSERVE_ARGS="--no-cache" scripts/compare.sh
@@ -29,7 +39,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
-SERVERS=${SERVERS:-"coserve coserve-1w nginx lighttpd may_minihttp may_minihttp-1w"}
+SERVERS=${SERVERS:-"coserve coserve-1w coserve-noyield nginx lighttpd may_minihttp may_minihttp-1w may_minihttp-yield"}
 IDLE=${IDLE:-10000}
 COSERVE_ARGS=${COSERVE_ARGS:-}
 
@@ -62,12 +72,14 @@ chmod 644 "$site"/*
 start() {
     local name=$1 port=$2
     case $name in
-    coserve | coserve-1w)
-        local workers=0
+    coserve | coserve-1w | coserve-noyield)
+        local workers=0 yield=1
         [[ $name == coserve-1w ]] && workers=1
+        [[ $name == coserve-noyield ]] && yield=0
         # shellcheck disable=SC2086
-        target/release/coserve "$port" -b 127.0.0.1 -d "$site" -q --max-connections 20000 \
-            --idle-timeout 60 --workers "$workers" $COSERVE_ARGS >"$work/logs/coserve.log" 2>&1 &
+        MAY_IDLE_YIELD=$yield target/release/coserve "$port" -b 127.0.0.1 -d "$site" -q \
+            --max-connections 20000 --idle-timeout 60 --workers "$workers" $COSERVE_ARGS \
+            >"$work/logs/coserve.log" 2>&1 &
         pids+=($!)
         server_pids=($!)
         ;;
@@ -123,13 +135,17 @@ LTD
         pids+=($!)
         server_pids=($!)
         ;;
-    may_minihttp)
-        target/release/examples/minihttp_peer "127.0.0.1:$port" 1024 >"$work/logs/minihttp.log" 2>&1 &
+    may_minihttp | may_minihttp-yield)
+        local yield=0
+        [[ $name == may_minihttp-yield ]] && yield=1
+        MAY_IDLE_YIELD=$yield target/release/examples/minihttp_peer "127.0.0.1:$port" 1024 \
+            >"$work/logs/minihttp.log" 2>&1 &
         pids+=($!)
         server_pids=($!)
         ;;
     may_minihttp-1w)
-        target/release/examples/minihttp_peer "127.0.0.1:$port" 1024 1 nopin >"$work/logs/minihttp.log" 2>&1 &
+        MAY_IDLE_YIELD=0 target/release/examples/minihttp_peer "127.0.0.1:$port" 1024 1 nopin \
+            >"$work/logs/minihttp.log" 2>&1 &
         pids+=($!)
         server_pids=($!)
         ;;
@@ -142,24 +158,52 @@ stop() {
     for p in "${server_pids[@]}"; do wait "$p" 2>/dev/null || true; done
 }
 
-# wrk's "Requests/sec" and its 99th percentile latency in ms.
+# CPU time (clock ticks) the server's processes have used so far.
+server_ticks() {
+    local t=0 p
+    for p in "${server_pids[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+    echo "$t"
+}
+
+# Voluntary context switches of all the server's threads so far.
+server_switches() {
+    local p
+    for p in "${server_pids[@]}"; do cat /proc/"$p"/task/*/status; done 2>/dev/null |
+        awk '/^voluntary_ctxt_switches/ {n += $2} END {print n + 0}'
+}
+
+# wrk's "Requests/sec", its 99th percentile latency in ms, the server's and
+# wrk's CPU in cores, the server's voluntary context switches per 1,000
+# requests, and any errors.
 run_wrk() {
     local conns=$1 url=$2 out
-    out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url")
+    local t0 t1 v0 v1 wrk_cpu=-
+    t0=$(server_ticks)
+    v0=$(server_switches)
+    if [[ -x /usr/bin/time ]]; then
+        out=$(/usr/bin/time -f '%U %S' -o "$work/time.txt" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url")
+        wrk_cpu=$(awk -v d="$DURATION" '{printf "%.2f", ($1 + $2) / d}' "$work/time.txt")
+    else
+        out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url")
+    fi
+    t1=$(server_ticks)
+    v1=$(server_switches)
     echo "$out" >>"$work/wrk.txt"
-    local rps p99 errors
+    local rps p99 errors srv_cpu cs
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    srv_cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" -v d="$DURATION" 'BEGIN {printf "%.2f", (b - a) / hz / d}')
+    cs=$(awk -v a="$v0" -v b="$v1" -v r="$rps" -v d="$DURATION" 'BEGIN {printf "%.0f", (b - a) * 1000 / (r * d)}')
     p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
     errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-    echo "$rps $p99 ${errors:-none}"
+    echo "$rps $p99 $srv_cpu $wrk_cpu $cs ${errors:-none}"
 }
 
 mkdir -p target/compare
 stamp=$(date -u +%Y-%m-%dT%H:%MZ)
 csv=target/compare/compare-$stamp.csv
-echo "server,scenario,req_per_s,p99_ms,per_conn_kib,errors" >"$csv"
+echo "server,scenario,req_per_s,p99_ms,per_conn_kib,server_cpu,wrk_cpu,switches_per_1k,errors" >"$csv"
 
-declare -A RPS P99 KIB
+declare -A RPS P99 KIB SRV WRK CS
 for server in $SERVERS; do
     case $server in
     nginx) command -v nginx >/dev/null || { echo "== $server: not installed, skipped"; continue; } ;;
@@ -174,14 +218,18 @@ for server in $SERVERS; do
     wrk -t1 -c64 -d1s "http://127.0.0.1:$port$small_path" >/dev/null
     for scenario in small c1000 large; do
         case $scenario in
-        small) read -r rps p99 err <<<"$(run_wrk 64 "http://127.0.0.1:$port$small_path")" ;;
-        c1000) read -r rps p99 err <<<"$(run_wrk 1000 "http://127.0.0.1:$port$small_path")" ;;
-        large) read -r rps p99 err <<<"$(run_wrk 16 "http://127.0.0.1:$port/10m.bin")" ;;
+        small) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 64 "http://127.0.0.1:$port$small_path")" ;;
+        c1000) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 1000 "http://127.0.0.1:$port$small_path")" ;;
+        large) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 16 "http://127.0.0.1:$port/10m.bin")" ;;
         esac
         RPS[$server,$scenario]=$rps
         P99[$server,$scenario]=$p99
-        printf '   %-6s %12s req/s  p99 %8s ms  errors: %s\n' "$scenario" "$rps" "$p99" "$err"
-        echo "$server,$scenario,$rps,$p99,,$err" >>"$csv"
+        SRV[$server,$scenario]=$srv
+        WRK[$server,$scenario]=$wrk_cpu
+        CS[$server,$scenario]=$cs
+        printf '   %-6s %12s req/s  p99 %8s ms  cpu: server %s wrk %s  switches/1k: %s  errors: %s\n' \
+            "$scenario" "$rps" "$p99" "$srv" "$wrk_cpu" "$cs" "$err"
+        echo "$server,$scenario,$rps,$p99,,$srv,$wrk_cpu,$cs,$err" >>"$csv"
     done
     stop
     # The idle count on a fresh server, so earlier load does not hide or
@@ -191,21 +239,32 @@ for server in $SERVERS; do
     line=$(python3 scripts/idle_rss.py 127.0.0.1 "$port" "$IDLE" "${server_pids[@]}")
     echo "   $line"
     KIB[$server]=$(sed 's/.*per_conn_kib=//' <<<"$line")
-    echo "$server,idle$IDLE,,,${KIB[$server]}," >>"$csv"
+    echo "$server,idle$IDLE,,,${KIB[$server]},,,," >>"$csv"
     stop
 done
 
 echo
 echo "== $stamp, $(nproc) cores, wrk -t1, ${DURATION}s per run"
-printf '%-16s %14s %10s %14s %10s %14s %12s\n' server "64 conns" p99ms "1000 conns" p99ms "10 MiB x16" "KiB/idle"
+printf '%-20s %14s %10s %14s %10s %14s %12s\n' server "64 conns" p99ms "1000 conns" p99ms "10 MiB x16" "KiB/idle"
 for server in $SERVERS; do
     [[ -n ${RPS[$server,small]:-} ]] || continue
-    printf '%-16s %14s %10s %14s %10s %14s %12s\n' "$server" \
+    printf '%-20s %14s %10s %14s %10s %14s %12s\n' "$server" \
         "${RPS[$server,small]}" "${P99[$server,small]}" \
         "${RPS[$server,c1000]}" "${P99[$server,c1000]}" \
         "${RPS[$server,large]}" "${KIB[$server]}"
 done
-for ours in coserve coserve-1w; do
+echo
+echo "where the time went: CPU in cores (server / wrk) and server context switches per 1,000 requests"
+printf '%-20s %18s %18s %18s\n' server "64 conns" "1000 conns" "10 MiB x16"
+for server in $SERVERS; do
+    [[ -n ${RPS[$server,small]:-} ]] || continue
+    printf '%-20s' "$server"
+    for scenario in small c1000 large; do
+        printf ' %18s' "${SRV[$server,$scenario]}/${WRK[$server,$scenario]} cs ${CS[$server,$scenario]}"
+    done
+    echo
+done
+for ours in coserve coserve-1w coserve-noyield; do
     [[ -n ${RPS[$ours,small]:-} ]] || continue
     echo
     echo "$ours / peer (throughput)"
@@ -214,7 +273,7 @@ for ours in coserve coserve-1w; do
         awk -v p="$peer" -v a="${RPS[$ours,small]}" -v b="${RPS[$peer,small]}" \
             -v c="${RPS[$ours,c1000]}" -v d="${RPS[$peer,c1000]}" \
             -v e="${RPS[$ours,large]}" -v f="${RPS[$peer,large]}" \
-            'BEGIN { printf "  vs %-16s 64 conns %.2fx   1000 conns %.2fx   10 MiB %.2fx\n", p, a/b, c/d, e/f }'
+            'BEGIN { printf "  vs %-20s 64 conns %.2fx   1000 conns %.2fx   10 MiB %.2fx\n", p, a/b, c/d, e/f }'
     done
 done
 cp "$work/wrk.txt" "target/compare/wrk-$stamp.txt"
