@@ -40,12 +40,26 @@ fn main() -> io::Result<()> {
         .next()
         .map_or(Ok(1024), |s| s.parse())
         .map_err(io::Error::other)?;
+    // may's configuration has to be set before anything starts the runtime.
+    if let Some(workers) = args.next() {
+        let workers: usize = workers.parse().map_err(io::Error::other)?;
+        may::config().set_workers(workers);
+    }
+    match args.next().as_deref() {
+        None => {}
+        Some("pin") => may::config().set_worker_pin(true),
+        Some("nopin") => may::config().set_worker_pin(false),
+        Some(other) => return Err(io::Error::other(format!("pin or nopin, not {other}"))),
+    }
     let service = Fixed {
         small: String::leak("x".repeat(small)),
         large: String::leak("x".repeat(10 * 1024 * 1024)),
     };
     let server = may_minihttp::HttpServer(service).start(addr.as_str())?;
-    println!("may_minihttp listening on {addr}");
+    println!(
+        "may_minihttp listening on {addr}, {} workers",
+        may::config().get_workers()
+    );
     server
         .join()
         .map_err(|_| io::Error::other("server panicked"))
