@@ -250,7 +250,15 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         if self.config.park {
             return Err(ReadEnd::Park);
         }
-        if self.io.set_read_timeout(Some(timeout - first)).is_err() {
+        self.read_after_release(timeout - first)
+    }
+
+    /// The rest of an idle wait once the buffers are given back, for a
+    /// connection that cannot park. Out of line: its 1 KiB buffer would
+    /// otherwise sit in the frame of every request.
+    #[inline(never)]
+    fn read_after_release(&mut self, timeout: Duration) -> Result<(), ReadEnd> {
+        if self.io.set_read_timeout(Some(timeout)).is_err() {
             return Err(ReadEnd::Error);
         }
         let mut first_bytes = [0u8; 1024];
@@ -348,6 +356,8 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
     }
 
     /// Answers a request that cannot be served and closes.
+    #[cold]
+    #[inline(never)]
     fn fail(&mut self, status: u16, req: Option<&Request>) -> Ended {
         self.respond(req, Response::error(status).close());
         Ended::Closed
