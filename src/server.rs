@@ -505,6 +505,26 @@ fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
 /// until it is idle long enough to park.
 fn run_connection<E: Engine>(mut io: E::Stream, peer: SocketAddr, tracked: Tracked) {
     let shared = tracked.shared.clone();
+    // If may abandons this coroutine (a handler overflowed its stack), `io`
+    // and `tracked` are never dropped: close the socket and free the slot
+    // from outside. Only a connection still registered is closed, and a
+    // registered descriptor is still open (see `Tracked`).
+    let weak = Arc::downgrade(&shared);
+    let id = tracked.id;
+    E::on_abandon(
+        &io,
+        Box::new(move || {
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            if let Some(fd) = shared.release(id) {
+                log::error!("a connection's coroutine was abandoned (stack overflow?); closing it");
+                // SAFETY: `fd` was registered, so its stream was never
+                // dropped and never will be: nothing else closes it.
+                unsafe { libc::close(fd) };
+            }
+        }),
+    );
     let ended = serve_connection(
         &mut io,
         Some(peer),
@@ -527,12 +547,15 @@ fn run_connection<E: Engine>(mut io: E::Stream, peer: SocketAddr, tracked: Track
             stream: E::into_std(io),
             peer,
         };
+        // Parked, the connection outlives this coroutine.
+        E::disarm();
         // One that cannot park is closed: it is idle, so nothing is lost.
         if let Err(parked) = lot.park(parked, idle) {
             drop(parked);
         }
         return;
     }
+    E::disarm();
     drop(tracked);
     drop(io);
 }

@@ -32,6 +32,34 @@ pub(crate) struct CoStream {
     drained: bool,
 }
 
+/// What to do if may abandons the current coroutine (see
+/// [`Engine::on_abandon`]). Kept in may's coroutine-local storage, which may
+/// drops when it disposes of a coroutine, also one that overflowed its
+/// stack and whose frames are never unwound.
+struct Abandoned {
+    on_abandon: Option<Box<dyn FnOnce() + Send>>,
+    /// The stream's place with the deadline sweeper, given up as well.
+    waiting: Option<Arc<Waiting>>,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(on_abandon) = self.on_abandon.take() {
+            on_abandon();
+            if let Some(waiting) = self.waiting.take() {
+                waiting.close();
+            }
+        }
+    }
+}
+
+may::coroutine_local!(
+    static ABANDONED: std::cell::RefCell<Abandoned> = std::cell::RefCell::new(Abandoned {
+        on_abandon: None,
+        waiting: None,
+    })
+);
+
 /// A connection's place with the deadline sweeper, given up when dropped.
 struct Registration(Arc<Waiting>);
 
@@ -231,6 +259,24 @@ impl Engine for Coroutines {
             drop(unsafe { std::net::TcpStream::from_raw_fd(fd) });
             io::Error::other("cannot register a socket with may")
         })
+    }
+
+    fn on_abandon(stream: &CoStream, on_abandon: Box<dyn FnOnce() + Send>) {
+        let waiting = stream.waiting.0.clone();
+        // The borrow is taken and released here, with no yield in between.
+        ABANDONED.with(|a| {
+            let mut a = a.borrow_mut();
+            a.on_abandon = Some(on_abandon);
+            a.waiting = Some(waiting);
+        });
+    }
+
+    fn disarm() {
+        ABANDONED.with(|a| {
+            let mut a = a.borrow_mut();
+            a.on_abandon = None;
+            a.waiting = None;
+        });
     }
 }
 

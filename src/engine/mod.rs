@@ -65,6 +65,19 @@ pub(crate) trait Engine: 'static {
     /// A stream for a socket from [`Engine::into_std`]; called on the flow
     /// of control that will serve it.
     fn from_std(stream: std::net::TcpStream) -> io::Result<Self::Stream>;
+
+    /// Arranges for `on_abandon` to run if the current flow of control ends
+    /// without returning or unwinding, which is what may does to a
+    /// coroutine that overflows its stack: nothing on that stack is ever
+    /// dropped, so `stream` would stay open. [`Engine::disarm`] cancels it.
+    /// An OS thread that overflows aborts the process, so the thread engine
+    /// does nothing here.
+    fn on_abandon(stream: &Self::Stream, on_abandon: Box<dyn FnOnce() + Send>) {
+        let _ = (stream, on_abandon);
+    }
+
+    /// Cancels [`Engine::on_abandon`] for the current flow of control.
+    fn disarm() {}
 }
 
 /// Sends `len` bytes of `file` from `offset` to the socket `sock` with
