@@ -27,11 +27,6 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::Metadata;
 use std::hash::BuildHasher;
-
-// foldhash, seeded per cache: the key is hashed on every request, and
-// SipHash (std's default) was 6.5% of a cached request's instructions. A
-// collision can only cost a miss: a hit also compares the path and coding.
-use foldhash::fast::RandomState;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +34,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use foldhash::fast::RandomState;
 
 use crate::conditional::Validators;
 
@@ -195,6 +191,10 @@ pub struct CacheStats {
 #[derive(Debug)]
 pub(crate) struct FileCache {
     options: CacheOptions,
+    /// foldhash, seeded per cache: the key is hashed on every request, and
+    /// SipHash (std's default) was 6.5% of a cached request's instructions.
+    /// A collision can only cost a miss: a hit also compares the path and
+    /// the coding.
     hasher: RandomState,
     map: RwLock<Map>,
     clock: AtomicU64,

@@ -579,6 +579,19 @@ impl StaticFiles {
         }
     }
 
+    /// Everything but a cache hit. Out of line, so that a hit runs in a
+    /// small stack frame: with a thousand connections, each one's stack is
+    /// cold when its next request comes.
+    #[inline(never)]
+    fn handle_uncached(&self, req: &Request) -> Response {
+        let mut fill = None;
+        let resp = self.decorate(self.respond(req, &mut fill));
+        match fill {
+            Some(fill) => self.fill_cache(req, fill, resp),
+            None => resp,
+        }
+    }
+
     /// A `200` from the cache, when it holds this path, the file is
     /// unchanged and the preconditions let it through. Everything else
     /// (ranges, `304`, `412`, other methods) takes the slow path.
@@ -653,21 +666,6 @@ impl Handler for StaticFiles {
         match self.cached(req) {
             Some(hit) => hit,
             None => self.handle_uncached(req),
-        }
-    }
-}
-
-impl StaticFiles {
-    /// Everything but a cache hit. Out of line, so that a hit runs in a
-    /// small stack frame: with a thousand connections, each one's stack is
-    /// cold when its next request comes.
-    #[inline(never)]
-    fn handle_uncached(&self, req: &Request) -> Response {
-        let mut fill = None;
-        let resp = self.decorate(self.respond(req, &mut fill));
-        match fill {
-            Some(fill) => self.fill_cache(req, fill, resp),
-            None => resp,
         }
     }
 }

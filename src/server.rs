@@ -340,9 +340,9 @@ struct Shared {
     state: Mutex<State>,
     changed: Condvar,
     files: Option<StaticFiles>,
-    /// Idle connections without a flow of control; made at the first park.
-    /// `None` for the thread engine, or if it could not be made; idle
-    /// connections then keep their flow of control.
+    /// Idle connections without a flow of control; made when the server
+    /// starts. `None` for the thread engine, or if it could not be made;
+    /// idle connections then keep their flow of control.
     parking: Option<Arc<Lot<Tracked>>>,
 }
 
@@ -532,6 +532,9 @@ fn run_connection<E: Engine>(mut io: E::Stream, peer: SocketAddr, tracked: Track
         &shared.conn_config,
         &shared.stopping,
     );
+    // No handler runs past this point: from here on the connection is
+    // closed or parked (and outlives this coroutine) by the code below.
+    E::disarm();
     // Only a server with a parking lot lets connections end idle
     // (`ConnConfig::park`).
     if ended == Ended::Idle
@@ -547,15 +550,12 @@ fn run_connection<E: Engine>(mut io: E::Stream, peer: SocketAddr, tracked: Track
             stream: E::into_std(io),
             peer,
         };
-        // Parked, the connection outlives this coroutine.
-        E::disarm();
         // One that cannot park is closed: it is idle, so nothing is lost.
         if let Err(parked) = lot.park(parked, idle) {
             drop(parked);
         }
         return;
     }
-    E::disarm();
     drop(tracked);
     drop(io);
 }

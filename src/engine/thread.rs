@@ -55,13 +55,13 @@ impl Transport for ThreadStream {
         self.stream.shutdown(Shutdown::Write)
     }
 
-    /// `sendfile(2)` on a blocking socket: it blocks in the kernel, and the
-    /// socket's send timeout (SO_SNDTIMEO) turns a stalled client into
-    /// EAGAIN, reported as a timeout.
     fn cork(&mut self, on: bool) {
         super::set_cork(self.stream.as_raw_fd(), on);
     }
 
+    /// `sendfile(2)` on a blocking socket: it blocks in the kernel, and the
+    /// socket's send timeout (SO_SNDTIMEO) turns a stalled client into
+    /// EAGAIN, reported as a timeout.
     fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
         super::sendfile_loop(self.stream.as_raw_fd(), file, offset, len, |_, _| {
             Err(io::Error::new(io::ErrorKind::TimedOut, "send timed out"))
