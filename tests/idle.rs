@@ -46,6 +46,17 @@ fn wait_parked(s: &TestServer, n: usize) {
     }
 }
 
+/// `n` connections that each made one request and are now idle (parked on
+/// the coroutine engine).
+fn idle_connections(s: &TestServer, n: usize) -> Vec<TcpStream> {
+    let mut conns: Vec<TcpStream> = (0..n).map(|_| s.connect()).collect();
+    for c in &mut conns {
+        assert_eq!(get(c, "/index.html").status, 200);
+    }
+    wait_parked(s, n);
+    conns
+}
+
 engine_tests! {
     #[test]
     fn an_idle_connection_is_served_again_on_the_same_socket() {
@@ -64,11 +75,7 @@ engine_tests! {
     #[test]
     fn hundreds_of_idle_connections_all_come_back() {
         let s = server(|_| {});
-        let mut conns: Vec<TcpStream> = (0..300).map(|_| s.connect()).collect();
-        for c in &mut conns {
-            assert_eq!(get(c, "/index.html").status, 200);
-        }
-        wait_parked(&s, 300);
+        let mut conns = idle_connections(&s, 300);
         for c in &mut conns {
             c.write_all(b"GET /sub/page.html HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
         }
@@ -135,11 +142,7 @@ engine_tests! {
     #[test]
     fn shutdown_closes_idle_connections_at_once() {
         let s = server(|_| {});
-        let mut conns: Vec<TcpStream> = (0..20).map(|_| s.connect()).collect();
-        for c in &mut conns {
-            assert_eq!(get(c, "/index.html").status, 200);
-        }
-        wait_parked(&s, 20);
+        let mut conns = idle_connections(&s, 20);
         let started = Instant::now();
         s.handle.shutdown();
         let took = started.elapsed();
