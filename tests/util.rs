@@ -273,25 +273,9 @@ pub fn read_response(s: &mut TcpStream, head_request: bool) -> Option<Resp> {
         }
     }
     let text = String::from_utf8(head).expect("ASCII head");
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap();
-    assert!(
-        status_line.starts_with("HTTP/1.1 "),
-        "status line {status_line:?}"
-    );
-    let status: u16 = status_line[9..12].parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (n, v) = l.split_once(':').expect("header colon");
-            (n.to_string(), v.trim().to_string())
-        })
-        .collect();
-    let mut resp = Resp {
-        status,
-        headers,
-        body: Vec::new(),
-    };
+    assert!(text.starts_with("HTTP/1.1 "), "status line {text:?}");
+    let mut resp = parse_head_text(&text);
+    let status = resp.status;
     let no_body = head_request || status < 200 || status == 204 || status == 304;
     if !no_body {
         let len: usize = resp
@@ -309,26 +293,9 @@ pub fn read_response(s: &mut TcpStream, head_request: bool) -> Option<Resp> {
 pub fn parse_responses(mut bytes: &[u8]) -> Vec<Resp> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
-        let end = bytes
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("complete head")
-            + 4;
-        let text = std::str::from_utf8(&bytes[..end]).unwrap();
-        let mut lines = text.split("\r\n");
-        let status: u16 = lines.next().unwrap()[9..12].parse().unwrap();
-        let headers: Vec<(String, String)> = lines
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let (n, v) = l.split_once(':').unwrap();
-                (n.to_string(), v.trim().to_string())
-            })
-            .collect();
-        let mut resp = Resp {
-            status,
-            headers,
-            body: Vec::new(),
-        };
+        let end = head_end(bytes).expect("complete head");
+        let mut resp = parse_head_text(std::str::from_utf8(&bytes[..end]).unwrap());
+        let status = resp.status;
         let len: usize = if status == 304 || status == 204 {
             0
         } else {
@@ -344,30 +311,7 @@ pub fn parse_responses(mut bytes: &[u8]) -> Vec<Resp> {
 
 /// Reads one response head, byte by byte, without reading past it.
 pub fn read_head_only(s: &mut TcpStream) -> Resp {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(0) => panic!("EOF inside a head: {:?}", String::from_utf8_lossy(&head)),
-            Ok(_) => head.push(byte[0]),
-            Err(e) => panic!("read failed inside a head: {e}"),
-        }
-    }
-    let text = String::from_utf8(head).unwrap();
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap();
-    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line:?}");
-    Resp {
-        status: status_line[9..12].parse().unwrap(),
-        headers: lines
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let (n, v) = l.split_once(':').unwrap();
-                (n.to_string(), v.trim().to_string())
-            })
-            .collect(),
-        body: Vec::new(),
-    }
+    read_response(s, true).expect("a response head, not EOF")
 }
 
 /// Reads until EOF, giving up (with an error) if the server keeps the
@@ -432,29 +376,36 @@ pub fn request(server: &TestServer, method: &str, path: &str, headers: &[(&str, 
 /// Splits everything a server sent into the response head (with an empty
 /// body) and every byte after it.
 pub fn split_head(bytes: &[u8]) -> (Resp, Vec<u8>) {
-    let end = bytes
+    let end = head_end(bytes)
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(bytes)));
+    let head = parse_head_text(std::str::from_utf8(&bytes[..end]).unwrap());
+    (head, bytes[end..].to_vec())
+}
+
+/// Where the first response head in `bytes` ends: just past its blank line.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(bytes)))
-        + 4;
-    let text = std::str::from_utf8(&bytes[..end]).unwrap();
+        .map(|i| i + 4)
+}
+
+/// A response head's status and header fields, with an empty body.
+fn parse_head_text(text: &str) -> Resp {
     let mut lines = text.split("\r\n");
     let status = lines.next().unwrap()[9..12].parse().unwrap();
     let headers = lines
         .filter(|l| !l.is_empty())
         .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
+            let (n, v) = l.split_once(':').expect("header colon");
             (n.to_string(), v.trim().to_string())
         })
         .collect();
-    (
-        Resp {
-            status,
-            headers,
-            body: Vec::new(),
-        },
-        bytes[end..].to_vec(),
-    )
+    Resp {
+        status,
+        headers,
+        body: Vec::new(),
+    }
 }
 
 /// Polls `cond` until it holds or `within` has passed; returns whether it
