@@ -81,15 +81,14 @@ pub(crate) trait Engine: 'static {
 }
 
 /// Sends `len` bytes of `file` from `offset` to the socket `sock` with
-/// `sendfile(2)`. When the socket buffer is full (EAGAIN), `on_full(offset,
-/// end)` decides: it waits and may move some bytes itself, returning how
-/// many, or fails.
+/// `sendfile(2)`. When the socket buffer is full (EAGAIN), `wait_room`
+/// waits until it has room, or fails (a timeout).
 pub(crate) fn sendfile_loop(
     sock: std::os::fd::RawFd,
     file: &std::fs::File,
     mut offset: u64,
     len: u64,
-    mut on_full: impl FnMut(u64, u64) -> io::Result<u64>,
+    mut wait_room: impl FnMut() -> io::Result<()>,
 ) -> io::Result<()> {
     let end = offset + len;
     let src = file.as_raw_fd();
@@ -113,7 +112,7 @@ pub(crate) fn sendfile_loop(
         let err = io::Error::last_os_error();
         match err.raw_os_error() {
             Some(libc::EINTR) => {}
-            Some(libc::EAGAIN) => offset += on_full(offset, end)?,
+            Some(libc::EAGAIN) => wait_room()?,
             _ => return Err(err),
         }
     }

@@ -63,7 +63,7 @@ impl Transport for ThreadStream {
     /// socket's send timeout (SO_SNDTIMEO) turns a stalled client into
     /// EAGAIN, reported as a timeout.
     fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
-        super::sendfile_loop(self.stream.as_raw_fd(), file, offset, len, |_, _| {
+        super::sendfile_loop(self.stream.as_raw_fd(), file, offset, len, || {
             Err(io::Error::new(io::ErrorKind::TimedOut, "send timed out"))
         })
     }
