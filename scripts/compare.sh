@@ -29,19 +29,30 @@
 # switches per 1,000 requests: on 2 cores, wrk -t1 is itself the limit when
 # its CPU is near 1.0.
 #
+# The 10 MiB scenario depends on the kernel's TCP congestion control more
+# than on any server: on this machine (BBR) every server makes 250-450
+# req/s, with Linux's default (CUBIC) 550-600. The run prints which one was
+# in effect; TCP_CC sets it for the run (root only; restored at the end).
+#
 #   scripts/compare.sh                    # 10 s per wrk run, about 3 min
 #   DURATION=5 SERVERS="coserve nginx" scripts/compare.sh
 #   COSERVE_ARGS="--no-cache" scripts/compare.sh
+#   TCP_CC=cubic SCENARIOS=large IDLE=0 scripts/compare.sh
 #
-# Settings: DURATION (s per wrk run), SERVERS, IDLE (connection count),
-# COSERVE_ARGS (extra flags for coserve).
+# Settings: DURATION (s per wrk run), SERVERS, SCENARIOS (any of "small
+# c1000 large"), IDLE (connection count; 0 skips the idle measurement),
+# COSERVE_ARGS (extra flags for coserve), TCP_CC (congestion control).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
 SERVERS=${SERVERS:-"coserve coserve-1w coserve-noyield nginx lighttpd may_minihttp may_minihttp-1w may_minihttp-yield"}
+SCENARIOS=${SCENARIOS:-"small c1000 large"}
 IDLE=${IDLE:-10000}
 COSERVE_ARGS=${COSERVE_ARGS:-}
+TCP_CC=${TCP_CC:-}
+cc_file=/proc/sys/net/ipv4/tcp_congestion_control
+cc_before=$(cat "$cc_file" 2>/dev/null || echo unknown)
 
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
 echo "== building (release)"
@@ -52,9 +63,14 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [[ -n $TCP_CC && $cc_before != unknown ]]; then echo "$cc_before" >"$cc_file" || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
+if [[ -n $TCP_CC ]]; then
+    echo "$TCP_CC" >"$cc_file" || { echo "cannot set the congestion control to $TCP_CC (root?)"; exit 1; }
+fi
+cc=$(cat "$cc_file" 2>/dev/null || echo unknown)
 
 site=$work/site
 mkdir -p "$site" "$work/logs"
@@ -200,7 +216,7 @@ run_wrk() {
 
 mkdir -p target/compare
 stamp=$(date -u +%Y-%m-%dT%H:%MZ)
-csv=target/compare/compare-$stamp.csv
+csv=target/compare/compare-$stamp-$cc.csv
 echo "server,scenario,req_per_s,p99_ms,per_conn_kib,server_cpu,wrk_cpu,switches_per_1k,errors" >"$csv"
 
 declare -A RPS P99 KIB SRV WRK CS
@@ -216,7 +232,7 @@ for server in $SERVERS; do
     [[ $server == may_minihttp* ]] && small_path=/
     # Warm up (page cache, lazy allocations), then measure.
     wrk -t1 -c64 -d1s "http://127.0.0.1:$port$small_path" >/dev/null
-    for scenario in small c1000 large; do
+    for scenario in $SCENARIOS; do
         case $scenario in
         small) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 64 "http://127.0.0.1:$port$small_path")" ;;
         c1000) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 1000 "http://127.0.0.1:$port$small_path")" ;;
@@ -232,6 +248,7 @@ for server in $SERVERS; do
         echo "$server,$scenario,$rps,$p99,,$srv,$wrk_cpu,$cs,$err" >>"$csv"
     done
     stop
+    [[ $IDLE -gt 0 ]] || continue
     # The idle count on a fresh server, so earlier load does not hide or
     # inflate its growth.
     port=$(free_port)
@@ -244,39 +261,40 @@ for server in $SERVERS; do
 done
 
 echo
-echo "== $stamp, $(nproc) cores, wrk -t1, ${DURATION}s per run"
+echo "== $stamp, $(nproc) cores, wrk -t1, ${DURATION}s per run, TCP congestion control $cc"
 printf '%-20s %14s %10s %14s %10s %14s %12s\n' server "64 conns" p99ms "1000 conns" p99ms "10 MiB x16" "KiB/idle"
 for server in $SERVERS; do
-    [[ -n ${RPS[$server,small]:-} ]] || continue
     printf '%-20s %14s %10s %14s %10s %14s %12s\n' "$server" \
-        "${RPS[$server,small]}" "${P99[$server,small]}" \
-        "${RPS[$server,c1000]}" "${P99[$server,c1000]}" \
-        "${RPS[$server,large]}" "${KIB[$server]}"
+        "${RPS[$server,small]:--}" "${P99[$server,small]:--}" \
+        "${RPS[$server,c1000]:--}" "${P99[$server,c1000]:--}" \
+        "${RPS[$server,large]:--}" "${KIB[$server]:--}"
 done
 echo
 echo "where the time went: CPU in cores (server / wrk) and server context switches per 1,000 requests"
 printf '%-20s %18s %18s %18s\n' server "64 conns" "1000 conns" "10 MiB x16"
 for server in $SERVERS; do
-    [[ -n ${RPS[$server,small]:-} ]] || continue
     printf '%-20s' "$server"
     for scenario in small c1000 large; do
-        printf ' %18s' "${SRV[$server,$scenario]}/${WRK[$server,$scenario]} cs ${CS[$server,$scenario]}"
+        printf ' %18s' "${SRV[$server,$scenario]:--}/${WRK[$server,$scenario]:--} cs ${CS[$server,$scenario]:--}"
     done
     echo
 done
+# ours/peer for one scenario, or "-" where either was not run.
+ratio() {
+    local a=${RPS[$1,$3]:-} b=${RPS[$2,$3]:-}
+    if [[ -n $a && -n $b ]]; then awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2fx", a / b }'; else echo -; fi
+}
 for ours in coserve coserve-1w coserve-noyield; do
-    [[ -n ${RPS[$ours,small]:-} ]] || continue
+    [[ " $SERVERS " == *" $ours "* ]] || continue
     echo
     echo "$ours / peer (throughput)"
     for peer in $SERVERS; do
-        [[ $peer != coserve* && -n ${RPS[$peer,small]:-} ]] || continue
-        awk -v p="$peer" -v a="${RPS[$ours,small]}" -v b="${RPS[$peer,small]}" \
-            -v c="${RPS[$ours,c1000]}" -v d="${RPS[$peer,c1000]}" \
-            -v e="${RPS[$ours,large]}" -v f="${RPS[$peer,large]}" \
-            'BEGIN { printf "  vs %-20s 64 conns %.2fx   1000 conns %.2fx   10 MiB %.2fx\n", p, a/b, c/d, e/f }'
+        [[ $peer != coserve* ]] || continue
+        printf '  vs %-20s 64 conns %s   1000 conns %s   10 MiB %s\n' "$peer" \
+            "$(ratio "$ours" "$peer" small)" "$(ratio "$ours" "$peer" c1000)" "$(ratio "$ours" "$peer" large)"
     done
 done
 cp "$work/wrk.txt" "target/compare/wrk-$stamp.txt"
-svg=target/compare/compare-$stamp.svg
-python3 scripts/compare_chart.py "$csv" "$svg" "coserve and its peers, $stamp, wrk -t1 on $(nproc) cores"
+svg=target/compare/compare-$stamp-$cc.svg
+python3 scripts/compare_chart.py "$csv" "$svg" "coserve and its peers, $stamp, wrk -t1 on $(nproc) cores, $cc"
 echo "(csv: $csv; chart: $svg; raw wrk output: target/compare/wrk-$stamp.txt)"
