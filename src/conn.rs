@@ -11,7 +11,8 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -83,6 +84,9 @@ pub(crate) struct ConnConfig {
     /// [`Ended::Idle`], to wait in the parking lot (see `park.rs`), rather
     /// than holding its flow of control.
     pub park: bool,
+    /// Connections waiting for a request without buffers and without
+    /// parking, counted for `ServerHandle::released_connections`.
+    pub released: Arc<AtomicUsize>,
 }
 
 /// How [`serve_connection`] ended.
@@ -250,7 +254,10 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         if self.config.park {
             return Err(ReadEnd::Park);
         }
-        self.read_after_release(timeout - first)
+        self.config.released.fetch_add(1, Ordering::AcqRel);
+        let read = self.read_after_release(timeout - first);
+        self.config.released.fetch_sub(1, Ordering::AcqRel);
+        read
     }
 
     /// The rest of an idle wait once the buffers are given back, for a
@@ -678,6 +685,7 @@ mod tests {
             write_timeout: Duration::from_secs(1),
             release_after: Duration::from_secs(1),
             park: false,
+            released: Arc::default(),
         };
         let handler = |req: &Request| {
             Response::new(200).body(Body::Bytes(Bytes::from(format!(

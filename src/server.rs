@@ -121,6 +121,7 @@ impl Config {
             write_timeout: self.write_timeout,
             release_after: self.release_idle_after,
             park: false,
+            released: Arc::default(),
         }
     }
 }
@@ -663,6 +664,13 @@ impl ServerHandle {
     /// a coroutine (see [`Config::release_idle_after`]).
     pub fn parked_connections(&self) -> usize {
         self.shared.parking.as_ref().map_or(0, |lot| lot.len())
+    }
+
+    /// How many idle connections hold no buffers right now: the parked ones
+    /// and, where connections cannot park (the thread engine), those idle
+    /// for longer than [`Config::release_idle_after`].
+    pub fn released_connections(&self) -> usize {
+        self.parked_connections() + self.shared.conn_config.released.load(Ordering::Acquire)
     }
 
     /// The file cache's counters: `None` for a server not made by

@@ -25,25 +25,25 @@ fn get(conn: &mut TcpStream, path: &str) -> crate::util::Resp {
     read_response(conn, false).expect("a response")
 }
 
-/// Waits until `n` connections are parked (coroutine engine) or, on the
-/// thread engine, until they have been idle past the release point.
+/// Waits until `n` connections have given back their buffers: parked, on
+/// the coroutine engine; waiting without them in their own flow of
+/// control, on the thread engine, which never parks.
 fn wait_parked(s: &TestServer, n: usize) {
-    if engine() == coserve::EngineKind::Thread {
-        // Nothing parks there; idle past the release point is the state
-        // under test.
-        std::thread::sleep(RELEASE * 3);
-        assert_eq!(s.handle.parked_connections(), 0);
-        return;
-    }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while s.handle.parked_connections() != n {
+    while s.handle.released_connections() != n {
         assert!(
             Instant::now() < deadline,
-            "{} parked, expected {n}",
-            s.handle.parked_connections()
+            "{} released, expected {n}",
+            s.handle.released_connections()
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    let parked = if engine() == coserve::EngineKind::Thread {
+        0
+    } else {
+        n
+    };
+    assert_eq!(s.handle.parked_connections(), parked);
 }
 
 /// `n` connections that each made one request and are now idle (parked on
@@ -67,6 +67,7 @@ engine_tests! {
         let r = get(&mut conn, "/style.css");
         assert_eq!((r.status, r.text().as_str()), (200, "body { color: black; }\n"));
         assert_eq!(s.handle.parked_connections(), 0);
+        assert_eq!(s.handle.released_connections(), 0);
         // And again: a connection can park any number of times.
         wait_parked(&s, 1);
         assert_eq!(get(&mut conn, "/index.html").status, 200);
