@@ -16,7 +16,7 @@
 //!   tick cannot hide behind an unchanged `stat` (git's "racily clean"
 //!   problem; Linux stamps files from a clock that ticks every 1-10 ms, or
 //!   finer since 6.13 once a timestamp has been looked at);
-//! - an entry is rebuilt by the slow path after [`RECHECK`], which picks up
+//! - an entry is rebuilt by the slow path after `RECHECK` (a second), which picks up
 //!   what a `stat` of the file cannot see: a precompressed sibling or an
 //!   earlier index file created next to it.
 //!
