@@ -256,7 +256,7 @@ pub struct Head {
     target: Range<usize>,
     request_line: Range<usize>,
     version: Version,
-    headers: Vec<(Range<usize>, Range<usize>)>,
+    headers: Fields,
     /// One bit per field name present, from [`name_bit`]: a lookup for a
     /// name whose bit is clear answers "absent" without a scan. Most
     /// lookups are for fields a request does not have (the four
@@ -422,14 +422,52 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Status<Head>, ParseErro
     if end - fields_start > limits.max_header_bytes + 2 {
         return Err(ParseError::HeadersTooLarge);
     }
-    check_line_endings(&buf[..end], fields_start)?;
+    // The fields are checked line by line; a line-ending error anywhere in
+    // the section still takes precedence over the others, as when the whole
+    // section was checked first (a separate pass that cost 4% of a cached
+    // request's instructions; now it runs only for a head that fails).
+    let (headers, names) = match parse_fields(buf, fields_start, end, limits) {
+        Ok(fields) => fields,
+        Err(e) => {
+            check_line_endings(&buf[..end], fields_start)?;
+            return Err(e);
+        }
+    };
 
+    Ok(Status::Complete(Head {
+        len: end,
+        method,
+        target,
+        request_line,
+        version,
+        headers,
+        names,
+    }))
+}
+
+/// Each field's name and value, as ranges of the buffer.
+type Fields = Vec<(Range<usize>, Range<usize>)>;
+
+/// The header fields of a complete head: `buf[fields_start..end]`, which
+/// ends in CRLF CRLF. Returns each field's name and value ranges and the
+/// name filter ([`Head::names`]).
+fn parse_fields(
+    buf: &[u8],
+    fields_start: usize,
+    end: usize,
+    limits: &Limits,
+) -> Result<(Fields, u64), ParseError> {
     let mut headers = Vec::new();
     let mut names = 0;
     let mut pos = fields_start;
     while pos < end - 2 {
-        // check_line_endings has made sure every CR is part of a CRLF.
-        let line_end = pos + memchr::memchr(b'\r', &buf[pos..end]).expect("CRLF-terminated");
+        let cr = memchr::memchr(b'\r', &buf[pos..end]).ok_or(ParseError::LineEnding)?;
+        let line_end = pos + cr;
+        if buf.get(line_end + 1) != Some(&b'\n') {
+            return Err(ParseError::LineEnding);
+        }
+        // No LF can hide in the line itself: names are tokens, values are
+        // field-value bytes, and neither admits CR or LF.
         let line = &buf[pos..line_end];
         if headers.len() == limits.max_headers {
             return Err(ParseError::TooManyHeaders);
@@ -455,16 +493,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Status<Head>, ParseErro
         headers.push((pos..pos + colon, pos + v_start..pos + v_end));
         pos = line_end + 2;
     }
-
-    Ok(Status::Complete(Head {
-        len: end,
-        method,
-        target,
-        request_line,
-        version,
-        headers,
-        names,
-    }))
+    Ok((headers, names))
 }
 
 /// A request: its head, its body, and where it came from.
