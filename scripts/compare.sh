@@ -38,16 +38,20 @@
 #   DURATION=5 SERVERS="coserve nginx" scripts/compare.sh
 #   COSERVE_ARGS="--no-cache" scripts/compare.sh
 #   TCP_CC=cubic SCENARIOS=large IDLE=0 scripts/compare.sh
+#   ROUNDS=3 DURATION=5 scripts/compare.sh   # servers alternate; medians
 #
-# Settings: DURATION (s per wrk run), SERVERS, SCENARIOS (any of "small
-# c1000 large"), IDLE (connection count; 0 skips the idle measurement),
-# COSERVE_ARGS (extra flags for coserve), TCP_CC (congestion control).
+# Settings: DURATION (s per wrk run), ROUNDS (each server runs every
+# scenario once per round, in turn; the table gives medians), SERVERS,
+# SCENARIOS (any of "small c1000 large"), IDLE (connection count, measured
+# in the first round; 0 skips it), COSERVE_ARGS (extra flags for coserve),
+# TCP_CC (congestion control).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
 SERVERS=${SERVERS:-"coserve coserve-1w coserve-noyield nginx lighttpd may_minihttp may_minihttp-1w may_minihttp-yield"}
 SCENARIOS=${SCENARIOS:-"small c1000 large"}
+ROUNDS=${ROUNDS:-1}
 IDLE=${IDLE:-10000}
 COSERVE_ARGS=${COSERVE_ARGS:-}
 TCP_CC=${TCP_CC:-}
@@ -217,51 +221,85 @@ run_wrk() {
 mkdir -p target/compare
 stamp=$(date -u +%Y-%m-%dT%H:%MZ)
 csv=target/compare/compare-$stamp-$cc.csv
+rounds_csv=target/compare/compare-$stamp-$cc-rounds.csv
 echo "server,scenario,req_per_s,p99_ms,per_conn_kib,server_cpu,wrk_cpu,switches_per_1k,errors" >"$csv"
+echo "round,server,scenario,req_per_s,p99_ms,server_cpu,wrk_cpu,switches_per_1k,errors" >"$rounds_csv"
 
-declare -A RPS P99 KIB SRV WRK CS
-for server in $SERVERS; do
-    case $server in
-    nginx) command -v nginx >/dev/null || { echo "== $server: not installed, skipped"; continue; } ;;
-    lighttpd) command -v lighttpd >/dev/null || { echo "== $server: not installed, skipped"; continue; } ;;
+# The median of the numbers given (the lower middle one for an even count).
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'
+}
+
+installed() {
+    case $1 in
+    nginx) command -v nginx >/dev/null ;;
+    lighttpd) command -v lighttpd >/dev/null ;;
+    *) true ;;
     esac
-    port=$(free_port)
-    echo "== $server on 127.0.0.1:$port"
-    start "$server" "$port"
-    small_path=/index.html
-    [[ $server == may_minihttp* ]] && small_path=/
-    # Warm up (page cache, lazy allocations), then measure.
-    wrk -t1 -c64 -d1s "http://127.0.0.1:$port$small_path" >/dev/null
-    for scenario in $SCENARIOS; do
-        case $scenario in
-        small) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 64 "http://127.0.0.1:$port$small_path")" ;;
-        c1000) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 1000 "http://127.0.0.1:$port$small_path")" ;;
-        large) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 16 "http://127.0.0.1:$port/10m.bin")" ;;
-        esac
-        RPS[$server,$scenario]=$rps
-        P99[$server,$scenario]=$p99
-        SRV[$server,$scenario]=$srv
-        WRK[$server,$scenario]=$wrk_cpu
-        CS[$server,$scenario]=$cs
-        printf '   %-6s %12s req/s  p99 %8s ms  cpu: server %s wrk %s  switches/1k: %s  errors: %s\n' \
-            "$scenario" "$rps" "$p99" "$srv" "$wrk_cpu" "$cs" "$err"
-        echo "$server,$scenario,$rps,$p99,,$srv,$wrk_cpu,$cs,$err" >>"$csv"
+}
+
+# Per round, each server in turn runs every scenario; with ROUNDS > 1 the
+# servers alternate, so that the machine's drift over the run (5-10% an
+# hour here) does not fall on one server's figures, and the table reports
+# each figure's median over the rounds.
+declare -A RPS P99 KIB SRV WRK CS ERR
+for round in $(seq "$ROUNDS"); do
+    for server in $SERVERS; do
+        installed "$server" || { echo "== $server: not installed, skipped"; continue; }
+        port=$(free_port)
+        echo "== round $round/$ROUNDS: $server on 127.0.0.1:$port"
+        start "$server" "$port"
+        small_path=/index.html
+        [[ $server == may_minihttp* ]] && small_path=/
+        # Warm up (page cache, lazy allocations), then measure.
+        wrk -t1 -c64 -d1s "http://127.0.0.1:$port$small_path" >/dev/null
+        for scenario in $SCENARIOS; do
+            case $scenario in
+            small) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 64 "http://127.0.0.1:$port$small_path")" ;;
+            c1000) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 1000 "http://127.0.0.1:$port$small_path")" ;;
+            large) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 16 "http://127.0.0.1:$port/10m.bin")" ;;
+            esac
+            RPS[$server,$scenario]+=" $rps"
+            P99[$server,$scenario]+=" $p99"
+            SRV[$server,$scenario]+=" $srv"
+            WRK[$server,$scenario]+=" $wrk_cpu"
+            CS[$server,$scenario]+=" $cs"
+            [[ $err == none ]] || ERR[$server,$scenario]+="round $round: $err "
+            printf '   %-6s %12s req/s  p99 %8s ms  cpu: server %s wrk %s  switches/1k: %s  errors: %s\n' \
+                "$scenario" "$rps" "$p99" "$srv" "$wrk_cpu" "$cs" "$err"
+            echo "$round,$server,$scenario,$rps,$p99,$srv,$wrk_cpu,$cs,$err" >>"$rounds_csv"
+        done
+        stop
+        [[ $round -eq 1 && $IDLE -gt 0 ]] || continue
+        # The idle count on a fresh server, so earlier load does not hide or
+        # inflate its growth; once, since it barely varies.
+        port=$(free_port)
+        start "$server" "$port"
+        line=$(python3 scripts/idle_rss.py 127.0.0.1 "$port" "$IDLE" "${server_pids[@]}")
+        echo "   $line"
+        KIB[$server]=$(sed 's/.*per_conn_kib=//' <<<"$line")
+        stop
     done
-    stop
-    [[ $IDLE -gt 0 ]] || continue
-    # The idle count on a fresh server, so earlier load does not hide or
-    # inflate its growth.
-    port=$(free_port)
-    start "$server" "$port"
-    line=$(python3 scripts/idle_rss.py 127.0.0.1 "$port" "$IDLE" "${server_pids[@]}")
-    echo "   $line"
-    KIB[$server]=$(sed 's/.*per_conn_kib=//' <<<"$line")
-    echo "$server,idle$IDLE,,,${KIB[$server]},,,," >>"$csv"
-    stop
+done
+# Each figure becomes its median over the rounds.
+for server in $SERVERS; do
+    for scenario in $SCENARIOS; do
+        [[ -n ${RPS[$server,$scenario]:-} ]] || continue
+        # shellcheck disable=SC2086
+        {
+            RPS[$server,$scenario]=$(median ${RPS[$server,$scenario]})
+            P99[$server,$scenario]=$(median ${P99[$server,$scenario]})
+            SRV[$server,$scenario]=$(median ${SRV[$server,$scenario]})
+            WRK[$server,$scenario]=$(median ${WRK[$server,$scenario]})
+            CS[$server,$scenario]=$(median ${CS[$server,$scenario]})
+        }
+        echo "$server,$scenario,${RPS[$server,$scenario]},${P99[$server,$scenario]},,${SRV[$server,$scenario]},${WRK[$server,$scenario]},${CS[$server,$scenario]},${ERR[$server,$scenario]:-none}" >>"$csv"
+    done
+    [[ -z ${KIB[$server]:-} ]] || echo "$server,idle$IDLE,,,${KIB[$server]},,,," >>"$csv"
 done
 
 echo
-echo "== $stamp, $(nproc) cores, wrk -t1, ${DURATION}s per run, TCP congestion control $cc"
+echo "== $stamp, $(nproc) cores, wrk -t1, ${DURATION}s per run, median of $ROUNDS round(s), TCP congestion control $cc"
 printf '%-20s %14s %10s %14s %10s %14s %12s\n' server "64 conns" p99ms "1000 conns" p99ms "10 MiB x16" "KiB/idle"
 for server in $SERVERS; do
     printf '%-20s %14s %10s %14s %10s %14s %12s\n' "$server" \
@@ -297,4 +335,4 @@ done
 cp "$work/wrk.txt" "target/compare/wrk-$stamp.txt"
 svg=target/compare/compare-$stamp-$cc.svg
 python3 scripts/compare_chart.py "$csv" "$svg" "coserve and its peers, $stamp, wrk -t1 on $(nproc) cores, $cc"
-echo "(csv: $csv; chart: $svg; raw wrk output: target/compare/wrk-$stamp.txt)"
+echo "(csv: $csv, each round: $rounds_csv; chart: $svg; raw wrk output: target/compare/wrk-$stamp.txt)"
