@@ -348,6 +348,18 @@ fn check_line_endings(buf: &[u8], from: usize) -> Result<(), ParseError> {
 /// must end in CRLF: a bare LF or CR is refused rather than guessed at,
 /// because guessing is how request smuggling starts.
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Status<Head>, ParseError> {
+    parse_head_into(buf, limits, &mut Fields::new())
+}
+
+/// [`parse_head`], keeping the fields of a complete head in `spare`'s
+/// allocation (the head takes it, and leaves `spare` empty): a connection
+/// hands back the vector of its last request, and parsing allocates
+/// nothing.
+pub(crate) fn parse_head_into(
+    buf: &[u8],
+    limits: &Limits,
+    spare: &mut Fields,
+) -> Result<Status<Head>, ParseError> {
     let mut start = 0;
     while buf[start..].starts_with(b"\r\n") {
         start += 2;
@@ -426,7 +438,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Status<Head>, ParseErro
     // the section still takes precedence over the others, as when the whole
     // section was checked first (a separate pass that cost 4% of a cached
     // request's instructions; now it runs only for a head that fails).
-    let (headers, names) = match parse_fields(buf, fields_start, end, limits) {
+    let (headers, names) = match parse_fields(buf, fields_start, end, limits, spare) {
         Ok(fields) => fields,
         Err(e) => {
             check_line_endings(&buf[..end], fields_start)?;
@@ -446,7 +458,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Status<Head>, ParseErro
 }
 
 /// Each field's name and value, as ranges of the buffer.
-type Fields = Vec<(Range<usize>, Range<usize>)>;
+pub(crate) type Fields = Vec<(Range<usize>, Range<usize>)>;
 
 /// The header fields of a complete head: `buf[fields_start..end]`, which
 /// ends in CRLF CRLF. Returns each field's name and value ranges and the
@@ -456,8 +468,10 @@ fn parse_fields(
     fields_start: usize,
     end: usize,
     limits: &Limits,
+    spare: &mut Fields,
 ) -> Result<(Fields, u64), ParseError> {
-    let mut headers = Vec::new();
+    let mut headers = std::mem::take(spare);
+    headers.clear();
     let mut names = 0;
     let mut pos = fields_start;
     while pos < end - 2 {
@@ -534,6 +548,14 @@ impl Request {
             Status::Complete(head) => Ok(Request::new(Bytes::copy_from_slice(bytes), head, None)),
             Status::Partial => Err(ParseError::RequestLine),
         }
+    }
+
+    /// The vector that held the fields, emptied, for the next
+    /// [`parse_head_into`].
+    pub(crate) fn into_fields(self) -> Fields {
+        let mut fields = self.head.headers;
+        fields.clear();
+        fields
     }
 
     pub(crate) fn set_body(&mut self, body: Bytes) {
