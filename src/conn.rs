@@ -677,6 +677,19 @@ mod tests {
         }
     }
 
+    /// The settings both in-memory runs use: one-second timeouts, no parking.
+    fn config() -> ConnConfig {
+        ConnConfig {
+            limits: Limits::default(),
+            idle_timeout: Duration::from_secs(1),
+            header_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(1),
+            release_after: Duration::from_secs(1),
+            park: false,
+            released: Arc::default(),
+        }
+    }
+
     /// Counts the allocations each thread makes, for the test below.
     struct Counting;
 
@@ -719,15 +732,7 @@ mod tests {
             output: Vec::with_capacity(1 << 20),
             chunk: 4096,
         };
-        let config = ConnConfig {
-            limits: Limits::default(),
-            idle_timeout: Duration::from_secs(1),
-            header_timeout: Duration::from_secs(1),
-            write_timeout: Duration::from_secs(1),
-            release_after: Duration::from_secs(1),
-            park: false,
-            released: Arc::default(),
-        };
+        let config = config();
         let handler =
             |_: &Request| Response::new(200).body(Body::Bytes(Bytes::from_static(b"hello")));
         let stopping = AtomicBool::new(false);
@@ -764,15 +769,7 @@ mod tests {
             output: Vec::new(),
             chunk,
         };
-        let config = ConnConfig {
-            limits: Limits::default(),
-            idle_timeout: Duration::from_secs(1),
-            header_timeout: Duration::from_secs(1),
-            write_timeout: Duration::from_secs(1),
-            release_after: Duration::from_secs(1),
-            park: false,
-            released: Arc::default(),
-        };
+        let config = config();
         let handler = |req: &Request| {
             Response::new(200).body(Body::Bytes(Bytes::from(format!(
                 "{}|{}",
