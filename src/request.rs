@@ -550,12 +550,10 @@ impl Request {
         }
     }
 
-    /// The vector that held the fields, emptied, for the next
-    /// [`parse_head_into`].
+    /// The vector that held the fields, for the next [`parse_head_into`]
+    /// (which empties it).
     pub(crate) fn into_fields(self) -> Fields {
-        let mut fields = self.head.headers;
-        fields.clear();
-        fields
+        self.head.headers
     }
 
     pub(crate) fn set_body(&mut self, body: Bytes) {
