@@ -10,7 +10,11 @@
 #
 # Peers, each run when installed: nginx (2 workers, sendfile on, tcp_nopush
 # on, access log off), lighttpd, and may_minihttp answering a fixed 1 KiB
-# body from memory (examples/minihttp_peer.rs, the may ceiling). Every
+# body from memory (examples/minihttp_peer.rs, the may ceiling). Then
+# "null" (examples/null_peer.rs), a one-thread epoll loop that answers each
+# request with coserve's head and body from memory and does nothing else:
+# what it makes is the client's ceiling, the most wrk -t1 can drive here
+# whatever the server (64 and 1,000 connections only). Every
 # server serves the same generated site from a temporary directory and
 # listens on 127.0.0.1 only. Prints one table and the ratios, and writes
 # them to target/compare/.
@@ -49,7 +53,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
-SERVERS=${SERVERS:-"coserve coserve-1w coserve-noyield nginx lighttpd may_minihttp may_minihttp-1w may_minihttp-yield"}
+SERVERS=${SERVERS:-"coserve coserve-1w coserve-noyield nginx lighttpd may_minihttp may_minihttp-1w may_minihttp-yield null"}
 SCENARIOS=${SCENARIOS:-"small c1000 large"}
 ROUNDS=${ROUNDS:-1}
 IDLE=${IDLE:-10000}
@@ -60,7 +64,7 @@ cc_before=$(cat "$cc_file" 2>/dev/null || echo unknown)
 
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
 echo "== building (release)"
-cargo build --release --bin coserve --example minihttp_peer 2>&1 | tail -1
+cargo build --release --bin coserve --example minihttp_peer --example null_peer 2>&1 | tail -1
 
 work=$(mktemp -d)
 pids=()
@@ -169,6 +173,11 @@ LTD
         pids+=($!)
         server_pids=($!)
         ;;
+    null)
+        target/release/examples/null_peer "127.0.0.1:$port" >"$work/logs/null.log" 2>&1 &
+        pids+=($!)
+        server_pids=($!)
+        ;;
     esac
     wait_port "$port"
 }
@@ -254,6 +263,8 @@ for round in $(seq "$ROUNDS"); do
         # Warm up (page cache, lazy allocations), then measure.
         wrk -t1 -c64 -d1s "http://127.0.0.1:$port$small_path" >/dev/null
         for scenario in $SCENARIOS; do
+            # The null peer answers every target with the 1 KiB response.
+            [[ $server == null && $scenario == large ]] && continue
             case $scenario in
             small) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 64 "http://127.0.0.1:$port$small_path")" ;;
             c1000) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 1000 "http://127.0.0.1:$port$small_path")" ;;
@@ -270,7 +281,7 @@ for round in $(seq "$ROUNDS"); do
             echo "$round,$server,$scenario,$rps,$p99,$srv,$wrk_cpu,$cs,$err" >>"$rounds_csv"
         done
         stop
-        [[ $round -eq 1 && $IDLE -gt 0 ]] || continue
+        [[ $round -eq 1 && $IDLE -gt 0 && $server != null ]] || continue
         # The idle count on a fresh server, so earlier load does not hide or
         # inflate its growth; once, since it barely varies.
         port=$(free_port)

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Draws scripts/compare.sh's CSV as an SVG: one panel per scenario, one bar
-per server, coserve's bars in colour. No dependencies.
+per server, coserve's bars in colour, the null peer (the client's
+ceiling) in grey. No dependencies.
 
     scripts/compare_chart.py target/compare/compare-STAMP.csv docs/compare.svg "title"
 """
@@ -45,7 +46,7 @@ def main():
             svg.append(f'<text x="{LABEL_W - 6}" y="{by + BAR_H - 4}" text-anchor="end">{escape(server)}</text>')
             if v is not None:
                 width = (W - LABEL_W - 110) * v / top
-                colour = "#d95f02" if server.startswith("coserve") else "#7570b3"
+                colour = "#d95f02" if server.startswith("coserve") else "#999999" if server == "null" else "#7570b3"
                 svg.append(f'<rect x="{LABEL_W}" y="{by}" width="{width:.1f}" height="{BAR_H}" fill="{colour}"/>')
                 text = f"{v:,.0f}" if field == "req_per_s" else f"{v:.2f}"
                 svg.append(f'<text x="{LABEL_W + width + 5:.1f}" y="{by + BAR_H - 4}">{text}</text>')
