@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::util::{
     Resp, TestServer, big_pattern, parse_responses, read_response, read_to_close,
-    read_until_closed, start_site,
+    read_until_closed, start_site, try_parse_head,
 };
 
 const INDEX: &[u8] = b"<!doctype html><title>home</title>home page\n";
@@ -24,38 +24,9 @@ fn site() -> TestServer {
     start_site(|_| {})
 }
 
-/// Parses a response head (status line and fields, up to and including the
-/// empty line) at the start of `bytes`; returns it and the bytes after it.
+/// `util::try_parse_head`, with the bytes after the head.
 fn parse_head(bytes: &[u8]) -> Result<(Resp, &[u8]), String> {
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("no complete head in {:?}", String::from_utf8_lossy(bytes)))?
-        + 4;
-    let text = std::str::from_utf8(&bytes[..end]).map_err(|e| format!("head not UTF-8: {e}"))?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    if !status_line.starts_with("HTTP/1.1 ") || status_line.len() < 12 {
-        return Err(format!("bad status line {status_line:?}"));
-    }
-    let status: u16 = status_line[9..12]
-        .parse()
-        .map_err(|e| format!("bad status in {status_line:?}: {e}"))?;
-    let mut headers = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (n, v) = line
-            .split_once(':')
-            .ok_or_else(|| format!("header line without colon: {line:?}"))?;
-        headers.push((n.to_string(), v.trim().to_string()));
-    }
-    Ok((
-        Resp {
-            status,
-            headers,
-            body: Vec::new(),
-        },
-        &bytes[end..],
-    ))
+    try_parse_head(bytes).map(|(resp, end)| (resp, &bytes[end..]))
 }
 
 /// Like `util::parse_responses`, but reports malformed or truncated input

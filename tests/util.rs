@@ -272,9 +272,7 @@ pub fn read_response(s: &mut TcpStream, head_request: bool) -> Option<Resp> {
             ),
         }
     }
-    let text = String::from_utf8(head).expect("ASCII head");
-    assert!(text.starts_with("HTTP/1.1 "), "status line {text:?}");
-    let mut resp = parse_head_text(&text);
+    let (mut resp, _) = try_parse_head(&head).unwrap_or_else(|e| panic!("{e}"));
     let status = resp.status;
     let no_body = head_request || status < 200 || status == 204 || status == 304;
     if !no_body {
@@ -293,8 +291,7 @@ pub fn read_response(s: &mut TcpStream, head_request: bool) -> Option<Resp> {
 pub fn parse_responses(mut bytes: &[u8]) -> Vec<Resp> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
-        let end = head_end(bytes).expect("complete head");
-        let mut resp = parse_head_text(std::str::from_utf8(&bytes[..end]).unwrap());
+        let (mut resp, end) = try_parse_head(bytes).unwrap_or_else(|e| panic!("{e}"));
         let status = resp.status;
         let len: usize = if status == 304 || status == 204 {
             0
@@ -376,36 +373,42 @@ pub fn request(server: &TestServer, method: &str, path: &str, headers: &[(&str, 
 /// Splits everything a server sent into the response head (with an empty
 /// body) and every byte after it.
 pub fn split_head(bytes: &[u8]) -> (Resp, Vec<u8>) {
-    let end = head_end(bytes)
-        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(bytes)));
-    let head = parse_head_text(std::str::from_utf8(&bytes[..end]).unwrap());
+    let (head, end) = try_parse_head(bytes).unwrap_or_else(|e| panic!("{e}"));
     (head, bytes[end..].to_vec())
 }
 
-/// Where the first response head in `bytes` ends: just past its blank line.
-fn head_end(bytes: &[u8]) -> Option<usize> {
-    bytes
+/// Parses the response head (status line and fields, up to and including
+/// the empty line) at the start of `bytes`. Returns it, with an empty body,
+/// and where it ends; or what is missing or malformed, so that a table
+/// test can list every failure instead of stopping at the first.
+pub fn try_parse_head(bytes: &[u8]) -> Result<(Resp, usize), String> {
+    let end = bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
-}
-
-/// A response head's status and header fields, with an empty body.
-fn parse_head_text(text: &str) -> Resp {
+        .ok_or_else(|| format!("no complete head in {:?}", String::from_utf8_lossy(bytes)))?
+        + 4;
+    let text = std::str::from_utf8(&bytes[..end]).map_err(|e| format!("head not UTF-8: {e}"))?;
     let mut lines = text.split("\r\n");
-    let status = lines.next().unwrap()[9..12].parse().unwrap();
-    let headers = lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (n, v) = l.split_once(':').expect("header colon");
-            (n.to_string(), v.trim().to_string())
-        })
-        .collect();
-    Resp {
+    let status_line = lines.next().unwrap_or("");
+    if !status_line.starts_with("HTTP/1.1 ") || status_line.len() < 12 {
+        return Err(format!("bad status line {status_line:?}"));
+    }
+    let status = status_line[9..12]
+        .parse()
+        .map_err(|e| format!("bad status in {status_line:?}: {e}"))?;
+    let mut headers = Vec::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (n, v) = line
+            .split_once(':')
+            .ok_or_else(|| format!("header line without colon: {line:?}"))?;
+        headers.push((n.to_string(), v.trim().to_string()));
+    }
+    let resp = Resp {
         status,
         headers,
         body: Vec::new(),
-    }
+    };
+    Ok((resp, end))
 }
 
 /// Polls `cond` until it holds or `within` has passed; returns whether it
