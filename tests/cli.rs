@@ -186,6 +186,34 @@ fn serves_logs_and_exits_cleanly_on_sigint() {
     serve_request_and_stop(libc::SIGINT);
 }
 
+/// Ctrl-Z then `fg` (SIGSTOP, SIGCONT) interrupts every worker sleeping in
+/// `epoll_wait`: nothing went wrong, so nothing is logged, and the server
+/// goes on serving.
+#[test]
+fn a_stop_and_continue_is_not_an_error() {
+    let site = make_site();
+    let mut server = Coserve::serve(site.path(), &["-q"]);
+    let addr = server.announced_addr();
+    assert_eq!(get_root(addr).status, 200);
+    server.signal(libc::SIGSTOP);
+    // SIGCONT discards a stop still pending: continue once it has stopped.
+    let stat = format!("/proc/{}/stat", server.child.id());
+    let stopped = util::eventually(WAIT, || {
+        std::fs::read_to_string(&stat)
+            .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|s| s.starts_with('T')))
+    });
+    assert!(stopped, "coserve did not stop");
+    server.signal(libc::SIGCONT);
+    assert_eq!(get_root(addr).status, 200);
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr: {stderr:?}"
+    );
+    assert_eq!(stderr, "", "a stop and continue logged something");
+}
+
 #[test]
 fn thread_engine_serves_and_stops_cleanly() {
     serve_request_and_stop_with(libc::SIGTERM, &["--engine", "thread"]);

@@ -76,7 +76,14 @@ fn wait_yielding_first(
     if *IDLE_YIELD {
         std::thread::yield_now();
     }
-    Ok(epoll.wait(events, timeout)?)
+    match epoll.wait(events, timeout) {
+        Ok(n) => Ok(n),
+        // coserve: a signal handler, or a stop and continue (SIGSTOP and
+        // SIGCONT: Ctrl-Z, `fg`), ends the wait early. Nothing happened, so
+        // it is no error to log: the loop just goes round.
+        Err(nix::errno::Errno::EINTR) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub(crate) struct Selector {
