@@ -38,7 +38,7 @@
 # req/s, with Linux's default (CUBIC) 550-600. The run prints which one was
 # in effect; TCP_CC sets it for the run (root only; restored at the end).
 #
-#   scripts/compare.sh                    # 10 s per wrk run, about 3 min
+#   scripts/compare.sh                    # 10 s per wrk run, about 6 min
 #   DURATION=5 SERVERS="coserve nginx" scripts/compare.sh
 #   COSERVE_ARGS="--no-cache" scripts/compare.sh
 #   TCP_CC=cubic SCENARIOS=large IDLE=0 scripts/compare.sh
