@@ -31,7 +31,8 @@
 # Each run also records the server's CPU and wrk's CPU (in cores, from
 # /proc and /usr/bin/time) and the server threads' voluntary context
 # switches per 1,000 requests: on 2 cores, wrk -t1 is itself the limit when
-# its CPU is near 1.0.
+# its CPU is near 1.0. A second table divides both CPUs by the requests:
+# microseconds per request for the server and for wrk.
 #
 # The 10 MiB scenario depends on the kernel's TCP congestion control more
 # than on any server: on this machine (BBR) every server makes 250-450
@@ -327,6 +328,23 @@ for server in $SERVERS; do
         printf ' %18s' "${SRV[$server,$scenario]:--}/${WRK[$server,$scenario]:--} cs ${CS[$server,$scenario]:--}"
     done
     echo
+done
+# CPU per request in µs, "server / wrk": what each side spent on one
+# request. On a machine the two share, the client's part moves with the
+# server's timing (the null peer shows how much).
+per_request() {
+    local rps=${RPS[$1,$2]:-} srv=${SRV[$1,$2]:-} wrk=${WRK[$1,$2]:-}
+    if [[ -n $rps && $srv != - && $wrk != - && -n $srv && -n $wrk ]]; then
+        awk -v r="$rps" -v s="$srv" -v w="$wrk" 'BEGIN { printf "%.2f / %.2f", s * 1e6 / r, w * 1e6 / r }'
+    else
+        echo -
+    fi
+}
+echo
+echo "CPU per request in microseconds (server / wrk)"
+printf '%-20s %18s %18s\n' server "64 conns" "1000 conns"
+for server in $SERVERS; do
+    printf '%-20s %18s %18s\n' "$server" "$(per_request "$server" small)" "$(per_request "$server" c1000)"
 done
 # ours/peer for one scenario, or "-" where either was not run.
 ratio() {
