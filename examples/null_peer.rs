@@ -1,4 +1,4 @@
-//! The client's ceiling for `scripts/compare.sh`: a server that does
+//! The client's share for `scripts/compare.sh`: a server that does
 //! nothing but answer. One thread, one epoll, level-triggered; every
 //! complete request head it reads (it counts `\r\n\r\n`) gets the same
 //! response from memory, shaped like coserve's answer for a 1 KiB
@@ -6,8 +6,11 @@
 //! as many bytes as it does against coserve.
 //!
 //! It reads no file, parses nothing and keeps no validators: no HTTP server
-//! can answer with less work. So whatever `wrk -t1` makes against it is the
-//! most the client can drive on this machine, whatever the server.
+//! can answer with less work. So what `wrk -t1` makes against it is what
+//! the client gets when the server costs nothing. That is not always the
+//! most: the client's own cost per request depends on how the server's
+//! answers are timed, and at 1,000 connections on the project's machine
+//! may_minihttp, which does more, got more (README, "The client's share").
 //!
 //! ```sh
 //! cargo run --release --example null_peer -- 127.0.0.1:8083

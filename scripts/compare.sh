@@ -13,8 +13,8 @@
 # body from memory (examples/minihttp_peer.rs, the may ceiling). Then
 # "null" (examples/null_peer.rs), a one-thread epoll loop that answers each
 # request with coserve's head and body from memory and does nothing else:
-# what it makes is the client's ceiling, the most wrk -t1 can drive here
-# whatever the server (64 and 1,000 connections only). Every
+# what it makes is what wrk -t1 gets here from a server that costs nothing
+# (64 and 1,000 connections only). Every
 # server serves the same generated site from a temporary directory and
 # listens on 127.0.0.1 only. Prints one table and the ratios, and writes
 # them to target/compare/.

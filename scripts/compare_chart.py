@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Draws scripts/compare.sh's CSV as an SVG: one panel per scenario, one bar
-per server, coserve's bars in colour, the null peer (the client's
-ceiling) in grey. No dependencies.
+per server, coserve's bars in colour, the null peer (a server that
+costs nothing) in grey. No dependencies.
 
     scripts/compare_chart.py target/compare/compare-STAMP.csv docs/compare.svg "title"
 """
