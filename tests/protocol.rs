@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::util::{
     Resp, TestServer, big_pattern, parse_responses, read_response, read_to_close,
-    read_until_closed, start_site, try_parse_head,
+    read_until_closed, start_site, try_parse_head, try_read_head,
 };
 
 const INDEX: &[u8] = b"<!doctype html><title>home</title>home page\n";
@@ -51,20 +51,10 @@ fn parse_all(mut bytes: &[u8]) -> Result<Vec<Resp>, String> {
     Ok(out)
 }
 
-/// Reads one response head from a stream without reading past it.
+/// Reads one response head from a stream without reading past it; an EOF
+/// before it is an error too.
 fn read_head_only(s: &mut TcpStream) -> Result<Resp, String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(0) => {
-                return Err(format!("EOF after {:?}", String::from_utf8_lossy(&head)));
-            }
-            Ok(_) => head.push(byte[0]),
-            Err(e) => return Err(format!("read failed: {e}")),
-        }
-    }
-    parse_head(&head).map(|(r, _)| r)
+    try_read_head(s)?.ok_or_else(|| "EOF before a response head".to_string())
 }
 
 /// Whether `s` has the IMF-fixdate shape, e.g. `Thu, 26 Nov 2026 22:34:15 GMT`

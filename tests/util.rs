@@ -256,23 +256,7 @@ pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
 /// Content-Length (none for HEAD, 1xx, 204, 304). Returns None on a clean
 /// EOF before any byte.
 pub fn read_response(s: &mut TcpStream, head_request: bool) -> Option<Resp> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(0) if head.is_empty() => return None,
-            Ok(0) => panic!(
-                "EOF inside a response head: {:?}",
-                String::from_utf8_lossy(&head)
-            ),
-            Ok(_) => head.push(byte[0]),
-            Err(e) => panic!(
-                "read failed inside a head ({:?}): {e}",
-                String::from_utf8_lossy(&head)
-            ),
-        }
-    }
-    let (mut resp, _) = try_parse_head(&head).unwrap_or_else(|e| panic!("{e}"));
+    let mut resp = try_read_head(s).unwrap_or_else(|e| panic!("{e}"))?;
     let status = resp.status;
     let no_body = head_request || status < 200 || status == 204 || status == 304;
     if !no_body {
@@ -285,6 +269,35 @@ pub fn read_response(s: &mut TcpStream, head_request: bool) -> Option<Resp> {
         s.read_exact(&mut resp.body).unwrap();
     }
     Some(resp)
+}
+
+/// Reads one response head, byte by byte, without reading past it.
+/// `Ok(None)` is a clean EOF before its first byte; an error says what went
+/// wrong (EOF or a failed read inside the head, or a malformed head), so
+/// that a table test can list every failure instead of stopping at the
+/// first.
+pub fn try_read_head(s: &mut TcpStream) -> Result<Option<Resp>, String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(0) if head.is_empty() => return Ok(None),
+            Ok(0) => {
+                return Err(format!(
+                    "EOF inside a response head: {:?}",
+                    String::from_utf8_lossy(&head)
+                ));
+            }
+            Ok(_) => head.push(byte[0]),
+            Err(e) => {
+                return Err(format!(
+                    "read failed inside a head ({:?}): {e}",
+                    String::from_utf8_lossy(&head)
+                ));
+            }
+        }
+    }
+    try_parse_head(&head).map(|(resp, _)| Some(resp))
 }
 
 /// Splits a byte stream of several responses (to requests that are not HEAD).
