@@ -52,8 +52,10 @@ pub struct Cli {
     #[arg(long)]
     pub pin_workers: bool,
 
-    /// Stack size of each connection's coroutine.
-    #[arg(long, value_name = "BYTES", default_value_t = Config::default().stack_size)]
+    /// Stack size of each connection's coroutine; at least 16384 (65536 in
+    /// debug builds).
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().stack_size,
+          value_parser = parse_stack_size)]
     pub stack_size: usize,
 
     /// Close keep-alive connections idle this long.
@@ -135,6 +137,17 @@ pub struct Cli {
 
 /// `Name: value`, with a token name and a value free of control characters,
 /// so a flag cannot inject a header line.
+fn parse_stack_size(s: &str) -> Result<usize, String> {
+    let bytes: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if bytes < coserve::server::MIN_STACK_SIZE {
+        return Err(format!(
+            "must be at least {} bytes: the server's own code needs about half that",
+            coserve::server::MIN_STACK_SIZE
+        ));
+    }
+    Ok(bytes)
+}
+
 fn parse_header(s: &str) -> Result<(String, String), String> {
     let (name, value) = s.split_once(':').ok_or("expected \"Name: value\"")?;
     let name = name.trim();

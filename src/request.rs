@@ -34,6 +34,23 @@ static REQUEST_LINE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("request-line regex compiles")
 });
 
+/// The end of a request head.
+static HEAD_END: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+
+/// Builds the parser's lazily built parts now, on the caller's stack.
+///
+/// Compiling the request-line regex takes about 24 KiB of stack, more than
+/// serving a request does. Left to the first request, it would run on that
+/// connection's coroutine, inside the `LazyLock`'s one-time lock: a
+/// coroutine whose stack is too small for it overflows there, may abandons
+/// it with the lock held, and every later request on that worker thread
+/// waits for the lock forever. Servers call this before they accept.
+pub(crate) fn warm_up() {
+    LazyLock::force(&REQUEST_LINE);
+    LazyLock::force(&HEAD_END);
+}
+
 /// Size and count limits for the request head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -418,9 +435,7 @@ pub(crate) fn parse_head_into(
     let end = if section.starts_with(b"\r\n") {
         fields_start + 2
     } else {
-        static END: LazyLock<memchr::memmem::Finder<'static>> =
-            LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
-        match END.find(section) {
+        match HEAD_END.find(section) {
             Some(i) => fields_start + i + 4,
             None => {
                 check_line_endings(buf, fields_start)?;

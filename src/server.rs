@@ -24,7 +24,7 @@ use crate::request::Method;
 use crate::response::{ConnectionField, Response, write_head};
 use crate::router::Router;
 
-/// The default coroutine stack: release builds use under 32 KiB serving
+/// The default coroutine stack: release builds use under 8 KiB serving
 /// files with the access log on, so 64 KiB leaves room for handlers. Debug
 /// builds have much larger frames and need several times more. Only the
 /// pages a coroutine touches count towards resident memory.
@@ -32,6 +32,20 @@ pub const DEFAULT_STACK_SIZE: usize = if cfg!(debug_assertions) {
     512 * 1024
 } else {
     64 * 1024
+};
+
+/// The smallest coroutine stack a server accepts: about twice the most the
+/// server's own code uses (7.6 KiB in release builds and 25 KiB in debug
+/// builds, serving files, listings, ranges, errors and precompressed files
+/// with the access log on; may's stack-usage report). So only a handler's
+/// own frames can overflow. An overflow in the server's code could happen
+/// with a lock held (the file cache's, the log's), and a coroutine that
+/// overflows is abandoned with its locks held: the next coroutine to want
+/// one would block its worker thread for good.
+pub const MIN_STACK_SIZE: usize = if cfg!(debug_assertions) {
+    64 * 1024
+} else {
+    16 * 1024
 };
 
 /// Server settings. [`Config::default`] gives the documented defaults.
@@ -47,7 +61,8 @@ pub struct Config {
     /// Pin may's worker threads to one core each (may's own default). Off
     /// by default: measured slower whenever other processes share the cores.
     pub pin_workers: bool,
-    /// Stack size of each connection's coroutine, in bytes.
+    /// Stack size of each connection's coroutine, in bytes; at least
+    /// [`MIN_STACK_SIZE`].
     pub stack_size: usize,
     /// How long an idle keep-alive connection stays open.
     pub idle_timeout: Duration,
@@ -166,6 +181,15 @@ impl Server {
         config: Config,
         handler: impl Handler,
     ) -> io::Result<Server> {
+        if config.stack_size < MIN_STACK_SIZE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a stack size of {} bytes is below the minimum of {MIN_STACK_SIZE}",
+                    config.stack_size
+                ),
+            ));
+        }
         let workers = if config.workers == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -183,6 +207,7 @@ impl Server {
         // move away from it; see the README's performance section.
         may::config().set_worker_pin(config.pin_workers);
         let listener = bind_listener(addr, config.backlog, config.send_buffer)?;
+        crate::request::warm_up();
         let mut router = Router::new();
         router.fallback(handler);
         Ok(Server {

@@ -214,6 +214,69 @@ fn a_stop_and_continue_is_not_an_error() {
     assert_eq!(stderr, "", "a stop and continue logged something");
 }
 
+/// The smallest stack the server accepts is enough for the server's own
+/// code from the first request of the process on. The request-line regex
+/// needs more stack to compile than a request needs to be served (117 KiB
+/// in a debug build); it used to be compiled by the first request, inside a
+/// one-time lock. On a stack this small that request overflowed holding the
+/// lock, and every later request on its worker waited for the lock forever.
+#[test]
+fn the_smallest_stack_serves_from_the_first_request() {
+    let site = make_site();
+    let min = coserve::server::MIN_STACK_SIZE.to_string();
+    let mut server = Coserve::serve(
+        site.path(),
+        &["--workers", "1", "--listing", "--stack-size", &min],
+    );
+    let addr = server.announced_addr();
+    let ask = |request: &str| {
+        let mut s = util::connect(addr);
+        s.write_all(request.as_bytes()).unwrap();
+        match util::try_read_head(&mut s) {
+            Ok(Some(head)) => head,
+            Ok(None) => panic!("closed without a response to {request:?}"),
+            Err(e) => panic!("no response to {request:?}: {e}"),
+        }
+    };
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    for (request, status) in [
+        (get("/"), 200),
+        (get("/"), 200),
+        (get("/sub/page.html"), 200),
+        (get("/empty/"), 200),
+        (get("/missing"), 404),
+        (get("/%2e%2e/etc/passwd"), 400),
+        (
+            "GET /style.css HTTP/1.1\r\nHost: t\r\nRange: bytes=0-3,5-8\r\nConnection: close\r\n\r\n"
+                .to_string(),
+            206,
+        ),
+        ("BREW / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_string(), 501),
+    ] {
+        let head = ask(&request);
+        assert_eq!(head.status, status, "{request:?}: {head:?}");
+    }
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr: {stderr:?}"
+    );
+    assert!(!stderr.contains("overflow"), "{stderr}");
+}
+
+#[test]
+fn a_stack_below_the_minimum_is_refused() {
+    let min = coserve::server::MIN_STACK_SIZE;
+    let (status, stderr, stdout) = run(["--stack-size", &(min - 1).to_string()]);
+    assert_eq!(status.code(), Some(2), "stderr: {stderr:?}");
+    assert!(
+        stderr.contains("--stack-size") && stderr.contains(&format!("at least {min} bytes")),
+        "{stderr:?}"
+    );
+    assert!(stdout.is_empty(), "{stdout:?}");
+}
+
 #[test]
 fn thread_engine_serves_and_stops_cleanly() {
     serve_request_and_stop_with(libc::SIGTERM, &["--engine", "thread"]);

@@ -271,3 +271,21 @@ fn two_thousand_handlers_block_at_once_on_the_coroutine_engine() {
     }
     assert_eq!(arrived.load(Ordering::SeqCst), N);
 }
+
+/// A stack smaller than the server's own code needs is an error at bind, not
+/// a server whose workers can hang (see `MIN_STACK_SIZE`).
+#[test]
+fn a_stack_below_the_minimum_is_refused_at_bind() {
+    let mut config = test_config(".");
+    config.stack_size = coserve::server::MIN_STACK_SIZE - 1;
+    let err = Server::bind_with("127.0.0.1:0", config, echo_len).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("minimum of {}", coserve::server::MIN_STACK_SIZE)),
+        "{err}"
+    );
+    let mut config = test_config(".");
+    config.stack_size = coserve::server::MIN_STACK_SIZE;
+    assert!(Server::bind_with("127.0.0.1:0", config, echo_len).is_ok());
+}
