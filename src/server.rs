@@ -475,6 +475,8 @@ fn start<E: Engine>(listener: std::net::TcpListener, shared: Arc<Shared>) -> io:
 fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(5);
     let mut failures = 0u64;
+    let mut start_backoff = Duration::from_millis(5);
+    let mut start_failures = 0u64;
     loop {
         let (stream, peer) = match E::accept(&listener) {
             Ok(pair) => pair,
@@ -516,8 +518,26 @@ fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
         let spawned = E::spawn(shared.config.stack_size, move || {
             run_connection::<E>(stream, peer, tracked);
         });
-        if let Err(e) = spawned {
-            log::error!("cannot start a connection: {e}");
+        match spawned {
+            Ok(()) if start_failures > 0 => {
+                log::warn!("connections start again, after {start_failures} could not");
+                start_failures = 0;
+                start_backoff = Duration::from_millis(5);
+            }
+            Ok(()) => {}
+            Err(e) => {
+                // Out of memory or memory maps (or threads): the connection
+                // was closed with what it owned. The next would most likely
+                // fail too, so wait, and say so once per burst.
+                if start_failures == 0 {
+                    log::error!(
+                        "cannot start a connection: {e}; closing new ones until one starts"
+                    );
+                }
+                start_failures += 1;
+                E::sleep(start_backoff);
+                start_backoff = (start_backoff * 2).min(Duration::from_millis(500));
+            }
         }
     }
     drop(listener);

@@ -1,6 +1,7 @@
 //! Fault injection ("Hardening: faults"): clients that vanish in the middle
 //! of a response, files that change while they are being sent, a server
-//! that runs out of descriptors, and a handler that overflows its stack.
+//! that runs out of descriptors, a handler that overflows its stack, and
+//! coroutine stacks that cannot be mapped.
 //!
 //! The servers run in this process, so their descriptors and memory are the
 //! process's: `/proc/self/fd` and `/proc/self/status` measure them. Other
@@ -841,21 +842,32 @@ const CHILD_NOFILE: libc::rlim_t = 64;
 
 impl Child64 {
     fn spawn(site: &Path) -> Child64 {
+        Child64::spawn_with(site, &[], Some(CHILD_NOFILE))
+    }
+
+    /// A child serving `site` with `extra` flags, and a descriptor limit of
+    /// `nofile` (or the test process's).
+    fn spawn_with(site: &Path, extra: &[&str], nofile: Option<libc::rlim_t>) -> Child64 {
         let engine = match engine() {
             EngineKind::Coroutine => "coroutine",
             EngineKind::Thread => "thread",
         };
         let mut cmd = child::command();
-        cmd.args(["-q", "-b", "127.0.0.1", "0", "--engine", engine, "-d"])
+        cmd.args(["-q", "-b", "127.0.0.1", "0", "--engine", engine])
+            .args(extra)
+            .arg("-d")
             .arg(site);
         // SAFETY: the closure runs in the child between fork and exec, and
         // only calls setrlimit(2), which is async-signal-safe; it allocates
         // nothing and touches no lock.
         unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                let Some(nofile) = nofile else {
+                    return Ok(());
+                };
                 let limit = libc::rlimit {
-                    rlim_cur: CHILD_NOFILE,
-                    rlim_max: CHILD_NOFILE,
+                    rlim_cur: nofile,
+                    rlim_max: nofile,
                 };
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
                     return Err(io::Error::last_os_error());
@@ -1325,5 +1337,98 @@ mod stack_overflow {
                 "the overflowed connection's socket is still open: {fds:?}"
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 5. Coroutine stacks run out
+
+mod stacks_run_out {
+    use super::*;
+
+    /// The child's mapped address space, from `/proc/PID/status`.
+    fn vm_size_bytes(pid: u32) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmSize:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmSize in {status:?}"));
+        kib * 1024
+    }
+
+    /// may panics when it cannot map a stack for a new coroutine (out of
+    /// address space or memory, or the process at `vm.max_map_count`). That
+    /// panic used to unwind through the accept loop and close the listener:
+    /// the process lived on and never accepted again. Now the connection
+    /// that could not start is closed, and the next one is served.
+    ///
+    /// Connection coroutines come from may's pool, whose stacks were mapped
+    /// at start; a refusal (503) starts a coroutine with a stack of its own.
+    /// So with one connection slot taken and no address space left to map,
+    /// a second client's refusal cannot start.
+    #[test]
+    fn a_coroutine_that_cannot_start_costs_only_its_connection() {
+        let site = make_site();
+        let mut child = Child64::spawn_with(
+            site.path(),
+            &["--workers", "1", "--max-connections", "1"],
+            None,
+        );
+        let addr = child.addr();
+        let status = |r: Option<Resp>| r.map(|r| r.status);
+        assert_eq!(status(try_get_style(addr, IO_TIMEOUT)), Some(200));
+
+        // From here on the child can map nothing new.
+        let pid = child.pid();
+        let limit = libc::rlimit {
+            rlim_cur: vm_size_bytes(pid),
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: prlimit(2) on our own live child, with a valid new limit
+        // and no old one asked for.
+        let rc = unsafe {
+            libc::prlimit(
+                pid as libc::pid_t,
+                libc::RLIMIT_AS,
+                &limit,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(rc, 0, "prlimit: {}", io::Error::last_os_error());
+
+        let mut held = crate::util::connect(addr);
+        let r = get_on(&mut held, "/style.css");
+        assert_eq!(r.status, 200);
+        // may reports the failed stack map (from its panic) either way.
+        let refused = try_get_style(addr, IO_TIMEOUT);
+        assert!(
+            eventually(IO_TIMEOUT, || child
+                .stderr()
+                .contains("failed to alloc sys stack")),
+            "no stack failed to map (the test no longer tests anything); the client saw \
+             {:?}; stderr: {}",
+            status(refused),
+            child.stderr()
+        );
+        drop(held);
+
+        // Once the held connection's slot is free, a new client is served:
+        // the listener is still open and its loop still accepting.
+        assert!(
+            eventually(IO_TIMEOUT, || status(try_get_style(addr, IO_TIMEOUT))
+                == Some(200)),
+            "no new connection served; stderr: {}",
+            child.stderr()
+        );
+        assert!(child.alive());
+        assert!(
+            child
+                .stderr()
+                .contains("cannot start a flow of control to refuse a connection"),
+            "{}",
+            child.stderr()
+        );
     }
 }

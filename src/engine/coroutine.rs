@@ -304,9 +304,20 @@ impl Engine for Coroutines {
 pub(crate) fn listener(std: std::net::TcpListener) -> io::Result<may::net::TcpListener> {
     std.set_nonblocking(true)?;
     let fd = std.into_raw_fd();
-    // SAFETY: `fd` was just released by a live, listening std socket, so it
-    // is open, owned by nobody else, and becomes owned by the may listener.
-    Ok(unsafe { may::net::TcpListener::from_raw_fd(fd) })
+    // The first listener starts may's runtime, which maps a stack for each of
+    // the 1,000 coroutines it keeps in its pool and panics if it cannot (an
+    // address-space limit, strict overcommit): an error here instead.
+    std::panic::catch_unwind(|| {
+        // SAFETY: `fd` was just released by a live, listening std socket, so
+        // it is open, owned by nobody else, and becomes owned by the may
+        // listener.
+        unsafe { may::net::TcpListener::from_raw_fd(fd) }
+    })
+    .map_err(|_| {
+        // SAFETY: nothing took `fd`: close it.
+        drop(unsafe { std::net::TcpListener::from_raw_fd(fd) });
+        io::Error::other("cannot start may's runtime (no memory for its coroutine stacks?)")
+    })
 }
 
 /// Runs `f` on a new coroutine with a stack of `stack_bytes`.
@@ -315,11 +326,24 @@ where
     F: FnOnce() + Send + 'static,
 {
     let builder = may::coroutine::Builder::new().stack_size(stack_words(stack_bytes));
-    // SAFETY: may's spawn is unsafe because a coroutine must not hold
-    // thread-locals or std lock guards across a yield. The connection code
-    // holds none across I/O: its only thread-local (the Date cache) is
-    // borrowed and released inside a function that does no I/O.
-    unsafe { builder.spawn(f) }
+    // may panics when it cannot map a stack for a new coroutine: out of
+    // memory or address space, or the process at `vm.max_map_count` (each
+    // stack is two maps, so about 32,000 coroutines at Linux's default).
+    // Unwinding drops `f` and what it owns (a connection's socket is
+    // closed); the caller gets an error and carries on.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: may's spawn is unsafe because a coroutine must not hold
+        // thread-locals or std lock guards across a yield. The connection
+        // code holds none across I/O: its only thread-local (the Date cache)
+        // is borrowed and released inside a function that does no I/O.
+        unsafe { builder.spawn(f) }
+    }))
+    .unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "cannot map a coroutine stack",
+        ))
+    })
 }
 
 /// may counts stack sizes in words, and only samples stack usage (instead
