@@ -52,8 +52,8 @@ pub struct Cli {
     #[arg(long)]
     pub pin_workers: bool,
 
-    /// Stack size of each connection's coroutine; at least 16384 (65536 in
-    /// debug builds).
+    /// Stack size of each connection's coroutine; 16384 (65536 in debug
+    /// builds) to 67108864.
     #[arg(long, value_name = "BYTES", default_value_t = Config::default().stack_size,
           value_parser = parse_stack_size)]
     pub stack_size: usize,
@@ -139,11 +139,17 @@ pub struct Cli {
 /// so a flag cannot inject a header line.
 fn parse_stack_size(s: &str) -> Result<usize, String> {
     let bytes: usize = s.parse().map_err(|e| format!("{e}"))?;
-    if bytes < coserve::server::MIN_STACK_SIZE {
+    let (min, max) = (
+        coserve::server::MIN_STACK_SIZE,
+        coserve::server::MAX_STACK_SIZE,
+    );
+    if bytes < min {
         return Err(format!(
-            "must be at least {} bytes: the server's own code needs about half that",
-            coserve::server::MIN_STACK_SIZE
+            "must be at least {min} bytes: the server's own code needs about half that"
         ));
+    }
+    if bytes > max {
+        return Err(format!("must be at most {max} bytes"));
     }
     Ok(bytes)
 }

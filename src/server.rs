@@ -48,6 +48,11 @@ pub const MIN_STACK_SIZE: usize = if cfg!(debug_assertions) {
     16 * 1024
 };
 
+/// The largest coroutine stack a server accepts. may maps the stacks of
+/// the 1,000 coroutines it keeps in its pool when it starts, and a stack
+/// too large to map at all stopped it there.
+pub const MAX_STACK_SIZE: usize = 64 * 1024 * 1024;
+
 /// Server settings. [`Config::default`] gives the documented defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -61,8 +66,10 @@ pub struct Config {
     /// Pin may's worker threads to one core each (may's own default). Off
     /// by default: measured slower whenever other processes share the cores.
     pub pin_workers: bool,
-    /// Stack size of each connection's coroutine, in bytes; at least
-    /// [`MIN_STACK_SIZE`].
+    /// Stack size of each connection's coroutine, in bytes; from
+    /// [`MIN_STACK_SIZE`] to [`MAX_STACK_SIZE`]. Connections of the first
+    /// server in a process reuse coroutines from may's pool; a later server
+    /// with a different size maps a stack for each connection.
     pub stack_size: usize,
     /// How long an idle keep-alive connection stays open.
     pub idle_timeout: Duration,
@@ -181,11 +188,11 @@ impl Server {
         config: Config,
         handler: impl Handler,
     ) -> io::Result<Server> {
-        if config.stack_size < MIN_STACK_SIZE {
+        if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&config.stack_size) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "a stack size of {} bytes is below the minimum of {MIN_STACK_SIZE}",
+                    "a stack size of {} bytes is outside {MIN_STACK_SIZE}..={MAX_STACK_SIZE}",
                     config.stack_size
                 ),
             ));
@@ -196,12 +203,17 @@ impl Server {
             config.workers
         };
         // Workers take effect only before may's runtime starts (the first
-        // server in a process). The stack size is may's default for every
-        // coroutine spawned afterwards, which lets may recycle connection
-        // coroutines from its pool.
-        may::config()
-            .set_workers(workers)
-            .set_stack_size(coroutine::stack_words(config.stack_size));
+        // server in a process). The first server's stack size also becomes
+        // may's default, the size of the coroutines may keeps in its pool
+        // and hands out for a spawn of that size. Only the first: may's pool
+        // does not look at sizes, so a later server that changed the default
+        // would be given the pool's smaller (or larger) stacks. A server with
+        // another size gets a stack of its own for each connection.
+        static POOLED_STACK: std::sync::Once = std::sync::Once::new();
+        POOLED_STACK.call_once(|| {
+            may::config().set_stack_size(coroutine::stack_words(config.stack_size));
+        });
+        may::config().set_workers(workers);
         // may pins worker i to core i by default. When anything else runs on
         // those cores (a load generator, other services) a pinned worker cannot
         // move away from it; see the README's performance section.

@@ -266,7 +266,7 @@ fn the_smallest_stack_serves_from_the_first_request() {
 }
 
 #[test]
-fn a_stack_below_the_minimum_is_refused() {
+fn a_stack_out_of_bounds_is_refused() {
     let min = coserve::server::MIN_STACK_SIZE;
     let (status, stderr, stdout) = run(["--stack-size", &(min - 1).to_string()]);
     assert_eq!(status.code(), Some(2), "stderr: {stderr:?}");
@@ -275,6 +275,13 @@ fn a_stack_below_the_minimum_is_refused() {
         "{stderr:?}"
     );
     assert!(stdout.is_empty(), "{stdout:?}");
+    let max = coserve::server::MAX_STACK_SIZE;
+    let (status, stderr, _) = run(["--stack-size", &(max + 1).to_string()]);
+    assert_eq!(status.code(), Some(2), "stderr: {stderr:?}");
+    assert!(
+        stderr.contains(&format!("at most {max} bytes")),
+        "{stderr:?}"
+    );
 }
 
 #[test]

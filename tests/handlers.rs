@@ -273,19 +273,67 @@ fn two_thousand_handlers_block_at_once_on_the_coroutine_engine() {
 }
 
 /// A stack smaller than the server's own code needs is an error at bind, not
-/// a server whose workers can hang (see `MIN_STACK_SIZE`).
+/// a server whose workers can hang (see `MIN_STACK_SIZE`); so is one too
+/// large to map.
 #[test]
-fn a_stack_below_the_minimum_is_refused_at_bind() {
+fn a_stack_out_of_bounds_is_refused_at_bind() {
     let mut config = test_config(".");
     config.stack_size = coserve::server::MIN_STACK_SIZE - 1;
     let err = Server::bind_with("127.0.0.1:0", config, echo_len).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
     assert!(
         err.to_string()
-            .contains(&format!("minimum of {}", coserve::server::MIN_STACK_SIZE)),
+            .contains(&format!("outside {}..=", coserve::server::MIN_STACK_SIZE)),
         "{err}"
     );
     let mut config = test_config(".");
-    config.stack_size = coserve::server::MIN_STACK_SIZE;
-    assert!(Server::bind_with("127.0.0.1:0", config, echo_len).is_ok());
+    config.stack_size = coserve::server::MAX_STACK_SIZE + 1;
+    let err = Server::bind_with("127.0.0.1:0", config, echo_len).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+}
+
+/// Uses about `frames` × 4 KiB of stack.
+fn stack_hungry(frames: usize) -> u64 {
+    let page = std::hint::black_box([frames as u8; 4096]);
+    if frames == 0 {
+        return u64::from(page[0]);
+    }
+    stack_hungry(frames - 1) + u64::from(std::hint::black_box(page)[4095])
+}
+
+/// A server with a larger stack than the process's first server gets that
+/// stack. may's pool holds coroutines of the first server's size and hands
+/// them out to any spawn of the current default size without looking: a
+/// later server that made its own size the default got the pool's smaller
+/// stacks, and a handler that fit its configured stack overflowed.
+#[test]
+fn a_second_server_with_a_larger_stack_gets_it() {
+    // Some server with the default stack has started may's runtime and
+    // filled its pool (this one, if no other test got there first).
+    let first = start_handler(test_config("."), echo_len);
+    let mut c = connect(first.addr);
+    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut c, false).map(|r| r.status), Some(200));
+
+    // More than the default stack (512 KiB in debug builds, 64 KiB in
+    // release), much less than this server's.
+    let frames = coserve::server::DEFAULT_STACK_SIZE / 4096;
+    let mut config = test_config(".");
+    config.engine = EngineKind::Coroutine;
+    config.stack_size = 16 * coserve::server::DEFAULT_STACK_SIZE;
+    let big = start_handler(config, move |_: &Request| {
+        Response::new(200).body(Body::Bytes(stack_hungry(frames).to_string().into()))
+    });
+    for _ in 0..3 {
+        let mut c = connect(big.addr);
+        c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut c, false);
+        assert_eq!(
+            r.map(|r| r.status),
+            Some(200),
+            "the handler's stack was too small"
+        );
+    }
 }
