@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    raise_descriptor_limit(cli.max_connections);
     let addr = SocketAddr::new(cli.bind, cli.port);
     let server = match coserve::Server::bind(addr, cli.config()) {
         Ok(server) => server,
@@ -76,6 +77,43 @@ fn main() -> ExitCode {
     });
     handle.wait();
     ExitCode::SUCCESS
+}
+
+/// Raises the soft limit on open descriptors to the hard one, as Go
+/// programs do at start: many systems default to a soft limit of 1,024,
+/// far below `--max-connections` (10,000), and the hard limit is usually
+/// much higher. Says so if even the hard limit leaves too few: connections
+/// past it wait in the backlog until others close.
+fn raise_descriptor_limit(max_connections: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit on a valid, exclusively borrowed struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    // The listener, the log, may's and the parking lot's epolls, a file
+    // being sent, and the like.
+    let needed = max_connections as u64 + 64;
+    if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < needed {
+        log::warn!(
+            "--max-connections {max_connections} needs about {needed} descriptors, but the \
+             limit is {}: connections past it wait until others close (raise `ulimit -n`)",
+            lim.rlim_cur
+        );
+    }
 }
 
 /// Access lines go to stderr as they are (Common Log Format); everything

@@ -41,7 +41,35 @@ impl Coserve {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut child = child::command().args(args).spawn().expect("start coserve");
+        Coserve::spawn_with_nofile(args, None)
+    }
+
+    /// Like [`Coserve::spawn`], with the child's descriptor limits set to
+    /// `(soft, hard)` before it starts.
+    fn spawn_with_nofile<I, S>(args: I, nofile: Option<(libc::rlim_t, libc::rlim_t)>) -> Coserve
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = child::command();
+        cmd.args(args);
+        if let Some((soft, hard)) = nofile {
+            // SAFETY: the closure runs in the child between fork and exec,
+            // and only calls setrlimit(2), which is async-signal-safe.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("start coserve");
         let stdout = child::stdout_lines(child.stdout.take().unwrap());
         let stderr = child::stderr_to_end(child.stderr.take().unwrap());
         Coserve {
@@ -192,7 +220,8 @@ fn serves_logs_and_exits_cleanly_on_sigint() {
 #[test]
 fn a_stop_and_continue_is_not_an_error() {
     let site = make_site();
-    let mut server = Coserve::serve(site.path(), &["-q"]);
+    // Few enough connections that no descriptor limit draws a warning.
+    let mut server = Coserve::serve(site.path(), &["-q", "--max-connections", "100"]);
     let addr = server.announced_addr();
     assert_eq!(get_root(addr).status, 200);
     server.signal(libc::SIGSTOP);
@@ -280,6 +309,58 @@ fn a_stack_out_of_bounds_is_refused() {
     assert_eq!(status.code(), Some(2), "stderr: {stderr:?}");
     assert!(
         stderr.contains(&format!("at most {max} bytes")),
+        "{stderr:?}"
+    );
+}
+
+/// The soft descriptor limit.
+fn soft_nofile(pid: u32) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("{limits}"));
+    line.split_whitespace().nth(3).unwrap().to_string()
+}
+
+/// A soft descriptor limit below the hard one is raised to it at start
+/// (many systems start programs at 1,024), and a hard limit below
+/// `--max-connections` draws one warning.
+#[test]
+fn the_descriptor_limit_is_raised_to_the_hard_one() {
+    let site = make_site();
+    let dir = site.path().to_str().unwrap();
+    let args = [
+        "0",
+        "-b",
+        "127.0.0.1",
+        "-q",
+        "-d",
+        dir,
+        "--max-connections",
+        "500",
+    ];
+    let mut server = Coserve::spawn_with_nofile(args, Some((128, 1024)));
+    let addr = server.announced_addr();
+    assert_eq!(soft_nofile(server.child.id()), "1024");
+    assert_eq!(get_root(addr).status, 200);
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(status.success(), "{status:?}; stderr: {stderr:?}");
+    assert_eq!(
+        stderr, "",
+        "1,024 descriptors are enough for 500 connections"
+    );
+
+    let mut server = Coserve::spawn_with_nofile(args, Some((128, 256)));
+    let addr = server.announced_addr();
+    assert_eq!(soft_nofile(server.child.id()), "256");
+    assert_eq!(get_root(addr).status, 200);
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(status.success(), "{status:?}; stderr: {stderr:?}");
+    assert!(
+        stderr.contains("--max-connections 500 needs about 564 descriptors, but the limit is 256"),
         "{stderr:?}"
     );
 }
