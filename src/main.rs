@@ -106,7 +106,7 @@ fn raise_descriptor_limit(max_connections: usize) {
     }
     // The listener, the log, may's and the parking lot's epolls, a file
     // being sent, and the like.
-    let needed = max_connections as u64 + 64;
+    let needed = (max_connections as u64).saturating_add(64);
     if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < needed {
         log::warn!(
             "--max-connections {max_connections} needs about {needed} descriptors, but the \

@@ -48,6 +48,10 @@ pub const MIN_STACK_SIZE: usize = if cfg!(debug_assertions) {
     16 * 1024
 };
 
+/// The longest timeout or grace period a server takes: 100 years. Longer
+/// ones are taken as this.
+pub const LONGEST_TIME: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
 /// The largest coroutine stack a server accepts. may maps the stacks of
 /// the 1,000 coroutines it keeps in its pool when it starts, and a stack
 /// too large to map at all stopped it there.
@@ -185,9 +189,21 @@ impl Server {
     /// Binds `addr` and answers every request with `handler`.
     pub fn bind_with(
         addr: impl ToSocketAddrs,
-        config: Config,
+        mut config: Config,
         handler: impl Handler,
     ) -> io::Result<Server> {
+        // Any longer time means "never" in practice, and would overflow the
+        // clock arithmetic (`Instant + Duration` panics past the clock's
+        // range): `--shutdown-grace 18446744073709551615` made shutdown hang.
+        for d in [
+            &mut config.idle_timeout,
+            &mut config.release_idle_after,
+            &mut config.header_timeout,
+            &mut config.write_timeout,
+            &mut config.shutdown_grace,
+        ] {
+            *d = (*d).min(LONGEST_TIME);
+        }
         if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&config.stack_size) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -365,6 +365,50 @@ fn the_descriptor_limit_is_raised_to_the_hard_one() {
     );
 }
 
+/// Times too long for the clock's arithmetic mean "never", not a panic: a
+/// request head that comes in two parts used to kill its connection with
+/// `--header-timeout` at the largest value the flag takes, and SIGTERM
+/// never finished with such a `--shutdown-grace`.
+#[test]
+fn the_longest_times_mean_never() {
+    let site = make_site();
+    let max = u64::MAX.to_string();
+    let mut server = Coserve::serve(
+        site.path(),
+        &[
+            "-q",
+            "--max-connections",
+            "100",
+            "--header-timeout",
+            &max,
+            "--idle-timeout",
+            &max,
+            "--release-idle-after",
+            &max,
+            "--shutdown-grace",
+            &max,
+        ],
+    );
+    let addr = server.announced_addr();
+    let mut s = util::connect(addr);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s, false).map(|r| r.status), Some(200));
+    s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    s.flush().unwrap();
+    // A head in two parts takes the path with a header deadline; no sleep is
+    // needed for that, the server may see either one or two reads.
+    s.write_all(b"Host: t\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s, false).map(|r| r.status), Some(200));
+    // An idle keep-alive connection is still open: shutdown closes it.
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr: {stderr:?}"
+    );
+    assert_eq!(stderr, "");
+}
+
 #[test]
 fn thread_engine_serves_and_stops_cleanly() {
     serve_request_and_stop_with(libc::SIGTERM, &["--engine", "thread"]);
