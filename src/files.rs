@@ -14,6 +14,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -186,11 +187,103 @@ const CODINGS: [(&str, &str); 2] = [("br", ".br"), ("gzip", ".gz")];
 /// Serves the files under one directory.
 #[derive(Debug, Clone)]
 pub struct StaticFiles {
-    root: PathBuf,
-    /// The root opened as a directory, for `openat2(RESOLVE_BENEATH)`.
-    root_dir: Arc<File>,
+    root: Arc<SharedRoot>,
     options: FilesOptions,
     cache: Option<Arc<FileCache>>,
+}
+
+/// The directory served, as resolved at one moment.
+#[derive(Debug)]
+struct Root {
+    /// Canonical: symlinks resolved, absolute.
+    path: PathBuf,
+    /// `path` opened as a directory, for `openat2(RESOLVE_BENEATH)`.
+    dir: File,
+    /// Device and inode of `dir`.
+    id: (u64, u64),
+}
+
+impl Root {
+    fn open(given: &Path) -> io::Result<Root> {
+        let path = fs::canonicalize(given)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {}", given.display(), e)))?;
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOTDIR) => io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{}: not a directory", given.display()),
+                ),
+                _ => io::Error::new(e.kind(), format!("{}: {}", given.display(), e)),
+            })?;
+        let meta = dir.metadata()?;
+        let id = (meta.dev(), meta.ino());
+        Ok(Root { path, dir, id })
+    }
+}
+
+/// Seconds on the kernel's coarse monotonic clock: a read of the vDSO's
+/// data page, cheaper than a precise clock on every request.
+fn coarse_seconds() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`, which is valid.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64
+}
+
+/// The root, as given and as now resolved, shared by a handler's clones.
+///
+/// The path given is resolved again at most once a second, on a request:
+/// a deploy that swaps a symlink (`current -> releases/v2`) or renames a new
+/// directory into place is served within a second, as nginx and
+/// `python3 -m http.server`, which resolve the path on every request,
+/// serve it at once. Until then requests see the old directory, whole.
+#[derive(Debug)]
+struct SharedRoot {
+    given: PathBuf,
+    current: std::sync::RwLock<Arc<Root>>,
+    /// The second ([`coarse_seconds`]) of the last look.
+    checked: std::sync::atomic::AtomicU64,
+}
+
+impl SharedRoot {
+    /// The root now; looks at the given path again if a second has passed.
+    fn get(&self) -> std::sync::RwLockReadGuard<'_, Arc<Root>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = coarse_seconds();
+        if self.checked.load(Relaxed) != now && self.checked.swap(now, Relaxed) != now {
+            self.refresh();
+        }
+        self.current.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens the given path again if it now names another directory. One
+    /// that does not resolve (a deploy half done, a typo) keeps the old.
+    #[cold]
+    fn refresh(&self) {
+        let Ok(meta) = fs::metadata(&self.given) else {
+            return;
+        };
+        if (meta.dev(), meta.ino()) == self.current.read().unwrap_or_else(|e| e.into_inner()).id {
+            return;
+        }
+        match Root::open(&self.given) {
+            Ok(root) => {
+                log::info!(
+                    "{} now resolves to {}: serving that",
+                    self.given.display(),
+                    root.path.display()
+                );
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(root);
+            }
+            Err(e) => log::warn!("the root changed, but cannot be opened: {e}"),
+        }
+    }
 }
 
 /// What the slow path tells the cache about a plain `200` of a whole file.
@@ -212,32 +305,29 @@ const BUILTIN_404: &str = "<!doctype html>\n<html><head><meta charset=\"utf-8\">
 
 impl StaticFiles {
     /// Serves `root`, which must be an existing directory.
+    ///
+    /// The path is resolved again at most once a second, so that a root
+    /// replaced by a deploy (a symlink swapped, a directory renamed into
+    /// place) is served within a second; see [`StaticFiles::root`].
     pub fn new(root: impl AsRef<Path>, options: FilesOptions) -> io::Result<StaticFiles> {
-        let root = root.as_ref();
-        let canonical = fs::canonicalize(root)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {}", root.display(), e)))?;
-        if !canonical.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                format!("{}: not a directory", root.display()),
-            ));
-        }
-        let root_dir = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(&canonical)?;
+        let given = root.as_ref();
+        let root = Root::open(given)?;
         let cache = options.cache.map(|o| Arc::new(FileCache::new(o)));
         Ok(StaticFiles {
-            root: canonical,
-            root_dir: Arc::new(root_dir),
+            root: Arc::new(SharedRoot {
+                given: given.to_path_buf(),
+                current: std::sync::RwLock::new(Arc::new(root)),
+                checked: std::sync::atomic::AtomicU64::new(0),
+            }),
             options,
             cache,
         })
     }
 
-    /// The canonical root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The directory served now: the root path given, canonical, as last
+    /// resolved (at most a second ago, when requests come).
+    pub fn root(&self) -> PathBuf {
+        self.root.get().path.clone()
     }
 
     /// The file cache's counters, or `None` when the cache is off.
@@ -255,10 +345,10 @@ impl StaticFiles {
     ///
     /// Files are opened with `O_NONBLOCK` so that a FIFO cannot block the
     /// worker, and the type is checked on the open descriptor, not the path.
-    fn open(&self, rel: &Path) -> io::Result<Opened> {
-        let path = self.root.join(rel);
+    fn open(&self, root: &Root, rel: &Path) -> io::Result<Opened> {
+        let path = root.path.join(rel);
         if !self.options.follow_symlinks {
-            match open_beneath(&self.root_dir, rel) {
+            match open_beneath(&root.dir, rel) {
                 Ok(file) => {
                     let meta = file.metadata()?;
                     return Ok(Opened { file, meta, path });
@@ -275,7 +365,7 @@ impl StaticFiles {
             path.clone()
         } else {
             let canonical = fs::canonicalize(&path)?;
-            if !canonical.starts_with(&self.root) {
+            if !canonical.starts_with(&root.path) {
                 return Err(io::Error::new(io::ErrorKind::NotFound, "outside the root"));
             }
             canonical
@@ -298,12 +388,13 @@ impl StaticFiles {
     /// plain `200` of the whole file.
     fn serve_file(
         &self,
+        root: &Root,
         req: &Request,
         opened: Opened,
         fill: Option<&mut Option<Fill>>,
     ) -> Response {
         let content_type = content_type(&opened.path);
-        let (opened, coding, vary) = self.negotiate(req, opened);
+        let (opened, coding, vary) = self.negotiate(root, req, opened);
         let Opened { file, meta, path } = opened;
         let validators = Validators::of(&meta, coding);
         let mut headers = vec![("ETag".to_string(), validators.etag.clone())];
@@ -346,7 +437,7 @@ impl StaticFiles {
         };
         match ranges {
             Ranges::Ignore => {
-                if let (Some(fill), Ok(rel)) = (fill, path.strip_prefix(&self.root)) {
+                if let (Some(fill), Ok(rel)) = (fill, path.strip_prefix(&root.path)) {
                     *fill = Some(Fill {
                         rel: rel.to_path_buf(),
                         id: FileId::of(&meta),
@@ -406,11 +497,16 @@ impl StaticFiles {
     /// Picks a precompressed sibling if the client accepts one. Returns the
     /// file to send, its content coding, and whether the response varies by
     /// `Accept-Encoding` (it does whenever a sibling exists).
-    fn negotiate(&self, req: &Request, opened: Opened) -> (Opened, Option<&'static str>, bool) {
+    fn negotiate(
+        &self,
+        root: &Root,
+        req: &Request,
+        opened: Opened,
+    ) -> (Opened, Option<&'static str>, bool) {
         if !self.options.precompressed {
             return (opened, None, false);
         }
-        let Ok(rel) = opened.path.strip_prefix(&self.root).map(Path::to_path_buf) else {
+        let Ok(rel) = opened.path.strip_prefix(&root.path).map(Path::to_path_buf) else {
             return (opened, None, false);
         };
         let accept = req.header_str("accept-encoding").unwrap_or("");
@@ -419,7 +515,7 @@ impl StaticFiles {
         for (coding, suffix) in CODINGS {
             let mut name = rel.clone().into_os_string();
             name.push(suffix);
-            let Ok(sibling) = self.open(Path::new(&name)) else {
+            let Ok(sibling) = self.open(root, Path::new(&name)) else {
                 continue;
             };
             if !sibling.meta.is_file() {
@@ -439,9 +535,9 @@ impl StaticFiles {
 
     /// The 404 page: the root's `404.html` if there is one, else a built-in
     /// page.
-    fn not_found(&self) -> Response {
+    fn not_found(&self, root: &Root) -> Response {
         let page = self
-            .open(Path::new("404.html"))
+            .open(root, Path::new("404.html"))
             .ok()
             .filter(|o| o.meta.is_file() && o.meta.len() <= 1024 * 1024)
             .and_then(|mut o| {
@@ -460,7 +556,7 @@ impl StaticFiles {
     /// Maps a failure to open or list a path to a response. Only errors that
     /// say the path names nothing are a 404: running out of descriptors or
     /// memory is the server's trouble, not a missing file.
-    fn open_failed(&self, req: &Request, err: &io::Error) -> Response {
+    fn open_failed(&self, root: &Root, req: &Request, err: &io::Error) -> Response {
         match err.raw_os_error() {
             Some(libc::EIO) => {
                 log::error!("cannot read a file: {err}");
@@ -471,24 +567,24 @@ impl StaticFiles {
                 Response::error(503).header("Retry-After", "1")
             }
             _ if err.kind() == io::ErrorKind::PermissionDenied => Response::error(403),
-            _ => self.missing(req),
+            _ => self.missing(root, req),
         }
     }
 
     /// A path that names nothing: the SPA's index for extension-less paths
     /// when `spa` is on, else 404.
-    fn missing(&self, req: &Request) -> Response {
+    fn missing(&self, root: &Root, req: &Request) -> Response {
         let last = req.path().rsplit('/').next().unwrap_or("");
         if self.options.spa && !last.contains('.') {
             for index in &self.options.index {
-                if let Ok(o) = self.open(Path::new(index))
+                if let Ok(o) = self.open(root, Path::new(index))
                     && o.meta.is_file()
                 {
-                    return self.serve_file(req, o, None);
+                    return self.serve_file(root, req, o, None);
                 }
             }
         }
-        self.not_found()
+        self.not_found(root)
     }
 
     /// Answers a CORS preflight (an OPTIONS request when `cors` is on).
@@ -514,7 +610,7 @@ impl StaticFiles {
         resp
     }
 
-    fn respond(&self, req: &Request, fill: &mut Option<Fill>) -> Response {
+    fn respond(&self, root: &Root, req: &Request, fill: &mut Option<Fill>) -> Response {
         match req.method() {
             Method::Get | Method::Head => {}
             Method::Options if self.options.cors => return self.preflight(req),
@@ -524,19 +620,19 @@ impl StaticFiles {
         let safe = match resolve_path(req.path()) {
             Ok(safe) => safe,
             Err(PathError::Invalid) => return Response::error(400),
-            Err(PathError::Hidden) => return self.not_found(),
+            Err(PathError::Hidden) => return self.not_found(root),
         };
         let rel = safe.relative();
-        let opened = match self.open(&rel) {
+        let opened = match self.open(root, &rel) {
             Ok(o) => o,
-            Err(e) => return self.open_failed(req, &e),
+            Err(e) => return self.open_failed(root, req, &e),
         };
         if opened.meta.is_file() {
-            return self.serve_file(req, opened, Some(fill));
+            return self.serve_file(root, req, opened, Some(fill));
         }
         if !opened.meta.is_dir() {
             // FIFOs, sockets, devices: never served.
-            return self.not_found();
+            return self.not_found(root);
         }
         if !safe.has_trailing_slash() {
             let mut location = safe.directory_url();
@@ -547,24 +643,24 @@ impl StaticFiles {
             return Response::error(301).header("Location", location);
         }
         for index in &self.options.index {
-            match self.open(&rel.join(index)) {
-                Ok(o) if o.meta.is_file() => return self.serve_file(req, o, Some(fill)),
+            match self.open(root, &rel.join(index)) {
+                Ok(o) if o.meta.is_file() => return self.serve_file(root, req, o, Some(fill)),
                 // An index that exists but cannot be opened right now must
                 // not turn into a 404 (or a listing).
-                Err(e) if is_resource_error(&e) => return self.open_failed(req, &e),
+                Err(e) if is_resource_error(&e) => return self.open_failed(root, req, &e),
                 _ => continue,
             }
         }
         if self.options.listing {
-            let dir = self.root.join(&rel);
+            let dir = root.path.join(&rel);
             return match crate::listing::render_listing(&dir, &safe.display_path()) {
                 Ok(html) => Response::new(200)
                     .header("Content-Type", "text/html; charset=utf-8")
                     .body(Body::Bytes(Bytes::from(html))),
-                Err(e) => self.open_failed(req, &e),
+                Err(e) => self.open_failed(root, req, &e),
             };
         }
-        self.not_found()
+        self.not_found(root)
     }
 }
 
@@ -583,9 +679,9 @@ impl StaticFiles {
     /// small stack frame: with a thousand connections, each one's stack is
     /// cold when its next request comes.
     #[inline(never)]
-    fn handle_uncached(&self, req: &Request) -> Response {
+    fn handle_uncached(&self, root: &Root, req: &Request) -> Response {
         let mut fill = None;
-        let resp = self.decorate(self.respond(req, &mut fill));
+        let resp = self.decorate(self.respond(root, req, &mut fill));
         match fill {
             Some(fill) => self.fill_cache(req, fill, resp),
             None => resp,
@@ -595,12 +691,12 @@ impl StaticFiles {
     /// A `200` from the cache, when it holds this path, the file is
     /// unchanged and the preconditions let it through. Everything else
     /// (ranges, `304`, `412`, other methods) takes the slow path.
-    fn cached(&self, req: &Request) -> Option<Response> {
+    fn cached(&self, root: &Root, req: &Request) -> Option<Response> {
         let cache = self.cache.as_ref()?;
         if !matches!(req.method(), Method::Get | Method::Head) || req.header("range").is_some() {
             return None;
         }
-        let entry = cache.get(&*self.root_dir, req.path(), self.accept_key(req))?;
+        let entry = cache.get(&root.dir, req.path(), self.accept_key(req))?;
         if conditional::evaluate(req, &entry.validators) != Precondition::Proceed {
             return None;
         }
@@ -663,10 +759,14 @@ impl StaticFiles {
 
 impl Handler for StaticFiles {
     fn handle(&self, req: &Request) -> Response {
-        match self.cached(req) {
-            Some(hit) => hit,
-            None => self.handle_uncached(req),
+        // The guard is held only while the cache is asked (no yield there);
+        // the slow path keeps its own reference.
+        let root = self.root.get();
+        if let Some(hit) = self.cached(&root, req) {
+            return hit;
         }
+        let root = Arc::clone(&root);
+        self.handle_uncached(&root, req)
     }
 }
 

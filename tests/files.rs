@@ -471,6 +471,61 @@ crate::engine_tests! {
         assert_eq!(second.body, b"body { color: black; }\n");
     }
 
+    /// A deploy that swaps the root's symlink (`current -> v2`), or renames
+    /// a new directory into place, is served after at most about a second
+    /// (the root path is resolved again once a second), cached files
+    /// included; each response comes whole from one version or the other.
+    #[test]
+    fn a_replaced_root_is_served_within_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for v in ["v1", "v2"] {
+            write(&d.join(v).join("index.html"), format!("release {v}\n").as_bytes());
+            write(&d.join(v).join(format!("only-{v}.txt")), v.as_bytes());
+        }
+        std::os::unix::fs::symlink("v1", d.join("current")).unwrap();
+        let server = util::start(test_config(d.join("current")));
+        for _ in 0..2 {
+            assert_eq!(server.get("/").body, b"release v1\n");
+        }
+
+        // The swap a deploy tool makes: a new link renamed over the old.
+        std::os::unix::fs::symlink("v2", d.join("next")).unwrap();
+        std::fs::rename(d.join("next"), d.join("current")).unwrap();
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        let swapped = util::eventually(Duration::from_secs(5), || {
+            let r = server.get("/");
+            *seen.entry(r.text()).or_default() += 1;
+            r.body == b"release v2\n"
+        });
+        assert!(swapped, "still serving the old root: {seen:?}");
+        assert!(
+            seen.keys().all(|b| b == "release v1\n" || b == "release v2\n"),
+            "{seen:?}"
+        );
+        assert_eq!(server.get("/only-v2.txt").status, 200);
+        assert_eq!(server.get("/only-v1.txt").status, 404);
+
+        // A real directory renamed into place of the directory served.
+        let real = tempfile::tempdir().unwrap();
+        let site = real.path().join("site");
+        write(&site.join("index.html"), b"old site\n");
+        let server = util::start(test_config(&site));
+        assert_eq!(server.get("/").body, b"old site\n");
+        write(&real.path().join("new/index.html"), b"new site\n");
+        std::fs::rename(&site, real.path().join("old")).unwrap();
+        std::fs::rename(real.path().join("new"), &site).unwrap();
+        assert!(
+            util::eventually(Duration::from_secs(5), || server.get("/").body
+                == b"new site\n"),
+            "still serving the renamed-away directory"
+        );
+
+        // A root that no longer resolves (a deploy half done) keeps the old.
+        std::fs::rename(&site, real.path().join("gone")).unwrap();
+        assert_eq!(server.get("/").body, b"new site\n");
+    }
+
     #[test]
     fn a_small_fixed_send_buffer_still_sends_big_files_whole() {
         // 4 KiB: every sendfile call fills the socket, so the wait for room
