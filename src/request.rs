@@ -420,9 +420,12 @@ pub(crate) fn parse_head_into(
     let (method, target) = (0..sp1, sp1 + 1..sp2);
     // "HTTP/" then major '.' minor, one digit each.
     let (major, minor) = (sp2 + 6..sp2 + 7, sp2 + 8..sp2 + 9);
+    // RFC 9110 §2.5: a higher minor version of a major version we speak
+    // is processed as the highest minor we implement (HTTP/1.2 as 1.1, as
+    // nginx and `python3 -m http.server` do); another major is a 505.
     let version = match (&line[major], &line[minor]) {
-        (b"1", b"1") => Version::Http11,
         (b"1", b"0") => Version::Http10,
+        (b"1", _) => Version::Http11,
         _ => return Err(ParseError::Version),
     };
     let method = start + method.start..start + method.end;

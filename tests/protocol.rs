@@ -225,8 +225,8 @@ fn bad_inputs() -> Vec<Bad> {
             400,
             false,
         ),
-        // RFC 9110 §15.6.6: a version the server does not support (anything but
-        // HTTP/1.0 and HTTP/1.1, minor versions included).
+        // RFC 9110 §15.6.6: a major version the server does not support. (A
+        // higher minor of HTTP/1 is served as HTTP/1.1, §2.5: tested below.)
         bad(
             "HTTP/2.0",
             "GET /style.css HTTP/2.0\r\nHost: test\r\n\r\n",
@@ -234,8 +234,8 @@ fn bad_inputs() -> Vec<Bad> {
             false,
         ),
         bad(
-            "HTTP/1.2",
-            "GET /style.css HTTP/1.2\r\nHost: test\r\n\r\n",
+            "HTTP/3.1",
+            "GET /style.css HTTP/3.1\r\nHost: test\r\n\r\n",
             505,
             false,
         ),
@@ -595,6 +595,22 @@ crate::engine_tests! {
             .unwrap();
         let r2 = read_response(&mut c, false).expect("second response");
         assert_eq!((r2.status, &*r2.body), (200, APP));
+    }
+
+    /// RFC 9110 §2.5: HTTP/1.2 (or 1.9) is processed as HTTP/1.1: served,
+    /// kept alive, and Host is required as in 1.1.
+    #[test]
+    fn a_higher_http1_minor_version_is_served_as_http11() {
+        let server = site();
+        let mut c = server.connect();
+        for version in ["1.2", "1.9"] {
+            c.write_all(format!("GET /style.css HTTP/{version}\r\nHost: test\r\n\r\n").as_bytes())
+                .unwrap();
+            let r = read_response(&mut c, false).expect("a response on the same connection");
+            assert_eq!((r.status, &*r.body), (200, STYLE), "HTTP/{version}");
+        }
+        let r = server.one(b"GET /style.css HTTP/1.2\r\n\r\n");
+        assert_eq!(r.status, 400, "no Host");
     }
 
     #[test]
