@@ -722,9 +722,12 @@ impl StaticFiles {
         else {
             return resp;
         };
+        // A file the whole cache could not hold is not read into memory
+        // (`--cache-max-file` above `--cache-size`).
         if resp.status() != 200
             || *len != fill.id.size()
             || *len > cache.options().max_file
+            || *len >= cache.options().max_bytes as u64
             || !fill
                 .id
                 .settled(std::time::SystemTime::now(), cache.options().settle)

@@ -409,6 +409,60 @@ fn the_longest_times_mean_never() {
     assert_eq!(stderr, "");
 }
 
+/// The child's peak resident memory, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status:?}"))
+}
+
+/// A file larger than the whole cache is sent from disk even when
+/// `--cache-max-file` would let it in: it used to be read into memory for a
+/// cache that could not keep it (a 300 MB file took the server to 600 MB).
+#[test]
+fn a_file_larger_than_the_cache_is_not_read_into_memory() {
+    const LEN: u64 = 64 * 1024 * 1024;
+    let site = make_site();
+    // Sparse: no disk, but every byte read into memory would be resident.
+    std::fs::File::create(site.path().join("large.bin"))
+        .unwrap()
+        .set_len(LEN)
+        .unwrap();
+    // The cache takes only files unchanged for 20 ms: this waits for that
+    // rule, it synchronises nothing.
+    std::thread::sleep(Duration::from_millis(50));
+    let mut server = Coserve::serve(
+        site.path(),
+        &[
+            "-q",
+            "--max-connections",
+            "100",
+            "--cache-max-file",
+            "1000000000",
+            "--cache-size",
+            "1048576",
+        ],
+    );
+    let addr = server.announced_addr();
+    let mut s = util::connect(addr);
+    s.write_all(b"GET /large.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, false).expect("a response");
+    assert_eq!((r.status, r.body.len() as u64), (200, LEN));
+    let peak = peak_rss_kib(server.child.id());
+    assert!(
+        peak < LEN / 1024 / 2,
+        "peak RSS {peak} KiB serving a {LEN}-byte file"
+    );
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(status.success(), "{status:?}; stderr: {stderr:?}");
+}
+
 #[test]
 fn thread_engine_serves_and_stops_cleanly() {
     serve_request_and_stop_with(libc::SIGTERM, &["--engine", "thread"]);
