@@ -135,7 +135,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let nofile = raise_nofile();
+    let nofile = coserve::server::raise_open_files_limit().unwrap_or(0);
     may::config().set_stack_size(stack_words(args.stack_size));
 
     // The body length every answer must have, from one probe request.
@@ -469,30 +469,6 @@ impl Fields {
         }
         out
     }
-}
-
-/// Raises the soft descriptor limit to the hard one; returns the soft limit.
-fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit on a valid, exclusively borrowed struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
-            }
-        }
-    }
-    lim.rlim_cur
 }
 
 // ---------------------------------------------------------------------------

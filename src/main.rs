@@ -79,39 +79,21 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Raises the soft limit on open descriptors to the hard one, as Go
-/// programs do at start: many systems default to a soft limit of 1,024,
-/// far below `--max-connections` (10,000), and the hard limit is usually
-/// much higher. Says so if even the hard limit leaves too few: connections
-/// past it wait in the backlog until others close.
+/// Raises the soft limit on open descriptors to the hard one (see
+/// [`coserve::server::raise_open_files_limit`]), and says so if even that
+/// leaves too few: connections past it wait in the backlog until others
+/// close.
 fn raise_descriptor_limit(max_connections: usize) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Ok(limit) = coserve::server::raise_open_files_limit() else {
+        return;
     };
-    // SAFETY: getrlimit and setrlimit on a valid, exclusively borrowed struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
-            }
-        }
-    }
     // The listener, the log, may's and the parking lot's epolls, a file
     // being sent, and the like.
     let needed = (max_connections as u64).saturating_add(64);
-    if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < needed {
+    if limit < needed {
         log::warn!(
             "--max-connections {max_connections} needs about {needed} descriptors, but the \
-             limit is {}: connections past it wait until others close (raise `ulimit -n`)",
-            lim.rlim_cur
+             limit is {limit}: connections past it wait until others close (raise `ulimit -n`)"
         );
     }
 }

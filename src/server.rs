@@ -347,6 +347,38 @@ impl Server {
     }
 }
 
+/// Raises this process's soft limit on open descriptors to its hard limit,
+/// and returns the soft limit now in force (`u64::MAX`, `RLIM_INFINITY`,
+/// for unlimited).
+///
+/// Every connection takes a descriptor, and many systems start programs
+/// with a soft limit of 1,024 while the hard one is far higher; Go programs
+/// raise it at start for the same reason. The `coserve` binary calls this
+/// before it binds; a program that embeds a server decides for itself.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit on a valid, exclusively borrowed struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    // RLIM_INFINITY is u64::MAX already on Linux.
+    Ok(lim.rlim_cur)
+}
+
 /// Binds with SO_REUSEADDR but not SO_REUSEPORT, so that a port in use is an
 /// error rather than a silent share (may's own `bind` sets SO_REUSEPORT).
 fn bind_listener(

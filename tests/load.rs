@@ -32,27 +32,10 @@ const GET_STYLE: &[u8] = b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n";
 /// Raises the soft descriptor limit to the hard one, and fails unless it
 /// allows `need` descriptors.
 fn raise_nofile(need: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit on a valid, exclusively borrowed struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
-            }
-        }
-    }
+    let limit = coserve::server::raise_open_files_limit().expect("getrlimit");
     assert!(
-        lim.rlim_cur >= need,
-        "this test needs {need} descriptors; the limit is {}",
-        lim.rlim_cur
+        limit >= need,
+        "this test needs {need} descriptors; the limit is {limit}"
     );
 }
 
