@@ -764,11 +764,12 @@ impl Handler for StaticFiles {
     fn handle(&self, req: &Request) -> Response {
         // The guard is held only while the cache is asked (no yield there);
         // the slow path keeps its own reference.
-        let root = self.root.get();
-        if let Some(hit) = self.cached(&root, req) {
+        let guard = self.root.get();
+        if let Some(hit) = self.cached(&guard, req) {
             return hit;
         }
-        let root = Arc::clone(&root);
+        let root = Arc::clone(&guard);
+        drop(guard);
         self.handle_uncached(&root, req)
     }
 }
