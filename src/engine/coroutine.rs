@@ -274,11 +274,11 @@ impl Engine for Coroutines {
             unsafe { may::net::TcpStream::from_raw_fd(fd) }
         })
         .map(CoStream::new)
-        .map_err(|_| {
-            // SAFETY: registration failed, so nothing owns `fd`: close it.
-            drop(unsafe { std::net::TcpStream::from_raw_fd(fd) });
-            io::Error::other("cannot register a socket with may")
-        })
+        // Not closed here: may's `from_raw_fd` wraps `fd` in a std socket
+        // before it registers it, and that socket closed `fd` as the panic
+        // unwound. Closing it again could close a descriptor another thread
+        // has opened since under the same number.
+        .map_err(|_| io::Error::other("cannot register a socket with may"))
     }
 
     fn on_abandon(stream: &CoStream, on_abandon: Box<dyn FnOnce() + Send>) {
@@ -313,9 +313,9 @@ pub(crate) fn listener(std: std::net::TcpListener) -> io::Result<may::net::TcpLi
         // listener.
         unsafe { may::net::TcpListener::from_raw_fd(fd) }
     })
+    // `fd` is closed already, as in `from_std`: may wrapped it in a std
+    // listener before the panic, and unwinding dropped that.
     .map_err(|_| {
-        // SAFETY: nothing took `fd`: close it.
-        drop(unsafe { std::net::TcpListener::from_raw_fd(fd) });
         io::Error::other("cannot start may's runtime (no memory for its coroutine stacks?)")
     })
 }
