@@ -135,8 +135,9 @@ pub struct Cli {
     pub index: Vec<String>,
 }
 
-/// `Name: value`, with a token name and a value free of control characters,
-/// so a flag cannot inject a header line.
+/// A stack size within the server's bounds (`MIN_STACK_SIZE` to
+/// `MAX_STACK_SIZE`), refused here with the flag's name rather than later by
+/// `Server::bind`.
 fn parse_stack_size(s: &str) -> Result<usize, String> {
     let bytes: usize = s.parse().map_err(|e| format!("{e}"))?;
     let (min, max) = (
@@ -154,6 +155,8 @@ fn parse_stack_size(s: &str) -> Result<usize, String> {
     Ok(bytes)
 }
 
+/// `Name: value`, with a token name and a value free of control characters,
+/// so a flag cannot inject a header line.
 fn parse_header(s: &str) -> Result<(String, String), String> {
     let (name, value) = s.split_once(':').ok_or("expected \"Name: value\"")?;
     let name = name.trim();
