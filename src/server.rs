@@ -532,11 +532,49 @@ fn start<E: Engine>(listener: std::net::TcpListener, shared: Arc<Shared>) -> io:
     E::spawn(256 * 1024, move || accept_loop::<E>(listener, shared))
 }
 
+/// Pauses while something keeps failing (accepting, starting connections):
+/// from 5 ms, doubling up to 0.5 s, so that a failure that would repeat at
+/// once does not spin; and a count, so that a burst is reported once, and
+/// its end once.
+struct Backoff {
+    wait: Duration,
+    failures: u64,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const LONGEST: Duration = Duration::from_millis(500);
+
+    fn new() -> Backoff {
+        Backoff {
+            wait: Backoff::FIRST,
+            failures: 0,
+        }
+    }
+
+    /// Counts a failure; true for the first of a burst.
+    fn failed(&mut self) -> bool {
+        self.failures += 1;
+        self.failures == 1
+    }
+
+    /// Waits before the next try, longer each time until a success.
+    fn pause<E: Engine>(&mut self) {
+        E::sleep(self.wait);
+        self.wait = (self.wait * 2).min(Backoff::LONGEST);
+    }
+
+    /// A success: the length of the burst it ends, if it ends one.
+    fn succeeded(&mut self) -> Option<u64> {
+        self.wait = Backoff::FIRST;
+        let failures = std::mem::take(&mut self.failures);
+        (failures > 0).then_some(failures)
+    }
+}
+
 fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
-    let mut backoff = Duration::from_millis(5);
-    let mut failures = 0u64;
-    let mut start_backoff = Duration::from_millis(5);
-    let mut start_failures = 0u64;
+    let mut accepting = Backoff::new();
+    let mut starting = Backoff::new();
     loop {
         let (stream, peer) = match E::accept(&listener) {
             Ok(pair) => pair,
@@ -552,21 +590,17 @@ fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
                     continue;
                 }
                 // Out of descriptors or memory: accept would fail again at
-                // once, so wait instead of spinning, and say so once per burst.
-                if failures == 0 {
+                // once.
+                if accepting.failed() {
                     log::warn!("accept: {e}; backing off until it succeeds");
                 }
-                failures += 1;
-                E::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_millis(500));
+                accepting.pause::<E>();
                 continue;
             }
         };
-        if failures > 0 {
+        if let Some(failures) = accepting.succeeded() {
             log::warn!("accept: recovered after {failures} failed attempts");
-            failures = 0;
         }
-        backoff = Duration::from_millis(5);
         if shared.stopping.load(Ordering::Acquire) {
             break;
         }
@@ -579,24 +613,21 @@ fn accept_loop<E: Engine>(listener: E::Listener, shared: Arc<Shared>) {
             run_connection::<E>(stream, peer, tracked);
         });
         match spawned {
-            Ok(()) if start_failures > 0 => {
-                log::warn!("connections start again, after {start_failures} could not");
-                start_failures = 0;
-                start_backoff = Duration::from_millis(5);
+            Ok(()) => {
+                if let Some(failures) = starting.succeeded() {
+                    log::warn!("connections start again, after {failures} could not");
+                }
             }
-            Ok(()) => {}
+            // Out of memory or memory maps (or threads): the connection was
+            // closed with what it owned, and the next would most likely fail
+            // too.
             Err(e) => {
-                // Out of memory or memory maps (or threads): the connection
-                // was closed with what it owned. The next would most likely
-                // fail too, so wait, and say so once per burst.
-                if start_failures == 0 {
+                if starting.failed() {
                     log::error!(
                         "cannot start a connection: {e}; closing new ones until one starts"
                     );
                 }
-                start_failures += 1;
-                E::sleep(start_backoff);
-                start_backoff = (start_backoff * 2).min(Duration::from_millis(500));
+                starting.pause::<E>();
             }
         }
     }
