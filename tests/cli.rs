@@ -409,17 +409,6 @@ fn the_longest_times_mean_never() {
     assert_eq!(stderr, "");
 }
 
-/// The child's peak resident memory, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM in {status:?}"))
-}
-
 /// A file larger than the whole cache is sent from disk even when
 /// `--cache-max-file` would let it in: it used to be read into memory for a
 /// cache that could not keep it (a 300 MB file took the server to 600 MB).
@@ -453,7 +442,7 @@ fn a_file_larger_than_the_cache_is_not_read_into_memory() {
         .unwrap();
     let r = read_response(&mut s, false).expect("a response");
     assert_eq!((r.status, r.body.len() as u64), (200, LEN));
-    let peak = peak_rss_kib(server.child.id());
+    let peak = util::proc_status_kib(&server.child.id().to_string(), "VmHWM");
     assert!(
         peak < LEN / 1024 / 2,
         "peak RSS {peak} KiB serving a {LEN}-byte file"

@@ -319,13 +319,7 @@ fn fd_census(port: u16, site: Option<&Path>) -> Fds {
 
 /// Resident memory of this process, in KiB.
 fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
+    crate::util::proc_status_kib("self", "VmRSS")
 }
 
 /// Runs the ignored test `name` of module `module` (a `module_path!()`) in a
@@ -1349,16 +1343,9 @@ mod stack_overflow {
 mod stacks_run_out {
     use super::*;
 
-    /// The child's mapped address space, from `/proc/PID/status`.
+    /// The child's mapped address space, in bytes.
     fn vm_size_bytes(pid: u32) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmSize:"))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no VmSize in {status:?}"));
-        kib * 1024
+        crate::util::proc_status_kib(&pid.to_string(), "VmSize") * 1024
     }
 
     /// may panics when it cannot map a stack for a new coroutine (out of

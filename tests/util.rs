@@ -449,3 +449,15 @@ pub fn request_all(
 ) -> (Resp, Vec<u8>) {
     split_head(&server.raw(request_text(method, path, headers).as_bytes()))
 }
+
+/// A size field of `/proc/PROCESS/status` (`VmRSS`, `VmHWM`, `VmSize`, ...),
+/// in KiB; `process` is a pid or `self`.
+pub fn proc_status_kib(process: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{process}/status: {status:?}"))
+}
