@@ -19,6 +19,25 @@ pub fn command() -> Command {
     cmd
 }
 
+/// Makes the child start with a descriptor limit of `soft` (and `hard`).
+pub fn limit_descriptors(cmd: &mut Command, soft: libc::rlim_t, hard: libc::rlim_t) {
+    // SAFETY: the closure runs in the child between fork and exec, and only
+    // calls setrlimit(2), which is async-signal-safe; it allocates nothing
+    // and touches no lock.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Reads `out` line by line on a thread of its own; the lines arrive on
 /// the receiver, which disconnects at EOF.
 pub fn stdout_lines(out: ChildStdout) -> Receiver<String> {

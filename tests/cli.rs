@@ -54,20 +54,7 @@ impl Coserve {
         let mut cmd = child::command();
         cmd.args(args);
         if let Some((soft, hard)) = nofile {
-            // SAFETY: the closure runs in the child between fork and exec,
-            // and only calls setrlimit(2), which is async-signal-safe.
-            unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                    let limit = libc::rlimit {
-                        rlim_cur: soft,
-                        rlim_max: hard,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            child::limit_descriptors(&mut cmd, soft, hard);
         }
         let mut child = cmd.spawn().expect("start coserve");
         let stdout = child::stdout_lines(child.stdout.take().unwrap());

@@ -854,23 +854,8 @@ impl Child64 {
             .args(extra)
             .arg("-d")
             .arg(site);
-        // SAFETY: the closure runs in the child between fork and exec, and
-        // only calls setrlimit(2), which is async-signal-safe; it allocates
-        // nothing and touches no lock.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                let Some(nofile) = nofile else {
-                    return Ok(());
-                };
-                let limit = libc::rlimit {
-                    rlim_cur: nofile,
-                    rlim_max: nofile,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
+        if let Some(nofile) = nofile {
+            child::limit_descriptors(&mut cmd, nofile, nofile);
         }
         let mut child = cmd.spawn().expect("start coserve");
         let stdout = child::stdout_lines(child.stdout.take().unwrap());
