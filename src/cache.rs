@@ -31,7 +31,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use foldhash::fast::RandomState;
@@ -128,7 +128,8 @@ pub(crate) struct Entry {
     /// The resource's header fields, rendered (`\r\nName: value` each).
     pub headers: Bytes,
     pub body: Bytes,
-    built: Instant,
+    /// When, on [`crate::clock::monotonic`].
+    built: Duration,
     last_used: AtomicU64,
 }
 
@@ -150,7 +151,7 @@ impl Entry {
             validators,
             headers,
             body,
-            built: Instant::now(),
+            built: crate::clock::monotonic(),
             last_used: AtomicU64::new(0),
         }
     }
@@ -235,7 +236,7 @@ impl FileCache {
         let found = entry.filter(|e| {
             &*e.path == path
                 && &*e.accept == accept
-                && e.built.elapsed() < RECHECK
+                && crate::clock::monotonic().saturating_sub(e.built) < RECHECK
                 && stat_at(root, &e.rel).is_some_and(|id| id == e.id)
         });
         match &found {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::clock;
 use crate::handler::Handler;
 use crate::request::{
     ChunkedDecoder, Fields, Framing, Limits, ParseError, Request, Status, Version, parse_head_into,
@@ -170,8 +171,12 @@ pub(crate) fn serve_connection<T: Transport + ?Sized>(
 
 impl<T: Transport + ?Sized> Conn<'_, T> {
     fn run(&mut self, handler: &dyn Handler) -> Ended {
-        // When the first byte of the request being read arrived.
-        let mut started: Option<Instant> = None;
+        // Whether part of the next request has arrived, and when its head
+        // times out (on the coarse clock, from the first time the head was
+        // found incomplete: a request whose head comes whole in one read,
+        // nearly all of them, reads no clock).
+        let mut started = false;
+        let mut head_deadline: Option<Duration> = None;
         loop {
             let head = match parse_head_into(&self.rbuf, &self.config.limits, &mut self.fields) {
                 Ok(Status::Complete(head)) => head,
@@ -180,33 +185,35 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
                         return Ended::Closed;
                     }
                     if self.rbuf.is_empty() {
-                        started = None;
+                        started = false;
+                        head_deadline = None;
                         if self.stopping.load(Ordering::Acquire) {
                             return Ended::Closed;
                         }
                     }
-                    let timeout = match started {
-                        None => self.config.idle_timeout,
-                        Some(t) => match (t + self.config.header_timeout)
-                            .checked_duration_since(Instant::now())
-                        {
+                    let timeout = if started {
+                        let deadline = *head_deadline
+                            .get_or_insert_with(|| clock::deadline(self.config.header_timeout));
+                        match deadline.checked_sub(clock::monotonic()) {
                             Some(left) if !left.is_zero() => left,
                             _ => return self.fail(408, None),
-                        },
+                        }
+                    } else {
+                        self.config.idle_timeout
                     };
-                    let read = if started.is_none() {
+                    let read = if !started {
                         self.read_idle(timeout)
                     } else {
                         self.read_more(timeout)
                     };
                     match read {
                         Ok(()) => {
-                            started.get_or_insert_with(Instant::now);
+                            started = true;
                             continue;
                         }
                         // A client that started a request and stalled gets a 408;
                         // an idle one is just closed.
-                        Err(ReadEnd::Timeout) if started.is_some() => return self.fail(408, None),
+                        Err(ReadEnd::Timeout) if started => return self.fail(408, None),
                         Err(ReadEnd::Park) => return Ended::Idle,
                         Err(_) => return Ended::Closed,
                     }
@@ -217,11 +224,8 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
                 }
             };
             let raw = self.rbuf.split_to(head.len).freeze();
-            started = if self.rbuf.is_empty() {
-                None
-            } else {
-                Some(Instant::now())
-            };
+            started = !self.rbuf.is_empty();
+            head_deadline = None;
             let mut req = Request::new(raw, head, self.peer);
             if let Err(e) = self.read_body(&mut req) {
                 log::debug!("{:?}: {}", self.peer, e);

@@ -224,18 +224,6 @@ impl Root {
     }
 }
 
-/// Seconds on the kernel's coarse monotonic clock: a read of the vDSO's
-/// data page, cheaper than a precise clock on every request.
-fn coarse_seconds() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into `ts`, which is valid.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64
-}
-
 /// The root, as given and as now resolved, shared by a handler's clones.
 ///
 /// The path given is resolved again at most once a second, on a request:
@@ -247,7 +235,7 @@ fn coarse_seconds() -> u64 {
 struct SharedRoot {
     given: PathBuf,
     current: std::sync::RwLock<Arc<Root>>,
-    /// The second ([`coarse_seconds`]) of the last look.
+    /// The second ([`crate::clock::monotonic`]) of the last look.
     checked: std::sync::atomic::AtomicU64,
 }
 
@@ -255,7 +243,7 @@ impl SharedRoot {
     /// The root now; looks at the given path again if a second has passed.
     fn get(&self) -> std::sync::RwLockReadGuard<'_, Arc<Root>> {
         use std::sync::atomic::Ordering::Relaxed;
-        let now = coarse_seconds();
+        let now = crate::clock::monotonic().as_secs();
         if self.checked.load(Relaxed) != now && self.checked.swap(now, Relaxed) != now {
             self.refresh();
         }

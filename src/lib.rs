@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod blocking;
+pub(crate) mod clock;
 pub mod cache;
 pub mod conditional;
 pub mod conn;

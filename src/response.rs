@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 use std::fs::File;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -344,15 +344,13 @@ fn put_date(buf: &mut BytesMut) {
         // this function, which does no I/O.
         static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
-    let now = SystemTime::now();
-    let secs = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    // The coarse wall clock lags by at most a tick (a few ms); nginx's
+    // cached time lags by up to an event-loop turn.
+    let secs = crate::clock::unix_seconds();
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.0 != secs {
-            *cache = (secs, httpdate::fmt_http_date(now));
+            *cache = (secs, httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs)));
         }
         buf.put_slice(cache.1.as_bytes());
     });

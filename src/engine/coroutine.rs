@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use may::io::WaitIo;
 
@@ -110,10 +110,9 @@ impl Read for CoStream {
                 }
             }
             if let Some(timeout) = self.read_timeout {
-                let now = Instant::now();
-                let deadline = *deadline.get_or_insert(now + timeout);
+                let deadline = *deadline.get_or_insert_with(|| crate::clock::deadline(timeout));
                 // Over only once the socket has been tried.
-                if now >= deadline && !wait_first {
+                if crate::clock::monotonic() >= deadline && !wait_first {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"));
                 }
                 self.waiting.0.set(Some(deadline));
@@ -144,10 +143,10 @@ impl CoStream {
         // wait_io takes the socket's event flags, a read's EPOLLIN among
         // them: the next read must try the socket before it waits.
         self.drained = false;
-        let deadline = self.write_timeout.map(|t| Instant::now() + t);
+        let deadline = self.write_timeout.map(crate::clock::deadline);
         loop {
             if let Some(deadline) = deadline {
-                if Instant::now() >= deadline {
+                if crate::clock::monotonic() >= deadline {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
                 }
                 self.waiting.0.set(Some(deadline));
