@@ -14,7 +14,10 @@
 # "null" (examples/null_peer.rs), a one-thread epoll loop that answers each
 # request with coserve's head and body from memory and does nothing else:
 # what it makes is what wrk -t1 gets here from a server that costs nothing
-# (64 and 1,000 connections only). Every
+# (64 and 1,000 connections only). "null-short" is the same with
+# may_minihttp's shorter head (114 bytes against 246): wrk parses every
+# byte of a head, so the difference is what the head's length costs the
+# client. Every
 # server serves the same generated site from a temporary directory and
 # listens on 127.0.0.1 only. Prints one table and the ratios, and writes
 # them to target/compare/.
@@ -54,7 +57,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
-SERVERS=${SERVERS:-"coserve coserve-1w coserve-noyield nginx lighttpd may_minihttp may_minihttp-1w may_minihttp-yield null"}
+SERVERS=${SERVERS:-"coserve coserve-1w coserve-noyield nginx lighttpd may_minihttp may_minihttp-1w may_minihttp-yield null null-short"}
 SCENARIOS=${SCENARIOS:-"small c1000 large"}
 ROUNDS=${ROUNDS:-1}
 IDLE=${IDLE:-10000}
@@ -179,6 +182,11 @@ LTD
         pids+=($!)
         server_pids=($!)
         ;;
+    null-short)
+        target/release/examples/null_peer "127.0.0.1:$port" short >"$work/logs/null.log" 2>&1 &
+        pids+=($!)
+        server_pids=($!)
+        ;;
     esac
     wait_port "$port"
 }
@@ -265,7 +273,7 @@ for round in $(seq "$ROUNDS"); do
         wrk -t1 -c64 -d1s "http://127.0.0.1:$port$small_path" >/dev/null
         for scenario in $SCENARIOS; do
             # The null peer answers every target with the 1 KiB response.
-            [[ $server == null && $scenario == large ]] && continue
+            [[ $server == null* && $scenario == large ]] && continue
             case $scenario in
             small) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 64 "http://127.0.0.1:$port$small_path")" ;;
             c1000) read -r rps p99 srv wrk_cpu cs err <<<"$(run_wrk 1000 "http://127.0.0.1:$port$small_path")" ;;
@@ -282,7 +290,7 @@ for round in $(seq "$ROUNDS"); do
             echo "$round,$server,$scenario,$rps,$p99,$srv,$wrk_cpu,$cs,$err" >>"$rounds_csv"
         done
         stop
-        [[ $round -eq 1 && $IDLE -gt 0 && $server != null ]] || continue
+        [[ $round -eq 1 && $IDLE -gt 0 && $server != null* ]] || continue
         # The idle count on a fresh server, so earlier load does not hide or
         # inflate its growth; once, since it barely varies.
         port=$(free_port)

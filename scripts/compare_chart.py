@@ -46,7 +46,7 @@ def main():
             svg.append(f'<text x="{LABEL_W - 6}" y="{by + BAR_H - 4}" text-anchor="end">{escape(server)}</text>')
             if v is not None:
                 width = (W - LABEL_W - 110) * v / top
-                colour = "#d95f02" if server.startswith("coserve") else "#999999" if server == "null" else "#7570b3"
+                colour = "#d95f02" if server.startswith("coserve") else "#999999" if server.startswith("null") else "#7570b3"
                 svg.append(f'<rect x="{LABEL_W}" y="{by}" width="{width:.1f}" height="{BAR_H}" fill="{colour}"/>')
                 text = f"{v:,.0f}" if field == "req_per_s" else f"{v:.2f}"
                 svg.append(f'<text x="{LABEL_W + width + 5:.1f}" y="{by + BAR_H - 4}">{text}</text>')
