@@ -63,18 +63,31 @@ fn main() -> ExitCode {
         }
     };
     let stopper = handle.clone();
-    std::thread::spawn(move || {
-        let mut signals = signals.forever();
-        if let Some(sig) = signals.next() {
-            log::info!("signal {sig}: shutting down");
-            std::thread::spawn(move || stopper.shutdown());
-        }
-        // A second signal means "now": skip what is left of the grace period.
-        if let Some(sig) = signals.next() {
-            eprintln!("coserve: second signal ({sig}): exiting at once");
-            std::process::exit(1);
-        }
-    });
+    let watching = std::thread::Builder::new()
+        .name("coserve-signals".into())
+        .spawn(move || {
+            let mut signals = signals.forever();
+            if let Some(sig) = signals.next() {
+                log::info!("signal {sig}: shutting down");
+                let shutting = std::thread::Builder::new()
+                    .name("coserve-shutdown".into())
+                    .spawn(move || stopper.shutdown());
+                if let Err(e) = shutting {
+                    eprintln!("coserve: cannot start the shutdown ({e}): exiting at once");
+                    std::process::exit(1);
+                }
+            }
+            // A second signal means "now": skip what is left of the grace period.
+            if let Some(sig) = signals.next() {
+                eprintln!("coserve: second signal ({sig}): exiting at once");
+                std::process::exit(1);
+            }
+        });
+    if let Err(e) = watching {
+        // Without it no signal could stop the server gracefully.
+        eprintln!("coserve: cannot start: {e}");
+        return ExitCode::FAILURE;
+    }
     handle.wait();
     ExitCode::SUCCESS
 }

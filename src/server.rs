@@ -340,7 +340,10 @@ impl Server {
                 .spawn(move || parking_thread::<Coroutines>(lot, weak))?;
         }
         match engine {
-            EngineKind::Coroutine => start::<Coroutines>(self.listener, shared.clone())?,
+            EngineKind::Coroutine => {
+                crate::engine::deadline::start()?;
+                start::<Coroutines>(self.listener, shared.clone())?
+            }
             EngineKind::Thread => start::<Threads>(self.listener, shared.clone())?,
         }
         Ok(ServerHandle { shared })

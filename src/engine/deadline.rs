@@ -16,7 +16,7 @@
 //! clock's lag cannot make them early; the sweeper reads the same clock.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How often the sweeper looks.
@@ -39,8 +39,7 @@ impl Waiting {
             closed: AtomicBool::new(false),
             waker,
         });
-        let sweeper = &*SWEEPER;
-        sweeper
+        SWEEPER
             .conns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -71,15 +70,24 @@ fn millis(t: Duration) -> u64 {
     (t.as_micros().div_ceil(1000) as u64).max(1)
 }
 
-static SWEEPER: LazyLock<Sweeper> = LazyLock::new(|| {
-    std::thread::Builder::new()
-        .name("coserve-deadlines".into())
-        .spawn(sweep)
-        .expect("cannot start the deadline thread");
-    Sweeper {
-        conns: Mutex::new(Vec::new()),
+static SWEEPER: Sweeper = Sweeper {
+    conns: Mutex::new(Vec::new()),
+};
+
+/// Starts the sweeper thread, once per process; a server calls it before
+/// it accepts, so that a process that cannot start a thread gets an error
+/// from `Server::spawn`, not a panic on its first connection.
+pub(crate) fn start() -> std::io::Result<()> {
+    static STARTED: Mutex<bool> = Mutex::new(false);
+    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+    if !*started {
+        std::thread::Builder::new()
+            .name("coserve-deadlines".into())
+            .spawn(sweep)?;
+        *started = true;
     }
-});
+    Ok(())
+}
 
 fn sweep() {
     let mut due = Vec::new();

@@ -9,7 +9,7 @@
 //!   classic blocking server, kept as the baseline to measure against.
 
 pub(crate) mod coroutine;
-mod deadline;
+pub(crate) mod deadline;
 pub(crate) mod thread;
 
 use std::io;
