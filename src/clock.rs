@@ -66,7 +66,10 @@ mod tests {
     #[test]
     fn the_coarse_clocks_lag_the_precise_ones_by_at_most_a_tick() {
         let res = resolution();
-        assert!(res > Duration::ZERO && res <= Duration::from_millis(10), "{res:?}");
+        assert!(
+            res > Duration::ZERO && res <= Duration::from_millis(10),
+            "{res:?}"
+        );
         for _ in 0..1000 {
             let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
             let coarse = unix_seconds();

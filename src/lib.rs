@@ -2,8 +2,8 @@
 #![warn(missing_docs)]
 
 mod blocking;
-pub(crate) mod clock;
 pub mod cache;
+pub(crate) mod clock;
 pub mod conditional;
 pub mod conn;
 mod engine;

@@ -350,7 +350,10 @@ fn put_date(buf: &mut BytesMut) {
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.0 != secs {
-            *cache = (secs, httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs)));
+            *cache = (
+                secs,
+                httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs)),
+            );
         }
         buf.put_slice(cache.1.as_bytes());
     });
