@@ -12,8 +12,10 @@
 //! with may's timed reads, 205k with this.
 //!
 //! Deadlines are times on the coarse monotonic clock ([`crate::clock`]),
-//! made with [`crate::clock::deadline`], which adds a tick so that the
-//! clock's lag cannot make them early; the sweeper reads the same clock.
+//! made with [`crate::clock::deadline`], which adds a clock tick so that
+//! the clock's lag cannot make them early; the sweeper reads the same
+//! clock. So a read times out up to one [`TICK`] and two clock ticks
+//! (4 ms each at HZ=250) after its deadline.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
