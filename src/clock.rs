@@ -50,8 +50,9 @@ pub(crate) fn resolution() -> Duration {
     *RESOLUTION
 }
 
-/// The latest time on the [`monotonic`] clock that is no earlier than
-/// `after` from now by any precise clock.
+/// A time on the [`monotonic`] clock that comes no earlier than `after`
+/// from now by any precise clock: the coarse reading, which may lag by a
+/// tick, plus `after` plus one [`resolution`].
 pub(crate) fn deadline(after: Duration) -> Duration {
     monotonic()
         .saturating_add(after)
