@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use coserve::files::resolve_path;
-use coserve::request::{Limits, parse_head};
+use coserve::parse::{Limits, parse_head};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// What `wrk` sends.

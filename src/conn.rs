@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::clock;
 use crate::handler::Handler;
-use crate::request::{
+use crate::parse::{
     ChunkedDecoder, Fields, Framing, Limits, ParseError, Request, Status, Version, parse_head_into,
 };
 use crate::response::{Body, ConnectionField, Part, Response, Stream, write_head};
@@ -383,7 +383,7 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
     fn respond(&mut self, req: Option<&Request>, resp: Response) -> bool {
         let version = req.map(Request::version);
         let status = resp.status();
-        let send_body = !matches!(req.map(Request::method), Some(crate::request::Method::Head))
+        let send_body = !matches!(req.map(Request::method), Some(crate::parse::Method::Head))
             && !matches!(status, 100..=199 | 204 | 304);
         // A stream has no length: HTTP/1.1 gets chunks, HTTP/1.0 gets the
         // body delimited by the close.

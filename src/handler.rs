@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::request::Request;
+use crate::parse::Request;
 use crate::response::Response;
 
 /// Answers requests. One value is shared by every connection, so it takes

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::handler::Handler;
-use crate::request::{Method, Request};
+use crate::parse::{Method, Request};
 use crate::response::Response;
 
 /// Where a route applies.

@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use coserve::Request;
 use coserve::files::resolve_path;
-use coserve::request::{Limits, Status, parse_head};
+use coserve::parse::{Limits, Status, parse_head};
 use percent_encoding::percent_decode_str;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};

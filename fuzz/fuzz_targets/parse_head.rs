@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use coserve::request::{Limits, Status, parse_head};
+use coserve::parse::{Limits, Status, parse_head};
 use coserve::{ParseError, Request};
 use libfuzzer_sys::fuzz_target;
 

@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use foldhash::fast::RandomState;
 
-use crate::conditional::Validators;
+use crate::files::conditional::Validators;
 
 /// Entries older than this are rebuilt by the slow path.
 pub(crate) const RECHECK: Duration = Duration::from_secs(1);

@@ -8,6 +8,11 @@
 //! checks that it is still under the canonical root, so a symlink cannot
 //! lead out either, unless that was asked for.
 
+pub mod cache;
+pub mod conditional;
+pub mod listing;
+pub mod range;
+
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -22,11 +27,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, percent_encode};
 
-use crate::cache::{CacheOptions, CacheStats, Entry, FileCache, FileId};
-use crate::conditional::{self, Precondition, Validators};
+use self::conditional::{Precondition, Validators};
+use self::range::Ranges;
+use crate::files::cache::{CacheOptions, CacheStats, Entry, FileCache, FileId};
 use crate::handler::Handler;
-use crate::range::{self, Ranges};
-use crate::request::{Method, Request};
+use crate::parse::{Method, Request};
 use crate::response::{Body, Part, Response};
 
 /// Why a request path does not name anything under the root.
@@ -641,7 +646,7 @@ impl StaticFiles {
         }
         if self.options.listing {
             let dir = root.path.join(&rel);
-            return match crate::listing::render_listing(&dir, &safe.display_path()) {
+            return match crate::files::listing::render_listing(&dir, &safe.display_path()) {
                 Ok(html) => Response::new(200)
                     .header("Content-Type", "text/html; charset=utf-8")
                     .body(Body::Bytes(Bytes::from(html))),

@@ -1,5 +1,7 @@
 //! Binding, the accept loop, connection limits and graceful shutdown.
 
+pub(crate) mod park;
+
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
@@ -18,11 +20,11 @@ use crate::engine::thread::Threads;
 use crate::engine::{Engine, EngineKind};
 use crate::files::{FilesOptions, StaticFiles};
 use crate::handler::Handler;
-use crate::park::{Lot, Parked, Wake};
-use crate::request::Limits;
-use crate::request::Method;
+use crate::parse::Limits;
+use crate::parse::Method;
 use crate::response::{ConnectionField, Response, write_head};
 use crate::router::Router;
+use crate::server::park::{Lot, Parked, Wake};
 
 /// The default coroutine stack: release builds use under 8 KiB serving
 /// files with the access log on, so 64 KiB leaves room for handlers. Debug
@@ -235,7 +237,7 @@ impl Server {
         // move away from it; see the README's performance section.
         may::config().set_worker_pin(config.pin_workers);
         let listener = bind_listener(addr, config.backlog, config.send_buffer)?;
-        crate::request::warm_up();
+        crate::parse::warm_up();
         let mut router = Router::new();
         router.fallback(handler);
         Ok(Server {
