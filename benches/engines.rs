@@ -19,7 +19,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use coserve::{Body, Config, EngineKind, Handler, Request, Response, Server, ServerHandle};
+use coserve::{
+    Config, EngineKind, FilesOptions, Handler, Request, Response, Runtime, Server, ServerHandle,
+    StaticFiles,
+};
 
 /// Size of the small file and of the sleep handler's body.
 const SMALL: usize = 1024;
@@ -314,32 +317,29 @@ impl Target {
     }
 }
 
-fn coserve_config(root: &Path, engine: EngineKind) -> Config {
-    let mut config = Config::new(root);
-    config.engine = engine;
-    config.max_connections = 30_000;
-    config.shutdown_grace = Duration::from_secs(3);
-    config.idle_timeout = Duration::from_secs(60);
-    config
+fn coserve_config(engine: EngineKind) -> Config {
+    Config::new()
+        .engine(engine)
+        .max_connections(30_000)
+        .shutdown_grace(Duration::from_secs(3))
+        .idle_timeout(Duration::from_secs(60))
 }
 
 fn start_coserve(root: &Path, engine: EngineKind) -> io::Result<Target> {
-    let files = coserve::StaticFiles::new(root, Default::default())?;
+    let files = StaticFiles::new(root, FilesOptions::new())?;
     let body = bytes::Bytes::from(vec![b'x'; SMALL]);
-    let handler = move |req: &Request| -> Response {
+    let handler = move |req: &Request| {
         if req.path() == "/sleep" {
             // Parks the coroutine, or the thread on the thread engine.
             may::coroutine::sleep(SLEEP);
-            Response::new(200)
-                .header("Content-Type", "application/octet-stream")
-                .body(Body::Bytes(body.clone()))
+            Response::bytes("application/octet-stream", body.clone())
         } else {
             files.handle(req)
         }
     };
-    let server = Server::bind_with("127.0.0.1:0", coserve_config(root, engine), handler)?;
+    let server = Server::bind("127.0.0.1:0", coserve_config(engine))?;
     let addr = server.local_addr();
-    let handle = server.spawn()?;
+    let handle = server.spawn(handler)?;
     Ok(Target {
         addr,
         running: Running::Coserve(handle),
@@ -1035,6 +1035,10 @@ fn target_dir() -> PathBuf {
 
 fn main() {
     let s = Settings::from_env();
+    // may's runtime, shared by both coserve servers, may_minihttp and the
+    // load generator: coserve's settings (a worker per core, not pinned,
+    // its default coroutine stack), set once before anything uses may.
+    Runtime::new().start().expect("start may's runtime");
     let nofile = raise_nofile();
     // Both ends of every connection live in this process.
     let max_conns = (nofile.saturating_sub(500) / 2).max(1) as usize;

@@ -4,8 +4,7 @@
 
 use std::hint::black_box;
 
-use coserve::files::resolve_path;
-use coserve::parse::{Limits, parse_head};
+use coserve::__fuzz::{Limits, parse_head, resolve_path};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// What `wrk` sends.

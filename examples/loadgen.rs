@@ -135,7 +135,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let nofile = coserve::server::raise_open_files_limit().unwrap_or(0);
+    let nofile = coserve::raise_open_files_limit().unwrap_or(0);
     may::config().set_stack_size(stack_words(args.stack_size));
 
     // The body length every answer must have, from one probe request.

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::RecvTimeoutError; // may's channels use std's error types
 use std::time::{Duration, Instant};
 
-use coserve::{Body, Config, Request, Response, Server};
+use coserve::{Config, Response, Router, Server, StatusCode};
 use may::sync::mpsc;
 
 /// Clients, unless the first argument says.
@@ -82,44 +82,43 @@ fn serve(clients: usize, delay: Duration) -> io::Result<()> {
         println!("note: the open-file limit is {fds}; {clients} clients may not all fit");
     }
 
-    // Bind the server first: the first `Server::bind*` in a process
-    // configures may's runtime (worker threads, default coroutine stack),
-    // which starts with the first coroutine or may socket. The connection
-    // limit is above the clients, the backlog absorbs the ramp-up, and the
-    // timeouts are long so that connections opened early are still there
-    // when the last ones are.
-    let config = Config {
-        max_connections: 20_000.max(2 * clients),
-        backlog: 4096,
-        idle_timeout: Duration::from_secs(60),
-        header_timeout: Duration::from_secs(60),
-        ..Config::default()
-    };
-    let mut server = Server::bind_routes("127.0.0.1:0", config)?;
+    // Start may's runtime with coserve's settings (a worker per core, not
+    // pinned; coserve's default coroutine stack) before anything else uses
+    // may: the backend below is a may service, and may's scheduler starts
+    // with the first coroutine or may socket.
+    coserve::Runtime::new().start()?;
+
+    // The connection limit is above the clients, the backlog absorbs the
+    // ramp-up, and the timeouts are long so that connections opened early
+    // are still there when the last ones are.
+    let config = Config::new()
+        .max_connections(20_000.max(2 * clients))
+        .backlog(4096)
+        .idle_timeout(Duration::from_secs(60))
+        .header_timeout(Duration::from_secs(60));
+    let server = Server::bind("127.0.0.1:0", config)?;
     let backend_addr = start_backend(delay)?;
     let backend = Arc::new(Backend::connect(backend_addr, POOL_SIZE)?);
 
     // How many requests are inside the handler now, and the most at once;
     // and when the first and the last of them came in.
     let stats = Arc::new(Stats::default());
-    {
+    let app = {
         let stats = stats.clone();
-        server.get("/", move |_req: &Request| {
+        Router::new().get("/", move |_| {
             let entered = stats.enter();
             // Sequential, blocking-style code: only this coroutine waits.
             let resp = match backend.call("how are you?") {
-                Ok(reply) => Response::new(200)
-                    .header("Content-Type", "text/plain; charset=utf-8")
-                    .body(Body::Bytes(format!("the backend says: {reply}\n").into())),
-                Err(_) => Response::error(502),
+                Ok(reply) => Response::text(format!("the backend says: {reply}\n")),
+                Err(_) => Response::error(StatusCode::BAD_GATEWAY),
             };
             stats.leave(entered);
             resp
-        });
-    }
+        })
+    };
 
     let addr = server.local_addr();
-    let handle = server.spawn()?;
+    let handle = server.spawn(app)?;
     println!(
         "{clients} clients -> http://{addr}/ -> backend {backend_addr} \
          ({POOL_SIZE} pooled connections, answers after {} ms)",
@@ -644,25 +643,7 @@ fn arg(n: usize, default: u64) -> u64 {
 /// Raises the open-file soft limit to the hard limit (going past that needs
 /// CAP_SYS_RESOURCE). Returns the soft limit in force afterwards.
 fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes only into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 1024;
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: setrlimit only reads the struct it is given.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            return lim.rlim_max;
-        }
-    }
-    lim.rlim_cur
+    coserve::raise_open_files_limit().unwrap_or(1024)
 }
 
 /// A field of /proc/self/status, such as `VmHWM` or `Threads`.

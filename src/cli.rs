@@ -1,12 +1,13 @@
 //! The command line: flags in the spirit of `python3 -m http.server`,
-//! turned into a [`coserve::Config`].
+//! turned into the runtime's settings, a [`coserve::Config`] and the
+//! static files' [`coserve::FilesOptions`].
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use coserve::{CacheOptions, Config, EngineKind, FilesOptions};
+use coserve::{CacheOptions, Config, EngineKind, FilesOptions, Response, Runtime, StatusCode};
 
 /// A fast, safe HTTP/1.1 static-file server on may coroutines.
 #[derive(Debug, Parser)]
@@ -54,7 +55,7 @@ pub struct Cli {
 
     /// Stack size of each connection's coroutine; 16384 (65536 in debug
     /// builds) to 67108864.
-    #[arg(long, value_name = "BYTES", default_value_t = Config::default().stack_size,
+    #[arg(long, value_name = "BYTES", default_value_t = Runtime::DEFAULT_STACK_SIZE,
           value_parser = parse_stack_size)]
     pub stack_size: usize,
 
@@ -71,6 +72,11 @@ pub struct Cli {
     /// Close clients that take longer than this to send a request head.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub header_timeout: u64,
+
+    /// Answer 408 and close when a request body has not arrived whole this
+    /// long after its head.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub body_timeout: u64,
 
     /// How long SIGINT/SIGTERM waits for responses in flight before exiting.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
@@ -123,11 +129,11 @@ pub struct Cli {
     pub no_cache: bool,
 
     /// The most the file cache holds, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = CacheOptions::default().max_bytes)]
+    #[arg(long, value_name = "BYTES", default_value_t = CacheOptions::DEFAULT_MAX_BYTES)]
     pub cache_size: usize,
 
     /// Files larger than this are not cached (they go out with sendfile).
-    #[arg(long, value_name = "BYTES", default_value_t = CacheOptions::default().max_file)]
+    #[arg(long, value_name = "BYTES", default_value_t = CacheOptions::DEFAULT_MAX_FILE)]
     pub cache_max_file: u64,
 
     /// Index file name for directories; repeatable [default: index.html].
@@ -140,10 +146,7 @@ pub struct Cli {
 /// `Server::bind`.
 fn parse_stack_size(s: &str) -> Result<usize, String> {
     let bytes: usize = s.parse().map_err(|e| format!("{e}"))?;
-    let (min, max) = (
-        coserve::server::MIN_STACK_SIZE,
-        coserve::server::MAX_STACK_SIZE,
-    );
+    let (min, max) = (Runtime::MIN_STACK_SIZE, Runtime::MAX_STACK_SIZE);
     if bytes < min {
         return Err(format!(
             "must be at least {min} bytes: the server's own code needs about half that"
@@ -155,58 +158,62 @@ fn parse_stack_size(s: &str) -> Result<usize, String> {
     Ok(bytes)
 }
 
-/// `Name: value`, with a token name and a value free of control characters,
-/// so a flag cannot inject a header line.
+/// `Name: value`, checked as a handler's header field is (a token name, a
+/// value free of control characters), so a flag cannot inject a header line.
 fn parse_header(s: &str) -> Result<(String, String), String> {
     let (name, value) = s.split_once(':').ok_or("expected \"Name: value\"")?;
-    let name = name.trim();
-    let value = value.trim();
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(token) {
-        return Err(format!("invalid header name {name:?}"));
-    }
-    if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-        return Err("control character in header value".into());
-    }
+    let (name, value) = (name.trim(), value.trim());
+    Response::new(StatusCode::OK)
+        .try_header(name, value)
+        .map_err(|e| e.to_string())?;
     Ok((name.to_string(), value.to_string()))
 }
 
 impl Cli {
-    /// The server configuration these flags describe.
+    /// may's runtime as these flags set it.
+    pub fn runtime(&self) -> Runtime {
+        Runtime::new()
+            .workers(self.workers.unwrap_or(0))
+            .pin_workers(self.pin_workers)
+            .stack_size(self.stack_size)
+    }
+
+    /// The server's settings.
     pub fn config(&self) -> Config {
-        Config {
-            root: self.directory.clone(),
-            files: FilesOptions {
-                follow_symlinks: self.follow_symlinks,
-                index: if self.index.is_empty() {
-                    FilesOptions::default().index
-                } else {
-                    self.index.clone()
-                },
-                precompressed: !self.no_precompressed,
-                listing: self.listing,
-                cache_control: self.cache_control.clone(),
-                headers: self.headers.clone(),
-                cors: self.cors,
-                spa: self.spa,
-                cache: (!self.no_cache).then_some(CacheOptions {
-                    max_bytes: self.cache_size,
-                    max_file: self.cache_max_file,
-                    ..CacheOptions::default()
-                }),
-            },
-            workers: self.workers.unwrap_or(0),
-            pin_workers: self.pin_workers,
-            stack_size: self.stack_size,
-            idle_timeout: Duration::from_secs(self.idle_timeout),
-            header_timeout: Duration::from_secs(self.header_timeout),
-            release_idle_after: Duration::from_millis(self.release_idle_after),
-            max_connections: self.max_connections,
-            shutdown_grace: Duration::from_secs(self.shutdown_grace),
-            max_connections_per_ip: self.max_connections_per_ip,
-            engine: self.engine,
-            send_buffer: self.send_buffer,
-            ..Config::default()
+        Config::new()
+            .engine(self.engine)
+            .idle_timeout(Duration::from_secs(self.idle_timeout))
+            .release_idle_after(Duration::from_millis(self.release_idle_after))
+            .header_timeout(Duration::from_secs(self.header_timeout))
+            .body_timeout(Duration::from_secs(self.body_timeout))
+            .shutdown_grace(Duration::from_secs(self.shutdown_grace))
+            .max_connections(self.max_connections)
+            .max_connections_per_ip(self.max_connections_per_ip)
+            .send_buffer(self.send_buffer)
+    }
+
+    /// What the static files are served with.
+    pub fn files(&self) -> FilesOptions {
+        let mut files = FilesOptions::new()
+            .follow_symlinks(self.follow_symlinks)
+            .precompressed(!self.no_precompressed)
+            .listing(self.listing)
+            .cors(self.cors)
+            .spa(self.spa)
+            .cache((!self.no_cache).then(|| {
+                CacheOptions::new()
+                    .max_bytes(self.cache_size)
+                    .max_file(self.cache_max_file)
+            }));
+        if !self.index.is_empty() {
+            files = files.index(self.index.iter().cloned());
         }
+        if let Some(value) = &self.cache_control {
+            files = files.cache_control(value.clone());
+        }
+        for (name, value) in &self.headers {
+            files = files.header(name.clone(), value.clone());
+        }
+        files
     }
 }

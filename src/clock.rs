@@ -11,41 +11,23 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-fn read(clock: libc::clockid_t) -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into `ts`, which is valid.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
+use crate::sys;
 
 /// The coarse monotonic clock: time since boot, as of the last tick.
 pub(crate) fn monotonic() -> Duration {
-    read(libc::CLOCK_MONOTONIC_COARSE)
+    sys::clock_gettime(libc::CLOCK_MONOTONIC_COARSE)
 }
 
 /// The coarse wall clock, in whole seconds since the Unix epoch.
 pub(crate) fn unix_seconds() -> u64 {
-    read(libc::CLOCK_REALTIME_COARSE).as_secs()
+    sys::clock_gettime(libc::CLOCK_REALTIME_COARSE).as_secs()
 }
 
 /// How far [`monotonic`] can lag the precise clock: one tick.
 pub(crate) fn resolution() -> Duration {
     static RESOLUTION: LazyLock<Duration> = LazyLock::new(|| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_getres writes one timespec into `ts`, which is valid.
-        let ok = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } == 0;
-        if ok {
-            Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-        } else {
-            // The coarsest tick Linux has (HZ=100).
-            Duration::from_millis(10)
-        }
+        // The coarsest tick Linux has (HZ=100) if the kernel will not say.
+        sys::clock_getres(libc::CLOCK_MONOTONIC_COARSE).unwrap_or(Duration::from_millis(10))
     });
     *RESOLUTION
 }

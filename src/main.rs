@@ -1,4 +1,5 @@
-//! The `coserve` binary: flags, logging and signals around [`coserve::Server`].
+//! The `coserve` binary: flags, logging and signals around a
+//! [`coserve::Server`] of [`coserve::StaticFiles`].
 
 mod cli;
 
@@ -7,6 +8,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
+use coserve::{Server, StaticFiles};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -14,10 +16,6 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging(cli.quiet);
 
-    if !cli.directory.is_dir() {
-        eprintln!("coserve: directory not found: {}", cli.directory.display());
-        return ExitCode::FAILURE;
-    }
     // Signals are registered before the runtime starts its threads, so that
     // every thread inherits the same handling.
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
@@ -28,8 +26,19 @@ fn main() -> ExitCode {
         }
     };
     raise_descriptor_limit(cli.max_connections);
+    let files = match StaticFiles::new(&cli.directory, cli.files()) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("coserve: cannot serve {}: {e}", cli.directory.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = cli.runtime().start() {
+        eprintln!("coserve: cannot start: {e}");
+        return ExitCode::FAILURE;
+    }
     let addr = SocketAddr::new(cli.bind, cli.port);
-    let server = match coserve::Server::bind(addr, cli.config()) {
+    let server = match Server::bind(addr, cli.config()) {
         Ok(server) => server,
         Err(e) => {
             eprintln!(
@@ -55,7 +64,7 @@ fn main() -> ExitCode {
     let _ = out.flush();
     drop(out);
 
-    let handle = match server.spawn() {
+    let handle = match server.spawn(files) {
         Ok(handle) => handle,
         Err(e) => {
             eprintln!("coserve: cannot start: {e}");
@@ -88,16 +97,16 @@ fn main() -> ExitCode {
         eprintln!("coserve: cannot start: {e}");
         return ExitCode::FAILURE;
     }
-    handle.wait();
+    handle.join();
     ExitCode::SUCCESS
 }
 
 /// Raises the soft limit on open descriptors to the hard one (see
-/// [`coserve::server::raise_open_files_limit`]), and says so if even that
+/// [`coserve::raise_open_files_limit`]), and says so if even that
 /// leaves too few: connections past it wait in the backlog until others
 /// close.
 fn raise_descriptor_limit(max_connections: usize) {
-    let Ok(limit) = coserve::server::raise_open_files_limit() else {
+    let Ok(limit) = coserve::raise_open_files_limit() else {
         return;
     };
     // The listener, the log, may's and the parking lot's epolls, a file

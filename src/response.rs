@@ -1,90 +1,71 @@
-//! Responses: status, header fields and a body, and how a response head is
-//! written.
+//! Responses: a status, header fields and a body; how a response head is
+//! written; and the chunked encoder that frames a streamed body.
 //!
-//! A handler builds a [`Response`]; the connection adds the fields that
-//! belong to the connection rather than the resource (`Date`, `Server`,
-//! `Content-Length`, `Connection`) when it writes the head.
+//! A handler builds a [`Response`]. The fields that belong to the
+//! connection rather than the resource (`Content-Length`,
+//! `Transfer-Encoding`, `Connection`) are the server's alone: a handler
+//! cannot set them, and so cannot contradict the framing. `Date` and
+//! `Server` are written by the server unless the handler sets its own.
 
-use std::cell::RefCell;
+use std::fmt;
 use std::fs::File;
-use std::time::{Duration, UNIX_EPOCH};
+use std::io::{self, Write};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// The value of the `Server` field.
-pub const SERVER: &str = concat!("coserve/", env!("CARGO_PKG_VERSION"));
+use crate::parse::{is_field_value, is_token_str};
+use crate::status::StatusCode;
 
-/// A response body.
-#[derive(Debug)]
-pub enum Body {
-    /// No body.
+/// The value of the `Server` field.
+pub(crate) const SERVER: &str = concat!("coserve/", env!("CARGO_PKG_VERSION"));
+
+/// A response body: bytes in memory, part of an open file (sent with
+/// `sendfile(2)`), or a stream written by a closure after the head.
+///
+/// Made with `From` (`Bytes`, `Vec<u8>`, `String`, `&'static str`,
+/// `&'static [u8]`), [`Body::file`] or [`Body::stream`].
+#[derive(Debug, Default)]
+pub struct Body(pub(crate) Inner);
+
+#[derive(Debug, Default)]
+pub(crate) enum Inner {
+    #[default]
     Empty,
-    /// Bytes in memory.
     Bytes(Bytes),
-    /// `len` bytes of an open file, starting at `offset`. Streamed, never read
-    /// whole.
+    /// `len` bytes of `file` from `offset`; streamed, never read whole.
     File {
-        /// The open file.
         file: File,
-        /// Where the body starts in the file.
         offset: u64,
-        /// How many bytes to send.
         len: u64,
     },
-    /// Written by the handler's closure, in blocking style, after the head
-    /// has gone out: chunked for HTTP/1.1 clients, delimited by closing the
-    /// connection for HTTP/1.0 ones. Not called for HEAD.
     Stream(Stream),
     /// Bytes in memory interleaved with pieces of one file: a
     /// `multipart/byteranges` body.
     Parts {
-        /// The open file the [`Part::File`] pieces come from.
         file: File,
-        /// The pieces, in order.
         parts: Vec<Part>,
     },
 }
 
-/// The writer behind [`Body::Stream`].
-pub type StreamFn = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send>;
+/// The writer behind a streamed body.
+type StreamFn = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
 
 /// A streamed body: a closure that writes it.
-pub struct Stream(pub(crate) StreamFn);
+pub(crate) struct Stream(pub(crate) StreamFn);
 
-impl std::fmt::Debug for Stream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Stream(..)")
     }
 }
 
-impl Body {
-    /// A body streamed by `write`, which may block (coroutine-aware) between
-    /// writes. An error ends the response early and closes the connection.
-    pub fn stream<F>(write: F) -> Body
-    where
-        F: FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
-    {
-        Body::Stream(Stream(Box::new(write)))
-    }
-
-    /// Whether the length is unknown until the body has been written.
-    pub fn is_stream(&self) -> bool {
-        matches!(self, Body::Stream(_))
-    }
-}
-
-/// A piece of a [`Body::Parts`] body.
+/// A piece of a `multipart/byteranges` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Part {
+pub(crate) enum Part {
     /// Bytes in memory (part headers, boundaries).
     Bytes(Bytes),
     /// `len` bytes of the file from `offset`.
-    File {
-        /// Where the piece starts in the file.
-        offset: u64,
-        /// How many bytes.
-        len: u64,
-    },
+    File { offset: u64, len: u64 },
 }
 
 impl Part {
@@ -97,85 +78,321 @@ impl Part {
 }
 
 impl Body {
-    /// The body's length in bytes (0 for a stream, whose length is not
-    /// known in advance).
-    pub fn len(&self) -> u64 {
-        match self {
-            Body::Empty | Body::Stream(_) => 0,
-            Body::Bytes(b) => b.len() as u64,
-            Body::File { len, .. } => *len,
-            Body::Parts { parts, .. } => parts.iter().map(Part::len).sum(),
+    /// No body.
+    pub fn empty() -> Body {
+        Body(Inner::Empty)
+    }
+
+    /// A whole open file, sent with `sendfile(2)` from the page cache.
+    pub fn file(file: File) -> io::Result<Body> {
+        let len = file.metadata()?.len();
+        Ok(Body::file_range(file, 0, len))
+    }
+
+    /// `len` bytes of an open file from `offset`. The file must still hold
+    /// them when the response is written: one that shrank meanwhile cuts
+    /// the response short and closes the connection.
+    pub fn file_range(file: File, offset: u64, len: u64) -> Body {
+        Body(Inner::File { file, offset, len })
+    }
+
+    /// A body written by `write` after the head has gone out, in blocking
+    /// style: it may wait (coroutine-aware) between writes, and each
+    /// `flush` sends what it has written so far. HTTP/1.1 clients get it
+    /// chunked, HTTP/1.0 clients delimited by the close. Not called for
+    /// `HEAD`. An error (or a panic) ends the response early and closes
+    /// the connection, so the client can tell it was cut short.
+    pub fn stream<F>(write: F) -> Body
+    where
+        F: FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
+    {
+        Body(Inner::Stream(Stream(Box::new(write))))
+    }
+
+    pub(crate) fn parts(file: File, parts: Vec<Part>) -> Body {
+        Body(Inner::Parts { file, parts })
+    }
+
+    /// The length in bytes; `None` for a stream, whose length is not known
+    /// until it has been written.
+    pub fn len(&self) -> Option<u64> {
+        match &self.0 {
+            Inner::Stream(_) => None,
+            _ => Some(self.wire_len()),
         }
     }
 
-    /// Whether the body is empty.
+    /// Whether the body is known to be empty.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len() == Some(0)
+    }
+
+    /// Whether the body is a stream.
+    pub fn is_stream(&self) -> bool {
+        matches!(self.0, Inner::Stream(_))
+    }
+
+    /// The bytes of a body held in memory; `None` for a file or a stream.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match &self.0 {
+            Inner::Empty => Some(&[]),
+            Inner::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The file, offset and length of a body that is part of one file.
+    pub(crate) fn as_file(&self) -> Option<(&File, u64, u64)> {
+        match &self.0 {
+            Inner::File { file, offset, len } => Some((file, *offset, *len)),
+            _ => None,
+        }
+    }
+
+    /// The `Content-Length` of the body (0 for a stream).
+    pub(crate) fn wire_len(&self) -> u64 {
+        match &self.0 {
+            Inner::Empty | Inner::Stream(_) => 0,
+            Inner::Bytes(b) => b.len() as u64,
+            Inner::File { len, .. } => *len,
+            Inner::Parts { parts, .. } => parts.iter().map(Part::len).sum(),
+        }
     }
 }
 
-/// An HTTP response.
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Body {
+        Body(Inner::Bytes(bytes))
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Body {
+        Body(Inner::Bytes(bytes.into()))
+    }
+}
+
+impl From<String> for Body {
+    fn from(text: String) -> Body {
+        Body(Inner::Bytes(text.into()))
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(text: &'static str) -> Body {
+        Body(Inner::Bytes(Bytes::from_static(text.as_bytes())))
+    }
+}
+
+impl From<&'static [u8]> for Body {
+    fn from(bytes: &'static [u8]) -> Body {
+        Body(Inner::Bytes(Bytes::from_static(bytes)))
+    }
+}
+
+/// Why a header field was refused. A response given one by
+/// [`Response::header`] is never sent: the client gets a `500` instead,
+/// and the log says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// The name is not a token (RFC 9110 §5.6.2): empty, or holding a
+    /// space, a colon, a control character or the like.
+    Name(String),
+    /// The value of the named field holds CR, LF, NUL or another control
+    /// character (HTAB aside), which could end the field and start another.
+    Value(String),
+    /// `Content-Length`, `Transfer-Encoding` and `Connection` are written
+    /// by the server, from the body and the connection's state; use
+    /// [`Response::close`] to close after a response.
+    Reserved(String),
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderError::Name(name) => write!(f, "invalid header name {:?}", name),
+            HeaderError::Value(name) => {
+                write!(f, "control character in the value of header {name}")
+            }
+            HeaderError::Reserved(name) => write!(f, "{name} is set by the server, not a handler"),
+        }
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
+/// Checks a header field a handler (or an option) sets.
+pub(crate) fn check_header(name: &str, value: &str) -> Result<(), HeaderError> {
+    if !is_token_str(name.as_bytes()) {
+        return Err(HeaderError::Name(name.into()));
+    }
+    if !value.bytes().all(is_field_value) {
+        return Err(HeaderError::Value(name.into()));
+    }
+    for reserved in ["content-length", "transfer-encoding", "connection"] {
+        if name.eq_ignore_ascii_case(reserved) {
+            return Err(HeaderError::Reserved(name.into()));
+        }
+    }
+    Ok(())
+}
+
+/// Which of the fields the server writes by default a response has set for
+/// itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Own {
+    date: bool,
+    server: bool,
+}
+
+impl Own {
+    fn note(&mut self, name: &str) {
+        self.date |= name.eq_ignore_ascii_case("date");
+        self.server |= name.eq_ignore_ascii_case("server");
+    }
+}
+
+/// Header fields rendered ahead of time (`\r\nName: value` each), as the
+/// file cache keeps them, with what they set of the server's defaults.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Rendered {
+    pub bytes: Bytes,
+    own: Own,
+}
+
+/// An HTTP response: a status, header fields and a [`Body`].
+///
+/// ```
+/// use coserve::{Response, StatusCode};
+/// let created = Response::text("made it\n").with_status(StatusCode::CREATED);
+/// let moved = Response::redirect(StatusCode::SEE_OTHER, "/elsewhere");
+/// let custom = Response::new(StatusCode::OK)
+///     .header("Content-Type", "image/svg+xml")
+///     .header("Cache-Control", "max-age=60")
+///     .body("<svg xmlns='http://www.w3.org/2000/svg'/>");
+/// # let _ = (created, moved, custom);
+/// ```
 #[derive(Debug)]
 pub struct Response {
-    status: u16,
+    status: StatusCode,
     headers: Vec<(String, String)>,
-    /// Header fields rendered ahead of time (`\r\nName: value` each), written
-    /// before `headers`: what the file cache stores.
-    raw: Bytes,
+    /// Written before `headers`: what the file cache stores.
+    rendered: Rendered,
     body: Body,
     close: bool,
+    /// The first header field refused, which makes the response a 500.
+    refused: Option<HeaderError>,
 }
 
 impl Response {
     /// A response with this status, no header fields and no body.
-    pub fn new(status: u16) -> Response {
+    pub fn new(status: StatusCode) -> Response {
         Response {
             status,
             headers: Vec::new(),
-            raw: Bytes::new(),
-            body: Body::Empty,
+            rendered: Rendered::default(),
+            body: Body::empty(),
             close: false,
+            refused: None,
         }
     }
 
     /// A small generic page for an error or redirect status: the status line
     /// as `text/plain`. Details belong in the log, not here.
-    pub fn error(status: u16) -> Response {
-        let text = format!("{} {}\n", status, reason(status));
+    pub fn error(status: StatusCode) -> Response {
         Response::new(status)
             .header("Content-Type", "text/plain; charset=utf-8")
-            .body(Body::Bytes(Bytes::from(text)))
+            .body(format!("{status}\n"))
     }
 
-    /// Adds a header field.
+    /// `200 OK` with a `text/plain; charset=utf-8` body.
+    pub fn text(body: impl Into<String>) -> Response {
+        Response::bytes("text/plain; charset=utf-8", body.into())
+    }
+
+    /// `200 OK` with a `text/html; charset=utf-8` body.
+    pub fn html(body: impl Into<String>) -> Response {
+        Response::bytes("text/html; charset=utf-8", body.into())
+    }
+
+    /// `200 OK` with a body of the given `Content-Type`.
+    pub fn bytes(content_type: &str, body: impl Into<Body>) -> Response {
+        Response::new(StatusCode::OK)
+            .header("Content-Type", content_type)
+            .body(body)
+    }
+
+    /// A redirect (`301`, `302`, `303`, `307` or `308`) to `location`, with a
+    /// short text body. A location holding CR, LF or another control
+    /// character makes the response a `500` (see [`Response::header`]).
+    pub fn redirect(status: StatusCode, location: &str) -> Response {
+        Response::error(status).header("Location", location)
+    }
+
+    /// `200 OK` with `value` serialized as `application/json`. A value that
+    /// cannot be serialized (a map with non-string keys, say) is a `500`,
+    /// with the reason in the log.
+    #[cfg(feature = "json")]
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Response {
+        match serde_json::to_vec(value) {
+            Ok(json) => Response::bytes("application/json", json),
+            Err(e) => {
+                log::error!("cannot serialize a JSON response: {e}");
+                Response::error(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+
+    /// Adds a header field (several with one name are all sent, in order).
+    ///
+    /// The name must be a token and the value free of CR, LF, NUL and the
+    /// other control characters but HTAB; `Content-Length`,
+    /// `Transfer-Encoding` and `Connection` belong to the server. A field
+    /// that breaks these rules is not added, and the response is never
+    /// sent: the client gets a `500` and the log says which field, so that
+    /// a value copied from a request cannot split the response. Use
+    /// [`Response::try_header`] to handle that yourself.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
-        self.headers.push((name.into(), value.into()));
+        let (name, value) = (name.into(), value.into());
+        match check_header(&name, &value) {
+            Ok(()) => {
+                self.rendered.own.note(&name);
+                self.headers.push((name, value));
+            }
+            Err(e) => {
+                self.refused.get_or_insert(e);
+            }
+        }
         self
     }
 
-    /// Adds header fields rendered ahead of time: `\r\nName: value` for
-    /// each, exactly as they go on the wire.
-    pub(crate) fn raw_headers(mut self, raw: Bytes) -> Response {
-        self.raw = raw;
-        self
-    }
-
-    /// All header fields rendered as [`raw_headers`](Self::raw_headers)
-    /// takes them.
-    pub(crate) fn rendered_headers(&self) -> Bytes {
-        let mut out = BytesMut::new();
-        put_fields(&mut out, self);
-        out.freeze()
+    /// [`Response::header`], returning the refusal instead of turning the
+    /// response into a `500`.
+    pub fn try_header(
+        self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Response, HeaderError> {
+        let (name, value) = (name.into(), value.into());
+        check_header(&name, &value)?;
+        Ok(self.header(name, value))
     }
 
     /// Sets the body.
-    pub fn body(mut self, body: Body) -> Response {
-        self.body = body;
+    pub fn body(mut self, body: impl Into<Body>) -> Response {
+        self.body = body.into();
         self
     }
 
-    /// Changes the status code.
-    pub fn set_status(&mut self, status: u16) {
+    /// Changes the status.
+    pub fn with_status(mut self, status: StatusCode) -> Response {
+        self.status = status;
+        self
+    }
+
+    /// Changes the status in place.
+    pub fn set_status(&mut self, status: StatusCode) {
         self.status = status;
     }
 
@@ -185,19 +402,19 @@ impl Response {
         self
     }
 
-    /// The status code.
-    pub fn status(&self) -> u16 {
+    /// The status.
+    pub fn status(&self) -> StatusCode {
         self.status
     }
 
-    /// The header fields set so far.
+    /// The header fields added with [`Response::header`], in order.
     pub fn headers(&self) -> &[(String, String)] {
         &self.headers
     }
 
     /// The first value of a header field, compared case-insensitively.
     pub fn header_value(&self, name: &str) -> Option<&str> {
-        let raw = std::str::from_utf8(&self.raw).unwrap_or("");
+        let raw = std::str::from_utf8(&self.rendered.bytes).unwrap_or("");
         raw.split("\r\n")
             .filter_map(|line| line.split_once(": "))
             .chain(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
@@ -210,70 +427,37 @@ impl Response {
         &self.body
     }
 
-    pub(crate) fn into_body(self) -> Body {
-        self.body
-    }
-
-    /// Whether the connection must close after this response.
+    /// Whether the connection closes after this response.
     pub fn closes(&self) -> bool {
         self.close
     }
-}
 
-/// The reason phrase for a status code (RFC 9110 §15).
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        402 => "Payment Required",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        406 => "Not Acceptable",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        410 => "Gone",
-        411 => "Length Required",
-        412 => "Precondition Failed",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        416 => "Range Not Satisfiable",
-        417 => "Expectation Failed",
-        422 => "Unprocessable Content",
-        428 => "Precondition Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => match status / 100 {
-            1 => "Informational",
-            2 => "Success",
-            3 => "Redirection",
-            4 => "Client Error",
-            _ => "Server Error",
-        },
+    /// The header field that made this response unsendable, if one did.
+    pub fn refused_header(&self) -> Option<&HeaderError> {
+        self.refused.as_ref()
     }
-}
 
-/// Whether a response with this status carries no body (RFC 9110 §6.4.1).
-fn status_has_no_body(status: u16) -> bool {
-    (100..200).contains(&status) || status == 204 || status == 304
+    /// Adds header fields rendered ahead of time, written before the
+    /// others.
+    pub(crate) fn rendered_headers(mut self, rendered: Rendered) -> Response {
+        self.rendered = rendered;
+        self
+    }
+
+    /// All header fields rendered as [`Response::rendered_headers`] takes
+    /// them.
+    pub(crate) fn render_headers(&self) -> Rendered {
+        let mut out = BytesMut::new();
+        put_fields(&mut out, self);
+        Rendered {
+            bytes: out.freeze(),
+            own: self.rendered.own,
+        }
+    }
+
+    pub(crate) fn into_body(self) -> Body {
+        self.body
+    }
 }
 
 /// What the connection decided about persistence for this response.
@@ -287,8 +471,8 @@ pub(crate) enum ConnectionField {
     KeepAlive,
 }
 
-/// Appends a response head to `buf`.
-/// `chunked` says whether a streamed body goes out with chunked coding.
+/// Appends a response head to `buf`. `chunked` says whether a streamed
+/// body goes out with chunked coding.
 pub(crate) fn write_head(
     buf: &mut BytesMut,
     resp: &Response,
@@ -297,21 +481,26 @@ pub(crate) fn write_head(
 ) {
     let status = resp.status;
     buf.put_slice(b"HTTP/1.1 ");
-    buf.put_slice(itoa::Buffer::new().format(status).as_bytes());
+    buf.put_slice(itoa::Buffer::new().format(status.as_u16()).as_bytes());
     buf.put_u8(b' ');
-    buf.put_slice(reason(status).as_bytes());
-    buf.put_slice(b"\r\nServer: ");
-    buf.put_slice(SERVER.as_bytes());
-    buf.put_slice(b"\r\nDate: ");
-    put_date(buf);
-    if !status_has_no_body(status) {
-        match resp.body {
-            Body::Stream(_) if chunked => buf.put_slice(b"\r\nTransfer-Encoding: chunked"),
+    buf.put_slice(status.reason().as_bytes());
+    let own = resp.rendered.own;
+    if !own.server {
+        buf.put_slice(b"\r\nServer: ");
+        buf.put_slice(SERVER.as_bytes());
+    }
+    if !own.date {
+        buf.put_slice(b"\r\nDate: ");
+        crate::date::with_http_date(|date| buf.put_slice(date.as_bytes()));
+    }
+    if !status.has_no_body() {
+        match resp.body.0 {
+            Inner::Stream(_) if chunked => buf.put_slice(b"\r\nTransfer-Encoding: chunked"),
             // Delimited by the close.
-            Body::Stream(_) => {}
+            Inner::Stream(_) => {}
             _ => {
                 buf.put_slice(b"\r\nContent-Length: ");
-                buf.put_slice(itoa::Buffer::new().format(resp.body.len()).as_bytes());
+                buf.put_slice(itoa::Buffer::new().format(resp.body.wire_len()).as_bytes());
             }
         }
     }
@@ -327,7 +516,7 @@ pub(crate) fn write_head(
 /// Appends a response's own header fields, pre-rendered ones first, each as
 /// `\r\nName: value`.
 fn put_fields(buf: &mut BytesMut, resp: &Response) {
-    buf.put_slice(&resp.raw);
+    buf.put_slice(&resp.rendered.bytes);
     for (name, value) in &resp.headers {
         buf.put_slice(b"\r\n");
         buf.put_slice(name.as_bytes());
@@ -336,27 +525,76 @@ fn put_fields(buf: &mut BytesMut, resp: &Response) {
     }
 }
 
-/// Appends the current time as an IMF-fixdate, formatting it at most once a
-/// second per worker thread.
-fn put_date(buf: &mut BytesMut) {
-    thread_local! {
-        // The borrow never spans a yield: it is taken and released inside
-        // this function, which does no I/O.
-        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    }
-    // The coarse wall clock lags by at most a tick (a few ms); nginx's
-    // cached time lags by up to an event-loop turn.
-    let secs = crate::clock::unix_seconds();
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.0 != secs {
-            *cache = (
-                secs,
-                httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs)),
-            );
+/// Streamed bodies are sent in chunks of up to this size.
+const STREAM_CHUNK: usize = 16 * 1024;
+
+/// What a streamed body's closure writes to: it batches small writes and
+/// frames them as chunks (RFC 9112 §7.1) when the client speaks HTTP/1.1.
+pub(crate) struct ChunkedWriter<'a, W: Write + ?Sized> {
+    io: &'a mut W,
+    buf: Vec<u8>,
+    chunked: bool,
+    written: u64,
+}
+
+impl<'a, W: Write + ?Sized> ChunkedWriter<'a, W> {
+    pub(crate) fn new(io: &'a mut W, chunked: bool) -> Self {
+        ChunkedWriter {
+            io,
+            buf: Vec::with_capacity(STREAM_CHUNK),
+            chunked,
+            written: 0,
         }
-        buf.put_slice(cache.1.as_bytes());
-    });
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if self.chunked {
+            let mut size = [0u8; 18];
+            let mut w = &mut size[..];
+            write!(w, "{:x}\r\n", self.buf.len())?;
+            let left = w.len();
+            self.io.write_all(&size[..size.len() - left])?;
+            self.buf.extend_from_slice(b"\r\n");
+            self.io.write_all(&self.buf)?;
+            self.written += (self.buf.len() - 2) as u64;
+        } else {
+            self.io.write_all(&self.buf)?;
+            self.written += self.buf.len() as u64;
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Sends what is left and the last chunk; returns the body bytes
+    /// written.
+    pub(crate) fn finish(mut self) -> io::Result<u64> {
+        self.send()?;
+        if self.chunked {
+            self.io.write_all(b"0\r\n\r\n")?;
+        }
+        self.io.flush()?;
+        Ok(self.written)
+    }
+}
+
+impl<W: Write + ?Sized> Write for ChunkedWriter<'_, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= STREAM_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    /// Sends what has been written so far as a chunk, so a client sees
+    /// progress from a body that pauses between writes.
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()?;
+        self.io.flush()
+    }
 }
 
 #[cfg(test)]
@@ -371,9 +609,7 @@ mod tests {
 
     #[test]
     fn head_has_date_server_and_length() {
-        let resp = Response::new(200)
-            .header("Content-Type", "text/plain")
-            .body(Body::Bytes(Bytes::from_static(b"hello")));
+        let resp = Response::bytes("text/plain", "hello");
         let h = head(&resp, ConnectionField::Default);
         assert!(h.starts_with("HTTP/1.1 200 OK\r\n"), "{h}");
         assert!(h.contains("\r\nContent-Length: 5\r\n"), "{h}");
@@ -393,12 +629,84 @@ mod tests {
 
     #[test]
     fn connection_field_and_bodiless_statuses() {
-        let h = head(&Response::new(304), ConnectionField::Close);
+        let h = head(
+            &Response::new(StatusCode::NOT_MODIFIED),
+            ConnectionField::Close,
+        );
         assert!(h.starts_with("HTTP/1.1 304 Not Modified\r\n"));
         assert!(!h.contains("Content-Length"), "{h}");
         assert!(h.contains("\r\nConnection: close\r\n"));
-        let h = head(&Response::error(404), ConnectionField::KeepAlive);
+        let h = head(
+            &Response::error(StatusCode::NOT_FOUND),
+            ConnectionField::KeepAlive,
+        );
         assert!(h.contains("\r\nConnection: keep-alive\r\n"));
         assert!(h.contains("\r\nContent-Length: 14\r\n"), "{h}");
+    }
+
+    #[test]
+    fn a_field_that_could_split_the_response_is_refused() {
+        for (name, value) in [
+            ("Location", "/a\r\nSet-Cookie: x=1"),
+            ("Location", "/a\nX: y"),
+            ("Location", "/a\rX: y"),
+            ("X-A", "nul\0here"),
+            ("X-A", "esc\x1b"),
+            ("Bad Name", "v"),
+            ("Bad:Name", "v"),
+            ("", "v"),
+            ("X\r\nInjected", "v"),
+            ("Content-Length", "5"),
+            ("transfer-encoding", "chunked"),
+            ("Connection", "close"),
+        ] {
+            let resp = Response::text("x").header(name, value);
+            assert!(resp.refused_header().is_some(), "{name:?}: {value:?}");
+            assert!(resp.headers().iter().all(|(n, _)| n != name));
+            assert!(Response::text("x").try_header(name, value).is_err());
+        }
+        let ok = Response::text("x")
+            .header("X-Tab", "a\tb")
+            .header("X-Utf8", "caf\u{e9}");
+        assert!(ok.refused_header().is_none());
+        assert_eq!(ok.header_value("x-tab"), Some("a\tb"));
+    }
+
+    #[test]
+    fn a_handler_may_set_its_own_date_and_server() {
+        let resp = Response::text("x")
+            .header("Server", "mine")
+            .header("date", "Thu, 01 Jan 1970 00:00:00 GMT");
+        let h = head(&resp, ConnectionField::Default);
+        assert_eq!(h.matches("Server:").count(), 1, "{h}");
+        assert_eq!(h.to_ascii_lowercase().matches("date:").count(), 1, "{h}");
+        assert!(h.contains("\r\nServer: mine\r\n"), "{h}");
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_bodies_and_their_failures() {
+        let r = Response::json(&serde_json::json!({"a": [1, 2]}));
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.header_value("content-type"), Some("application/json"));
+        assert_eq!(r.body_ref().as_bytes(), Some(&br#"{"a":[1,2]}"#[..]));
+        // A map with keys JSON cannot have is a 500, not a panic.
+        let bad: std::collections::HashMap<Vec<u8>, u8> = [(vec![1], 1)].into();
+        assert_eq!(
+            Response::json(&bad).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn chunks_frame_what_was_written() {
+        let mut out = Vec::new();
+        let mut w = ChunkedWriter::new(&mut out, true);
+        w.write_all(b"hello").unwrap();
+        w.flush().unwrap();
+        w.write_all(&[b'x'; 20]).unwrap();
+        assert_eq!(w.finish().unwrap(), 25);
+        let want = format!("5\r\nhello\r\n14\r\n{}\r\n0\r\n\r\n", "x".repeat(20));
+        assert_eq!(String::from_utf8(out).unwrap(), want);
     }
 }

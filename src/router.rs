@@ -1,11 +1,12 @@
 //! A small router: exact paths and path prefixes, per method, with a
-//! fallback handler (the static files, when the server serves a directory).
+//! fallback handler (the static files, say).
 
 use std::sync::Arc;
 
-use crate::handler::Handler;
-use crate::parse::{Method, Request};
+use crate::handler::{Handler, IntoResponse};
+use crate::request::{Method, Request};
 use crate::response::Response;
+use crate::status::StatusCode;
 
 /// Where a route applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,54 +75,89 @@ impl std::fmt::Debug for Router {
     }
 }
 
+/// What a route method takes: a closure from a request to anything that
+/// converts into a response. Closures need no type annotations:
+/// `router.get("/", |req| ...)`.
+macro_rules! method_routes {
+    ($($(#[$doc:meta])* $name:ident => $method:expr;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name<F, R>(self, path: &str, handler: F) -> Router
+            where
+                F: Fn(&Request) -> R + Send + Sync + 'static,
+                R: IntoResponse,
+            {
+                self.route($method, path, handler)
+            }
+        )*
+    };
+}
+
 impl Router {
     /// An empty router: everything is 404 until routes are added.
     pub fn new() -> Router {
         Router::default()
     }
 
-    /// Answers every method on exactly `path`.
-    pub fn route(&mut self, path: &str, handler: impl Handler) -> &mut Router {
-        self.add(Pattern::Exact(path.into()), None, handler)
+    method_routes! {
+        /// Answers `GET` (and so `HEAD`) on exactly `path`.
+        get => Method::Get;
+        /// Answers `POST` on exactly `path`.
+        post => Method::Post;
+        /// Answers `PUT` on exactly `path`.
+        put => Method::Put;
+        /// Answers `DELETE` on exactly `path`.
+        delete => Method::Delete;
+        /// Answers `PATCH` on exactly `path`.
+        patch => Method::Patch;
     }
 
     /// Answers `method` on exactly `path`.
-    pub fn route_method(
-        &mut self,
-        method: Method,
-        path: &str,
-        handler: impl Handler,
-    ) -> &mut Router {
+    ///
+    /// # Panics
+    /// If `path` does not start with `/`: no request could match it.
+    pub fn route<F, R>(self, method: Method, path: &str, handler: F) -> Router
+    where
+        F: Fn(&Request) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
         self.add(Pattern::Exact(path.into()), Some(method), handler)
     }
 
-    /// Answers `GET` (and so `HEAD`) on exactly `path`.
-    pub fn get(&mut self, path: &str, handler: impl Handler) -> &mut Router {
-        self.route_method(Method::Get, path, handler)
+    /// Answers every method on exactly `path`.
+    pub fn any<F, R>(self, path: &str, handler: F) -> Router
+    where
+        F: Fn(&Request) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.add(Pattern::Exact(path.into()), None, handler)
     }
 
-    /// Answers `POST` on exactly `path`.
-    pub fn post(&mut self, path: &str, handler: impl Handler) -> &mut Router {
-        self.route_method(Method::Post, path, handler)
-    }
-
-    /// Answers every method on `prefix` and every path below it.
-    pub fn prefix(&mut self, prefix: &str, handler: impl Handler) -> &mut Router {
+    /// Answers every method on `prefix` and every path below it: `/api`
+    /// matches `/api`, `/api/` and `/api/x`, not `/apix`.
+    pub fn prefix<F, R>(self, prefix: &str, handler: F) -> Router
+    where
+        F: Fn(&Request) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
         self.add(Pattern::Prefix(prefix.into()), None, handler)
     }
 
-    /// Answers what no route matches.
-    pub fn fallback(&mut self, handler: impl Handler) -> &mut Router {
+    /// Answers what no route matches: a [`StaticFiles`](crate::StaticFiles),
+    /// another router, or any [`Handler`]. Without one, that is a 404.
+    pub fn fallback(mut self, handler: impl Handler) -> Router {
         self.fallback = Some(Arc::new(handler));
         self
     }
 
-    fn add(
-        &mut self,
-        pattern: Pattern,
-        method: Option<Method>,
-        handler: impl Handler,
-    ) -> &mut Router {
+    fn add(mut self, pattern: Pattern, method: Option<Method>, handler: impl Handler) -> Router {
+        let path = match &pattern {
+            Pattern::Exact(p) | Pattern::Prefix(p) => p,
+        };
+        assert!(
+            path.starts_with('/'),
+            "a route's path starts with '/': {path:?} can never match"
+        );
         self.routes.push(Route {
             pattern,
             method,
@@ -143,7 +179,7 @@ impl Handler for Router {
         let Some(best) = best else {
             return match &self.fallback {
                 Some(fallback) => fallback.handle(req),
-                None => Response::error(404),
+                None => Response::error(StatusCode::NOT_FOUND),
             };
         };
         let candidates = || {
@@ -171,17 +207,16 @@ impl Handler for Router {
                 }
             }
         }
-        Response::error(405).header("Allow", allow.join(", "))
+        Response::error(StatusCode::METHOD_NOT_ALLOWED).header("Allow", allow.join(", "))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::response::Body;
 
-    fn named(name: &'static str) -> impl Handler {
-        move |_: &Request| Response::new(200).body(Body::Bytes(name.into()))
+    fn named(name: &'static str) -> impl Fn(&Request) -> &'static str + Send + Sync + 'static {
+        move |_| name
     }
 
     fn call(router: &Router, method: &str, path: &str) -> (u16, String, Option<String>) {
@@ -189,19 +224,16 @@ mod tests {
             .unwrap();
         let resp = router.handle(&req);
         let allow = resp.header_value("allow").map(str::to_string);
-        let body = match resp.body_ref() {
-            Body::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        };
-        (resp.status(), body, allow)
+        let body = String::from_utf8_lossy(resp.body_ref().as_bytes().unwrap()).into_owned();
+        (resp.status().as_u16(), body, allow)
     }
 
     #[test]
     fn exact_beats_prefix_and_longer_prefix_beats_shorter() {
-        let mut r = Router::new();
-        r.prefix("/api", named("api"))
+        let r = Router::new()
+            .prefix("/api", named("api"))
             .prefix("/api/v2/", named("v2"))
-            .route("/api/time", named("time"));
+            .any("/api/time", named("time"));
         assert_eq!(call(&r, "GET", "/api/time").1, "time");
         assert_eq!(call(&r, "GET", "/api/other").1, "api");
         assert_eq!(call(&r, "GET", "/api").1, "api");
@@ -213,8 +245,9 @@ mod tests {
 
     #[test]
     fn methods_405_with_allow_and_head_via_get() {
-        let mut r = Router::new();
-        r.get("/thing", named("get")).post("/thing", named("post"));
+        let r = Router::new()
+            .get("/thing", named("get"))
+            .post("/thing", named("post"));
         assert_eq!(call(&r, "GET", "/thing").1, "get");
         assert_eq!(call(&r, "HEAD", "/thing").1, "get");
         assert_eq!(call(&r, "POST", "/thing").1, "post");
@@ -225,11 +258,26 @@ mod tests {
 
     #[test]
     fn fallback_takes_what_no_route_matches() {
-        let mut r = Router::new();
-        r.get("/a", named("a")).fallback(named("files"));
+        let r = Router::new().get("/a", named("a")).fallback(named("files"));
         assert_eq!(call(&r, "GET", "/b").1, "files");
         assert_eq!(call(&r, "GET", "/a").1, "a");
         // A matched path with the wrong method is a 405, not the fallback.
         assert_eq!(call(&r, "PUT", "/a").0, 405);
+    }
+
+    #[test]
+    fn closures_need_no_annotations() {
+        let r = Router::new()
+            .get("/len", |req| req.path().len().to_string())
+            .post("/echo", |req| req.body().to_vec())
+            .any("/unit", |_| ());
+        assert_eq!(call(&r, "GET", "/len").1, "4");
+        assert_eq!(call(&r, "PUT", "/unit").0, 204);
+    }
+
+    #[test]
+    #[should_panic(expected = "starts with '/'")]
+    fn a_path_without_a_slash_is_a_mistake() {
+        let _ = Router::new().get("len", |_| "never");
     }
 }

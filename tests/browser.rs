@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::util::{TestServer, start, test_config};
+use crate::util::{TestServer, start_files, test_config, test_files};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -129,9 +129,7 @@ fn listing_in_a_browser() {
 /// The real static-file handler with `listing` on (what `--listing` does),
 /// on 127.0.0.1:0, serving `site`.
 fn listing_server(site: tempfile::TempDir) -> TestServer {
-    let mut config = test_config(site.path());
-    config.files.listing = true;
-    let mut server = start(config);
+    let mut server = start_files(site.path(), test_config(), test_files().listing(true));
     server.site = Some(site);
     server
 }

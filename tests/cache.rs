@@ -11,12 +11,9 @@ use crate::util::{Resp, TestServer, start_site};
 
 /// A server whose cache takes files once they are `settle` old.
 fn cached_site(settle: Duration, max_bytes: usize) -> TestServer {
-    start_site(|c| {
-        c.files.cache = Some(CacheOptions {
-            settle,
-            max_bytes,
-            ..CacheOptions::default()
-        })
+    start_site(|c, f| {
+        let cache = CacheOptions::new().settle(settle).max_bytes(max_bytes);
+        (c, f.cache(Some(cache)))
     })
 }
 
@@ -33,7 +30,7 @@ fn fields(r: &Resp) -> Vec<(String, String)> {
 }
 
 fn stats(s: &TestServer) -> coserve::CacheStats {
-    s.handle.cache_stats().expect("the cache is on")
+    s.cache_stats().expect("the cache is on")
 }
 
 /// How long a test waits for a file to be old enough to be cached: the
@@ -191,8 +188,8 @@ engine_tests! {
 
     #[test]
     fn with_the_cache_off_there_are_no_counters() {
-        let s = start_site(|c| c.files.cache = None);
+        let s = start_site(|c, f| (c, f.cache(None)));
         assert_eq!(s.get("/index.html").status, 200);
-        assert!(s.handle.cache_stats().is_none());
+        assert!(s.cache_stats().is_none());
     }
 }

@@ -239,7 +239,7 @@ fn a_stop_and_continue_is_not_an_error() {
 #[test]
 fn the_smallest_stack_serves_from_the_first_request() {
     let site = make_site();
-    let min = coserve::server::MIN_STACK_SIZE.to_string();
+    let min = coserve::Runtime::MIN_STACK_SIZE.to_string();
     let mut server = Coserve::serve(
         site.path(),
         &["--workers", "1", "--listing", "--stack-size", &min],
@@ -283,7 +283,7 @@ fn the_smallest_stack_serves_from_the_first_request() {
 
 #[test]
 fn a_stack_out_of_bounds_is_refused() {
-    let min = coserve::server::MIN_STACK_SIZE;
+    let min = coserve::Runtime::MIN_STACK_SIZE;
     let (status, stderr, stdout) = run(["--stack-size", &(min - 1).to_string()]);
     assert_eq!(status.code(), Some(2), "stderr: {stderr:?}");
     assert!(
@@ -291,7 +291,7 @@ fn a_stack_out_of_bounds_is_refused() {
         "{stderr:?}"
     );
     assert!(stdout.is_empty(), "{stdout:?}");
-    let max = coserve::server::MAX_STACK_SIZE;
+    let max = coserve::Runtime::MAX_STACK_SIZE;
     let (status, stderr, _) = run(["--stack-size", &(max + 1).to_string()]);
     assert_eq!(status.code(), Some(2), "stderr: {stderr:?}");
     assert!(
@@ -490,6 +490,30 @@ fn issue_3_flags_reach_the_server() {
     // --spa: an extension-less unknown path gets the first index name that
     // exists at the root; there is none, so it is a 404.
     assert_eq!(get("/client/route").status, 404);
+    server.signal(libc::SIGTERM);
+    assert!(server.finish().0.success());
+}
+
+/// `--body-timeout` reaches the server: a body that does not come is cut
+/// off with a 408 after it, not after the idle timeout.
+#[test]
+fn the_body_timeout_flag_reaches_the_server() {
+    let site = make_site();
+    let mut server = Coserve::serve(
+        site.path(),
+        &["--body-timeout", "1", "--idle-timeout", "30"],
+    );
+    let mut s = util::connect(server.announced_addr());
+    let start = std::time::Instant::now();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nab")
+        .unwrap();
+    let r = util::read_response(&mut s, false).unwrap();
+    assert_eq!(r.status, 408);
+    let took = start.elapsed();
+    assert!(
+        (Duration::from_millis(950)..Duration::from_secs(5)).contains(&took),
+        "{took:?}"
+    );
     server.signal(libc::SIGTERM);
     assert!(server.finish().0.success());
 }

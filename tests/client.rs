@@ -9,7 +9,7 @@ use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{ConnectionDetails, Connector, TcpConnector, Transport};
 use ureq::{Agent, ResponseExt};
 
-use crate::util::{TestServer, big_pattern, start_site};
+use crate::util::{TestServer, big_pattern, start_default_site};
 
 /// Passes the TCP transport through, counting each new connection.
 #[derive(Debug)]
@@ -51,7 +51,7 @@ fn url(server: &TestServer, path: &str) -> String {
 crate::engine_tests! {
     #[test]
     fn ureq_fetches_over_one_keep_alive_connection() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let (agent, connections) = counting_agent();
 
         let mut r = agent.get(url(&server, "/")).call().expect("GET /");
@@ -136,7 +136,7 @@ crate::engine_tests! {
 
     #[test]
     fn ureq_follows_the_directory_redirect() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let (agent, _) = counting_agent();
         let mut r = agent.get(url(&server, "/sub")).call().expect("GET /sub");
         assert_eq!(r.status().as_u16(), 200);
@@ -146,7 +146,7 @@ crate::engine_tests! {
 
     #[test]
     fn ureq_reports_404_as_a_status_error_by_default() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let agent: Agent = Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(10)))
             .build()

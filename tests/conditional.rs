@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::util::{
-    Resp, TestServer, read_response, read_to_close, request, request_all, start_site,
+    Resp, TestServer, read_response, read_to_close, request, request_all, start_default_site,
 };
 
 const STYLE: &[u8] = b"body { color: black; }\n";
@@ -46,7 +46,7 @@ fn is_strong_etag(tag: &str) -> bool {
 crate::engine_tests! {
     #[test]
     fn file_responses_have_a_strong_etag_and_last_modified() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let mut tags = Vec::new();
         for name in ["index.html", "style.css", "app.js", "data.json", "big.bin"] {
             let r = get(&server, &format!("/{name}"), &[]);
@@ -77,7 +77,7 @@ crate::engine_tests! {
 
     #[test]
     fn etag_changes_with_size_and_with_mtime() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let path = server.root().join("style.css");
         set_mtime(&path, t0());
         let before = get(&server, "/style.css", &[]);
@@ -126,7 +126,7 @@ crate::engine_tests! {
 
     #[test]
     fn if_none_match_with_the_current_tag_is_304_for_get_and_head() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let tag = etag(&get(&server, "/style.css", &[]));
         for method in ["GET", "HEAD"] {
             // RFC 9110 §13.1.2: a match on GET/HEAD is 304 Not Modified.
@@ -149,7 +149,7 @@ crate::engine_tests! {
 
     #[test]
     fn if_none_match_is_weak_and_takes_lists_and_star() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let tag = etag(&get(&server, "/style.css", &[]));
         let weak = format!("W/{tag}");
         let list = format!("\"nope\", {tag}, \"other\"");
@@ -169,7 +169,7 @@ crate::engine_tests! {
 
     #[test]
     fn if_modified_since() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         set_mtime(&server.root().join("style.css"), t0());
         let lm = httpdate::fmt_http_date(t0());
         let later = httpdate::fmt_http_date(t0() + Duration::from_secs(86_400));
@@ -224,7 +224,7 @@ crate::engine_tests! {
 
     #[test]
     fn if_match_and_if_unmodified_since() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         set_mtime(&server.root().join("style.css"), t0());
         let tag = etag(&get(&server, "/style.css", &[]));
         let weak = format!("W/{tag}");
@@ -286,7 +286,7 @@ crate::engine_tests! {
 
     #[test]
     fn responses_after_304_and_412_on_a_kept_alive_connection_are_framed() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let tag = etag(&get(&server, "/style.css", &[]));
         let mut c = server.connect();
         let reqs = format!(

@@ -15,7 +15,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// The standard site plus `app.js.br`, `app.js.gz`, `only.css` and
 /// `only.css.gz`, with precompressed serving as `precompressed` says.
 fn server(precompressed: bool) -> TestServer {
-    let server = start_site(|cfg| cfg.files.precompressed = precompressed);
+    let server = start_site(|c, f| (c, f.precompressed(precompressed)));
     let root = server.root();
     std::fs::write(root.join("app.js.br"), APP_BR).unwrap();
     std::fs::write(root.join("app.js.gz"), APP_GZ).unwrap();

@@ -21,12 +21,12 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use coserve::{Body, EngineKind, Request, Response, Server};
+use coserve::{EngineKind, Request, Response};
 
 use crate::child;
 use crate::util::{
     IO_TIMEOUT, Resp, TestServer, big_pattern, engine, eventually, make_site, read_head_only,
-    read_response, start_site, test_config,
+    read_response, start, start_default_site, start_site, test_config,
 };
 
 const STYLE: &[u8] = b"body { color: black; }\n";
@@ -384,8 +384,8 @@ fn run_alone(module: &str, name: &str) {
 const HUGE: u64 = 50 * 1000 * 1000;
 
 /// The standard site plus `huge.bin`, [`HUGE`] bytes of [`ORIGINAL`].
-fn start_huge_site(configure: impl FnOnce(&mut coserve::Config)) -> TestServer {
-    let server = start_site(configure);
+fn start_huge_site(configure: impl FnOnce(coserve::Config) -> coserve::Config) -> TestServer {
+    let server = start_site(|c, f| (configure(c), f));
     ORIGINAL.write(&server.root().join("huge.bin"), HUGE);
     server
 }
@@ -419,7 +419,7 @@ mod vanishing_clients {
     crate::engine_tests! {
         #[test]
         fn a_client_that_resets_mid_download_frees_its_connection() {
-            let server = start_huge_site(|_| {});
+            let server = start_huge_site(|c| c);
             // A modest window keeps the server mid-body, blocked on the socket.
             let mut c = connect_window(server.addr, 64 * 1024);
             start_huge_download(&mut c);
@@ -444,7 +444,7 @@ mod vanishing_clients {
 
         #[test]
         fn a_half_closed_client_gets_its_responses_in_full_then_a_close() {
-            let server = start_site(|_| {});
+            let server = start_default_site();
             // Keep-alive requests, pipelined, then a close of the sending side:
             // everything asked for is still answered (RFC 9112 §9.6), then the
             // server closes too.
@@ -488,7 +488,7 @@ mod vanishing_clients {
         #[test]
         fn a_client_that_stops_reading_is_dropped_at_the_write_timeout() {
             let write_timeout = Duration::from_millis(500);
-            let server = start_huge_site(|cfg| cfg.write_timeout = write_timeout);
+            let server = start_huge_site(|c| c.write_timeout(write_timeout));
             // A tiny receive window, a 50 MB response, and never a read.
             let mut stalled = connect_window(server.addr, 4 * 1024);
             stalled
@@ -554,7 +554,7 @@ mod vanishing_clients {
         fn a_thousand_vanishing_clients_in_a_process_of_their_own() {
             const CLIENTS: usize = 1000;
             const THREADS: usize = 8;
-            let server = start_site(|_| {});
+            let server = start_default_site();
             let port = server.addr.port();
             let addr = server.addr;
             // Warm up (runtime, coroutine pool, thread stack and malloc
@@ -696,7 +696,7 @@ enum Change {
 /// Starts a download of a 20 MB file, changes the file after the first
 /// 2 MiB of its body, and checks what the client gets.
 fn file_changes_mid_download(change: Change) {
-    let server = start_site(|_| {});
+    let server = start_default_site();
     let path = server.root().join("moving.bin");
     ORIGINAL.write(&path, MOVING);
     let mut c = connect_window(server.addr, 64 * 1024);
@@ -1179,19 +1179,11 @@ fn deep_handler(req: &Request) -> Response {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     let sum = deep(n);
-    Response::new(200).body(Body::Bytes(sum.to_string().into()))
+    Response::text(sum.to_string())
 }
 
 fn start_deep() -> TestServer {
-    let mut config = test_config(".");
-    config.engine = EngineKind::Coroutine;
-    let server = Server::bind_with("127.0.0.1:0", config, deep_handler).unwrap();
-    let addr = server.local_addr();
-    TestServer {
-        handle: server.spawn().unwrap(),
-        addr,
-        site: None,
-    }
+    start(test_config().engine(EngineKind::Coroutine), deep_handler)
 }
 
 /// A recursion that fits the default stack with room to spare: 512 KiB in

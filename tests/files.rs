@@ -6,7 +6,10 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use crate::util::{self, Resp, TestServer, big_pattern, read_response, start_site, test_config};
+use crate::util::{
+    self, Resp, TestServer, big_pattern, read_response, start_default_site, start_site,
+    test_config, test_files,
+};
 
 const CUSTOM_404: &[u8] = b"<!doctype html><title>404</title>custom not found\n";
 const INDEX: &[u8] = b"<!doctype html><title>home</title>home page\n";
@@ -58,7 +61,7 @@ fn assert_safe_location(target: &str, r: &Resp) {
 crate::engine_tests! {
     #[test]
     fn directories_are_served_by_their_index() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let root = server.get("/");
         assert_eq!(root.status, 200);
         assert_eq!(root.body, INDEX);
@@ -82,7 +85,7 @@ crate::engine_tests! {
 
     #[test]
     fn directory_without_slash_redirects() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let r = server.get("/sub");
         assert_eq!(r.status, 301);
         assert_eq!(r.header("location"), Some("/sub/"));
@@ -103,7 +106,7 @@ crate::engine_tests! {
 
     #[test]
     fn redirects_never_point_off_site() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         std::fs::create_dir(server.root().join("evil.example")).unwrap();
         std::fs::create_dir(server.root().join("evil.example/sub")).unwrap();
 
@@ -145,7 +148,7 @@ crate::engine_tests! {
 
     #[test]
     fn missing_file_gets_the_custom_404_page() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let r = server.get("/no-such-file.html");
         assert_eq!(r.status, 404);
         assert_eq!(r.body, CUSTOM_404);
@@ -158,7 +161,7 @@ crate::engine_tests! {
 
     #[test]
     fn missing_file_without_404_html_gets_a_builtin_page() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         std::fs::remove_file(server.root().join("404.html")).unwrap();
         let r = server.get("/no-such-file.html");
         assert_eq!(r.status, 404);
@@ -178,7 +181,7 @@ crate::engine_tests! {
 
     #[test]
     fn head_of_a_missing_file_has_no_body() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let bytes =
             server.raw(b"HEAD /no-such-file.html HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
         let text = String::from_utf8_lossy(&bytes);
@@ -201,7 +204,7 @@ crate::engine_tests! {
 
     #[test]
     fn content_type_and_last_modified() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let cases: &[(&str, &str)] = &[
             ("index.html", "text/html; charset=utf-8"),
             ("style.css", "text/css; charset=utf-8"),
@@ -242,7 +245,7 @@ crate::engine_tests! {
 
     #[test]
     fn last_modified_follows_an_old_mtime() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         // A fixed past time, so the header cannot match by coincidence.
         let when = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
         let f = std::fs::File::options()
@@ -261,7 +264,7 @@ crate::engine_tests! {
 
     #[test]
     fn query_is_stripped_and_path_percent_decoded() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let r = server.get("/style.css?v=1");
         assert_eq!(r.status, 200);
         assert_eq!(r.body, b"body { color: black; }\n");
@@ -287,7 +290,7 @@ crate::engine_tests! {
     #[test]
     fn traversal_never_leaves_the_root() {
         let outer = site_with_outside();
-        let server = util::start(test_config(outer.path().join("site")));
+        let server = util::start_files(outer.path().join("site"), test_config(), test_files());
         // The site itself works, so the refusals below mean something.
         assert_eq!(get_raw_target(&server, "/").body, INDEX);
 
@@ -327,7 +330,7 @@ crate::engine_tests! {
 
     #[test]
     fn nul_and_control_characters_are_rejected() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         for target in [
             "/a%00b",
             "/%0d%0a",
@@ -353,7 +356,7 @@ crate::engine_tests! {
         symlink(site.join("index.html"), site.join("alias.html")).unwrap();
         symlink("sub/index.html", site.join("rel-alias.html")).unwrap();
 
-        let server = util::start(test_config(&site));
+        let server = util::start_files(&site, test_config(), test_files());
         for target in ["/out.txt", "/outdir/inner.txt", "/rel-out.txt"] {
             let r = get_raw_target(&server, target);
             assert_eq!(r.status, 404, "{target} (follow_symlinks off)");
@@ -367,9 +370,7 @@ crate::engine_tests! {
         assert_eq!(r.body, b"sub index\n");
         drop(server);
 
-        let mut config = test_config(&site);
-        config.files.follow_symlinks = true;
-        let server = util::start(config);
+        let server = util::start_files(&site, test_config(), test_files().follow_symlinks(true));
         for target in ["/out.txt", "/outdir/inner.txt", "/rel-out.txt"] {
             let r = get_raw_target(&server, target);
             assert_eq!(r.status, 200, "{target} (follow_symlinks on)");
@@ -385,7 +386,7 @@ crate::engine_tests! {
 
     #[test]
     fn dotfiles_are_hidden_except_well_known() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         for target in ["/.hidden", "/%2ehidden", "/%2Ehidden", "/sub/../.hidden"] {
             let r = get_raw_target(&server, target);
             assert_eq!(r.status, 404, "{target}");
@@ -399,7 +400,7 @@ crate::engine_tests! {
     #[cfg(unix)]
     #[test]
     fn fifo_is_refused_without_blocking() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let path = server.root().join("pipe");
         let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid NUL-terminated path.
@@ -446,7 +447,7 @@ crate::engine_tests! {
 
     #[test]
     fn big_file_arrives_intact() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let r = server.get("/big.bin");
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-length"), Some("1048576"));
@@ -484,7 +485,7 @@ crate::engine_tests! {
             write(&d.join(v).join(format!("only-{v}.txt")), v.as_bytes());
         }
         std::os::unix::fs::symlink("v1", d.join("current")).unwrap();
-        let server = util::start(test_config(d.join("current")));
+        let server = util::start_files(d.join("current"), test_config(), test_files());
         for _ in 0..2 {
             assert_eq!(server.get("/").body, b"release v1\n");
         }
@@ -510,7 +511,7 @@ crate::engine_tests! {
         let real = tempfile::tempdir().unwrap();
         let site = real.path().join("site");
         write(&site.join("index.html"), b"old site\n");
-        let server = util::start(test_config(&site));
+        let server = util::start_files(&site, test_config(), test_files());
         assert_eq!(server.get("/").body, b"old site\n");
         write(&real.path().join("new/index.html"), b"new site\n");
         std::fs::rename(&site, real.path().join("old")).unwrap();
@@ -530,7 +531,7 @@ crate::engine_tests! {
     fn a_small_fixed_send_buffer_still_sends_big_files_whole() {
         // 4 KiB: every sendfile call fills the socket, so the wait for room
         // and the corked segments are exercised on each response.
-        let server = start_site(|c| c.send_buffer = Some(4096));
+        let server = start_site(|c, f| (c.send_buffer(Some(4096)), f));
         let mut s = server.connect();
         for _ in 0..3 {
             s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();

@@ -6,47 +6,35 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use coserve::{Body, Config, EngineKind, Request, Response, Server};
+use coserve::{Body, EngineKind, Request, Response, Router, Runtime, StaticFiles, StatusCode};
 
-use crate::util::{TestServer, connect, read_response, read_to_close, test_config};
+use crate::util::{
+    TestServer, connect, read_response, read_to_close, start, test_config, test_files,
+};
 
-fn start_handler(config: Config, handler: impl coserve::Handler) -> TestServer {
-    let server = Server::bind_with("127.0.0.1:0", config, handler).unwrap();
-    let addr = server.local_addr();
-    TestServer {
-        handle: server.spawn().unwrap(),
-        addr,
-        site: None,
-    }
-}
-
-fn echo_len(req: &Request) -> Response {
+fn echo_len(req: &Request) -> String {
     if req.path() == "/panic" {
         panic!("deliberate panic in a test handler");
     }
-    Response::new(200).body(Body::Bytes(format!("{}", req.body().len()).into()))
+    req.body().len().to_string()
 }
 
 /// A server with routes ahead of the static files of the standard site.
 fn routed_site() -> TestServer {
     let site = crate::util::make_site();
-    let mut server = Server::bind("127.0.0.1:0", test_config(site.path())).unwrap();
-    server
-        .get("/api/time", |_: &Request| {
-            Response::new(200).body(Body::Bytes("time".into()))
+    let files = StaticFiles::new(site.path(), test_files()).unwrap();
+    let app = Router::new()
+        .get("/api/time", |_| "time")
+        .post("/api/time", |req| {
+            (StatusCode::CREATED, format!("posted {}", req.body().len()))
         })
-        .post("/api/time", |req: &Request| {
-            Response::new(201).body(Body::Bytes(format!("posted {}", req.body().len()).into()))
-        })
-        .prefix("/api/files", |req: &Request| {
-            Response::new(200).body(Body::Bytes(format!("prefix {}", req.path()).into()))
-        })
-        .get("/stream", |req: &Request| {
+        .prefix("/api/files", |req| format!("prefix {}", req.path()))
+        .get("/stream", |req| {
             let lines = req
                 .query()
                 .and_then(|q| q.parse::<usize>().ok())
                 .unwrap_or(3);
-            Response::new(200).body(Body::stream(move |w| {
+            Response::new(StatusCode::OK).body(Body::stream(move |w| {
                 for i in 0..lines {
                     writeln!(w, "line {i}")?;
                     // Pause now and then, as a body fed by a backend would.
@@ -58,27 +46,25 @@ fn routed_site() -> TestServer {
                 Ok(())
             }))
         })
-        .get("/stream-fails", |_: &Request| {
-            Response::new(200).body(Body::stream(|w| {
+        .get("/stream-fails", |_| {
+            Response::new(StatusCode::OK).body(Body::stream(|w| {
                 w.write_all(b"partial")?;
                 w.flush()?;
                 Err(std::io::Error::other("backend went away"))
             }))
         })
-        .get("/blocking", |_: &Request| {
+        .get("/blocking", |_| {
             let n = coserve::blocking(|| {
                 std::fs::read("/proc/self/status")
                     .map(|b| b.len())
                     .unwrap_or(0)
             });
-            Response::new(200).body(Body::Bytes(format!("{}", n > 0).into()))
-        });
-    let addr = server.local_addr();
-    TestServer {
-        handle: server.spawn().unwrap(),
-        addr,
-        site: Some(site),
-    }
+            (n > 0).to_string()
+        })
+        .fallback(files);
+    let mut server = start(test_config(), app);
+    server.site = Some(site);
+    server
 }
 
 /// Decodes a chunked body (RFC 9112 §7.1) from what follows the head.
@@ -99,7 +85,99 @@ fn dechunk(mut body: &[u8]) -> (Vec<u8>, bool) {
     }
 }
 
+/// Handlers that build headers from what the client sent.
+fn header_echo() -> Router {
+    Router::new()
+        // A redirect to a decoded query value: the classic response split.
+        .get("/go", |req| {
+            let to = req.query_param("to").unwrap_or_default();
+            Response::redirect(StatusCode::FOUND, &to)
+        })
+        .get("/named", |req| {
+            let name = req.query_param("name").unwrap_or_default();
+            Response::text("named\n").header(name, "1")
+        })
+        // Framing is the server's: a handler's Content-Length would be a
+        // second, contradicting one.
+        .get("/length", |_| {
+            Response::text("four").header("Content-Length", "400")
+        })
+        .get("/try", |req| -> Result<Response, coserve::Error> {
+            let to = req.query_param("to").unwrap_or_default();
+            Ok(Response::text("tried\n").try_header("Location", to)?)
+        })
+}
+
+/// The files under `root`, each served by a handler that names it.
+fn named_files(files: StaticFiles) -> Router {
+    Router::new().get("/by-name", move |req| {
+        let name = req.query_param("file").unwrap_or_default();
+        files.serve(req, &name)
+    })
+}
+
 crate::engine_tests! {
+    /// A value copied from the request into a header cannot split the
+    /// response: CR, LF or NUL in a value, or a name that is not a token,
+    /// turn the response into a 500, and nothing after them reaches the
+    /// wire. `Content-Length` is the server's alone.
+    #[test]
+    fn a_handler_cannot_split_a_response_or_frame_it() {
+        let server = start(test_config(), header_echo());
+        let r = server.get("/go?to=/safe%3Fa=1");
+        assert_eq!((r.status, r.header("location")), (302, Some("/safe?a=1")));
+        for target in [
+            "/go?to=/a%0D%0ASet-Cookie:%20evil=1",
+            "/go?to=/a%0ASet-Cookie:%20evil=1",
+            "/go?to=/a%0DSet-Cookie:%20evil=1",
+            "/go?to=/a%00Set-Cookie:%20evil=1",
+            "/named?name=Set-Cookie:%20evil=1%0D%0AX",
+            "/named?name=",
+            "/length",
+            "/try?to=/a%0D%0ASet-Cookie:%20evil=1",
+        ] {
+            let raw = server.raw(
+                format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+            );
+            let text = String::from_utf8_lossy(&raw);
+            assert!(text.starts_with("HTTP/1.1 500 "), "{target}: {text}");
+            assert!(!text.to_ascii_lowercase().contains("evil"), "{target}: {text}");
+            assert_eq!(text.matches("Content-Length").count(), 1, "{target}: {text}");
+            assert!(!text.contains("\r\nLocation"), "{target}: {text}");
+        }
+        // The connection goes on after a refused response.
+        let raw = server.raw(b"GET /length HTTP/1.1\r\nHost: t\r\n\r\nGET /go?to=/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let responses = crate::util::parse_responses(&raw);
+        let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [500, 302]);
+    }
+
+    /// `StaticFiles::serve` answers with the file a handler names, with the
+    /// full static semantics, and never anything outside the root or
+    /// hidden.
+    #[test]
+    fn a_handler_serves_a_file_by_name() {
+        let site = crate::util::make_site();
+        let files = StaticFiles::new(site.path(), test_files()).unwrap();
+        let server = start(test_config(), named_files(files));
+        let r = server.get("/by-name?file=sub/page.html");
+        assert_eq!((r.status, &r.body[..]), (200, &b"sub page\n"[..]));
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        let etag = r.header("etag").expect("an ETag").to_string();
+        let r = crate::util::request(&server, "GET", "/by-name?file=sub/page.html", &[("If-None-Match", &etag)]);
+        assert_eq!(r.status, 304);
+        let r = crate::util::request(&server, "GET", "/by-name?file=big.bin", &[("Range", "bytes=10-19")]);
+        assert_eq!(r.status, 206);
+        assert_eq!(r.body, crate::util::big_pattern(20)[10..]);
+        // A directory is served by its index, without a redirect.
+        assert_eq!(server.get("/by-name?file=sub").body, b"sub index\n");
+        for name in ["../etc/passwd", "sub/../../x", ".hidden", "sub/nope", "empty", "%2e%2e/x"] {
+            let r = server.get(&format!("/by-name?file={name}"));
+            assert_eq!(r.status, 404, "{name}: {r:?}");
+        }
+        assert_eq!(server.get("/by-name?file=.well-known/security.txt").status, 200);
+    }
+
     /// Exact routes, prefixes, 405 with Allow, and the static files behind them.
     #[test]
     fn routes_sit_in_front_of_the_static_files() {
@@ -170,10 +248,8 @@ crate::engine_tests! {
     /// A routes-only server: what no route matches is a 404.
     #[test]
     fn a_routes_only_server_answers_404_elsewhere() {
-        let mut server = Server::bind_routes("127.0.0.1:0", test_config(".")).unwrap();
-        server.get("/only", |_: &Request| Response::new(502));
-        let addr = server.local_addr();
-        let server = TestServer { handle: server.spawn().unwrap(), addr, site: None };
+        let app = Router::new().get("/only", |_| Response::new(StatusCode::BAD_GATEWAY));
+        let server = start(test_config(), app);
         let r = server.get("/only");
         assert_eq!(r.status, 502);
         assert_eq!(r.text(), "");
@@ -193,7 +269,7 @@ crate::engine_tests! {
     /// the server and its workers carry on.
     #[test]
     fn a_panicking_handler_gets_500_and_the_server_carries_on() {
-        let server = start_handler(test_config("."), echo_len);
+        let server = start(test_config(), echo_len);
         let out = server.raw(b"GET /panic HTTP/1.1\r\nHost: t\r\n\r\nGET /after HTTP/1.1\r\nHost: t\r\n\r\n");
         let text = String::from_utf8_lossy(&out);
         assert!(text.starts_with("HTTP/1.1 500 "), "{text}");
@@ -208,9 +284,7 @@ crate::engine_tests! {
     /// Bodies are read up to the limit and refused beyond it (RFC 9110 §15.5.14).
     #[test]
     fn bodies_are_read_up_to_the_limit() {
-        let mut config = test_config(".");
-        config.limits.max_body = 1000;
-        let server = start_handler(config, echo_len);
+        let server = start(test_config().max_body(1000), echo_len);
         let body = vec![b'x'; 1000];
         let mut req = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n".to_vec();
         req.extend_from_slice(&body);
@@ -240,13 +314,9 @@ fn two_thousand_handlers_block_at_once_on_the_coroutine_engine() {
         while seen.load(Ordering::SeqCst) < N && Instant::now() < deadline {
             may::coroutine::sleep(Duration::from_millis(5));
         }
-        Response::new(200).body(Body::Bytes(
-            format!("{}", seen.load(Ordering::SeqCst)).into(),
-        ))
+        seen.load(Ordering::SeqCst).to_string()
     };
-    let mut config = test_config(".");
-    config.engine = EngineKind::Coroutine;
-    let server = start_handler(config, handler);
+    let server = start(test_config().engine(EngineKind::Coroutine), handler);
     let addr = server.addr;
     let clients: Vec<_> = (0..N)
         .map(|_| {
@@ -272,68 +342,35 @@ fn two_thousand_handlers_block_at_once_on_the_coroutine_engine() {
     assert_eq!(arrived.load(Ordering::SeqCst), N);
 }
 
-/// A stack smaller than the server's own code needs is an error at bind, not
-/// a server whose workers can hang (see `MIN_STACK_SIZE`); so is one too
-/// large to map.
+/// may's runtime is the process's: a stack smaller than the server's own
+/// code needs (a server whose workers could hang, see `MIN_STACK_SIZE`) or
+/// too large to map is refused; once started, its settings stay, and
+/// asking for others is an error, not a silent no-op.
 #[test]
-fn a_stack_out_of_bounds_is_refused_at_bind() {
-    let mut config = test_config(".");
-    config.stack_size = coserve::server::MIN_STACK_SIZE - 1;
-    let err = Server::bind_with("127.0.0.1:0", config, echo_len).unwrap_err();
+fn the_runtime_is_set_once_and_refuses_other_settings() {
+    let err = Runtime::new()
+        .stack_size(Runtime::MIN_STACK_SIZE - 1)
+        .start()
+        .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
     assert!(
         err.to_string()
-            .contains(&format!("outside {}..=", coserve::server::MIN_STACK_SIZE)),
+            .contains(&format!("outside {}..=", Runtime::MIN_STACK_SIZE)),
         "{err}"
     );
-    let mut config = test_config(".");
-    config.stack_size = coserve::server::MAX_STACK_SIZE + 1;
-    let err = Server::bind_with("127.0.0.1:0", config, echo_len).unwrap_err();
+    let err = Runtime::new()
+        .stack_size(Runtime::MAX_STACK_SIZE + 1)
+        .start()
+        .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
-}
 
-/// Uses about `frames` × 4 KiB of stack.
-fn stack_hungry(frames: usize) -> u64 {
-    let page = std::hint::black_box([frames as u8; 4096]);
-    if frames == 0 {
-        return u64::from(page[0]);
-    }
-    stack_hungry(frames - 1) + u64::from(std::hint::black_box(page)[4095])
-}
-
-/// A server with a larger stack than the process's first server gets that
-/// stack. may's pool holds coroutines of the first server's size and hands
-/// them out to any spawn of the current default size without looking: a
-/// later server that made its own size the default got the pool's smaller
-/// stacks, and a handler that fit its configured stack overflowed.
-#[test]
-fn a_second_server_with_a_larger_stack_gets_it() {
-    // Some server with the default stack has started may's runtime and
-    // filled its pool (this one, if no other test got there first).
-    let first = start_handler(test_config("."), echo_len);
-    let mut c = connect(first.addr);
-    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    assert_eq!(read_response(&mut c, false).map(|r| r.status), Some(200));
-
-    // More than the default stack (512 KiB in debug builds, 64 KiB in
-    // release), much less than this server's.
-    let frames = coserve::server::DEFAULT_STACK_SIZE / 4096;
-    let mut config = test_config(".");
-    config.engine = EngineKind::Coroutine;
-    config.stack_size = 16 * coserve::server::DEFAULT_STACK_SIZE;
-    let big = start_handler(config, move |_: &Request| {
-        Response::new(200).body(Body::Bytes(stack_hungry(frames).to_string().into()))
-    });
-    for _ in 0..3 {
-        let mut c = connect(big.addr);
-        c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let r = read_response(&mut c, false);
-        assert_eq!(
-            r.map(|r| r.status),
-            Some(200),
-            "the handler's stack was too small"
-        );
-    }
+    // A coroutine server starts the runtime (if no test got there first).
+    let server = start(test_config().engine(EngineKind::Coroutine), echo_len);
+    assert_eq!(server.get("/").status, 200);
+    let current = Runtime::current().expect("a coroutine server started it");
+    current.start().expect("the settings in force are fine");
+    let err = current.workers(97).start().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+    assert!(err.to_string().contains("97 workers"), "{err}");
+    assert_eq!(Runtime::current(), Some(current));
 }

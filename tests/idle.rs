@@ -12,11 +12,8 @@ use crate::util::{TestServer, engine, read_response, start_site};
 
 const RELEASE: Duration = Duration::from_millis(50);
 
-fn server(configure: impl FnOnce(&mut coserve::Config)) -> TestServer {
-    start_site(|c| {
-        c.release_idle_after = RELEASE;
-        configure(c);
-    })
+fn server(configure: impl FnOnce(coserve::Config) -> coserve::Config) -> TestServer {
+    start_site(|c, f| (configure(c.release_idle_after(RELEASE)), f))
 }
 
 fn get(conn: &mut TcpStream, path: &str) -> crate::util::Resp {
@@ -60,7 +57,7 @@ fn idle_connections(s: &TestServer, n: usize) -> Vec<TcpStream> {
 engine_tests! {
     #[test]
     fn an_idle_connection_is_served_again_on_the_same_socket() {
-        let s = server(|_| {});
+        let s = server(|c| c);
         let mut conn = s.connect();
         assert_eq!(get(&mut conn, "/index.html").status, 200);
         wait_parked(&s, 1);
@@ -75,7 +72,7 @@ engine_tests! {
 
     #[test]
     fn hundreds_of_idle_connections_all_come_back() {
-        let s = server(|_| {});
+        let s = server(|c| c);
         let mut conns = idle_connections(&s, 300);
         for c in &mut conns {
             c.write_all(b"GET /sub/page.html HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
@@ -88,7 +85,7 @@ engine_tests! {
 
     #[test]
     fn a_connection_that_never_sent_a_byte_parks_too_and_is_served() {
-        let s = server(|_| {});
+        let s = server(|c| c);
         let mut conn = s.connect();
         wait_parked(&s, 1);
         assert_eq!(get(&mut conn, "/index.html").status, 200);
@@ -96,7 +93,7 @@ engine_tests! {
 
     #[test]
     fn a_request_followed_by_a_close_is_still_answered() {
-        let s = server(|_| {});
+        let s = server(|c| c);
         let mut conn = s.connect();
         assert_eq!(get(&mut conn, "/index.html").status, 200);
         wait_parked(&s, 1);
@@ -112,7 +109,7 @@ engine_tests! {
     #[test]
     fn an_idle_connection_still_times_out() {
         let idle = Duration::from_millis(600);
-        let s = server(|c| c.idle_timeout = idle);
+        let s = server(|c| c.idle_timeout(idle));
         let mut conn = s.connect();
         assert_eq!(get(&mut conn, "/index.html").status, 200);
         let answered = Instant::now();
@@ -129,7 +126,7 @@ engine_tests! {
 
     #[test]
     fn an_idle_connection_holds_its_slot() {
-        let s = server(|c| c.max_connections = 1);
+        let s = server(|c| c.max_connections(1));
         let mut first = s.connect();
         assert_eq!(get(&mut first, "/index.html").status, 200);
         wait_parked(&s, 1);
@@ -142,7 +139,7 @@ engine_tests! {
 
     #[test]
     fn shutdown_closes_idle_connections_at_once() {
-        let s = server(|_| {});
+        let s = server(|c| c);
         let mut conns = idle_connections(&s, 20);
         let started = Instant::now();
         s.handle.shutdown();

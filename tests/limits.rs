@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{
     IO_TIMEOUT, Resp, TestServer, big_pattern, eventually, parse_responses, read_head_only,
-    read_response, read_until_closed, start_site,
+    read_response, read_until_closed, start_default_site, start_site,
 };
 
 const STYLE: &[u8] = b"body { color: black; }\n";
@@ -101,7 +101,7 @@ crate::engine_tests! {
 
     #[test]
     fn a_connection_that_sends_nothing_is_closed_after_the_idle_timeout() {
-        let server = start_site(|cfg| cfg.idle_timeout = Duration::from_millis(300));
+        let server = start_site(|c, f| (c.idle_timeout(Duration::from_millis(300)), f));
         let mut c = server.connect();
         let start = Instant::now();
         let got = read_until_closed(&mut c, Duration::from_secs(5), false).unwrap();
@@ -124,7 +124,7 @@ crate::engine_tests! {
 
     #[test]
     fn a_kept_alive_connection_idle_after_a_response_is_closed() {
-        let server = start_site(|cfg| cfg.idle_timeout = Duration::from_millis(300));
+        let server = start_site(|c, f| (c.idle_timeout(Duration::from_millis(300)), f));
         let mut c = server.connect();
         let r = get_on(&mut c, "/style.css");
         assert_eq!((r.status, &*r.body), (200, STYLE));
@@ -143,13 +143,84 @@ crate::engine_tests! {
     // ---------------------------------------------------------------------------
     // Header timeout (slowloris)
 
+    /// A body trickling in at a byte per 100 ms is cut off at the body
+    /// timeout, counted from the end of the head however steadily the
+    /// bytes come: 408 and a close (RFC 9110 §15.5.9), not a 400, and not a
+    /// wait as long as the client cares to trickle.
+    #[test]
+    fn a_body_trickling_in_gets_408_at_the_body_timeout() {
+        let body_timeout = Duration::from_secs(1);
+        let server = start_site(|c, f| (c.body_timeout(body_timeout), f));
+        let mut c = server.connect();
+        c.set_nodelay(true).unwrap();
+        c.write_all(b"POST /style.css HTTP/1.1\r\nHost: test\r\nContent-Length: 1048576\r\n\r\n")
+            .unwrap();
+        let start = Instant::now();
+
+        const TRICKLE: usize = 100; // 10 s at one byte per 100 ms
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let writer = {
+            let mut w = c.try_clone().unwrap();
+            let (stop, sent) = (stop.clone(), sent.clone());
+            std::thread::spawn(move || {
+                for _ in 0..TRICKLE {
+                    if stop.load(Ordering::Relaxed) || w.write_all(b"x").is_err() {
+                        return;
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    // The trickle itself is what is being tested, not a wait.
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+
+        let r = read_response(&mut c, false).expect("a 408");
+        let elapsed = start.elapsed();
+        let rest = read_until_closed(&mut c, Duration::from_secs(3), false);
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+
+        assert_eq!(r.status, 408, "{r:?}");
+        assert_eq!(r.header("connection"), Some("close"));
+        assert_eq!(rest.unwrap(), b"", "closed after the 408");
+        assert!(
+            elapsed >= body_timeout - Duration::from_millis(50),
+            "408 after {elapsed:?}, before the body timeout"
+        );
+        assert!(elapsed < Duration::from_secs(4), "408 after {elapsed:?}");
+        let sent = sent.load(Ordering::Relaxed);
+        assert!(
+            (5..TRICKLE).contains(&sent),
+            "the client sent {sent} trickled bytes: it should have been cut off mid-trickle"
+        );
+    }
+
+    /// A body that stops short because the client closed its side is a
+    /// 400 for a body cut short; one that comes whole in time is served.
+    #[test]
+    fn a_body_cut_short_is_400_and_a_whole_one_is_read() {
+        let server = start_site(|c, f| (c.body_timeout(Duration::from_secs(5)), f));
+        let mut c = server.connect();
+        c.write_all(b"POST /style.css HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nabc")
+            .unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let r = read_response(&mut c, false).expect("a 400");
+        assert_eq!((r.status, r.header("connection")), (400, Some("close")));
+        // A whole body is read, and the static files answer POST with 405.
+        let r = server.one(b"POST /style.css HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\n\r\nabc");
+        assert_eq!(r.status, 405);
+    }
+
     #[test]
     fn a_head_trickling_in_gets_408_at_the_header_timeout() {
         // The header timeout runs from the request's first byte, however often
         // more bytes arrive; the answer is 408 and a close (RFC 9110 §15.5.9).
-        let server = start_site(|cfg| {
-            cfg.header_timeout = Duration::from_millis(500);
-            cfg.idle_timeout = Duration::from_secs(30);
+        let server = start_site(|c, f| {
+            let c = c
+                .header_timeout(Duration::from_millis(500))
+                .idle_timeout(Duration::from_secs(30));
+            (c, f)
         });
         let mut c = server.connect();
         c.set_nodelay(true).unwrap();
@@ -202,7 +273,7 @@ crate::engine_tests! {
 
     #[test]
     fn past_max_connections_new_connections_get_503_and_the_others_are_served() {
-        let server = start_site(|cfg| cfg.max_connections = 2);
+        let server = start_site(|c, f| (c.max_connections(2), f));
         let mut c1 = server.connect();
         let mut c2 = server.connect();
         for c in [&mut c1, &mut c2] {
@@ -249,7 +320,7 @@ crate::engine_tests! {
     /// another address is served. 127.0.0.2 is loopback too on Linux.
     #[test]
     fn past_the_per_ip_cap_that_client_gets_503_and_others_are_served() {
-        let server = start_site(|cfg| cfg.max_connections_per_ip = Some(2));
+        let server = start_site(|c, f| (c.max_connections_per_ip(Some(2)), f));
         let mut c1 = server.connect();
         let mut c2 = server.connect();
         for c in [&mut c1, &mut c2] {
@@ -281,7 +352,7 @@ crate::engine_tests! {
     #[test]
     fn shutdown_ends_idle_connections_and_stops_accepting() {
         let grace = Duration::from_secs(4);
-        let server = start_site(|cfg| cfg.shutdown_grace = grace);
+        let server = start_site(|c, f| (c.shutdown_grace(grace), f));
         let addr = server.addr;
         let mut idle = server.connect();
         let r = get_on(&mut idle, "/style.css");
@@ -321,7 +392,7 @@ crate::engine_tests! {
 
     #[test]
     fn shutdown_lets_a_response_in_flight_finish() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         // 1 MiB may fit whole in the kernel's socket buffers, so whether it is
         // still in flight when shutdown starts is up to the kernel; either way it
         // must arrive whole, followed by a close.
@@ -335,7 +406,7 @@ crate::engine_tests! {
         // server is certainly still sending when shutdown starts: shutdown must
         // not return before the client has read the body.
         const LEN: usize = 16 * 1024 * 1024;
-        let server = start_site(|_| {});
+        let server = start_default_site();
         std::fs::write(server.root().join("huge.bin"), big_pattern(LEN)).unwrap();
         let returned_early = shutdown_during_a_download(&server, "/huge.bin", LEN);
         assert!(
@@ -349,7 +420,7 @@ crate::engine_tests! {
 
     #[test]
     fn a_large_file_is_served_intact() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let r = server.get("/big.bin");
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-length"), Some("1048576"));
@@ -362,7 +433,7 @@ crate::engine_tests! {
         // A small receive window makes sendfile meet a full socket again and
         // again; the body must still arrive whole, and the connection stays
         // usable afterwards.
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let mut c = connect_small_window(server.addr);
         let r = get_on(&mut c, "/big.bin");
         assert_eq!(r.status, 200);

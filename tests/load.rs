@@ -32,7 +32,7 @@ const GET_STYLE: &[u8] = b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n";
 /// Raises the soft descriptor limit to the hard one, and fails unless it
 /// allows `need` descriptors.
 fn raise_nofile(need: u64) {
-    let limit = coserve::server::raise_open_files_limit().expect("getrlimit");
+    let limit = coserve::raise_open_files_limit().expect("getrlimit");
     assert!(
         limit >= need,
         "this test needs {need} descriptors; the limit is {limit}"
@@ -300,9 +300,11 @@ fn assert_heads_ending_at_the_deadline_get_408() {
     const ROUNDS: usize = 5;
     const CONNS: usize = 20;
     let header_timeout = Duration::from_millis(300);
-    let server = start_site(|cfg| {
-        cfg.header_timeout = header_timeout;
-        cfg.idle_timeout = Duration::from_secs(30);
+    let server = start_site(|c, f| {
+        let c = c
+            .header_timeout(header_timeout)
+            .idle_timeout(Duration::from_secs(30));
+        (c, f)
     });
     let mut tally = BTreeMap::<String, usize>::new();
     for _ in 0..ROUNDS {
@@ -328,9 +330,11 @@ crate::engine_tests! {
         const CONNS: usize = 1000;
         const REQUESTS: usize = 5;
         raise_nofile(4 * CONNS as u64);
-        let server = start_site(|cfg| {
-            cfg.max_connections = 2 * CONNS;
-            cfg.idle_timeout = Duration::from_secs(30);
+        let server = start_site(|c, f| {
+            let c = c
+                .max_connections(2 * CONNS)
+                .idle_timeout(Duration::from_secs(30));
+            (c, f)
         });
         let addr = server.addr;
         let all_open = Arc::new(Barrier::new(CONNS + 1));
@@ -399,9 +403,9 @@ crate::engine_tests! {
         const CAP: usize = 100;
         const FLOOD: usize = 300;
         raise_nofile(4 * FLOOD as u64);
-        let server = start_site(|cfg| {
-            cfg.max_connections = CAP;
-            cfg.idle_timeout = Duration::from_secs(30);
+        let server = start_site(|c, f| {
+            let c = c.max_connections(CAP).idle_timeout(Duration::from_secs(30));
+            (c, f)
         });
         let mut most_active = 0;
         let mut conns = Vec::with_capacity(FLOOD);
@@ -448,9 +452,11 @@ crate::engine_tests! {
         let trickle = Duration::from_millis(100);
         let give_up = Duration::from_secs(5);
         raise_nofile(4 * SLOW as u64);
-        let server = start_site(|cfg| {
-            cfg.header_timeout = header_timeout;
-            cfg.idle_timeout = Duration::from_secs(30);
+        let server = start_site(|c, f| {
+            let c = c
+                .header_timeout(header_timeout)
+                .idle_timeout(Duration::from_secs(30));
+            (c, f)
         });
         let addr = server.addr;
         let sent = Arc::new(Barrier::new(SLOW + 1));
@@ -538,7 +544,7 @@ crate::engine_tests! {
         const REFUSING: usize = 2048;
         const FLOOD: usize = CAP + REFUSING + 250;
         raise_nofile(4 * FLOOD as u64);
-        let server = start_site(|cfg| cfg.max_connections = CAP);
+        let server = start_site(|c, f| (c.max_connections(CAP), f));
         let mut conns: Vec<TcpStream> = (0..FLOOD).map(|_| flood_one(server.addr)).collect();
         let mut tally = BTreeMap::<String, usize>::new();
         for c in &mut conns {

@@ -3,7 +3,9 @@
 
 use std::io::Write;
 
-use crate::util::{TestServer, read_response, read_to_close, request, start_site};
+use crate::util::{
+    TestServer, read_response, read_to_close, request, start_default_site, start_site,
+};
 
 const INDEX: &[u8] = b"<!doctype html><title>home</title>home page\n";
 const NOT_FOUND: &[u8] = b"<!doctype html><title>404</title>custom not found\n";
@@ -47,7 +49,7 @@ fn resolve(dir: &str, href: &str) -> String {
 }
 
 fn listing_site() -> TestServer {
-    let server = start_site(|cfg| cfg.files.listing = true);
+    let server = start_site(|c, f| (c, f.listing(true)));
     let root = server.root();
     std::fs::create_dir(root.join("odd")).unwrap();
     std::fs::write(root.join("odd").join(ODD_NAME), ODD_BODY).unwrap();
@@ -63,7 +65,7 @@ crate::engine_tests! {
 
     #[test]
     fn cache_control_on_file_responses() {
-        let server = start_site(|cfg| cfg.files.cache_control = Some("public, max-age=60".into()));
+        let server = start_site(|c, f| (c, f.cache_control("public, max-age=60")));
         let r = server.get("/style.css");
         assert_eq!(r.status, 200);
         assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
@@ -83,23 +85,17 @@ crate::engine_tests! {
         assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
 
         // Off by default.
-        let server = start_site(|_| {});
+        let server = start_default_site();
         assert_eq!(server.get("/style.css").header("cache-control"), None);
     }
 
     #[test]
     fn extra_headers_on_every_response() {
-        let server = start_site(|cfg| {
-            cfg.files.headers = vec![
-                (
-                    "Strict-Transport-Security".into(),
-                    "max-age=63072000".into(),
-                ),
-                (
-                    "Content-Security-Policy".into(),
-                    "default-src 'self'".into(),
-                ),
-            ]
+        let server = start_site(|c, f| {
+            let f = f
+                .header("Strict-Transport-Security", "max-age=63072000")
+                .header("Content-Security-Policy", "default-src 'self'");
+            (c, f)
         });
         for (path, status) in [("/style.css", 200), ("/nope.txt", 404), ("/sub", 301)] {
             let r = server.get(path);
@@ -122,14 +118,14 @@ crate::engine_tests! {
 
     #[test]
     fn cors_allows_any_origin() {
-        let server = start_site(|cfg| cfg.files.cors = true);
+        let server = start_site(|c, f| (c, f.cors(true)));
         for (path, status) in [("/style.css", 200), ("/nope.txt", 404)] {
             let r = request(&server, "GET", path, &[("Origin", "https://a.example")]);
             assert_eq!(r.status, status, "{path}");
             assert_eq!(r.header("access-control-allow-origin"), Some("*"), "{path}");
         }
         // Off by default.
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let r = request(
             &server,
             "GET",
@@ -141,7 +137,7 @@ crate::engine_tests! {
 
     #[test]
     fn cors_preflight_is_answered() {
-        let server = start_site(|cfg| cfg.files.cors = true);
+        let server = start_site(|c, f| (c, f.cors(true)));
         let mut c = server.connect();
         c.write_all(
             b"OPTIONS /style.css HTTP/1.1\r\nHost: test\r\nOrigin: https://a.example\r\n\
@@ -178,7 +174,7 @@ crate::engine_tests! {
 
     #[test]
     fn options_without_cors_is_405() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let r = request(
             &server,
             "OPTIONS",
@@ -200,7 +196,7 @@ crate::engine_tests! {
 
     #[test]
     fn spa_serves_the_root_index_for_client_routes() {
-        let server = start_site(|cfg| cfg.files.spa = true);
+        let server = start_site(|c, f| (c, f.spa(true)));
         for path in ["/some/client/route", "/dashboard", "/users/42/edit"] {
             let r = server.get(path);
             assert_eq!(r.status, 200, "{path}: {r:?}");
@@ -226,7 +222,7 @@ crate::engine_tests! {
         assert_eq!((r.status, r.body.as_slice()), (200, INDEX));
 
         // Without spa, a client route is a 404.
-        let server = start_site(|_| {});
+        let server = start_default_site();
         assert_eq!(server.get("/some/client/route").status, 404);
     }
 
@@ -235,9 +231,7 @@ crate::engine_tests! {
 
     #[test]
     fn index_names_are_tried_in_order() {
-        let server = start_site(|cfg| {
-            cfg.files.index = vec!["default.htm".into(), "index.html".into()];
-        });
+        let server = start_site(|c, f| (c, f.index(["default.htm", "index.html"])));
         let root = server.root();
         std::fs::create_dir(root.join("both")).unwrap();
         std::fs::write(root.join("both/default.htm"), b"default page\n").unwrap();
@@ -285,7 +279,7 @@ crate::engine_tests! {
         assert_eq!(r.header("location"), Some("/sub/"));
 
         // With listing off, the same directory is not found.
-        let server = start_site(|_| {});
+        let server = start_default_site();
         assert_eq!(server.get("/empty/").status, 404);
     }
 
@@ -342,12 +336,12 @@ crate::engine_tests! {
         }
     }
 
+    /// The root listing has no parent link, and lists exactly what the
+    /// handler serves: `/.well-known/` (served, RFC 8615) is listed, the
+    /// dotfile `.hidden` (a 404) is not.
     #[test]
-    fn root_listing_has_no_parent_link_and_hides_dotfiles() {
-        let server = start_site(|cfg| {
-            cfg.files.listing = true;
-            cfg.files.index = Vec::new();
-        });
+    fn root_listing_has_no_parent_link_and_lists_only_what_is_served() {
+        let server = start_site(|c, f| (c, f.listing(true).index(Vec::<String>::new())));
         let r = server.get("/");
         assert_eq!(r.status, 200, "{r:?}");
         let html = r.text();
@@ -360,12 +354,45 @@ crate::engine_tests! {
             links.iter().any(|h| h == "style.css" || h == "/style.css"),
             "{links:?}"
         );
-        // The site's `.hidden` and `.well-known/` are dotfiles: not listed.
         assert!(!html.contains(".hidden"), "{html}");
-        assert!(!html.contains(".well-known"), "{html}");
-        assert!(
-            !links.iter().any(|h| h.starts_with('.') && h != "../"),
-            "{links:?}"
-        );
+        assert_eq!(server.get("/.hidden").status, 404);
+        assert!(links.iter().any(|h| h == ".well-known/"), "{links:?}");
+        assert_eq!(server.get("/.well-known/security.txt").status, 200);
+        // The page and the handler agree on every entry.
+        for href in &links {
+            let target = resolve("/", href);
+            let r = server.get(&target);
+            assert!(
+                matches!(r.status, 200 | 404) && (r.status == 200 || target.ends_with('/')),
+                "GET {target} from the listing: {r:?}"
+            );
+        }
+    }
+
+    /// A symlink that leads out of the root is a 404, so the listing leaves
+    /// it out and shows nothing of its target (its size, its time); with
+    /// symlinks followed, it is served and listed.
+    #[test]
+    fn a_symlink_out_of_the_root_is_listed_only_when_it_is_served() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("target.txt"), b"outside!").unwrap();
+        for follow in [false, true] {
+            let server = start_site(|c, f| (c, f.listing(true).follow_symlinks(follow)));
+            let link = server.root().join("sub/out-link.txt");
+            std::os::unix::fs::symlink(outside.path().join("target.txt"), &link).unwrap();
+            // Without its index, `/sub/` is listed.
+            std::fs::remove_file(server.root().join("sub/index.html")).unwrap();
+            let served = server.get("/sub/out-link.txt");
+            let sub_listing = server.get("/sub/").text();
+            if follow {
+                assert_eq!((served.status, &served.body[..]), (200, &b"outside!"[..]));
+                assert!(hrefs(&sub_listing).iter().any(|h| h == "out-link.txt"), "{sub_listing}");
+                assert!(sub_listing.contains(">8 B<"), "{sub_listing}");
+            } else {
+                assert_eq!(served.status, 404);
+                assert!(!sub_listing.contains("out-link"), "{sub_listing}");
+                assert!(!sub_listing.contains(">8 B<"), "{sub_listing}");
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::util::{
     Resp, TestServer, big_pattern, parse_responses, read_response, read_to_close,
-    read_until_closed, start_site, try_parse_head, try_read_head,
+    read_until_closed, start_default_site, try_parse_head, try_read_head,
 };
 
 const INDEX: &[u8] = b"<!doctype html><title>home</title>home page\n";
@@ -21,7 +21,7 @@ const DATA: &[u8] = b"{\"a\": 1}\n";
 const CLOSE_WITHIN: Duration = Duration::from_secs(3);
 
 fn site() -> TestServer {
-    start_site(|_| {})
+    start_default_site()
 }
 
 /// `util::try_parse_head`, with the bytes after the head.

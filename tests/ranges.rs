@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::util::{
     Resp, TestServer, big_pattern, read_response, read_to_close, request_all, request_text,
-    start_site,
+    start_default_site,
 };
 
 const STYLE: &[u8] = b"body { color: black; }\n";
@@ -172,7 +172,7 @@ crate::engine_tests! {
     #[test]
     fn file_responses_accept_byte_ranges() {
         // RFC 9110 §14.3.
-        let server = start_site(|_| {});
+        let server = start_default_site();
         for path in ["/style.css", "/big.bin", "/", "/sub/page.html"] {
             let r = server.get(path);
             assert_eq!(r.status, 200, "{path}");
@@ -182,7 +182,7 @@ crate::engine_tests! {
 
     #[test]
     fn single_ranges_of_a_large_file() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let big = big_pattern(LEN);
         for (value, first, last) in [
             ("bytes=0-99", 0, 99),
@@ -205,7 +205,7 @@ crate::engine_tests! {
 
     #[test]
     fn single_ranges_of_a_small_file() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         for (value, first, last) in [
             ("bytes=0-3", 0, 3),
             ("bytes=5-", 5, STYLE.len() - 1),
@@ -228,7 +228,7 @@ crate::engine_tests! {
 
     #[test]
     fn unsatisfiable_ranges_are_416() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         for value in [
             "bytes=2000000-",
             "bytes=1048576-",
@@ -250,7 +250,7 @@ crate::engine_tests! {
 
     #[test]
     fn invalid_ranges_and_other_units_are_ignored() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         // RFC 9110 §14.2: a server MAY ignore the Range header; an invalid one
         // or an unknown unit gives the full representation (200).
         for value in [
@@ -272,7 +272,7 @@ crate::engine_tests! {
 
     #[test]
     fn multiple_ranges_are_multipart_byteranges() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let big = big_pattern(LEN);
         let (r, body) = request_all(
             &server,
@@ -339,7 +339,7 @@ crate::engine_tests! {
 
     #[test]
     fn overlapping_and_adjacent_ranges_are_coalesced() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let big = big_pattern(LEN);
         // RFC 9110 §14.2: a server MAY coalesce overlapping or adjacent ranges.
         let r = range(&server, "/big.bin", "bytes=0-99,50-149");
@@ -352,7 +352,7 @@ crate::engine_tests! {
 
     #[test]
     fn many_ranges_cannot_amplify_a_response() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let big = big_pattern(LEN);
 
         // 16 non-adjacent ranges are served as 16 parts...
@@ -413,7 +413,7 @@ crate::engine_tests! {
 
     #[test]
     fn if_range() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         set_mtime(&server.root().join("style.css"), 1_000_000_000);
         let tag = server
             .get("/style.css")
@@ -452,7 +452,7 @@ crate::engine_tests! {
 
     #[test]
     fn head_ignores_range() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         // RFC 9110 §14.2: Range applies to GET only; HEAD gets the 200 fields.
         let (r, rest) = request_all(&server, "HEAD", "/big.bin", &[("Range", "bytes=0-99")]);
         assert_eq!(r.status, 200, "{r:?}");
@@ -468,7 +468,7 @@ crate::engine_tests! {
 
     #[test]
     fn ranged_responses_keep_the_connection_framed() {
-        let server = start_site(|_| {});
+        let server = start_default_site();
         let big = big_pattern(LEN);
         let mut c = server.connect();
         let reqs = "\

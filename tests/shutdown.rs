@@ -485,7 +485,7 @@ mod grace_period {
         #[test]
         fn the_end_of_the_grace_period_ends_a_shutdown_at_once() {
             const GRACE: Duration = Duration::from_millis(500);
-            let server = start_site(|cfg| cfg.shutdown_grace = GRACE);
+            let server = start_site(|c, f| (c.shutdown_grace(GRACE), f));
             // Far more than the socket buffers hold.
             write_pattern(&server.root().join("huge.bin"), 64 * 1000 * 1000);
 

@@ -2,6 +2,7 @@
 //! starts its own server on `127.0.0.1:0` and talks to it over real sockets.
 
 mod child;
+mod memory;
 mod util;
 
 mod browser;
@@ -9,6 +10,7 @@ mod cache;
 mod cli;
 mod client;
 mod conditional;
+mod connection;
 mod encoding;
 mod faults;
 mod files;

@@ -5,10 +5,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use coserve::{CacheOptions, Config, EngineKind, Server, ServerHandle};
+use coserve::{
+    CacheOptions, CacheStats, Config, EngineKind, FilesOptions, Handler, Server, ServerHandle,
+    StaticFiles,
+};
 
 /// How long any single socket read in a test may block before the test fails
 /// (a safety net against hangs, not a synchronisation device).
@@ -20,6 +23,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Keeps a temporary site alive for the server's lifetime.
     pub site: Option<tempfile::TempDir>,
+    /// The static files served, when the handler is (or holds) them.
+    pub files: Option<StaticFiles>,
 }
 
 impl Drop for TestServer {
@@ -32,6 +37,11 @@ impl TestServer {
     /// The root directory being served, when it is a temporary site.
     pub fn root(&self) -> &Path {
         self.site.as_ref().expect("temporary site").path()
+    }
+
+    /// The file cache's counters: `None` with the cache off.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.files.as_ref().expect("a file server").cache_stats()
     }
 
     /// Connects with a read/write timeout set.
@@ -126,46 +136,58 @@ pub fn cache_off() -> bool {
 /// (the default waits for a file to settle). Off with
 /// `COSERVE_TEST_CACHE=off`.
 pub fn test_cache() -> Option<CacheOptions> {
-    (!cache_off()).then(|| CacheOptions {
-        settle: Duration::ZERO,
-        ..CacheOptions::default()
-    })
+    (!cache_off()).then(|| CacheOptions::new().settle(Duration::ZERO))
 }
 
-/// Quiet, short-grace defaults for tests, on the current test's engine,
-/// with the test cache setting.
-pub fn test_config(root: impl Into<PathBuf>) -> Config {
-    let mut config = Config {
-        shutdown_grace: Duration::from_secs(5),
-        engine: engine(),
-        ..Config::new(root)
-    };
-    config.files.cache = test_cache();
-    config
+/// Short-grace defaults for tests, on the current test's engine.
+pub fn test_config() -> Config {
+    Config::new()
+        .shutdown_grace(Duration::from_secs(5))
+        .engine(engine())
 }
 
-/// Starts a server for `config` on 127.0.0.1:0.
-pub fn start(config: Config) -> TestServer {
+/// The default file options with the test cache setting.
+pub fn test_files() -> FilesOptions {
+    FilesOptions::new().cache(test_cache())
+}
+
+/// Starts a server for `config` on 127.0.0.1:0, answering with `handler`.
+pub fn start(config: Config, handler: impl Handler) -> TestServer {
     let server = Server::bind("127.0.0.1:0", config).expect("bind");
     let addr = server.local_addr();
     assert_ne!(addr.port(), 0);
-    let handle = server.spawn().expect("spawn");
+    let handle = server.spawn(handler).expect("spawn");
     TestServer {
         handle,
         addr,
         site: None,
+        files: None,
     }
 }
 
+/// Starts a server of the files under `root`.
+pub fn start_files(root: impl AsRef<Path>, config: Config, files: FilesOptions) -> TestServer {
+    let files = StaticFiles::new(root, files).expect("a root directory");
+    let mut server = start(config, files.clone());
+    server.files = Some(files);
+    server
+}
+
 /// Starts a server on a fresh temporary copy of the standard site (see
-/// [`make_site`]), adjusted by `configure`.
-pub fn start_site(configure: impl FnOnce(&mut Config)) -> TestServer {
+/// [`make_site`]), with the test defaults adjusted by `configure`.
+pub fn start_site(
+    configure: impl FnOnce(Config, FilesOptions) -> (Config, FilesOptions),
+) -> TestServer {
     let site = make_site();
-    let mut config = test_config(site.path());
-    configure(&mut config);
-    let mut server = start(config);
+    let (config, files) = configure(test_config(), test_files());
+    let mut server = start_files(site.path(), config, files);
     server.site = Some(site);
     server
+}
+
+/// [`start_site`] with the test defaults.
+pub fn start_default_site() -> TestServer {
+    start_site(|c, f| (c, f))
 }
 
 /// A temporary site:
@@ -247,6 +269,9 @@ pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
             Ok(0) => return out,
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
+            // A socket with a timeout is not restarted after the process
+            // was stopped and continued (signal(7)).
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => panic!("read failed after {} bytes: {e}", out.len()),
         }
     }
@@ -289,6 +314,7 @@ pub fn try_read_head(s: &mut TcpStream) -> Result<Option<Resp>, String> {
                 ));
             }
             Ok(_) => head.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
                 return Err(format!(
                     "read failed inside a head ({:?}): {e}",
@@ -359,7 +385,9 @@ pub fn read_until_closed(
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => return Err(format!("read failed after {} bytes: {e}", out.len())),
         }

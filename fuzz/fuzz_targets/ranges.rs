@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use coserve::files::range::{MAX_RANGES, Ranges, parse_ranges};
+use coserve::__fuzz::{MAX_RANGES, Ranges, parse_ranges};
 use libfuzzer_sys::fuzz_target;
 
 fn check(header: &str, len: u64) {

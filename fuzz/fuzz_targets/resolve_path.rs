@@ -7,7 +7,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use coserve::files::resolve_path;
+use coserve::__fuzz::resolve_path;
 use libfuzzer_sys::fuzz_target;
 
 fn check(input: &str) {

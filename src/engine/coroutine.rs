@@ -4,15 +4,17 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use may::io::WaitIo;
 
-use super::Engine;
 use super::deadline::Waiting;
-use crate::conn::Transport;
+use super::{Engine, Parking};
+use crate::sys;
+use crate::transport::Transport;
 
 /// A may TCP stream as a [`Transport`].
 ///
@@ -34,7 +36,7 @@ pub(crate) struct CoStream {
 }
 
 /// What to do if may abandons the current coroutine (see
-/// [`Engine::on_abandon`]). Kept in may's coroutine-local storage, which may
+/// [`Parking::on_abandon`]). Kept in may's coroutine-local storage, which may
 /// drops when it disposes of a coroutine, also one that overflowed its
 /// stack and whose frames are never unwound.
 struct Abandoned {
@@ -88,8 +90,14 @@ impl CoStream {
 const READABLE: usize =
     (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as usize | 0x8000_0000;
 
-impl Read for CoStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl CoStream {
+    /// Runs `op`, a non-blocking read, until it has data, end-of-stream or
+    /// an error, waiting for the socket between tries, at most the read
+    /// timeout.
+    fn read_with(
+        &mut self,
+        mut op: impl FnMut(&mut Self) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         let mut deadline = None;
         // After a read that took all the socket had, wait for an event
         // before trying again. may's epoll is edge-triggered and `wait_io`
@@ -98,12 +106,8 @@ impl Read for CoStream {
         let mut wait_first = self.drained;
         loop {
             if !wait_first {
-                // The socket is non-blocking (may made it so).
-                match self.stream.inner().read(buf) {
-                    Ok(n) => {
-                        self.drained = n < buf.len();
-                        return Ok(n);
-                    }
+                match op(self) {
+                    Ok(n) => return Ok(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
@@ -126,36 +130,46 @@ impl Read for CoStream {
     }
 }
 
+impl Read for CoStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_with(|s| {
+            // The socket is non-blocking (may made it so).
+            let n = s.stream.inner().read(buf)?;
+            s.drained = n < buf.len();
+            Ok(n)
+        })
+    }
+}
+
 /// The events that make a write worth trying again: room in the socket
 /// buffer, or a close or error that the write will report.
 const WRITABLE: usize = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as usize;
 
-impl CoStream {
-    /// Waits, after a write said EAGAIN, until the socket has room, at most
-    /// the write timeout (through the deadline sweeper, as reads do).
-    ///
-    /// The kernel signals room (an EPOLLOUT edge) only once a third of the
-    /// buffer is free, so the next write moves a large piece. Writing again
-    /// as soon as any room appears instead, as the earlier 4 KiB fallback
-    /// through may's `write` did, sent a 10 MiB file in 40 KiB pieces with
-    /// an EAGAIN between each.
-    fn wait_writable(&mut self) -> io::Result<()> {
-        // wait_io takes the socket's event flags, a read's EPOLLIN among
-        // them: the next read must try the socket before it waits.
-        self.drained = false;
-        let deadline = self.write_timeout.map(crate::clock::deadline);
-        loop {
-            if let Some(deadline) = deadline {
-                if crate::clock::monotonic() >= deadline {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
-                }
-                self.waiting.0.set(Some(deadline));
+/// Waits, after a write said EAGAIN, until `stream` has room, at most
+/// `timeout` (through the deadline sweeper, as reads do).
+///
+/// The kernel signals room (an EPOLLOUT edge) only once a third of the
+/// buffer is free, so the next write moves a large piece. Writing again as
+/// soon as any room appears instead, as an earlier 4 KiB fallback through
+/// may's `write` did, sent a 10 MiB file in 40 KiB pieces with an EAGAIN
+/// between each.
+fn wait_writable(
+    stream: &may::net::TcpStream,
+    waiting: &Waiting,
+    timeout: Option<Duration>,
+) -> io::Result<()> {
+    let deadline = timeout.map(crate::clock::deadline);
+    loop {
+        if let Some(deadline) = deadline {
+            if crate::clock::monotonic() >= deadline {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
             }
-            let events = self.stream.wait_io();
-            self.waiting.0.set(None);
-            if events & WRITABLE != 0 {
-                return Ok(());
-            }
+            waiting.set(Some(deadline));
+        }
+        let events = stream.wait_io();
+        waiting.set(None);
+        if events & WRITABLE != 0 {
+            return Ok(());
         }
     }
 }
@@ -208,8 +222,18 @@ impl Transport for CoStream {
         self.stream.shutdown(Shutdown::Write)
     }
 
+    /// `recv(2)` straight into the buffer's spare capacity.
+    fn read_spare(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        self.read_with(|s| {
+            let before = buf.capacity() - buf.len();
+            let n = sys::recv_into(s.stream.inner().as_fd(), buf)?;
+            s.drained = n < before;
+            Ok(n)
+        })
+    }
+
     fn cork(&mut self, on: bool) {
-        super::set_cork(self.stream.as_raw_fd(), on);
+        sys::set_cork(self.stream.inner().as_fd(), on);
     }
 
     /// `sendfile(2)` straight from the page cache to the socket.
@@ -218,8 +242,13 @@ impl Transport for CoStream {
     /// coroutine waits until the socket is writable again, at most the write
     /// timeout, so that a client that stops reading cannot hold it forever.
     fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
-        let sock = self.stream.as_raw_fd();
-        super::sendfile_loop(sock, file, offset, len, || self.wait_writable())
+        // The wait takes the socket's event flags, a read's EPOLLIN among
+        // them: the next read must try the socket before it waits.
+        self.drained = false;
+        let (stream, waiting, timeout) = (&self.stream, &self.waiting.0, self.write_timeout);
+        super::sendfile_loop(stream.inner().as_fd(), file, offset, len, || {
+            wait_writable(stream, waiting, timeout)
+        })
     }
 }
 
@@ -256,7 +285,9 @@ impl Engine for Coroutines {
     fn sleep(d: Duration) {
         may::coroutine::sleep(d);
     }
+}
 
+impl Parking for Coroutines {
     fn into_std(stream: CoStream) -> std::net::TcpStream {
         // Dropping may's stream takes the descriptor out of may's epoll.
         let fd = stream.stream.into_raw_fd();

@@ -14,10 +14,11 @@ pub(crate) mod thread;
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use crate::conn::Transport;
+use crate::sys;
+use crate::transport::Transport;
 
 /// Which engine serves connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,7 +41,7 @@ impl std::str::FromStr for EngineKind {
     }
 }
 
-/// What the accept loop needs from an engine.
+/// What the accept loop needs from an engine: what both engines do.
 pub(crate) trait Engine: 'static {
     /// A listening socket.
     type Listener: Send + 'static;
@@ -58,79 +59,55 @@ pub(crate) trait Engine: 'static {
 
     /// Waits without holding up other flows of control.
     fn sleep(d: Duration);
+}
 
+/// What only the coroutine engine does: an idle connection gives up its
+/// flow of control and waits in the parking lot as a plain socket, and a
+/// flow of control can be abandoned without unwinding (may does that to a
+/// coroutine that overflows its stack). An OS thread costs the same idle
+/// or not, and one that overflows aborts the process.
+pub(crate) trait Parking: Engine {
     /// The socket underneath a stream, taken out of the engine's hands.
     fn into_std(stream: Self::Stream) -> std::net::TcpStream;
 
-    /// A stream for a socket from [`Engine::into_std`]; called on the flow
+    /// A stream for a socket from [`Parking::into_std`]; called on the flow
     /// of control that will serve it.
     fn from_std(stream: std::net::TcpStream) -> io::Result<Self::Stream>;
 
     /// Arranges for `on_abandon` to run if the current flow of control ends
-    /// without returning or unwinding, which is what may does to a
-    /// coroutine that overflows its stack: nothing on that stack is ever
-    /// dropped, so `stream` would stay open. [`Engine::disarm`] cancels it.
-    /// An OS thread that overflows aborts the process, so the thread engine
-    /// does nothing here.
-    fn on_abandon(stream: &Self::Stream, on_abandon: Box<dyn FnOnce() + Send>) {
-        let _ = (stream, on_abandon);
-    }
+    /// without returning or unwinding: nothing on its stack is ever
+    /// dropped, so `stream` would stay open. [`Parking::disarm`] cancels it.
+    fn on_abandon(stream: &Self::Stream, on_abandon: Box<dyn FnOnce() + Send>);
 
-    /// Cancels [`Engine::on_abandon`] for the current flow of control.
-    fn disarm() {}
+    /// Cancels [`Parking::on_abandon`] for the current flow of control.
+    fn disarm();
 }
 
 /// Sends `len` bytes of `file` from `offset` to the socket `sock` with
 /// `sendfile(2)`. When the socket buffer is full (EAGAIN), `wait_room`
 /// waits until it has room, or fails (a timeout).
 pub(crate) fn sendfile_loop(
-    sock: std::os::fd::RawFd,
+    sock: BorrowedFd<'_>,
     file: &std::fs::File,
     mut offset: u64,
     len: u64,
     mut wait_room: impl FnMut() -> io::Result<()>,
 ) -> io::Result<()> {
     let end = offset + len;
-    let src = file.as_raw_fd();
     while offset < end {
         let count = (end - offset).min(1 << 30) as usize;
-        let mut off = offset as libc::off_t;
-        // SAFETY: `sock` and `src` are open descriptors borrowed from live
-        // objects for the duration of the call; `off` is a valid, exclusive
-        // pointer.
-        let n = unsafe { libc::sendfile(sock, src, &mut off, count) };
-        if n > 0 {
-            offset += n as u64;
-            continue;
-        }
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being sent",
-            ));
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => {}
-            Some(libc::EAGAIN) => wait_room()?,
-            _ => return Err(err),
+        match sys::sendfile(sock, file.as_fd(), &mut offset, count) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being sent",
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_room()?,
+            Err(e) => return Err(e),
         }
     }
     Ok(())
-}
-
-/// Sets or clears `TCP_CORK` on a socket; failure only costs efficiency.
-pub(crate) fn set_cork(sock: std::os::fd::RawFd, on: bool) {
-    let value: libc::c_int = on.into();
-    // SAFETY: `sock` is an open socket borrowed for the call; `value` is a
-    // valid c_int whose size is passed.
-    unsafe {
-        libc::setsockopt(
-            sock,
-            libc::IPPROTO_TCP,
-            libc::TCP_CORK,
-            &value as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
 }

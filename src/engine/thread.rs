@@ -5,11 +5,14 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
+use bytes::BytesMut;
+
 use super::Engine;
-use crate::conn::Transport;
+use crate::sys;
+use crate::transport::Transport;
 
 /// A blocking std stream as a [`Transport`].
 pub(crate) struct ThreadStream {
@@ -55,15 +58,21 @@ impl Transport for ThreadStream {
         self.stream.shutdown(Shutdown::Write)
     }
 
+    /// `recv(2)` straight into the buffer's spare capacity; the socket's
+    /// receive timeout (SO_RCVTIMEO) makes a stalled read fail with EAGAIN.
+    fn read_spare(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        sys::recv_into(self.stream.as_fd(), buf)
+    }
+
     fn cork(&mut self, on: bool) {
-        super::set_cork(self.stream.as_raw_fd(), on);
+        sys::set_cork(self.stream.as_fd(), on);
     }
 
     /// `sendfile(2)` on a blocking socket: it blocks in the kernel, and the
     /// socket's send timeout (SO_SNDTIMEO) turns a stalled client into
     /// EAGAIN, reported as a timeout.
     fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
-        super::sendfile_loop(self.stream.as_raw_fd(), file, offset, len, || {
+        super::sendfile_loop(self.stream.as_fd(), file, offset, len, || {
             Err(io::Error::new(io::ErrorKind::TimedOut, "send timed out"))
         })
     }
@@ -105,16 +114,5 @@ impl Engine for Threads {
 
     fn sleep(d: Duration) {
         std::thread::sleep(d);
-    }
-
-    fn into_std(stream: ThreadStream) -> TcpStream {
-        stream.stream
-    }
-
-    fn from_std(stream: TcpStream) -> io::Result<ThreadStream> {
-        Ok(ThreadStream {
-            stream,
-            read_timeout: None,
-        })
     }
 }

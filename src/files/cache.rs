@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::Metadata;
 use std::hash::BuildHasher;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -36,31 +36,62 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use foldhash::fast::RandomState;
 
-use crate::files::conditional::Validators;
+use super::conditional::Validators;
+use crate::response::Rendered;
+use crate::sys;
 
 /// Entries older than this are rebuilt by the slow path.
 pub(crate) const RECHECK: Duration = Duration::from_secs(1);
 /// What an entry costs beyond its body, headers and key.
 const ENTRY_OVERHEAD: usize = 256;
 
-/// Cache settings.
+/// The file cache's settings, built with chained setters from the
+/// defaults (64 MiB in all, files up to 64 KiB, 20 ms to settle).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheOptions {
-    /// The most the cache holds, in bytes.
-    pub max_bytes: usize,
-    /// Files larger than this are not cached (they go out with sendfile).
-    pub max_file: u64,
+    pub(crate) max_bytes: usize,
+    pub(crate) max_file: u64,
+    pub(crate) settle: Duration,
+}
+
+impl CacheOptions {
+    /// The default of [`CacheOptions::max_bytes`]: 64 MiB.
+    pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
+    /// The default of [`CacheOptions::max_file`]: 64 KiB.
+    pub const DEFAULT_MAX_FILE: u64 = 64 * 1024;
+
+    /// The defaults.
+    pub fn new() -> CacheOptions {
+        CacheOptions::default()
+    }
+
+    /// The most the cache holds, in bytes (bodies, headers, keys and a
+    /// fixed overhead each); the least recently used entries go first.
+    pub fn max_bytes(mut self, bytes: usize) -> CacheOptions {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Files larger than this are not cached; they go out with `sendfile`.
+    pub fn max_file(mut self, bytes: u64) -> CacheOptions {
+        self.max_file = bytes;
+        self
+    }
+
     /// A file changed less than this before it is read is not cached: two
     /// writes within one timestamp tick would look alike. Two ticks of the
     /// coarsest kernel clock (100 Hz) by default.
-    pub settle: Duration,
+    pub fn settle(mut self, d: Duration) -> CacheOptions {
+        self.settle = d;
+        self
+    }
 }
 
 impl Default for CacheOptions {
     fn default() -> Self {
         CacheOptions {
-            max_bytes: 64 * 1024 * 1024,
-            max_file: 64 * 1024,
+            max_bytes: CacheOptions::DEFAULT_MAX_BYTES,
+            max_file: CacheOptions::DEFAULT_MAX_FILE,
             settle: Duration::from_millis(20),
         }
     }
@@ -125,8 +156,8 @@ pub(crate) struct Entry {
     id: FileId,
     /// For the request's preconditions.
     pub validators: Validators,
-    /// The resource's header fields, rendered (`\r\nName: value` each).
-    pub headers: Bytes,
+    /// The resource's header fields, rendered.
+    pub headers: Rendered,
     pub body: Bytes,
     /// When, on [`crate::clock::monotonic`].
     built: Duration,
@@ -140,7 +171,7 @@ impl Entry {
         rel: CString,
         id: FileId,
         validators: Validators,
-        headers: Bytes,
+        headers: Rendered,
         body: Bytes,
     ) -> Entry {
         Entry {
@@ -158,7 +189,7 @@ impl Entry {
 
     fn cost(&self) -> usize {
         self.body.len()
-            + self.headers.len()
+            + self.headers.bytes.len()
             + self.path.len()
             + self.accept.len()
             + self.rel.as_bytes().len()
@@ -173,8 +204,10 @@ struct Map {
     bytes: usize,
 }
 
-/// Counters, for tests and curious operators.
+/// The file cache's counters, for tests and curious operators
+/// ([`StaticFiles::cache_stats`](crate::StaticFiles::cache_stats)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheStats {
     /// Requests answered from the cache.
     pub hits: u64,
@@ -227,7 +260,7 @@ impl FileCache {
 
     /// The entry for this request path and `Accept-Encoding`, if it is still
     /// the file on disk. `root` is the root directory's descriptor.
-    pub(crate) fn get(&self, root: &impl AsRawFd, path: &str, accept: &[u8]) -> Option<Arc<Entry>> {
+    pub(crate) fn get(&self, root: &impl AsFd, path: &str, accept: &[u8]) -> Option<Arc<Entry>> {
         let key = self.key(path, accept);
         let entry = {
             let map = self.map.read().unwrap_or_else(|e| e.into_inner());
@@ -307,17 +340,10 @@ impl FileCache {
     }
 }
 
-/// `fstatat(root, rel)`, following symlinks as opening it would.
-fn stat_at(root: &impl AsRawFd, rel: &CString) -> Option<FileId> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `root` is an open directory descriptor for the duration of the
-    // call, `rel` is NUL-terminated and `st` is valid for writes of a stat.
-    let r = unsafe { libc::fstatat(root.as_raw_fd(), rel.as_ptr(), st.as_mut_ptr(), 0) };
-    if r != 0 {
-        return None;
-    }
-    // SAFETY: fstatat succeeded, so it filled `st`.
-    let st = unsafe { st.assume_init() };
+/// `fstatat(root, rel)`, following symlinks as opening it would; `None`
+/// unless it names a regular file.
+fn stat_at(root: &impl AsFd, rel: &CString) -> Option<FileId> {
+    let st = sys::fstatat(root.as_fd(), rel).ok()?;
     ((st.st_mode & libc::S_IFMT) == libc::S_IFREG).then(|| FileId::of_stat(&st))
 }
 
@@ -334,7 +360,7 @@ mod tests {
             CString::new(name).unwrap(),
             FileId::of(&meta),
             Validators::of(&meta, None),
-            Bytes::new(),
+            Rendered::default(),
             Bytes::copy_from_slice(body),
         )
     }
@@ -343,11 +369,12 @@ mod tests {
     fn a_changed_file_misses_and_the_size_is_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let root = File::open(dir.path()).unwrap();
-        let cache = FileCache::new(CacheOptions {
-            max_bytes: 4 * (1000 + ENTRY_OVERHEAD + 40),
-            max_file: 1000,
-            settle: Duration::ZERO,
-        });
+        let cache = FileCache::new(
+            CacheOptions::new()
+                .max_bytes(4 * (1000 + ENTRY_OVERHEAD + 40))
+                .max_file(1000)
+                .settle(Duration::ZERO),
+        );
         for i in 0..10 {
             let name = format!("f{i}");
             fs::write(dir.path().join(&name), vec![b'a'; 1000]).unwrap();

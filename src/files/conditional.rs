@@ -4,7 +4,7 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::parse::Request;
+use crate::request::Request;
 
 /// The validators of one representation: a strong entity tag and the
 /// modification time, truncated to the second as HTTP dates are.

@@ -5,27 +5,27 @@
 //! resources). Every name is HTML-escaped where it is shown and
 //! percent-encoded where it is linked, and links are relative (just the
 //! entry's name), so the page works wherever the directory is mounted.
-//! Dotfiles are left out, as the file handler hides them.
+//!
+//! An entry is listed only if the handler would serve it: its name passes
+//! the same rule ([`check_name`]), and it is opened by the same policy
+//! (`open.rs`), so a dotfile, a FIFO or a symlink that leads out of the
+//! root is left out, and nothing about such a link's target shows.
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use percent_encoding::percent_encode;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use crate::files::SEGMENT;
+use super::open::{Purpose, Root, open};
+use super::path::{SEGMENT, SafePath, check_name};
 use crate::response::SERVER;
 
-/// What gets percent-encoded in a link to an entry: controls, space, the
-/// characters that would end or change the meaning of a path segment, and
-/// (always, by `percent_encode`) every non-ASCII byte.
-///
 const STYLE: &str = "\
 :root{color-scheme:light dark;--fg:#1f2328;--bg:#fff;--muted:#59636e;--line:#d1d9e0;--head:#f6f8fa;--hover:#f3f6fa;--link:#0969da}
 @media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--bg:#0d1117;--muted:#9198a1;--line:#30363d;--head:#151b23;--hover:#161b22;--link:#4493f8}}
@@ -60,17 +60,21 @@ struct Entry {
     modified: Option<SystemTime>,
 }
 
-/// Renders an HTML listing of the directory `dir` (a filesystem path) as it is
-/// reached at `url_path` (the decoded request path, always ending in '/', e.g. "/" or "/docs/ünï/").
+/// Renders an HTML listing of the directory `dir` under `root`, shown as
+/// the decoded path `dir.display_path()` (always ending in '/').
 ///
 /// Directories come first, then files, each group sorted by name
-/// (case-insensitively, then bytewise). Dotfiles are left out, and so are
-/// entries whose metadata cannot be read (such as dangling symlinks) and
-/// entries that are neither files nor directories (FIFOs, sockets,
-/// devices); symlinks are followed for their type, size and time. Fails only when
-/// `dir` itself cannot be read.
-pub fn render_listing(dir: &Path, url_path: &str) -> io::Result<String> {
-    let mut entries = read_entries(dir)?;
+/// (case-insensitively, then bytewise). Only what the handler would serve
+/// is listed (see the module's documentation), with the type, size and
+/// time of what it serves: for a symlink that stays beneath the root, its
+/// target. Fails only when `dir` itself cannot be read.
+pub(crate) fn render_listing(
+    root: &Root,
+    dir: &SafePath,
+    follow_symlinks: bool,
+) -> io::Result<String> {
+    let url_path = &dir.display_path();
+    let mut entries = read_entries(root, dir, follow_symlinks)?;
     entries.sort_by(|a, b| {
         b.is_dir
             .cmp(&a.is_dir)
@@ -131,20 +135,29 @@ fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
     if n == 1 { one } else { many }
 }
 
-/// The visible entries of `dir`, unsorted.
-fn read_entries(dir: &Path) -> io::Result<Vec<Entry>> {
+/// The entries of `dir` the handler would serve, unsorted.
+fn read_entries(root: &Root, dir: &SafePath, follow_symlinks: bool) -> io::Result<Vec<Entry>> {
+    let rel = dir.relative();
     let mut entries = Vec::new();
-    for entry in fs::read_dir(dir)? {
+    for entry in fs::read_dir(root.path.join(&rel))? {
         let Ok(entry) = entry else { continue };
         let file_name = entry.file_name();
         let raw = file_name.as_bytes();
-        if raw.starts_with(b".") {
+        if check_name(raw, dir.depth()).is_err() {
             continue;
         }
-        // Follows symlinks: a link is listed as what it points at.
-        let Ok(meta) = fs::metadata(entry.path()) else {
+        // Opened as the handler would open it: what it refuses (a link out
+        // of the root, a dangling one) is not listed, and what it serves
+        // is described by its own descriptor.
+        let Ok(opened) = open(
+            root,
+            &rel.join(&file_name),
+            follow_symlinks,
+            Purpose::Inspect,
+        ) else {
             continue;
         };
+        let meta = opened.meta;
         // FIFOs, sockets and devices are never served, so not listed.
         if !meta.is_dir() && !meta.is_file() {
             continue;
@@ -223,8 +236,21 @@ fn format_time(t: SystemTime) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::path::resolve_path;
     use std::fs::File;
+    use std::path::Path;
     use std::time::Duration;
+
+    /// The listing of `url` (a directory's path, percent-encoded) on a site
+    /// whose root is `root`, symlinks out of it not followed.
+    fn render(root: &Path, url: &str) -> io::Result<String> {
+        render_policy(root, url, false)
+    }
+
+    fn render_policy(root: &Path, url: &str, follow_symlinks: bool) -> io::Result<String> {
+        let dir = resolve_path(url).expect("a servable path");
+        render_listing(&Root::open(root).unwrap(), &dir, follow_symlinks)
+    }
 
     fn touch(dir: &Path, name: impl AsRef<Path>, len: u64) {
         let f = File::create(dir.join(name)).unwrap();
@@ -249,7 +275,7 @@ mod tests {
         for name in ["zdir", "Bdir", "adir"] {
             fs::create_dir(p.join(name)).unwrap();
         }
-        let html = render_listing(p, "/").unwrap();
+        let html = render(p, "/").unwrap();
         assert_eq!(
             hrefs(&html),
             [
@@ -263,9 +289,11 @@ mod tests {
     #[test]
     fn names_are_escaped_as_text() {
         let dir = tempfile::tempdir().unwrap();
-        touch(dir.path(), "<b>odd&name.txt", 3);
-        touch(dir.path(), "it's \"quoted\".txt", 3);
-        let html = render_listing(dir.path(), "/<i>&/").unwrap();
+        let sub = dir.path().join("<i>&");
+        fs::create_dir(&sub).unwrap();
+        touch(&sub, "<b>odd&name.txt", 3);
+        touch(&sub, "it's \"quoted\".txt", 3);
+        let html = render(dir.path(), "/%3Ci%3E&/").unwrap();
         assert!(html.contains(">&lt;b&gt;odd&amp;name.txt</a>"), "{html}");
         assert!(
             html.contains(">it&#39;s &quot;quoted&quot;.txt</a>"),
@@ -294,7 +322,7 @@ mod tests {
             touch(p, name, 1);
         }
         fs::create_dir(p.join("sub dir")).unwrap();
-        let html = render_listing(p, "/").unwrap();
+        let html = render(p, "/").unwrap();
         let mut got = hrefs(&html);
         got.sort();
         let mut want = vec![
@@ -321,7 +349,7 @@ mod tests {
         if File::create(dir.path().join(name)).is_err() {
             return; // A filesystem that insists on UTF-8 names.
         }
-        let html = render_listing(dir.path(), "/").unwrap();
+        let html = render(dir.path(), "/").unwrap();
         assert_eq!(hrefs(&html), ["caf%E9.txt"]);
         assert!(html.contains(">caf\u{fffd}.txt</a>"));
     }
@@ -335,11 +363,60 @@ mod tests {
         touch(p, "visible.txt", 1);
         std::os::unix::fs::symlink("visible.txt", p.join("link.txt")).unwrap();
         std::os::unix::fs::symlink("nowhere", p.join("dangling")).unwrap();
-        let html = render_listing(p, "/").unwrap();
+        let html = render(p, "/").unwrap();
         assert!(!html.contains("secret"));
         assert!(!html.contains(".git"));
         assert!(!html.contains("dangling"));
         assert_eq!(hrefs(&html), ["link.txt", "visible.txt"]);
+    }
+
+    /// The listing shows exactly what the handler serves: `.well-known` at
+    /// the root (not below it), no other dotfile, no name the handler
+    /// refuses as invalid.
+    #[test]
+    fn names_follow_the_handlers_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::create_dir_all(p.join(".well-known")).unwrap();
+        fs::create_dir_all(p.join("sub/.well-known")).unwrap();
+        touch(p, ".env", 1);
+        touch(p, "back\\slash", 1);
+        touch(p, "tab\there", 1);
+        touch(p, "plain", 1);
+        let html = render(p, "/").unwrap();
+        assert_eq!(hrefs(&html), [".well-known/", "sub/", "plain"]);
+        assert_eq!(hrefs(&render(p, "/sub/").unwrap()), ["../"]);
+    }
+
+    /// A symlink that leads out of the root is not served, so it is not
+    /// listed, and nothing about its target (size, time, type) shows;
+    /// with symlinks followed, it is served and listed.
+    #[test]
+    fn links_out_of_the_root_are_listed_only_when_followed() {
+        let outside = tempfile::tempdir().unwrap();
+        touch(outside.path(), "secret", 3);
+        fs::create_dir(outside.path().join("elsewhere")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        touch(p, "inside", 5);
+        std::os::unix::fs::symlink(outside.path().join("secret"), p.join("file-link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("elsewhere"), p.join("dir-link")).unwrap();
+        std::os::unix::fs::symlink("inside", p.join("in-link")).unwrap();
+        std::os::unix::fs::symlink(p.join("inside"), p.join("absolute-in-link")).unwrap();
+        let html = render(p, "/").unwrap();
+        assert_eq!(hrefs(&html), ["absolute-in-link", "in-link", "inside"]);
+        assert!(!html.contains("3 B"), "{html}");
+        let followed = render_policy(p, "/", true).unwrap();
+        assert_eq!(
+            hrefs(&followed),
+            [
+                "dir-link/",
+                "absolute-in-link",
+                "file-link",
+                "in-link",
+                "inside"
+            ]
+        );
     }
 
     #[test]
@@ -347,7 +424,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("sock")).unwrap();
         touch(dir.path(), "plain", 1);
-        let html = render_listing(dir.path(), "/").unwrap();
+        let html = render(dir.path(), "/").unwrap();
         assert_eq!(hrefs(&html), ["plain"]);
     }
 
@@ -359,7 +436,7 @@ mod tests {
         touch(p, "big", 2048);
         std::os::unix::fs::symlink("real", p.join("alias")).unwrap();
         std::os::unix::fs::symlink("big", p.join("big-link")).unwrap();
-        let html = render_listing(p, "/").unwrap();
+        let html = render(p, "/").unwrap();
         assert_eq!(hrefs(&html), ["alias/", "real/", "big", "big-link"]);
         assert_eq!(html.matches(">2.0 KiB<").count(), 2);
     }
@@ -367,9 +444,10 @@ mod tests {
     #[test]
     fn parent_link_everywhere_but_the_root() {
         let dir = tempfile::tempdir().unwrap();
-        let root = render_listing(dir.path(), "/").unwrap();
+        let root = render(dir.path(), "/").unwrap();
         assert!(!root.contains("href=\"../\""));
-        let sub = render_listing(dir.path(), "/docs/\u{fc}n\u{ef}/").unwrap();
+        fs::create_dir_all(dir.path().join("docs/\u{fc}n\u{ef}")).unwrap();
+        let sub = render(dir.path(), "/docs/%C3%BCn%C3%AF/").unwrap();
         assert_eq!(hrefs(&sub), ["../"]);
         assert!(sub.contains(">../</a>"));
         assert!(sub.contains("<title>Index of /docs/\u{fc}n\u{ef}/</title>"));
@@ -388,7 +466,7 @@ mod tests {
             .unwrap()
             .set_modified(t)
             .unwrap();
-        let html = render_listing(dir.path(), "/").unwrap();
+        let html = render(dir.path(), "/").unwrap();
         assert!(html.starts_with("<!doctype html>\n"));
         assert!(html.contains("<meta charset=\"utf-8\">"));
         assert!(html.contains("<meta name=\"viewport\""));
@@ -407,7 +485,7 @@ mod tests {
     #[test]
     fn missing_directory_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(render_listing(&dir.path().join("nope"), "/nope/").is_err());
+        assert!(render(dir.path(), "/nope/").is_err());
     }
 
     #[test]

@@ -20,10 +20,16 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::Mutex;
+use std::os::fd::{AsFd, FromRawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+
+use crate::conn::{self, Ended};
+use crate::engine::Parking;
+use crate::sys::{self, Epoll};
+
+use super::registry::{Serving, Tracked};
 
 /// How often the lot's thread looks at the server even with nothing to do.
 const TICK: Duration = Duration::from_millis(250);
@@ -47,7 +53,7 @@ struct Inner<T> {
 
 /// Idle connections waiting for their next request.
 pub(crate) struct Lot<T> {
-    epoll: OwnedFd,
+    epoll: Epoll,
     inner: Mutex<Inner<T>>,
     next: AtomicU64,
 }
@@ -62,15 +68,8 @@ pub(crate) enum Wake<T> {
 
 impl<T> Lot<T> {
     pub(crate) fn new() -> io::Result<Lot<T>> {
-        // SAFETY: plain syscall; a non-negative result is a new descriptor
-        // that nothing else owns.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Lot {
-            // SAFETY: see above.
-            epoll: unsafe { OwnedFd::from_raw_fd(fd) },
+            epoll: Epoll::new()?,
             inner: Mutex::new(Inner {
                 parked: HashMap::new(),
                 deadlines: VecDeque::new(),
@@ -92,38 +91,22 @@ impl<T> Lot<T> {
     /// failure the connection is handed back.
     pub(crate) fn park(&self, conn: Parked<T>, idle: Duration) -> Result<(), Parked<T>> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let fd = conn.stream.as_raw_fd();
-        {
-            let mut inner = self.lock();
-            inner.parked.insert(id, conn);
-            inner.deadlines.push_back((Instant::now() + idle, id));
+        let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
+        // Registered under the lock, after the entry exists: the lot's
+        // thread looks the event's id up as soon as it can take the lock.
+        let mut inner = self.lock();
+        let stream = &inner.parked.entry(id).or_insert(conn).stream;
+        if self.epoll.add(stream.as_fd(), events, id).is_err() {
+            return Err(inner.parked.remove(&id).expect("just parked"));
         }
-        let mut event = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32,
-            u64: id,
-        };
-        // SAFETY: both descriptors are open (the stream is owned by the entry
-        // just inserted, which only this lot removes), and `event` is valid.
-        let r =
-            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
-        if r != 0 {
-            return Err(self.lock().parked.remove(&id).expect("just parked"));
-        }
+        inner.deadlines.push_back((Instant::now() + idle, id));
         Ok(())
     }
 
     /// Takes a connection out of the lot and its epoll.
     fn unpark(&self, inner: &mut Inner<T>, id: u64) -> Option<Parked<T>> {
         let conn = inner.parked.remove(&id)?;
-        // SAFETY: both descriptors are open; a null event is allowed for DEL.
-        unsafe {
-            libc::epoll_ctl(
-                self.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                conn.stream.as_raw_fd(),
-                std::ptr::null_mut(),
-            );
-        }
+        self.epoll.delete(conn.stream.as_fd());
         Some(conn)
     }
 
@@ -136,19 +119,11 @@ impl<T> Lot<T> {
                 deadline.saturating_duration_since(Instant::now()).min(TICK)
             })
         };
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 256];
-        // SAFETY: `events` is valid for 256 entries.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.epoll.as_raw_fd(),
-                events.as_mut_ptr(),
-                events.len() as i32,
-                timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
-            )
-        };
+        let mut events = [sys::Event { events: 0, u64: 0 }; 256];
+        let ready = self.epoll.wait(&mut events, timeout);
         let mut out = Vec::new();
         let mut inner = self.lock();
-        for event in &events[..n.max(0) as usize] {
+        for event in ready {
             let id = event.u64;
             if let Some(conn) = self.unpark(&mut inner, id) {
                 out.push(Wake::Ready(conn));
@@ -179,6 +154,111 @@ impl<T> Lot<T> {
         ids.into_iter()
             .filter_map(|id| self.unpark(&mut inner, id))
             .collect()
+    }
+}
+
+/// Serves a connection on the current coroutine until it closes, or until
+/// it is idle long enough to park in `lot`, where it outlives the
+/// coroutine until its next request.
+pub(crate) fn serve_parkable<E: Parking>(
+    lot: Option<&Arc<Lot<Tracked>>>,
+    mut io: E::Stream,
+    peer: SocketAddr,
+    tracked: Tracked,
+) {
+    let serving = tracked.serving.clone();
+    // If may abandons this coroutine (a handler overflowed its stack), `io`
+    // and `tracked` are never dropped: close the socket and free the slot
+    // from outside. Only a connection still registered is closed, and a
+    // registered descriptor is still open (see `Tracked`).
+    let weak = Arc::downgrade(&serving);
+    let id = tracked.id;
+    E::on_abandon(
+        &io,
+        Box::new(move || {
+            let Some(serving) = weak.upgrade() else {
+                return;
+            };
+            if let Some(fd) = serving.release(id) {
+                log::error!("a connection's coroutine was abandoned (stack overflow?); closing it");
+                // SAFETY: `fd` was registered, so its stream was never
+                // dropped and never will be: nothing else closes it.
+                drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+            }
+        }),
+    );
+    let ended = conn::serve(
+        &mut io,
+        Some(peer),
+        &*serving.handler,
+        &serving.conn,
+        serving.state(),
+    );
+    // No handler runs past this point: from here on the connection is
+    // closed or parked (and outlives this coroutine) by the code below.
+    E::disarm();
+    // Only a server with a parking lot lets connections end idle
+    // (`ConnConfig::park`).
+    if ended == Ended::Idle
+        && !serving.is_stopping()
+        && let Some(lot) = lot
+    {
+        let idle = serving
+            .config
+            .idle_timeout
+            .saturating_sub(serving.config.release_idle_after);
+        let parked = Parked {
+            token: tracked,
+            stream: E::into_std(io),
+            peer,
+        };
+        // One that cannot park is closed: it is idle, so nothing is lost.
+        if let Err(parked) = lot.park(parked, idle) {
+            drop(parked);
+        }
+        return;
+    }
+    drop(tracked);
+    drop(io);
+}
+
+/// The parking lot's thread: hands readable connections to new coroutines,
+/// closes expired ones, and closes all of them once the server is
+/// stopping. Ends when the server is gone.
+pub(crate) fn parking_thread<E: Parking>(lot: Arc<Lot<Tracked>>, serving: Weak<Serving>) {
+    loop {
+        let Some(serving) = serving.upgrade() else {
+            return;
+        };
+        if serving.is_stopping() {
+            drop(lot.drain());
+        }
+        for wake in lot.wait() {
+            let parked = match wake {
+                Wake::Ready(parked) if !serving.is_stopping() => parked,
+                // Expired, or the server is stopping: an idle connection
+                // is simply closed.
+                Wake::Ready(parked) | Wake::Expired(parked) => {
+                    drop(parked);
+                    continue;
+                }
+            };
+            let resumed = lot.clone();
+            let spawned = E::spawn(serving.stack_bytes, move || {
+                let Parked {
+                    token,
+                    stream,
+                    peer,
+                } = parked;
+                match E::from_std(stream) {
+                    Ok(io) => serve_parkable::<E>(Some(&resumed), io, peer, token),
+                    Err(e) => log::warn!("cannot resume a parked connection: {e}"),
+                }
+            });
+            if let Err(e) = spawned {
+                log::error!("cannot resume a parked connection: {e}");
+            }
+        }
     }
 }
 

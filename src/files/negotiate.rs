@@ -1,0 +1,123 @@
+//! Choosing the representation: a precompressed sibling the client
+//! accepts (RFC 9110 §12.5.3), and the media type by extension.
+
+use std::path::Path;
+
+use super::open::{Opened, Purpose, Root, open};
+use crate::request::Request;
+
+/// Precompressed siblings, in order of preference when q-values tie.
+const CODINGS: [(&str, &str); 2] = [("br", ".br"), ("gzip", ".gz")];
+
+/// Picks a precompressed sibling of `opened` (`X.br`, `X.gz`, opened by the
+/// same policy as `X`) if the client accepts one. Returns the file to send,
+/// its content coding, and whether the response varies by
+/// `Accept-Encoding` (it does whenever a sibling exists).
+pub(crate) fn negotiate(
+    root: &Root,
+    req: &Request,
+    opened: Opened,
+    follow_symlinks: bool,
+) -> (Opened, Option<&'static str>, bool) {
+    let Ok(rel) = opened.path.strip_prefix(&root.path).map(Path::to_path_buf) else {
+        return (opened, None, false);
+    };
+    let accept = req.header_str("accept-encoding").unwrap_or("");
+    let mut best: Option<(f32, &'static str, Opened)> = None;
+    let mut vary = false;
+    for (coding, suffix) in CODINGS {
+        let mut name = rel.clone().into_os_string();
+        name.push(suffix);
+        let Ok(sibling) = open(root, Path::new(&name), follow_symlinks, Purpose::Read) else {
+            continue;
+        };
+        if !sibling.meta.is_file() {
+            continue;
+        }
+        vary = true;
+        let q = accept_q(accept, coding);
+        if q > 0.0 && best.as_ref().is_none_or(|(bq, _, _)| q > *bq) {
+            best = Some((q, coding, sibling));
+        }
+    }
+    match best {
+        Some((_, coding, sibling)) => (sibling, Some(coding), vary),
+        None => (opened, None, vary),
+    }
+}
+
+/// The q-value `Accept-Encoding` gives `coding` (RFC 9110 §12.5.3): its own
+/// entry, else `*`, else 0 (not acceptable).
+fn accept_q(accept: &str, coding: &str) -> f32 {
+    let mut star = None;
+    for item in accept.split(',') {
+        let mut params = item.split(';');
+        let name = params.next().unwrap_or("").trim();
+        let q = params
+            .find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("q")
+                    .then(|| v.trim().parse::<f32>().ok())?
+            })
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0);
+        if name.eq_ignore_ascii_case(coding) {
+            return q;
+        }
+        if name == "*" {
+            star = Some(q);
+        }
+    }
+    star.unwrap_or(0.0)
+}
+
+/// The `Content-Type` for a file, by extension. Text types say they are
+/// UTF-8; unknown types are `application/octet-stream`.
+pub(crate) fn content_type(path: &Path) -> String {
+    let Some(mime) = mime_guess::from_path(path).first() else {
+        return "application/octet-stream".into();
+    };
+    match mime.essence_str() {
+        "application/javascript" | "text/javascript" => "text/javascript; charset=utf-8".into(),
+        "application/json" => "application/json; charset=utf-8".into(),
+        "image/svg+xml" => "image/svg+xml; charset=utf-8".into(),
+        _ if mime.type_() == mime_guess::mime::TEXT => {
+            format!("{}; charset=utf-8", mime.essence_str())
+        }
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q_values() {
+        assert_eq!(accept_q("gzip, br", "br"), 1.0);
+        assert_eq!(accept_q("gzip;q=0.5, *;q=0.1", "gzip"), 0.5);
+        assert_eq!(accept_q("gzip;q=0.5, *;q=0.1", "br"), 0.1);
+        assert_eq!(accept_q("br;q=0", "br"), 0.0);
+        assert_eq!(accept_q("identity", "br"), 0.0);
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            content_type(Path::new("a.html")),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(content_type(Path::new("a.css")), "text/css; charset=utf-8");
+        assert_eq!(
+            content_type(Path::new("a.js")),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(content_type(Path::new("a.png")), "image/png");
+        assert_eq!(
+            content_type(Path::new("a.unknownext")),
+            "application/octet-stream"
+        );
+        assert_eq!(content_type(Path::new("noext")), "application/octet-stream");
+    }
+}

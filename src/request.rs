@@ -1,0 +1,404 @@
+//! The request a handler sees: method, target, header fields and body,
+//! as slices of the bytes the head arrived in.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use bytes::Bytes;
+use percent_encoding::percent_decode_str;
+
+use crate::parse::{
+    Fields, Head, Limits, ParseError, Status, Version, find_byte, name_bit, parse_head,
+};
+
+/// The request method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `HEAD`
+    Head,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `DELETE`
+    Delete,
+    /// `CONNECT`
+    Connect,
+    /// `OPTIONS`
+    Options,
+    /// `TRACE`
+    Trace,
+    /// `PATCH`
+    Patch,
+    /// Any other token.
+    Other(Box<str>),
+}
+
+impl Method {
+    pub(crate) fn from_token(token: &[u8]) -> Method {
+        match token {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"CONNECT" => Method::Connect,
+            b"OPTIONS" => Method::Options,
+            b"TRACE" => Method::Trace,
+            b"PATCH" => Method::Patch,
+            // The parser only admits token characters, which are ASCII.
+            other => Method::Other(String::from_utf8_lossy(other).into()),
+        }
+    }
+
+    /// The method as it appears on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Connect => "CONNECT",
+            Method::Options => "OPTIONS",
+            Method::Trace => "TRACE",
+            Method::Patch => "PATCH",
+            Method::Other(s) => s,
+        }
+    }
+
+    /// Whether this is one of the methods RFC 9110 §9 and RFC 5789 define.
+    pub fn is_standard(&self) -> bool {
+        !matches!(self, Method::Other(_))
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request: its head, its body, and where it came from.
+///
+/// The head is kept as the bytes it was received in, and accessors hand out
+/// slices of it, so parsing copies nothing but the offsets.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Starts with the head.
+    raw: Bytes,
+    /// Whether the request line is ASCII, as parse_head's regex makes it.
+    line_ascii: bool,
+    method: Method,
+    head: Head,
+    body: Bytes,
+    peer: Option<SocketAddr>,
+}
+
+impl Request {
+    /// Builds a request from a head parsed out of `raw` (which must start with
+    /// the bytes the head was parsed from).
+    pub(crate) fn new(raw: Bytes, head: Head, peer: Option<SocketAddr>) -> Request {
+        let line_ascii = raw[head.request_line.clone()].is_ascii();
+        let method = Method::from_token(&raw[head.method.clone()]);
+        Request {
+            raw,
+            line_ascii,
+            method,
+            head,
+            body: Bytes::new(),
+            peer,
+        }
+    }
+
+    /// Parses a request from `bytes`, which must hold a complete head; a
+    /// body after it is not read. For testing handlers without a server:
+    ///
+    /// ```
+    /// let req = coserve::Request::parse(b"GET /hello?name=Ann HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    /// assert_eq!(req.query_param("name").as_deref(), Some("Ann"));
+    /// ```
+    pub fn parse(bytes: &[u8]) -> Result<Request, ParseError> {
+        match parse_head(bytes, &Limits::default())? {
+            Status::Complete(head) => Ok(Request::new(Bytes::copy_from_slice(bytes), head, None)),
+            Status::Partial => Err(ParseError::RequestLine),
+        }
+    }
+
+    /// The vector that held the fields, for the next [`parse_head_into`](crate::parse::parse_head_into)
+    /// (which empties it).
+    pub(crate) fn into_fields(self) -> Fields {
+        self.head.headers
+    }
+
+    pub(crate) fn set_body(&mut self, body: Bytes) {
+        self.body = body;
+    }
+
+    /// A part of the request line (the method, the target, or all of it)
+    /// as text, without validating it again: it is read on every lookup of
+    /// the path, and UTF-8 validation was 3.5% of a cached request's
+    /// instructions.
+    fn str_at(&self, r: &Range<usize>) -> &str {
+        let bytes = &self.raw[r.clone()];
+        let line = &self.head.request_line;
+        if self.line_ascii && r.start >= line.start && r.end <= line.end {
+            // SAFETY: the range lies within the request line, which `new`
+            // found to be ASCII, and ASCII is UTF-8; `raw` and `head` never
+            // change after `new`.
+            unsafe { std::str::from_utf8_unchecked(bytes) }
+        } else {
+            std::str::from_utf8(bytes).unwrap_or("")
+        }
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The request-target exactly as sent.
+    pub fn target(&self) -> &str {
+        self.str_at(&self.head.target)
+    }
+
+    /// The path part of the target, still percent-encoded: for absolute-form
+    /// the part after the authority, and `*` for asterisk-form.
+    pub fn path(&self) -> &str {
+        let target = self.target();
+        // Origin-form, the usual case, skips the search for "://".
+        let target = if target.starts_with('/') {
+            target
+        } else {
+            match target.find("://") {
+                Some(i) => {
+                    let after = &target[i + 3..];
+                    match after.find(['/', '?']) {
+                        Some(j) if after.as_bytes()[j] == b'/' => &after[j..],
+                        _ => "/",
+                    }
+                }
+                None => target,
+            }
+        };
+        match find_byte(b'?', target.as_bytes()) {
+            Some(q) => &target[..q],
+            None => target,
+        }
+    }
+
+    /// The path, percent-decoded once (invalid UTF-8 replaced with U+FFFD).
+    /// For routing prefer [`Request::path`]; to serve a file named by the
+    /// request, [`StaticFiles::serve`](crate::StaticFiles::serve), which
+    /// refuses what decodes to `..` or control characters.
+    pub fn decoded_path(&self) -> std::borrow::Cow<'_, str> {
+        percent_decode_str(self.path()).decode_utf8_lossy()
+    }
+
+    /// The query string, without the `?`, still percent-encoded.
+    pub fn query(&self) -> Option<&str> {
+        let target = self.target();
+        target.find('?').map(|q| &target[q + 1..])
+    }
+
+    /// The value of the first `name=value` pair of the query whose name is
+    /// `name`, percent-decoded (`+` counts as a space, as in HTML forms;
+    /// invalid UTF-8 is replaced with U+FFFD). `Some("")` for `?name` or
+    /// `?name=`.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let decode = |s: &str| {
+            let spaced = s.replace('+', " ");
+            percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+        };
+        self.query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k) == name).then(|| decode(v))
+        })
+    }
+
+    /// The protocol version.
+    pub fn version(&self) -> Version {
+        self.head.version
+    }
+
+    /// The request line, without CRLF.
+    pub fn request_line(&self) -> &str {
+        self.str_at(&self.head.request_line)
+    }
+
+    /// The first value of a header field; names compare case-insensitively.
+    #[inline]
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        // Inlined, a lookup by a literal name folds the filter's bit to a
+        // constant and costs a test and a branch when the field is absent.
+        if !self.may_have(name) {
+            return None;
+        }
+        self.find_header(name)
+    }
+
+    fn find_header(&self, name: &str) -> Option<&[u8]> {
+        self.fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// False only when no field has this name (see [`Head::names`]).
+    #[inline]
+    fn may_have(&self, name: &str) -> bool {
+        self.head.names & name_bit(name.as_bytes()) != 0
+    }
+
+    /// All header fields as bytes, in the order received.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.head
+            .headers
+            .iter()
+            .map(|(n, v)| (&self.raw[n.clone()], &self.raw[v.clone()]))
+    }
+
+    /// The first value of a header field as a string, if it is UTF-8.
+    #[inline]
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// All header fields in the order received.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        // Names are tokens, ASCII by construction.
+        self.fields()
+            .map(|(n, v)| (std::str::from_utf8(n).unwrap_or(""), v))
+    }
+
+    /// Whether a comma-separated header (such as `Connection`) lists `token`,
+    /// in any of its fields, case-insensitively.
+    pub fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.may_have(name)
+            && self
+                .fields()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                .flat_map(|(_, v)| v.split(|&b| b == b','))
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    }
+
+    /// The request body (empty when there is none).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The client's address, when the request came over a socket.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// Whether the client asked to keep the connection open: HTTP/1.1 unless
+    /// `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`
+    /// (RFC 9112 §9.3).
+    pub fn wants_keep_alive(&self) -> bool {
+        match self.version() {
+            Version::Http11 => !self.header_has_token("connection", "close"),
+            Version::Http10 => {
+                self.header_has_token("connection", "keep-alive")
+                    && !self.header_has_token("connection", "close")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn complete(s: &[u8]) -> Request {
+        Request::parse(s).unwrap_or_else(|e| panic!("{e} for {:?}", String::from_utf8_lossy(s)))
+    }
+
+    #[test]
+    fn every_field_is_found_in_any_case_and_absent_ones_are_not() {
+        // Many names, so that several share a bit of the name filter.
+        let names: Vec<String> = (0..300)
+            .map(|i| match i % 4 {
+                0 => format!("X-Field-{i}"),
+                1 => format!("if-{i}-since"),
+                2 => format!("{i}a"),
+                _ => format!("~{i}!"),
+            })
+            .collect();
+        let mut raw = String::from("GET / HTTP/1.1\r\nHost: h\r\n");
+        for (i, n) in names.iter().enumerate().filter(|(i, _)| i % 3 != 0) {
+            raw.push_str(&format!("{n}: v{i}\r\n"));
+        }
+        raw.push_str("\r\n");
+        let limits = Limits {
+            max_headers: 400,
+            ..Limits::default()
+        };
+        let Ok(Status::Complete(head)) = parse_head(raw.as_bytes(), &limits) else {
+            panic!("did not parse");
+        };
+        let req = Request::new(Bytes::from(raw.clone()), head, None);
+        for (i, n) in names.iter().enumerate() {
+            let want = (i % 3 != 0).then(|| format!("v{i}"));
+            for spelled in [n.clone(), n.to_ascii_uppercase(), n.to_ascii_lowercase()] {
+                assert_eq!(
+                    req.header(&spelled)
+                        .map(|v| String::from_utf8_lossy(v).into_owned()),
+                    want,
+                    "{spelled}"
+                );
+                assert_eq!(
+                    req.header_has_token(&spelled, &format!("V{i}")),
+                    want.is_some()
+                );
+            }
+        }
+        assert_eq!(req.header("HOST"), Some(&b"h"[..]));
+        assert_eq!(req.header("range"), None);
+    }
+
+    #[test]
+    fn parses_a_simple_request() {
+        let r = complete(b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-Y:  z \r\n\r\n");
+        assert_eq!(r.method(), &Method::Get);
+        assert_eq!(r.target(), "/a/b?x=1");
+        assert_eq!(r.path(), "/a/b");
+        assert_eq!(r.query(), Some("x=1"));
+        let r2 = complete(b"GET /caf%C3%A9%20au%2Flait?x HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(r2.decoded_path(), "/caf\u{e9} au/lait");
+        assert_eq!(r.version(), Version::Http11);
+        assert_eq!(r.header("x-y"), Some(&b"z"[..]));
+        assert_eq!(r.header("HOST"), Some(&b"h"[..]));
+        assert_eq!(r.request_line(), "GET /a/b?x=1 HTTP/1.1");
+    }
+
+    #[test]
+    fn leading_empty_lines_are_skipped() {
+        let r = complete(b"\r\n\r\nGET / HTTP/1.0\r\n\r\n");
+        assert_eq!(r.target(), "/");
+    }
+
+    #[test]
+    fn absolute_form_path() {
+        let r = complete(b"GET http://example.com/x/y?q HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(r.path(), "/x/y");
+        let r = complete(b"GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(r.path(), "/");
+        let r = complete(b"GET http://example.com?a=/b HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(r.path(), "/");
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let k = |s: &str| complete(s.as_bytes()).wants_keep_alive();
+        assert!(k("GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+        assert!(!k("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"));
+        assert!(!k(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: foo, Close\r\n\r\n"
+        ));
+        assert!(!k("GET / HTTP/1.0\r\n\r\n"));
+        assert!(k("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+    }
+}

@@ -1,0 +1,250 @@
+//! Every raw system call the crate makes, each behind a safe signature.
+//!
+//! What std, `socket2` and may already wrap is used through them; what they
+//! do not (`openat2`, `sendfile`, `recv` into spare capacity, the parking
+//! lot's epoll, the coarse clocks) is here, so that the `unsafe` blocks and
+//! their SAFETY notes sit in one file.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+/// Turns a `-1` return into the thread's `errno`.
+fn check(result: libc::c_long) -> io::Result<libc::c_long> {
+    if result < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(result)
+    }
+}
+
+/// Raises this process's soft limit on open descriptors to its hard limit,
+/// and returns the soft limit now in force (`u64::MAX`, `RLIM_INFINITY`,
+/// for unlimited).
+///
+/// Every connection takes a descriptor, and many systems start programs
+/// with a soft limit of 1,024 while the hard one is far higher; Go programs
+/// raise it at start for the same reason. The `coserve` binary calls this
+/// before it binds; a program that embeds a server decides for itself.
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into `lim`, which is valid.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }.into())?;
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads one valid rlimit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        }
+    }
+    // RLIM_INFINITY is u64::MAX already on Linux.
+    Ok(lim.rlim_cur)
+}
+
+/// Reads a clock with `clock_gettime(2)`.
+pub(crate) fn clock_gettime(clock: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`, which is valid.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A clock's resolution, with `clock_getres(2)`.
+pub(crate) fn clock_getres(clock: libc::clockid_t) -> io::Result<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_getres writes one timespec into `ts`, which is valid.
+    check(unsafe { libc::clock_getres(clock, &mut ts) }.into())?;
+    Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+/// Ends the read side of a socket (`shutdown(SHUT_RD)`): a read waiting on
+/// it returns end-of-file. Errors are ignored: the socket may be closing.
+///
+/// `fd` is a number, not a borrow, because the server shuts down the
+/// sockets of other flows of control; it keeps a number registered only
+/// while its socket is open, so the number never names another file.
+pub(crate) fn shutdown_read(fd: RawFd) {
+    // SAFETY: shutdown(2) neither closes nor frees the descriptor, and
+    // touches no memory of ours.
+    unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+}
+
+/// Sets or clears `TCP_CORK`; failure only costs efficiency.
+pub(crate) fn set_cork(sock: BorrowedFd<'_>, on: bool) {
+    let value: libc::c_int = on.into();
+    // SAFETY: `sock` is open for the call; `value` is a valid c_int whose
+    // size is passed.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// `sendfile(2)`: up to `count` bytes of `file` from `*offset` to `sock`,
+/// advancing `*offset`. Returns the bytes sent (0 at the end of the file).
+pub(crate) fn sendfile(
+    sock: BorrowedFd<'_>,
+    file: BorrowedFd<'_>,
+    offset: &mut u64,
+    count: usize,
+) -> io::Result<usize> {
+    let mut off = libc::off_t::try_from(*offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset past off_t"))?;
+    // SAFETY: both descriptors are open for the call; `off` is a valid,
+    // exclusive pointer.
+    let n = check(
+        unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, count) }
+            as libc::c_long,
+    )?;
+    *offset = off as u64;
+    Ok(n as usize)
+}
+
+/// `recv(2)` into the spare capacity of `buf` (made if there is none),
+/// which grows by the bytes received. Returns how many (0 at
+/// end-of-stream). A socket's receive only ever writes the buffer it is
+/// given, so handing it uninitialised
+/// memory is sound, unlike `Read::read`, whose implementations may read it.
+pub(crate) fn recv_into(sock: BorrowedFd<'_>, buf: &mut BytesMut) -> io::Result<usize> {
+    // A read into no room would look like end-of-stream.
+    buf.reserve(1);
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: `sock` is open for the call, and recv writes at most
+    // `spare.len()` bytes into `spare`, which is valid for writes.
+    let n = check(
+        unsafe { libc::recv(sock.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), 0) }
+            as libc::c_long,
+    )? as usize;
+    let n = n.min(spare.len());
+    // SAFETY: recv initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// `openat2(dir, path, flags, resolve)` (Linux 5.6): opens `path` relative to
+/// the directory `dir` under the resolution rules `resolve` (such as
+/// `RESOLVE_BENEATH`). `O_CLOEXEC` is always added.
+pub(crate) fn openat2(
+    dir: BorrowedFd<'_>,
+    path: &CStr,
+    flags: libc::c_int,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    /// `struct open_how` from linux/openat2.h (libc's is non-exhaustive).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve,
+    };
+    // SAFETY: `dir` is open for the call, `path` is NUL-terminated, and
+    // `how` is a valid `open_how` whose size is passed alongside it.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    })?;
+    // SAFETY: openat2 returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `fstatat(dir, path)`, following symlinks as opening it would.
+pub(crate) fn fstatat(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `dir` is open for the call, `path` is NUL-terminated and `st`
+    // is valid for writes of a stat.
+    check(unsafe { libc::fstatat(dir.as_raw_fd(), path.as_ptr(), st.as_mut_ptr(), 0) }.into())?;
+    // SAFETY: fstatat succeeded, so it filled `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// An epoll instance (`epoll(7)`), for the parking lot.
+#[derive(Debug)]
+pub(crate) struct Epoll {
+    fd: OwnedFd,
+}
+
+/// One readiness event: which registration, and what happened.
+pub(crate) type Event = libc::epoll_event;
+
+impl Epoll {
+    pub(crate) fn new() -> io::Result<Epoll> {
+        // SAFETY: a plain system call; it touches no memory of ours.
+        let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) }.into())?;
+        // SAFETY: epoll_create1 returned a new descriptor that nothing else
+        // owns.
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
+        })
+    }
+
+    /// Watches `fd` for `events`, reported with `token`.
+    pub(crate) fn add(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
+        let mut event = libc::epoll_event { events, u64: token };
+        // SAFETY: both descriptors are open for the call and `event` is valid.
+        check(
+            unsafe {
+                libc::epoll_ctl(
+                    self.fd.as_raw_fd(),
+                    libc::EPOLL_CTL_ADD,
+                    fd.as_raw_fd(),
+                    &mut event,
+                )
+            }
+            .into(),
+        )
+        .map(drop)
+    }
+
+    /// Stops watching `fd`.
+    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) {
+        // SAFETY: both descriptors are open for the call; a null event is
+        // allowed for EPOLL_CTL_DEL.
+        unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
+    /// Waits up to `timeout` for events; returns those that came.
+    pub(crate) fn wait<'e>(&self, events: &'e mut [Event], timeout: Duration) -> &'e [Event] {
+        let millis = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let max = events.len().min(i32::MAX as usize) as i32;
+        // SAFETY: `events` is valid for writes of `max` entries.
+        let n = unsafe { libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), max, millis) };
+        &events[..n.max(0) as usize]
+    }
+}

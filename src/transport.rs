@@ -1,0 +1,110 @@
+//! What a connection is served over: a byte stream with timeouts.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+/// A byte stream a connection can be served over, with
+/// [`serve_connection`](crate::serve_connection).
+///
+/// The server's own sockets implement it on both engines. Implement it for
+/// any other `Read + Write` to serve HTTP over it: a TLS stream wrapping a
+/// socket, a Unix socket, an in-memory pipe in a test. Only the first three
+/// methods are required; the defaults of the others are correct, if slower
+/// than a socket's own.
+pub trait Transport: Read + Write {
+    /// Bounds the next reads; `None` waits forever. A read that times out
+    /// fails with `TimedOut` or `WouldBlock`.
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Bounds each write.
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Sends end-of-stream (TCP's FIN): the client sees the end of the
+    /// response stream, and can still send.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Reads into the spare capacity of `buf` (made if there is none),
+    /// which grows by the bytes read; returns how many (0 at end-of-stream).
+    ///
+    /// The default zero-fills the spare capacity and calls
+    /// [`Read::read`], which may look at the buffer it is given; a socket
+    /// can receive into uninitialised memory directly, and skip the fill.
+    fn read_spare(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        let start = buf.len();
+        buf.reserve(1);
+        buf.resize(buf.capacity(), 0);
+        let read = self.read(&mut buf[start..]);
+        buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        read
+    }
+
+    /// Holds back partial segments (`TCP_CORK`) while `on`, so that a head
+    /// and the file after it leave in full segments. The default does
+    /// nothing.
+    fn cork(&mut self, on: bool) {
+        let _ = on;
+    }
+
+    /// Writes `len` bytes of `file` from `offset`. The default copies through
+    /// a buffer; sockets use `sendfile(2)`.
+    fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+        copy_file(self, file, offset, len)
+    }
+}
+
+/// Copies part of a file to a writer with a bounded buffer.
+pub(crate) fn copy_file<W: Write + ?Sized>(
+    out: &mut W,
+    file: &File,
+    mut offset: u64,
+    len: u64,
+) -> io::Result<()> {
+    let end = offset + len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while offset < end {
+        let want = (end - offset).min(buf.len() as u64) as usize;
+        let n = file.read_at(&mut buf[..want], offset)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being sent",
+            ));
+        }
+        out.write_all(&buf[..n])?;
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// Closes politely: FIN first, then drain what the client still sends, for
+/// at most `within` and `max_bytes`, so that unread input does not turn the
+/// close into a reset that could destroy the response before the client
+/// reads it.
+pub(crate) fn close_gracefully<T: Transport + ?Sized>(
+    io: &mut T,
+    within: Duration,
+    max_bytes: usize,
+) {
+    if io.shutdown_write().is_err() {
+        return;
+    }
+    let deadline = Instant::now() + within;
+    let mut drained = 0;
+    let mut buf = [0u8; 1024];
+    while drained < max_bytes {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return;
+        };
+        if left.is_zero() || io.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match io.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
+}
