@@ -286,7 +286,9 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, BodyError> {
 
 /// Reads a whole body framed by `framing` from `buf`, which holds what has
 /// arrived after the head, calling `fill` to append more. Takes exactly the
-/// body's bytes out of `buf`; what follows (a pipelined request) stays.
+/// body's bytes out of `buf`; what follows (a pipelined request) stays. A
+/// body larger than `max` is refused: by its `Content-Length` at once, a
+/// chunked one as soon as it grows past it.
 ///
 /// `fill(buf, left)` appends at least one byte within `left`, or fails
 /// with [`BodyError::Timeout`] or [`BodyError::Incomplete`]. The body must

@@ -20,7 +20,7 @@ use crate::access_log;
 use crate::body::{self, BodyError, Framing};
 use crate::clock;
 use crate::handler::Handler;
-use crate::parse::{Fields, Limits, Status, Version, parse_head_into};
+use crate::parse::{Fields, Limits, ParseError, Status, Version, parse_head_into};
 use crate::request::{Method, Request};
 use crate::response::{
     Body, ChunkedWriter, ConnectionField, Inner, Part, Response, Stream, write_head,
@@ -75,6 +75,44 @@ const READ_CHUNK: usize = 4096;
 /// the close does not become a reset that destroys the response in flight.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_MAX_BYTES: usize = 256 * 1024;
+
+/// Why a request was refused before its handler ran: its head says the
+/// body cannot be read safely, or the body itself could not be.
+#[derive(Debug)]
+enum Refused {
+    Head(ParseError),
+    Body(BodyError),
+}
+
+impl Refused {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refused::Head(e) => e.status(),
+            Refused::Body(e) => e.status(),
+        }
+    }
+}
+
+impl From<ParseError> for Refused {
+    fn from(e: ParseError) -> Refused {
+        Refused::Head(e)
+    }
+}
+
+impl From<BodyError> for Refused {
+    fn from(e: BodyError) -> Refused {
+        Refused::Body(e)
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Head(e) => e.fmt(f),
+            Refused::Body(e) => e.fmt(f),
+        }
+    }
+}
 
 /// Why reading stopped.
 enum ReadEnd {
@@ -276,21 +314,25 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
     /// Reads the whole body into the request, or says which status refuses
     /// it.
     fn read_body(&mut self, req: &mut Request) -> Result<(), StatusCode> {
-        let peer = self.peer;
-        let refuse = |e: &dyn std::fmt::Display, status: StatusCode| {
-            log::debug!("{peer:?}: {e}");
-            status
-        };
-        let framing = body::framing(req).map_err(|e| refuse(&e, e.status()))?;
-        let continues = body::expects_continue(req).map_err(|e| refuse(&e, e.status()))?;
+        self.try_read_body(req).map_err(|refused| {
+            log::debug!("{:?}: {refused}", self.peer);
+            refused.status()
+        })
+    }
+
+    fn try_read_body(&mut self, req: &mut Request) -> Result<(), Refused> {
+        let framing = body::framing(req)?;
+        let continues = body::expects_continue(req)?;
         if framing == Framing::None {
             return Ok(());
         }
         let max = self.config.limits.max_body;
+        // Refused before a client waiting for `100 Continue` is invited to
+        // send it.
         if let Framing::Length(n) = framing
             && n > max
         {
-            return Err(refuse(&BodyError::TooLarge, BodyError::TooLarge.status()));
+            return Err(BodyError::TooLarge.into());
         }
         // The deadline runs from the end of the head; it is read only for a
         // request that has a body.
@@ -298,23 +340,17 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         if continues && req.version() == Version::Http11 && self.rbuf.is_empty() {
             self.wbuf
                 .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-            self.flush()
-                .map_err(|_| refuse(&BodyError::Incomplete, BodyError::Incomplete.status()))?;
+            self.flush().map_err(|_| BodyError::Incomplete)?;
         }
         let io = &mut *self.io;
-        let read = body::read_body(&mut self.rbuf, framing, max, deadline, |buf, left| {
+        let body = body::read_body(&mut self.rbuf, framing, max, deadline, |buf, left| {
             fill(io, buf, left).map_err(|end| match end {
                 ReadEnd::Timeout => BodyError::Timeout,
                 _ => BodyError::Incomplete,
             })
-        });
-        match read {
-            Ok(body) => {
-                req.set_body(body);
-                Ok(())
-            }
-            Err(e) => Err(refuse(&e, e.status())),
-        }
+        })?;
+        req.set_body(body);
+        Ok(())
     }
 
     /// Answers a request that cannot be served and closes.

@@ -57,7 +57,7 @@ pub trait Transport: Read + Write {
 }
 
 /// Copies part of a file to a writer with a bounded buffer.
-pub(crate) fn copy_file<W: Write + ?Sized>(
+fn copy_file<W: Write + ?Sized>(
     out: &mut W,
     file: &File,
     mut offset: u64,

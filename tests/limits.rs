@@ -45,6 +45,41 @@ fn shutdown_in_background(server: &TestServer) -> mpsc::Receiver<Duration> {
     rx
 }
 
+/// Writes `bytes` to a connection one at a time, `every` apart, on a
+/// thread of its own, until they run out, a write fails, or `stop`.
+struct Trickle {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl Trickle {
+    fn start(c: &TcpStream, bytes: Vec<u8>, every: Duration) -> Trickle {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let mut w = c.try_clone().unwrap();
+        let (stopping, counting) = (stop.clone(), sent.clone());
+        let writer = std::thread::spawn(move || {
+            for b in bytes {
+                if stopping.load(Ordering::Relaxed) || w.write_all(&[b]).is_err() {
+                    return;
+                }
+                counting.fetch_add(1, Ordering::Relaxed);
+                // The trickle itself is what is being tested, not a wait.
+                std::thread::sleep(every);
+            }
+        });
+        Trickle { stop, sent, writer }
+    }
+
+    /// Stops the trickle; returns how many bytes it wrote.
+    fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.writer.join().unwrap();
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
 fn get_on(c: &mut TcpStream, path: &str) -> Resp {
     c.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
         .unwrap();
@@ -158,28 +193,11 @@ crate::engine_tests! {
         let start = Instant::now();
 
         const TRICKLE: usize = 100; // 10 s at one byte per 100 ms
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicUsize::new(0));
-        let writer = {
-            let mut w = c.try_clone().unwrap();
-            let (stop, sent) = (stop.clone(), sent.clone());
-            std::thread::spawn(move || {
-                for _ in 0..TRICKLE {
-                    if stop.load(Ordering::Relaxed) || w.write_all(b"x").is_err() {
-                        return;
-                    }
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    // The trickle itself is what is being tested, not a wait.
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            })
-        };
-
+        let trickle = Trickle::start(&c, vec![b'x'; TRICKLE], Duration::from_millis(100));
         let r = read_response(&mut c, false).expect("a 408");
         let elapsed = start.elapsed();
         let rest = read_until_closed(&mut c, Duration::from_secs(3), false);
-        stop.store(true, Ordering::Relaxed);
-        writer.join().unwrap();
+        let sent = trickle.stop();
 
         assert_eq!(r.status, 408, "{r:?}");
         assert_eq!(r.header("connection"), Some("close"));
@@ -189,7 +207,6 @@ crate::engine_tests! {
             "408 after {elapsed:?}, before the body timeout"
         );
         assert!(elapsed < Duration::from_secs(4), "408 after {elapsed:?}");
-        let sent = sent.load(Ordering::Relaxed);
         assert!(
             (5..TRICKLE).contains(&sent),
             "the client sent {sent} trickled bytes: it should have been cut off mid-trickle"
@@ -229,29 +246,12 @@ crate::engine_tests! {
             .unwrap();
 
         const TRICKLE: usize = 100; // 5 s at one byte per 50 ms
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicUsize::new(0));
-        let writer = {
-            let mut w = c.try_clone().unwrap();
-            let (stop, sent) = (stop.clone(), sent.clone());
-            std::thread::spawn(move || {
-                let bytes = b"X-Slow: ".iter().chain(std::iter::repeat(&b'a'));
-                for &b in bytes.take(TRICKLE) {
-                    if stop.load(Ordering::Relaxed) || w.write_all(&[b]).is_err() {
-                        return;
-                    }
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    // The trickle itself is what is being tested, not a wait.
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            })
-        };
-
+        let header: Vec<u8> = b"X-Slow: ".iter().chain(std::iter::repeat(&b'a')).take(TRICKLE).copied().collect();
+        let trickle = Trickle::start(&c, header, Duration::from_millis(50));
         let r = read_response(&mut c, false).expect("a 408");
         let rest = read_until_closed(&mut c, Duration::from_secs(3), false);
         let elapsed = start.elapsed();
-        stop.store(true, Ordering::Relaxed);
-        writer.join().unwrap();
+        let sent = trickle.stop();
 
         assert_eq!(r.status, 408, "{r:?}");
         assert_eq!(r.header("connection"), Some("close"));
@@ -261,7 +261,7 @@ crate::engine_tests! {
             "408 after {elapsed:?}, before the header timeout"
         );
         assert!(elapsed < Duration::from_secs(5), "408 after {elapsed:?}");
-        let sent = sent.load(Ordering::Relaxed);
+
         assert!(
             (3..TRICKLE).contains(&sent),
             "the client sent {sent} trickled bytes: it should have been cut off mid-trickle"

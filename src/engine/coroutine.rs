@@ -355,7 +355,8 @@ pub(crate) fn spawn<F>(stack_bytes: usize, f: F) -> io::Result<may::coroutine::J
 where
     F: FnOnce() + Send + 'static,
 {
-    let builder = may::coroutine::Builder::new().stack_size(stack_words(stack_bytes));
+    let builder =
+        may::coroutine::Builder::new().stack_size(crate::runtime::stack_words(stack_bytes));
     // may panics when it cannot map a stack for a new coroutine: out of
     // memory or address space, or the process at `vm.max_map_count` (each
     // stack is two maps, so about 32,000 coroutines at Linux's default).
@@ -374,11 +375,4 @@ where
             "cannot map a coroutine stack",
         ))
     })
-}
-
-/// may counts stack sizes in words, and only samples stack usage (instead
-/// of touching every page) for an even count.
-pub(crate) fn stack_words(bytes: usize) -> usize {
-    let words = bytes / std::mem::size_of::<usize>();
-    (words + 1) & !1
 }

@@ -24,8 +24,8 @@ use socket2::{Domain, Socket, Type};
 
 use crate::conn::{self, ServerState};
 use crate::engine::EngineKind;
-use crate::engine::coroutine::Coroutines;
-use crate::engine::thread::Threads;
+use crate::engine::coroutine::{CoStream, Coroutines};
+use crate::engine::thread::{ThreadStream, Threads};
 use crate::handler::Handler;
 use crate::runtime::Runtime;
 use crate::transport::Transport;
@@ -80,57 +80,58 @@ impl Server {
     /// process's [`Runtime`] settings (the defaults, unless
     /// [`Runtime::start`] was called).
     pub fn spawn(self, handler: impl Handler) -> io::Result<ServerHandle> {
-        let addr = self.local_addr();
-        let engine = self.config.engine;
-        let runtime = match engine {
-            EngineKind::Coroutine => Runtime::get_or_start(),
-            EngineKind::Thread => Runtime::current().unwrap_or_default(),
-        };
         // Built now, on this thread's stack, not on a connection's coroutine
         // (see `parse::warm_up`).
         crate::parse::warm_up();
+        match self.config.engine {
+            EngineKind::Coroutine => self.spawn_coroutines(Box::new(handler)),
+            EngineKind::Thread => self.spawn_threads(Box::new(handler)),
+        }
+    }
+
+    /// The state the server's accept loop and connections share.
+    fn serving(&self, handler: Box<dyn Handler>, stack_bytes: usize, park: bool) -> Arc<Serving> {
+        Arc::new(Serving::new(
+            self.local_addr(),
+            self.config.clone(),
+            self.config.conn_config(park),
+            handler,
+            stack_bytes,
+        ))
+    }
+
+    fn spawn_threads(self, handler: Box<dyn Handler>) -> io::Result<ServerHandle> {
+        let stack_bytes = Runtime::current().unwrap_or_default().stack_bytes();
+        let serving = self.serving(handler, stack_bytes, false);
+        let serve: Serve<ThreadStream> = Arc::new(accept::serve_until_closed::<Threads>);
+        accept::start::<Threads>(self.listener, serving.clone(), serve)?;
+        Ok(ServerHandle { serving, lot: None })
+    }
+
+    fn spawn_coroutines(self, handler: Box<dyn Handler>) -> io::Result<ServerHandle> {
+        let runtime = Runtime::get_or_start();
+        crate::engine::deadline::start()?;
         // Made now, not at the first park: a server out of descriptors by
         // then could not make it.
-        let lot = match engine {
-            EngineKind::Coroutine => match Lot::new() {
-                Ok(lot) => Some(Arc::new(lot)),
-                Err(e) => {
-                    log::warn!("idle connections will keep their coroutines: {e}");
-                    None
-                }
-            },
-            EngineKind::Thread => None,
+        let lot = match Lot::new() {
+            Ok(lot) => Some(Arc::new(lot)),
+            Err(e) => {
+                log::warn!("idle connections will keep their coroutines: {e}");
+                None
+            }
         };
-        let conn = self.config.conn_config(lot.is_some());
-        let serving = Arc::new(Serving::new(
-            addr,
-            self.config,
-            conn,
-            Box::new(handler),
-            runtime.stack_bytes(),
-        ));
-        match engine {
-            EngineKind::Coroutine => {
-                crate::engine::deadline::start()?;
-                if let Some(lot) = &lot {
-                    let (lot, weak) = (lot.clone(), Arc::downgrade(&serving));
-                    std::thread::Builder::new()
-                        .name("coserve-parking".into())
-                        .spawn(move || park::parking_thread::<Coroutines>(lot, weak))?;
-                }
-                let parking = lot.clone();
-                let serve: Serve<<Coroutines as crate::engine::Engine>::Stream> =
-                    Arc::new(move |io, peer, tracked: Tracked| {
-                        park::serve_parkable::<Coroutines>(parking.as_ref(), io, peer, tracked)
-                    });
-                accept::start::<Coroutines>(self.listener, serving.clone(), serve)?;
-            }
-            EngineKind::Thread => {
-                let serve: Serve<<Threads as crate::engine::Engine>::Stream> =
-                    Arc::new(accept::serve_until_closed::<Threads>);
-                accept::start::<Threads>(self.listener, serving.clone(), serve)?;
-            }
+        let serving = self.serving(handler, runtime.stack_bytes(), lot.is_some());
+        if let Some(lot) = &lot {
+            let (lot, weak) = (lot.clone(), Arc::downgrade(&serving));
+            std::thread::Builder::new()
+                .name("coserve-parking".into())
+                .spawn(move || park::parking_thread::<Coroutines>(lot, weak))?;
         }
+        let parking = lot.clone();
+        let serve: Serve<CoStream> = Arc::new(move |io, peer, tracked: Tracked| {
+            park::serve_parkable::<Coroutines>(parking.as_ref(), io, peer, tracked)
+        });
+        accept::start::<Coroutines>(self.listener, serving.clone(), serve)?;
         Ok(ServerHandle { serving, lot })
     }
 }
