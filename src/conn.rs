@@ -76,6 +76,24 @@ const READ_CHUNK: usize = 4096;
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_MAX_BYTES: usize = 256 * 1024;
 
+/// The 500 that replaces a response the handler made but that cannot go
+/// out: one with a refused header field, or with an informational status,
+/// which is never a final response (RFC 9110 §15.2). Out of line: it is
+/// rare, and its formatting would widen the frame of every response.
+#[cold]
+#[inline(never)]
+fn unsendable(req: Option<&Request>, resp: &Response) -> Response {
+    let line = req.map_or("-", Request::request_line);
+    match resp.refused_header() {
+        Some(refused) => log::error!("{line}: the handler's response was not sent: {refused}"),
+        None => log::error!(
+            "{line}: the handler's response was not sent: {} is informational, never a final response",
+            resp.status()
+        ),
+    }
+    Response::error(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 /// Why a request was refused before its handler ran: its head says the
 /// body cannot be read safely, or the body itself could not be.
 #[derive(Debug)]
@@ -314,28 +332,40 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
     /// Reads the whole body into the request, or says which status refuses
     /// it.
     fn read_body(&mut self, req: &mut Request) -> Result<(), StatusCode> {
-        self.try_read_body(req).map_err(|refused| {
-            log::debug!("{:?}: {refused}", self.peer);
-            refused.status()
-        })
-    }
-
-    fn try_read_body(&mut self, req: &mut Request) -> Result<(), Refused> {
-        let framing = body::framing(req)?;
-        let continues = body::expects_continue(req)?;
+        let framing = body::framing(req).map_err(|e| self.refused(e.into()))?;
+        let continues = body::expects_continue(req).map_err(|e| self.refused(e.into()))?;
         if framing == Framing::None {
             return Ok(());
         }
+        self.read_framed_body(req, framing, continues)
+            .map_err(|e| self.refused(e.into()))
+    }
+
+    /// Logs why a request is refused; returns the status that says so.
+    #[cold]
+    fn refused(&self, why: Refused) -> StatusCode {
+        log::debug!("{:?}: {why}", self.peer);
+        why.status()
+    }
+
+    /// Reads a body that `framing` says is there. Out of line: most
+    /// requests have none, and its frame would sit under every one.
+    #[inline(never)]
+    fn read_framed_body(
+        &mut self,
+        req: &mut Request,
+        framing: Framing,
+        continues: bool,
+    ) -> Result<(), BodyError> {
         let max = self.config.limits.max_body;
         // Refused before a client waiting for `100 Continue` is invited to
         // send it.
         if let Framing::Length(n) = framing
             && n > max
         {
-            return Err(BodyError::TooLarge.into());
+            return Err(BodyError::TooLarge);
         }
-        // The deadline runs from the end of the head; it is read only for a
-        // request that has a body.
+        // The deadline runs from the end of the head.
         let deadline = clock::deadline(self.config.body_timeout);
         if continues && req.version() == Version::Http11 && self.rbuf.is_empty() {
             self.wbuf
@@ -363,12 +393,8 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
 
     /// Queues a response. Returns whether the connection stays open.
     fn respond(&mut self, req: Option<&Request>, mut resp: Response) -> bool {
-        if let Some(refused) = resp.refused_header() {
-            log::error!(
-                "{}: the handler's response was not sent: {refused}",
-                req.map_or("-", Request::request_line)
-            );
-            resp = Response::error(StatusCode::INTERNAL_SERVER_ERROR);
+        if resp.refused_header().is_some() || resp.status().as_u16() < 200 {
+            resp = unsendable(req, &resp);
         }
         let version = req.map(Request::version);
         let status = resp.status();

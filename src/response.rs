@@ -282,7 +282,9 @@ pub struct Response {
     body: Body,
     close: bool,
     /// The first header field refused, which makes the response a 500.
-    refused: Option<HeaderError>,
+    /// Boxed: a response is moved through several frames of every request,
+    /// and this is nearly always `None`.
+    refused: Option<Box<HeaderError>>,
 }
 
 impl Response {
@@ -361,7 +363,7 @@ impl Response {
                 self.headers.push((name, value));
             }
             Err(e) => {
-                self.refused.get_or_insert(e);
+                self.refused.get_or_insert(Box::new(e));
             }
         }
         self
@@ -434,7 +436,7 @@ impl Response {
 
     /// The header field that made this response unsendable, if one did.
     pub fn refused_header(&self) -> Option<&HeaderError> {
-        self.refused.as_ref()
+        self.refused.as_deref()
     }
 
     /// Adds header fields rendered ahead of time, written before the

@@ -177,14 +177,22 @@ pub(crate) fn openat2(
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// `fstatat(dir, path)`, following symlinks as opening it would.
-pub(crate) fn fstatat(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<libc::stat> {
+/// `fstatat(dir, path)`, following symlinks as opening it would, and what
+/// `look` makes of the result. The `stat` (144 bytes) lives in this frame
+/// only, and `look` takes what it needs: returned by value, it was copied
+/// through one more frame of the file cache's hit path.
+#[inline]
+pub(crate) fn fstatat<R>(
+    dir: BorrowedFd<'_>,
+    path: &CStr,
+    look: impl FnOnce(&libc::stat) -> R,
+) -> io::Result<R> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `dir` is open for the call, `path` is NUL-terminated and `st`
     // is valid for writes of a stat.
     check(unsafe { libc::fstatat(dir.as_raw_fd(), path.as_ptr(), st.as_mut_ptr(), 0) }.into())?;
     // SAFETY: fstatat succeeded, so it filled `st`.
-    Ok(unsafe { st.assume_init() })
+    Ok(look(unsafe { st.assume_init_ref() }))
 }
 
 /// An epoll instance (`epoll(7)`), for the parking lot.

@@ -67,3 +67,22 @@ fn a_body_cut_short_is_answered_400() {
     );
     assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
 }
+
+/// An informational status can never be a final response: a handler that
+/// answers with one gets its client a 500, and the connection goes on.
+#[test]
+fn a_handler_cannot_answer_with_an_informational_status() {
+    let handler = |req: &Request| match req.path() {
+        "/continue" => coserve::Response::new(coserve::StatusCode::CONTINUE),
+        _ => coserve::Response::text("fine"),
+    };
+    let out = serve_script(
+        b"GET /continue HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n",
+        4096,
+        &handler,
+    );
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 500 "), "{out}");
+    assert!(!out.contains("100 Continue"), "{out}");
+    assert!(out.ends_with("fine"), "{out}");
+}

@@ -343,8 +343,11 @@ impl FileCache {
 /// `fstatat(root, rel)`, following symlinks as opening it would; `None`
 /// unless it names a regular file.
 fn stat_at(root: &impl AsFd, rel: &CString) -> Option<FileId> {
-    let st = sys::fstatat(root.as_fd(), rel).ok()?;
-    ((st.st_mode & libc::S_IFMT) == libc::S_IFREG).then(|| FileId::of_stat(&st))
+    sys::fstatat(root.as_fd(), rel, |st| {
+        ((st.st_mode & libc::S_IFMT) == libc::S_IFREG).then(|| FileId::of_stat(st))
+    })
+    .ok()
+    .flatten()
 }
 
 #[cfg(test)]

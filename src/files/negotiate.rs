@@ -13,6 +13,7 @@ const CODINGS: [(&str, &str); 2] = [("br", ".br"), ("gzip", ".gz")];
 /// same policy as `X`) if the client accepts one. Returns the file to send,
 /// its content coding, and whether the response varies by
 /// `Accept-Encoding` (it does whenever a sibling exists).
+#[inline]
 pub(crate) fn negotiate(
     root: &Root,
     req: &Request,

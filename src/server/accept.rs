@@ -18,34 +18,52 @@ use crate::transport::{Transport, close_gracefully};
 
 use super::registry::{Serving, Tracked};
 
-/// Serves an admitted connection on the flow of control it was given.
-pub(crate) type Serve<S> = Arc<dyn Fn(S, SocketAddr, Tracked) + Send + Sync>;
+/// How an engine serves an admitted connection on the flow of control it
+/// is given.
+///
+/// A trait with a method rather than an `Fn`: calling a closure packs the
+/// connection (its stream, address and slot) into an argument tuple, a
+/// copy of several hundred bytes in the first frame of every connection's
+/// stack, which every connection keeps resident while it runs.
+pub(crate) trait ServeConnection<E: Engine>: Clone + Send + 'static {
+    /// Serves `io` until it closes (or parks).
+    fn serve(self, io: E::Stream, peer: SocketAddr, tracked: Tracked);
+}
 
 /// Starts the accept loop on a flow of control of its own.
-pub(crate) fn start<E: Engine>(
+pub(crate) fn start<E, S>(
     listener: std::net::TcpListener,
     serving: Arc<Serving>,
-    serve: Serve<E::Stream>,
-) -> std::io::Result<()> {
+    serve: S,
+) -> std::io::Result<()>
+where
+    E: Engine,
+    S: ServeConnection<E>,
+{
     let listener = E::listener(listener)?;
     E::spawn(256 * 1024, move || {
-        accept_loop::<E>(listener, serving, serve)
+        accept_loop::<E, S>(listener, serving, serve)
     })
 }
 
 /// Serves a connection until it closes: all the thread engine does.
-pub(crate) fn serve_until_closed<E: Engine>(mut io: E::Stream, peer: SocketAddr, tracked: Tracked) {
-    let serving = &tracked.serving;
-    conn::serve(
-        &mut io,
-        Some(peer),
-        &*serving.handler,
-        &serving.conn,
-        serving.state(),
-    );
-    // Deregistered before the socket closes (see `Tracked`).
-    drop(tracked);
-    drop(io);
+#[derive(Clone, Copy)]
+pub(crate) struct UntilClosed;
+
+impl<E: Engine> ServeConnection<E> for UntilClosed {
+    fn serve(self, mut io: E::Stream, peer: SocketAddr, tracked: Tracked) {
+        let serving = &tracked.serving;
+        conn::serve(
+            &mut io,
+            Some(peer),
+            &*serving.handler,
+            &serving.conn,
+            serving.state(),
+        );
+        // Deregistered before the socket closes (see `Tracked`).
+        drop(tracked);
+        drop(io);
+    }
 }
 
 /// Pauses while something keeps failing (accepting, starting connections):
@@ -88,7 +106,11 @@ impl Backoff {
     }
 }
 
-fn accept_loop<E: Engine>(listener: E::Listener, serving: Arc<Serving>, serve: Serve<E::Stream>) {
+fn accept_loop<E, S>(listener: E::Listener, serving: Arc<Serving>, serve: S)
+where
+    E: Engine,
+    S: ServeConnection<E>,
+{
     let mut accepting = Backoff::new();
     let mut starting = Backoff::new();
     loop {
@@ -126,7 +148,9 @@ fn accept_loop<E: Engine>(listener: E::Listener, serving: Arc<Serving>, serve: S
         }
         let tracked = serving.track(stream.as_raw_fd(), peer.ip());
         let serve = serve.clone();
-        match E::spawn(serving.stack_bytes, move || serve(stream, peer, tracked)) {
+        match E::spawn(serving.stack_bytes, move || {
+            serve.serve(stream, peer, tracked)
+        }) {
             Ok(()) => {
                 if let Some(failures) = starting.succeeded() {
                     log::warn!("connections start again, after {failures} could not");

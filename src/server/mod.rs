@@ -24,13 +24,12 @@ use socket2::{Domain, Socket, Type};
 
 use crate::conn::{self, ServerState};
 use crate::engine::EngineKind;
-use crate::engine::coroutine::{CoStream, Coroutines};
-use crate::engine::thread::{ThreadStream, Threads};
+use crate::engine::coroutine::Coroutines;
+use crate::engine::thread::Threads;
 use crate::handler::Handler;
 use crate::runtime::Runtime;
 use crate::transport::Transport;
 
-use self::accept::Serve;
 use self::park::Lot;
 use self::registry::{Serving, Tracked};
 
@@ -103,8 +102,7 @@ impl Server {
     fn spawn_threads(self, handler: Box<dyn Handler>) -> io::Result<ServerHandle> {
         let stack_bytes = Runtime::current().unwrap_or_default().stack_bytes();
         let serving = self.serving(handler, stack_bytes, false);
-        let serve: Serve<ThreadStream> = Arc::new(accept::serve_until_closed::<Threads>);
-        accept::start::<Threads>(self.listener, serving.clone(), serve)?;
+        accept::start::<Threads, _>(self.listener, serving.clone(), accept::UntilClosed)?;
         Ok(ServerHandle { serving, lot: None })
     }
 
@@ -127,11 +125,8 @@ impl Server {
                 .name("coserve-parking".into())
                 .spawn(move || park::parking_thread::<Coroutines>(lot, weak))?;
         }
-        let parking = lot.clone();
-        let serve: Serve<CoStream> = Arc::new(move |io, peer, tracked: Tracked| {
-            park::serve_parkable::<Coroutines>(parking.as_ref(), io, peer, tracked)
-        });
-        accept::start::<Coroutines>(self.listener, serving.clone(), serve)?;
+        let serve = park::Parkable { lot: lot.clone() };
+        accept::start::<Coroutines, _>(self.listener, serving.clone(), serve)?;
         Ok(ServerHandle { serving, lot })
     }
 }

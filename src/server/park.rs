@@ -29,6 +29,7 @@ use crate::conn::{self, Ended};
 use crate::engine::Parking;
 use crate::sys::{self, Epoll};
 
+use super::accept::ServeConnection;
 use super::registry::{Serving, Tracked};
 
 /// How often the lot's thread looks at the server even with nothing to do.
@@ -158,9 +159,21 @@ impl<T> Lot<T> {
 }
 
 /// Serves a connection on the current coroutine until it closes, or until
-/// it is idle long enough to park in `lot`, where it outlives the
-/// coroutine until its next request.
-pub(crate) fn serve_parkable<E: Parking>(
+/// it is idle long enough to park in its lot, where it outlives the
+/// coroutine until its next request. Without a lot (it could not be made),
+/// idle connections keep their coroutines.
+#[derive(Clone)]
+pub(crate) struct Parkable {
+    pub lot: Option<Arc<Lot<Tracked>>>,
+}
+
+impl<E: Parking> ServeConnection<E> for Parkable {
+    fn serve(self, io: E::Stream, peer: SocketAddr, tracked: Tracked) {
+        serve_parkable::<E>(self.lot.as_ref(), io, peer, tracked);
+    }
+}
+
+fn serve_parkable<E: Parking>(
     lot: Option<&Arc<Lot<Tracked>>>,
     mut io: E::Stream,
     peer: SocketAddr,
