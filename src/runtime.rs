@@ -186,7 +186,16 @@ impl Runtime {
 
 /// may counts stack sizes in words, and only samples stack usage (instead
 /// of touching every page) for an even count.
+///
+/// Built with `--cfg coserve_stack_report`, the count is odd instead: may
+/// then fills each stack with a pattern and prints how much of it every
+/// coroutine used when it ends (`scripts/stack_use.sh`). Every page a
+/// connection's coroutine touches stays resident while it runs.
 pub(crate) fn stack_words(bytes: usize) -> usize {
     let words = bytes / std::mem::size_of::<usize>();
-    (words + 1) & !1
+    if cfg!(coserve_stack_report) {
+        words | 1
+    } else {
+        (words + 1) & !1
+    }
 }

@@ -346,7 +346,9 @@ impl Site<'_> {
 
     /// A `200` from the cache, when it holds this path, the file is
     /// unchanged and the preconditions let it through. Everything else
-    /// (ranges, `304`, `412`, other methods) takes the slow path.
+    /// (ranges, `304`, `412`, other methods) takes the slow path. Inlined
+    /// into the handler, so that a hit costs one frame less of stack.
+    #[inline]
     pub(crate) fn cached(&self, cache: &FileCache, req: &Request) -> Option<Response> {
         if !matches!(req.method(), Method::Get | Method::Head) || req.header("range").is_some() {
             return None;
