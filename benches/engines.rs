@@ -1,21 +1,23 @@
 //! End-to-end benchmark of the engines: coserve's coroutine and thread
-//! engines and may_minihttp's hello-world server (the "may ceiling": a fixed
-//! body from memory, no files, no checks), each started in-process on
-//! 127.0.0.1:0 and driven by a keep-alive load generator written on may
-//! coroutines.
+//! engines and may_minihttp's fixed-body server (the "may ceiling": a fixed
+//! body from memory, no files, no checks; `coserve_peers::FixedBody`), each
+//! started in-process on 127.0.0.1:0 and driven by a keep-alive load
+//! generator written on may coroutines over `coserve-http1`'s client.
 //!
 //! `cargo bench --bench engines` (a few seconds per scenario), or
 //! `COSERVE_BENCH_QUICK=1 cargo bench --bench engines` for a short smoke run
 //! that asserts the numbers are sane (never a speed).
 //!
-//! Writes a table to stdout, `target/engines.csv` and `target/engines.svg`.
+//! Writes a table to stdout and `target/engines.csv`; the chart is drawn
+//! from the CSV by `cargo run -p coserve-chart -- engines target/engines.csv
+//! target/engines.svg`.
 
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,9 @@ use coserve::{
     Config, EngineKind, FilesOptions, Handler, Request, Response, Runtime, Server, ServerHandle,
     StaticFiles,
 };
+use coserve_http1::procfs::{self, Process};
+use coserve_http1::{Connection, Framing, Latencies};
+use coserve_peers::FixedBody;
 
 /// Size of the small file and of the sleep handler's body.
 const SMALL: usize = 1024;
@@ -151,82 +156,35 @@ fn scenarios(s: &Settings, max_conns: usize) -> Vec<Scenario> {
 // ---------------------------------------------------------------------------
 // /proc sampling
 
-#[derive(Clone, Copy, Default)]
-struct ProcStatus {
-    rss_kb: u64,
-    hwm_kb: u64,
-    threads: u64,
+/// This process's resident memory and threads now.
+fn proc_status() -> procfs::Sample {
+    procfs::sample(Process::Current, false).unwrap_or_default()
 }
 
-fn proc_status() -> ProcStatus {
-    let mut st = ProcStatus::default();
-    let Ok(text) = std::fs::read_to_string("/proc/self/status") else {
-        return st;
-    };
-    for line in text.lines() {
-        let num = |l: &str| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        if line.starts_with("VmRSS:") {
-            st.rss_kb = num(line);
-        } else if line.starts_with("VmHWM:") {
-            st.hwm_kb = num(line);
-        } else if line.starts_with("Threads:") {
-            st.threads = num(line);
-        }
-    }
-    st
-}
-
-/// Samples VmRSS and Threads on its own thread until stopped, keeping peaks.
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    peak_rss: Arc<AtomicU64>,
-    peak_threads: Arc<AtomicU64>,
-    join: thread::JoinHandle<()>,
-}
+/// Samples this process's VmRSS and Threads every 10 ms until finished,
+/// keeping the peaks.
+struct Sampler(procfs::Sampler);
 
 impl Sampler {
     fn start() -> Sampler {
         // Resets VmHWM so it reflects this scenario (best effort).
-        let _ = std::fs::write("/proc/self/clear_refs", "5");
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak_rss = Arc::new(AtomicU64::new(0));
-        let peak_threads = Arc::new(AtomicU64::new(0));
-        let (s, r, t) = (stop.clone(), peak_rss.clone(), peak_threads.clone());
-        let join = thread::Builder::new()
-            .name("rss-sampler".into())
-            .spawn(move || {
-                loop {
-                    let st = proc_status();
-                    r.fetch_max(st.rss_kb, Ordering::Relaxed);
-                    t.fetch_max(st.threads, Ordering::Relaxed);
-                    if s.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    thread::sleep(Duration::from_millis(10));
-                }
-            })
-            .expect("sampler thread");
-        Sampler {
-            stop,
-            peak_rss,
-            peak_threads,
-            join,
-        }
+        let _ = procfs::reset_peak_rss(Process::Current);
+        Sampler(procfs::Sampler::start(
+            Process::Current,
+            Duration::from_millis(10),
+            false,
+        ))
     }
 
     /// Peak RSS (KiB, the larger of the sampled VmRSS and VmHWM) and peak
     /// thread count.
     fn finish(self) -> (u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.join.join();
-        let st = proc_status();
-        let rss = self.peak_rss.load(Ordering::Relaxed).max(st.hwm_kb);
-        (rss, self.peak_threads.load(Ordering::Relaxed))
+        let peaks = self.0.finish();
+        let hwm = procfs::status(Process::Current)
+            .ok()
+            .and_then(|st| st.kib("VmHWM"))
+            .unwrap_or(0);
+        (peaks.rss_max_kib.max(hwm), peaks.threads_max)
     }
 }
 
@@ -238,34 +196,6 @@ fn trim_heap() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// Raises the descriptor limit as far as allowed; returns the soft limit.
-fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain getrlimit/setrlimit on a valid, exclusive struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        let want = 65_536.max(lim.rlim_max);
-        let more = libc::rlimit {
-            rlim_cur: want,
-            rlim_max: want,
-        };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &more) == 0 {
-            return want;
-        }
-        lim.rlim_cur = lim.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-            return lim.rlim_max;
-        }
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-    }
-    lim.rlim_cur
 }
 
 // ---------------------------------------------------------------------------
@@ -346,39 +276,11 @@ fn start_coserve(root: &Path, engine: EngineKind) -> io::Result<Target> {
     })
 }
 
-#[derive(Clone)]
-struct Minihttp {
-    small: &'static str,
-    large: &'static str,
-}
-
-impl may_minihttp::HttpService for Minihttp {
-    fn call(
-        &mut self,
-        req: may_minihttp::Request,
-        rsp: &mut may_minihttp::Response,
-    ) -> io::Result<()> {
-        match req.path() {
-            "/sleep" => {
-                may::coroutine::sleep(SLEEP);
-                rsp.body(self.small);
-            }
-            "/10m.bin" => rsp.body(self.large),
-            _ => rsp.body(self.small),
-        }
-        Ok(())
-    }
-}
-
 fn start_minihttp() -> io::Result<Target> {
     // may_minihttp binds by address and does not report the port, so take a
     // free one from the OS first.
     let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let service = Minihttp {
-        small: String::leak("x".repeat(SMALL)),
-        large: String::leak("x".repeat(LARGE)),
-    };
-    let handle = may_minihttp::HttpServer(service).start(addr)?;
+    let handle = FixedBody::new(SMALL).sleep(SLEEP).start(addr)?;
     // Wait until it accepts.
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::net::TcpStream::connect(addr).is_err() {
@@ -413,6 +315,9 @@ fn spawn_co<T: Send + 'static>(
     unsafe { may::coroutine::Builder::new().stack_size(words).spawn(f) }
 }
 
+/// A client connection.
+type Conn = Connection<may::net::TcpStream>;
+
 fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<may::net::TcpStream> {
     let stream = may::net::TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_nodelay(true)?;
@@ -423,58 +328,13 @@ fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<may::net::TcpStrea
 
 /// Sends one request and reads the whole response; fails unless it is a 200
 /// with `Content-Length: expect` and that many body bytes.
-fn request(
-    stream: &mut may::net::TcpStream,
-    req: &[u8],
-    buf: &mut [u8],
-    expect: usize,
-) -> Result<(), String> {
-    stream.write_all(req).map_err(|e| format!("write: {e}"))?;
-    let mut have = 0;
-    let head_end = loop {
-        if have == buf.len() {
-            return Err("response head too large".into());
-        }
-        let n = stream
-            .read(&mut buf[have..])
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("closed before the response head".into());
-        }
-        have += n;
-        if let Some(i) = memchr::memmem::find(&buf[..have], b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "non-UTF-8 head")?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .ok_or_else(|| "no status".to_string())?
-        .to_string();
-    let length = head
-        .split("\r\n")
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .ok_or_else(|| "no Content-Length".to_string())?;
-    let mut body = have - head_end;
-    while body < length {
-        let n = stream
-            .read(&mut buf[..])
-            .map_err(|e| format!("read body: {e}"))?;
-        if n == 0 {
-            return Err("closed in the body".into());
-        }
-        body += n;
+fn request(c: &mut Conn, req: &[u8], expect: usize) -> Result<(), String> {
+    let reply = c.exchange(req).map_err(|e| e.to_string())?;
+    if reply.status != 200 {
+        return Err(format!("status {}", reply.status));
     }
-    if status != "200" {
-        return Err(format!("status {status}"));
-    }
-    if length != expect || body != length {
-        return Err(format!("body {body} of {length}, expected {expect}"));
+    if reply.framing != Framing::Length(expect as u64) {
+        return Err(format!("{:?}, expected {expect} bytes", reply.framing));
     }
     Ok(())
 }
@@ -487,8 +347,8 @@ fn request_bytes(path: &str) -> Vec<u8> {
 struct LoadResult {
     ok: u64,
     errors: u64,
-    /// Microseconds, one per correct response completed in the window.
-    latencies: Vec<u32>,
+    /// One per correct response completed in the window.
+    latencies: Latencies,
     first_error: Option<String>,
     bytes: u64,
 }
@@ -529,13 +389,14 @@ fn run_load(addr: SocketAddr, sc: &Scenario, s: &Settings) -> (LoadResult, Durat
         let spawned = spawn_co(move || {
             let phase = p;
             let mut res = LoadResult::default();
-            let mut buf = vec![0u8; buf_len];
             let note = |res: &mut LoadResult, e: String| {
                 res.errors += 1;
                 res.first_error.get_or_insert(e);
             };
+            let connect =
+                || connect(addr, timeout).map(|st| Connection::with_buffer(st, vec![0; buf_len]));
             // Connect and warm up with one request before the window opens.
-            let mut stream = match connect(addr, timeout) {
+            let mut stream = match connect() {
                 Ok(st) => Some(st),
                 Err(e) => {
                     note(&mut res, format!("connect: {e}"));
@@ -543,7 +404,7 @@ fn run_load(addr: SocketAddr, sc: &Scenario, s: &Settings) -> (LoadResult, Durat
                 }
             };
             if let Some(st) = stream.as_mut()
-                && let Err(e) = request(st, &req, &mut buf, expect)
+                && let Err(e) = request(st, &req, expect)
             {
                 note(&mut res, e);
                 stream = None;
@@ -557,7 +418,7 @@ fn run_load(addr: SocketAddr, sc: &Scenario, s: &Settings) -> (LoadResult, Durat
             while phase.now() < end {
                 let st = match stream.as_mut() {
                     Some(st) => st,
-                    None => match connect(addr, timeout) {
+                    None => match connect() {
                         Ok(st) => stream.insert(st),
                         Err(e) => {
                             note(&mut res, format!("connect: {e}"));
@@ -567,14 +428,13 @@ fn run_load(addr: SocketAddr, sc: &Scenario, s: &Settings) -> (LoadResult, Durat
                     },
                 };
                 let t0 = phase.now();
-                match request(st, &req, &mut buf, expect) {
+                match request(st, &req, expect) {
                     Ok(()) => {
                         let t1 = phase.now();
                         if t0 >= start && t1 <= end {
                             res.ok += 1;
                             res.bytes += expect as u64;
-                            res.latencies
-                                .push(((t1 - t0) / 1000).min(u32::MAX as u64) as u32);
+                            res.latencies.record(Duration::from_nanos(t1 - t0));
                         }
                     }
                     Err(e) => {
@@ -616,7 +476,7 @@ fn run_load(addr: SocketAddr, sc: &Scenario, s: &Settings) -> (LoadResult, Durat
                 total.ok += r.ok;
                 total.errors += r.errors;
                 total.bytes += r.bytes;
-                total.latencies.extend_from_slice(&r.latencies);
+                total.latencies.extend(&r.latencies);
                 if total.first_error.is_none() {
                     total.first_error = r.first_error;
                 }
@@ -629,7 +489,6 @@ fn run_load(addr: SocketAddr, sc: &Scenario, s: &Settings) -> (LoadResult, Durat
             }
         }
     }
-    total.latencies.sort_unstable();
     (total, s.duration)
 }
 
@@ -656,10 +515,18 @@ fn run_idle(target: &Target, sc: &Scenario, s: &Settings, rss_before: u64) -> Id
             let mut held = Vec::with_capacity(n);
             let mut errors = 0u64;
             let mut first_error = None;
+            // One buffer for all: only the sockets are held.
             let mut buf = vec![0u8; 16 * 1024];
             for _ in 0..n {
                 let r = connect(addr, timeout).map_err(|e| format!("connect: {e}"));
-                match r.and_then(|mut st| request(&mut st, &req, &mut buf, expect).map(|()| st)) {
+                let r = r.and_then(|st| {
+                    let mut c = Connection::with_buffer(st, std::mem::take(&mut buf));
+                    let answered = request(&mut c, &req, expect);
+                    let (st, b) = c.into_parts();
+                    buf = b;
+                    answered.map(|()| st)
+                });
+                match r {
                     Ok(st) => held.push(st),
                     Err(e) => {
                         errors += 1;
@@ -702,7 +569,7 @@ fn run_idle(target: &Target, sc: &Scenario, s: &Settings, rss_before: u64) -> Id
         established,
         errors,
         first_error,
-        rss_held_kb: st.rss_kb,
+        rss_held_kb: st.rss_kib,
         threads_held: st.threads,
         server_active,
     }
@@ -731,21 +598,13 @@ struct Row {
     first_error: String,
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    f64::from(sorted[i]) / 1000.0
-}
-
 fn mib(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
 
 fn run_scenario(engine: Engine, target: &Target, sc: &Scenario, s: &Settings) -> Row {
     target.settle();
-    let before = proc_status().rss_kb;
+    let before = proc_status().rss_kib;
     let sampler = Sampler::start();
     let mut row = Row {
         engine,
@@ -774,8 +633,9 @@ fn run_scenario(engine: Engine, target: &Target, sc: &Scenario, s: &Settings) ->
             row.errors = res.errors;
             row.rps = res.ok as f64 / row.secs;
             row.mib_s = res.bytes as f64 / row.secs / (1024.0 * 1024.0);
-            row.p50_ms = percentile(&res.latencies, 0.50);
-            row.p99_ms = percentile(&res.latencies, 0.99);
+            let mut latencies = res.latencies;
+            row.p50_ms = latencies.percentile_ms(50.0).unwrap_or(f64::NAN);
+            row.p99_ms = latencies.percentile_ms(99.0).unwrap_or(f64::NAN);
             row.first_error = res.first_error.unwrap_or_default();
         }
         Kind::Idle => {
@@ -883,138 +743,6 @@ fn write_csv(rows: &[Row], path: &Path) -> io::Result<()> {
     std::fs::write(path, out)
 }
 
-fn write_svg(rows: &[Row], engines: &[Engine], path: &Path) -> Result<(), String> {
-    use plotters::prelude::*;
-    let mut names: Vec<String> = Vec::new();
-    for r in rows {
-        if !names.contains(&r.scenario) {
-            names.push(r.scenario.clone());
-        }
-    }
-    let colors = [
-        RGBColor(31, 119, 180),
-        RGBColor(214, 39, 40),
-        RGBColor(44, 160, 44),
-        RGBColor(148, 103, 189),
-    ];
-    let e_count = engines.len().max(1) as f64;
-    let find = |s: &str, e: Engine| rows.iter().find(|r| r.scenario == s && r.engine == e);
-    let bar = |si: usize, ei: usize| {
-        let w = 0.8 / e_count;
-        let x0 = si as f64 - 0.4 + ei as f64 * w;
-        (x0, x0 + w)
-    };
-    let n = names.len() as f64;
-    let names_ref = &names;
-    let label = move |x: &f64| {
-        let i = x.round();
-        if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names_ref.len() {
-            names_ref[i as usize].clone()
-        } else {
-            String::new()
-        }
-    };
-
-    let root = SVGBackend::new(path, (1200, 900)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (top, bottom) = root.split_vertically(450);
-
-    // Throughput, log scale.
-    let max_rps = rows.iter().map(|r| r.rps).fold(10.0, f64::max);
-    let mut chart = ChartBuilder::on(&top)
-        .caption(
-            "Throughput (correct responses/s, log scale)",
-            ("sans-serif", 20),
-        )
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(-0.5..n - 0.5, (1.0..max_rps * 2.0).log_scale())
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(names.len().max(1))
-        .x_label_formatter(&label)
-        .y_desc("req/s")
-        .draw()
-        .map_err(|e| e.to_string())?;
-    for (ei, &e) in engines.iter().enumerate() {
-        let color = colors[ei % colors.len()];
-        let bars: Vec<_> = names
-            .iter()
-            .enumerate()
-            .filter_map(|(si, s)| {
-                let r = find(s, e)?;
-                (r.kind == Kind::Load && r.rps >= 1.0).then(|| {
-                    let (x0, x1) = bar(si, ei);
-                    Rectangle::new([(x0, 1.0), (x1, r.rps)], color.filled())
-                })
-            })
-            .collect();
-        chart
-            .draw_series(bars)
-            .map_err(|e| e.to_string())?
-            .label(e.name())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-
-    // Memory: peak RSS growth during the scenario.
-    let max_mem = rows.iter().map(|r| r.rss_delta_mib).fold(1.0, f64::max);
-    let mut chart = ChartBuilder::on(&bottom)
-        .caption(
-            "Peak RSS growth during the scenario (MiB, server + load generator)",
-            ("sans-serif", 20),
-        )
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(-0.5..n - 0.5, 0.0..max_mem * 1.1)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(names.len().max(1))
-        .x_label_formatter(&label)
-        .y_desc("MiB")
-        .draw()
-        .map_err(|e| e.to_string())?;
-    for (ei, &e) in engines.iter().enumerate() {
-        let color = colors[ei % colors.len()];
-        let bars: Vec<_> = names
-            .iter()
-            .enumerate()
-            .filter_map(|(si, s)| {
-                let r = find(s, e)?;
-                let (x0, x1) = bar(si, ei);
-                Some(Rectangle::new(
-                    [(x0, 0.0), (x1, r.rss_delta_mib)],
-                    color.filled(),
-                ))
-            })
-            .collect();
-        chart
-            .draw_series(bars)
-            .map_err(|e| e.to_string())?
-            .label(e.name())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())?;
-    Ok(())
-}
-
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -1039,7 +767,7 @@ fn main() {
     // load generator: coserve's settings (a worker per core, not pinned,
     // its default coroutine stack), set once before anything uses may.
     Runtime::new().start().expect("start may's runtime");
-    let nofile = raise_nofile();
+    let nofile = coserve::raise_open_files_limit().unwrap_or(1024);
     // Both ends of every connection live in this process.
     let max_conns = (nofile.saturating_sub(500) / 2).max(1) as usize;
 
@@ -1098,15 +826,16 @@ fn main() {
     let out = target_dir();
     let _ = std::fs::create_dir_all(&out);
     let csv = out.join("engines.csv");
-    let svg = out.join("engines.svg");
+
     match write_csv(&rows, &csv) {
         Ok(()) => println!("\nwrote {}", csv.display()),
         Err(e) => println!("\ncannot write {}: {e}", csv.display()),
     }
-    match write_svg(&rows, &engines, &svg) {
-        Ok(()) => println!("wrote {}", svg.display()),
-        Err(e) => println!("cannot write {}: {e}", svg.display()),
-    }
+    println!(
+        "chart: cargo run -p coserve-chart -- engines {} {}",
+        csv.display(),
+        out.join("engines.svg").display()
+    );
 
     if s.quick {
         let mut failures = Vec::new();

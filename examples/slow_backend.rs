@@ -20,15 +20,16 @@
 //! - **The clients**: a child process (this same program, re-executed with
 //!   a hidden `--clients ADDR N` argument) that opens all N keep-alive
 //!   connections first and then sends one request on every one of them at
-//!   once. In a process of its own, its sockets do not count against the
-//!   server's open-file limit.
+//!   once, and reads the answers with `coserve-http1`, the client of
+//!   coserve's tests and load tools. In a process of its own, its sockets do
+//!   not count against the server's open-file limit.
 //!
 //! Each request runs on its own may coroutine: when the handler waits for
 //! the backend, only that coroutine is parked, and the worker threads (one
 //! per core) run the others.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -37,6 +38,8 @@ use std::sync::mpsc::RecvTimeoutError; // may's channels use std's error types
 use std::time::{Duration, Instant};
 
 use coserve::{Config, Response, Router, Server, StatusCode};
+use coserve_http1::procfs::{self, Process};
+use coserve_http1::{Connection, Framing};
 use may::sync::mpsc;
 
 /// Clients, unless the first argument says.
@@ -483,13 +486,18 @@ fn load_generator(addr: &str, n: &str) -> io::Result<()> {
                 let stream = connect_with_retries(addr);
                 connecting.post();
                 let _ = connected_tx.send(stream.is_ok());
-                let mut stream = stream.map_err(|e| format!("connect: {e}"))?;
+                let stream = stream.map_err(|e| format!("connect: {e}"))?;
                 // Everyone waits here until every connection is open.
                 go.wait();
-                stream
-                    .write_all(&request)
-                    .map_err(|e| format!("write: {e}"))?;
-                read_response(&mut stream)
+                // The answer is a few hundred bytes: a small buffer each.
+                let reply = Connection::with_buffer(stream, vec![0; 512])
+                    .exchange(&request)
+                    .map_err(|e| e.to_string())?;
+                match (reply.status, reply.framing) {
+                    (200, Framing::Length(_)) => Ok(()),
+                    (200, framing) => Err(format!("not framed by Content-Length: {framing:?}")),
+                    (status, _) => Err(format!("status {status}")),
+                }
             })
         })
         .collect();
@@ -561,40 +569,6 @@ fn connect_with_retries(addr: SocketAddr) -> io::Result<may::net::TcpStream> {
     }
 }
 
-/// Reads one response framed by `Content-Length` and checks it is a 200.
-fn read_response(stream: &mut may::net::TcpStream) -> Result<(), String> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 512];
-    let mut framed = None;
-    loop {
-        if framed.is_none()
-            && let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n")
-        {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let status = head.lines().next().unwrap_or("");
-            if !status.starts_with("HTTP/1.1 200 ") {
-                return Err(format!("status: {status}"));
-            }
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .ok_or("no Content-Length")?;
-            framed = Some(end + 4 + length);
-        }
-        if let Some(total) = framed
-            && buf.len() >= total
-        {
-            return Ok(());
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) => return Err(format!("closed after {} bytes", buf.len())),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
-}
-
 /// What the load generator reports, as one line on its stdout.
 struct ClientResult {
     ok: usize,
@@ -648,12 +622,8 @@ fn raise_fd_limit() -> u64 {
 
 /// A field of /proc/self/status, such as `VmHWM` or `Threads`.
 fn proc_status(field: &str) -> String {
-    std::fs::read_to_string("/proc/self/status")
+    procfs::status(Process::Current)
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':').map(str::trim))
-                .map(str::to_string)
-        })
+        .and_then(|st| st.field(field).map(str::to_string))
         .unwrap_or_else(|| "unknown".to_string())
 }

@@ -9,6 +9,7 @@ use std::process::{Child, ExitStatus};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use coserve_http1::procfs::{self, Process};
 use regex::Regex;
 
 use crate::child;
@@ -213,11 +214,8 @@ fn a_stop_and_continue_is_not_an_error() {
     assert_eq!(get_root(addr).status, 200);
     server.signal(libc::SIGSTOP);
     // SIGCONT discards a stop still pending: continue once it has stopped.
-    let stat = format!("/proc/{}/stat", server.child.id());
-    let stopped = util::eventually(WAIT, || {
-        std::fs::read_to_string(&stat)
-            .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|s| s.starts_with('T')))
-    });
+    let pid = Process::Pid(server.child.id());
+    let stopped = util::eventually(WAIT, || procfs::stat(pid).is_ok_and(|s| s.state == 'T'));
     assert!(stopped, "coserve did not stop");
     server.signal(libc::SIGCONT);
     assert_eq!(get_root(addr).status, 200);
@@ -429,7 +427,7 @@ fn a_file_larger_than_the_cache_is_not_read_into_memory() {
         .unwrap();
     let r = read_response(&mut s, false).expect("a response");
     assert_eq!((r.status, r.body.len() as u64), (200, LEN));
-    let peak = util::proc_status_kib(&server.child.id().to_string(), "VmHWM");
+    let peak = util::proc_status_kib(Process::Pid(server.child.id()), "VmHWM");
     assert!(
         peak < LEN / 1024 / 2,
         "peak RSS {peak} KiB serving a {LEN}-byte file"

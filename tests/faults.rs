@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use coserve::{EngineKind, Request, Response};
+use coserve_http1::procfs::{self, Process};
 
 use crate::child;
 use crate::util::{
@@ -319,7 +320,7 @@ fn fd_census(port: u16, site: Option<&Path>) -> Fds {
 
 /// Resident memory of this process, in KiB.
 fn rss_kib() -> u64 {
-    crate::util::proc_status_kib("self", "VmRSS")
+    crate::util::proc_status_kib(Process::Current, "VmRSS")
 }
 
 /// Runs the ignored test `name` of module `module` (a `module_path!()`) in a
@@ -912,19 +913,11 @@ impl Child64 {
 
     /// CPU time used so far (user + system), from `/proc/PID/stat`.
     fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        // The command name may hold spaces: fields count from after its ')'.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let f: Vec<&str> = after.split(' ').collect();
-        // utime and stime are fields 14 and 15 of stat(5), so 11 and 12 here.
-        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-        Duration::from_millis(ticks * 1000 / hz)
+        procfs::stat(Process::Pid(self.pid())).unwrap().cpu()
     }
 
     fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |d| d.count())
+        procfs::open_fds(Process::Pid(self.pid())).unwrap_or(0)
     }
 
     fn alive(&mut self) -> bool {
@@ -1348,7 +1341,7 @@ mod stacks_run_out {
 
     /// The child's mapped address space, in bytes.
     fn vm_size_bytes(pid: u32) -> u64 {
-        crate::util::proc_status_kib(&pid.to_string(), "VmSize") * 1024
+        crate::util::proc_status_kib(Process::Pid(pid), "VmSize") * 1024
     }
 
     /// may panics when it cannot map a stack for a new coroutine (out of

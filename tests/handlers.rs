@@ -67,24 +67,6 @@ fn routed_site() -> TestServer {
     server
 }
 
-/// Decodes a chunked body (RFC 9112 §7.1) from what follows the head.
-fn dechunk(mut body: &[u8]) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else {
-            return (out, false);
-        };
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..eol]).unwrap(), 16).unwrap();
-        body = &body[eol + 2..];
-        if size == 0 {
-            return (out, body == b"\r\n");
-        }
-        out.extend_from_slice(&body[..size]);
-        assert_eq!(&body[size..size + 2], b"\r\n");
-        body = &body[size + 2..];
-    }
-}
-
 /// Handlers that build headers from what the client sent.
 fn header_echo() -> Router {
     Router::new()
@@ -205,18 +187,18 @@ crate::engine_tests! {
     fn streamed_bodies_are_chunked_for_http11() {
         let server = routed_site();
         let out = server.raw(b"GET /stream?40000 HTTP/1.1\r\nHost: t\r\n\r\nGET /api/time HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-        let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head_end = coserve_http1::head_len(&out).unwrap();
         let head = String::from_utf8_lossy(&out[..head_end]).into_owned();
         assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
         assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
         assert!(!head.contains("Content-Length"), "{head}");
-        let rest = &out[head_end..];
-        let end = rest.windows(5).position(|w| w == b"0\r\n\r\n").unwrap() + 5;
-        let (body, complete) = dechunk(&rest[..end]);
-        assert!(complete);
+        // The chunked body, decoded; it ends with the last chunk and no
+        // trailer fields.
+        let (r, end) = coserve_http1::parse_response(&out, false).unwrap();
+        assert!(out[..end].ends_with(b"\r\n0\r\n\r\n"));
         let expected: String = (0..40000).map(|i| format!("line {i}\n")).collect();
-        assert_eq!(String::from_utf8(body).unwrap(), expected);
-        let next = crate::util::parse_responses(&rest[end..]);
+        assert_eq!(String::from_utf8(r.body).unwrap(), expected);
+        let next = crate::util::parse_responses(&out[end..]);
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].text(), "time");
     }

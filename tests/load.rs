@@ -1,15 +1,16 @@
 //! Load ("Hardening: load"), at a size for CI: a thousand connections held
 //! at once, a flood past the connection limit, and a slowloris crowd beside
-//! a normal client. `scripts/load.sh` runs the same three at full size
-//! (15,000 held, a flood of 5,000 against a cap of 2,000, 5,000 slowloris)
-//! against the release binary, driven by `examples/loadgen.rs` from a
-//! process of its own.
+//! a normal client. `scripts/bench/load.sh` runs the same three at full
+//! size (15,000 held, a flood of 5,000 against a cap of 2,000, 5,000
+//! slowloris) against the release binary, driven by `loadgen`
+//! (tools/loadgen) from a process of its own.
 //!
 //! The servers run in this process: at these sizes both ends of every
 //! connection fit within its descriptor limit, whose soft value is raised to
 //! the hard one first. The clients are plain threads over std sockets, with
 //! every read bounded, so a server that stops answering fails a test rather
-//! than hanging it.
+//! than hanging it. They read responses with `coserve-http1`, as `loadgen`
+//! does.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -20,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use coserve::EngineKind;
+use coserve_http1::{Connection, ErrorKind, Framing, Latencies};
 
 use crate::util::{IO_TIMEOUT, set_engine, start_site};
 
@@ -48,56 +50,34 @@ fn client<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> JoinHand
 }
 
 fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    s.set_write_timeout(Some(IO_TIMEOUT))?;
-    Ok(s)
+    coserve_http1::connect(addr, IO_TIMEOUT)
 }
 
 /// Reads one response framed by `Content-Length`; `Ok(None)` on a clean
 /// EOF before any byte. Never panics, so that a client thread that meets a
-/// failure still reaches the barriers the others wait at.
+/// failure still reaches the barriers the others wait at. A timeout's
+/// error starts with "timed out", a reset's with "reset".
 fn read_one(s: &mut TcpStream) -> Result<Option<(u16, Vec<u8>)>, String> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        match s.read(&mut chunk) {
-            Ok(0) if buf.is_empty() => return Ok(None),
-            Ok(0) => return Err(format!("EOF inside a head: {:?}", lossy(&buf))),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if is_timeout(&e) => return Err(format!("timed out after {} bytes", buf.len())),
-            Err(e) => return Err(format!("read after {} bytes: {e}", buf.len())),
-        }
+    let failed = |e: coserve_http1::Error| match e.kind() {
+        ErrorKind::Timeout => format!("timed out: {e}"),
+        ErrorKind::Reset => format!("reset: {e}"),
+        _ => e.to_string(),
     };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "non-UTF-8 head")?;
-    let status = head
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|r| r.get(..3))
-        .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| format!("bad status line in {head:?}"))?;
-    let len = head
-        .split("\r\n")
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
-    let mut body = buf.split_off(head_end);
-    while body.len() < len {
-        match s.read(&mut chunk) {
-            Ok(0) => return Err(format!("EOF after {} of {len} body bytes", body.len())),
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("read in the body: {e}")),
-        }
+    let mut c = Connection::new(&mut *s);
+    let mut r = match c.read_head() {
+        Err(e) if e.kind() == ErrorKind::Closed => return Ok(None),
+        r => r.map_err(failed)?,
+    };
+    let len = r
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no Content-Length in {:?}", r.headers))?;
+    c.read_body(Framing::Length(len), &mut r.body)
+        .map_err(failed)?;
+    match c.buffered().len() {
+        0 => Ok(Some((r.status, r.body))),
+        n => Err(format!("{n} bytes past the body")),
     }
-    if body.len() > len {
-        return Err(format!("{} bytes past the body", body.len() - len));
-    }
-    Ok(Some((status, body)))
 }
 
 /// `GET /style.css` on a kept-alive connection; fails unless it is the file.
@@ -112,15 +92,10 @@ fn get_style(s: &mut TcpStream) -> Result<(), String> {
 
 /// Reads until EOF; whether it came (a reset counts as the end too).
 fn read_to_eof(s: &mut TcpStream) -> Result<(), String> {
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
+    Connection::exact(s)
+        .drain_to_close()
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -134,13 +109,9 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// The `p`th percentile of sorted durations, in milliseconds.
-fn pct_ms(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
+/// The `p`th percentile, in milliseconds.
+fn pct_ms(latencies: &mut Latencies, p: f64) -> f64 {
+    latencies.percentile_ms(p).unwrap_or(0.0)
 }
 
 /// Connects and asks for a file at once, as a flood does.
@@ -228,10 +199,9 @@ fn slowloris(addr: SocketAddr, trickle: Duration, give_up: Duration, sent: &Barr
             }
         }
     }
-    r.status = answer
-        .strip_prefix(b"HTTP/1.1 ")
-        .and_then(|a| a.get(..3))
-        .and_then(|c| std::str::from_utf8(c).ok()?.parse().ok());
+    r.status = coserve_http1::parse_head(&answer)
+        .ok()
+        .map(|(head, _)| head.status);
     r
 }
 
@@ -343,12 +313,12 @@ crate::engine_tests! {
         let clients: Vec<_> = (0..CONNS)
             .map(|_| {
                 let (all_open, counted) = (all_open.clone(), counted.clone());
-                client(move || -> Result<Vec<Duration>, String> {
-                    let mut latencies = Vec::with_capacity(REQUESTS);
+                client(move || -> Result<Latencies, String> {
+                    let mut latencies = Latencies::with_capacity(REQUESTS);
                     let mut timed = |c: &mut TcpStream| {
                         let t = Instant::now();
                         get_style(c)?;
-                        latencies.push(t.elapsed());
+                        latencies.record(t.elapsed());
                         Ok::<(), String>(())
                     };
                     let first = connect(addr)
@@ -371,23 +341,22 @@ crate::engine_tests! {
         counted.wait();
 
         let mut errors = BTreeMap::<String, usize>::new();
-        let mut latencies = Vec::new();
+        let mut latencies = Latencies::new();
         for c in clients {
             match c.join().expect("a client thread panicked") {
-                Ok(l) => latencies.extend(l),
+                Ok(l) => latencies.extend(&l),
                 Err(e) => *errors.entry(e).or_default() += 1,
             }
         }
-        latencies.sort_unstable();
         println!(
             "[load] {:?}: {CONNS} connections open in {opened:.2?}, {} requests in {:.2?}, \
              latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             crate::util::engine(),
             latencies.len(),
             start.elapsed(),
-            pct_ms(&latencies, 50.0),
-            pct_ms(&latencies, 99.0),
-            pct_ms(&latencies, 100.0)
+            pct_ms(&mut latencies, 50.0),
+            pct_ms(&mut latencies, 99.0),
+            pct_ms(&mut latencies, 100.0)
         );
         assert!(errors.is_empty(), "client errors: {errors:?}");
         assert_eq!(latencies.len(), CONNS * REQUESTS);
@@ -476,13 +445,13 @@ crate::engine_tests! {
         // A normal client, connected after the whole crowd (so accepted
         // after it), makes requests until the crowd is gone.
         let mut normal = connect(addr).expect("connect the normal client");
-        let mut latencies = Vec::new();
+        let mut latencies = Latencies::new();
         let mut active_at_first = None;
         while finished.load(Ordering::Acquire) < SLOW {
             let t = Instant::now();
             get_style(&mut normal)
                 .unwrap_or_else(|e| panic!("normal request {}: {e}", latencies.len() + 1));
-            latencies.push(t.elapsed());
+            latencies.record(t.elapsed());
             active_at_first.get_or_insert(server.handle.active_connections());
         }
         let crowd: Vec<Slow> = crowd
@@ -490,7 +459,6 @@ crate::engine_tests! {
             .map(|c| c.join().expect("a slowloris thread panicked"))
             .collect();
 
-        latencies.sort_unstable();
         let mut closes: Vec<Duration> = crowd.iter().filter_map(|s| s.closed_after).collect();
         closes.sort_unstable();
         println!(
@@ -503,9 +471,9 @@ crate::engine_tests! {
             closes.get(closes.len() / 2).copied().unwrap_or_default(),
             crowd.iter().map(|s| s.trickled).max().unwrap_or(0),
             latencies.len(),
-            pct_ms(&latencies, 50.0),
-            pct_ms(&latencies, 99.0),
-            pct_ms(&latencies, 100.0)
+            pct_ms(&mut latencies, 50.0),
+            pct_ms(&mut latencies, 99.0),
+            pct_ms(&mut latencies, 100.0)
         );
         assert_eq!(
             active_at_first,
@@ -540,7 +508,7 @@ crate::engine_tests! {
     #[test]
     fn a_flood_past_the_refusal_bound_still_gets_503_for_every_excess_connection() {
         const CAP: usize = 50;
-        /// `MAX_REJECTING` in src/server.rs.
+        /// `MAX_REJECTING` in src/server/accept.rs.
         const REFUSING: usize = 2048;
         const FLOOD: usize = CAP + REFUSING + 250;
         raise_nofile(4 * FLOOD as u64);

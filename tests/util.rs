@@ -1,5 +1,6 @@
 //! Shared test helpers: a server on an ephemeral port, a temporary site,
-//! and raw-socket request helpers.
+//! and raw-socket request helpers. Responses are read and `/proc` is read
+//! by `coserve-http1` (tools/http1), the client the load tools use too.
 
 #![allow(dead_code)]
 
@@ -12,6 +13,11 @@ use coserve::{
     CacheOptions, CacheStats, Config, EngineKind, FilesOptions, Handler, Server, ServerHandle,
     StaticFiles,
 };
+use coserve_http1::procfs::{self, Process};
+use coserve_http1::{Connection, ErrorKind, Framing};
+
+/// A parsed response: `status`, `headers`, `body`, `header(name)`, `text()`.
+pub use coserve_http1::Response as Resp;
 
 /// How long any single socket read in a test may block before the test fails
 /// (a safety net against hangs, not a synchronisation device).
@@ -73,10 +79,7 @@ impl TestServer {
 }
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    s
+    coserve_http1::connect(addr, IO_TIMEOUT).unwrap()
 }
 
 thread_local! {
@@ -238,60 +241,32 @@ pub fn big_pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
-/// A parsed response.
-#[derive(Debug, Clone)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Resp {
-    /// First value of a header, case-insensitive.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
 /// Reads until EOF (or a reset, which ends the stream too).
 pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
-            // A socket with a timeout is not restarted after the process
-            // was stopped and continued (signal(7)).
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => panic!("read failed after {} bytes: {e}", out.len()),
-        }
-    }
+    coserve_http1::read_to_close(s, &mut out).unwrap_or_else(|e| panic!("{e}"));
+    out
 }
 
 /// Reads one response from a stream: head, then a body framed by
-/// Content-Length (none for HEAD, 1xx, 204, 304). Returns None on a clean
-/// EOF before any byte.
+/// Content-Length (none for HEAD, 1xx, 204, 304), never reading past it.
+/// Returns None on a clean EOF before any byte.
 pub fn read_response(s: &mut TcpStream, head_request: bool) -> Option<Resp> {
-    let mut resp = try_read_head(s).unwrap_or_else(|e| panic!("{e}"))?;
+    let mut c = Connection::exact(s);
+    let mut resp = match c.read_head() {
+        Err(e) if e.kind() == ErrorKind::Closed => return None,
+        r => r.unwrap_or_else(|e| panic!("{e}")),
+    };
     let status = resp.status;
     let no_body = head_request || status < 200 || status == 204 || status == 304;
     if !no_body {
-        let len: usize = resp
+        let len: u64 = resp
             .header("content-length")
             .expect("Content-Length on every response")
             .parse()
             .unwrap();
-        resp.body = vec![0; len];
-        s.read_exact(&mut resp.body).unwrap();
+        c.read_body(Framing::Length(len), &mut resp.body)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     Some(resp)
 }
@@ -302,44 +277,21 @@ pub fn read_response(s: &mut TcpStream, head_request: bool) -> Option<Resp> {
 /// that a table test can list every failure instead of stopping at the
 /// first.
 pub fn try_read_head(s: &mut TcpStream) -> Result<Option<Resp>, String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(0) if head.is_empty() => return Ok(None),
-            Ok(0) => {
-                return Err(format!(
-                    "EOF inside a response head: {:?}",
-                    String::from_utf8_lossy(&head)
-                ));
-            }
-            Ok(_) => head.push(byte[0]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                return Err(format!(
-                    "read failed inside a head ({:?}): {e}",
-                    String::from_utf8_lossy(&head)
-                ));
-            }
-        }
+    match coserve_http1::read_head(s) {
+        Ok(resp) => Ok(Some(resp)),
+        Err(e) if e.kind() == ErrorKind::Closed => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
-    try_parse_head(&head).map(|(resp, _)| Some(resp))
 }
 
-/// Splits a byte stream of several responses (to requests that are not HEAD).
+/// Splits a byte stream of several responses (to requests that are not
+/// HEAD), each by its framing.
 pub fn parse_responses(mut bytes: &[u8]) -> Vec<Resp> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
-        let (mut resp, end) = try_parse_head(bytes).unwrap_or_else(|e| panic!("{e}"));
-        let status = resp.status;
-        let len: usize = if status == 304 || status == 204 {
-            0
-        } else {
-            resp.header("content-length")
-                .map_or(0, |v| v.parse().unwrap())
-        };
-        resp.body = bytes[end..end + len].to_vec();
-        bytes = &bytes[end + len..];
+        let (resp, len) =
+            coserve_http1::parse_response(bytes, false).unwrap_or_else(|e| panic!("{e}"));
+        bytes = &bytes[len..];
         out.push(resp);
     }
     out
@@ -423,33 +375,9 @@ pub fn split_head(bytes: &[u8]) -> (Resp, Vec<u8>) {
 /// and where it ends; or what is missing or malformed, so that a table
 /// test can list every failure instead of stopping at the first.
 pub fn try_parse_head(bytes: &[u8]) -> Result<(Resp, usize), String> {
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("no complete head in {:?}", String::from_utf8_lossy(bytes)))?
-        + 4;
-    let text = std::str::from_utf8(&bytes[..end]).map_err(|e| format!("head not UTF-8: {e}"))?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    if !status_line.starts_with("HTTP/1.1 ") || status_line.len() < 12 {
-        return Err(format!("bad status line {status_line:?}"));
-    }
-    let status = status_line[9..12]
-        .parse()
-        .map_err(|e| format!("bad status in {status_line:?}: {e}"))?;
-    let mut headers = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (n, v) = line
-            .split_once(':')
-            .ok_or_else(|| format!("header line without colon: {line:?}"))?;
-        headers.push((n.to_string(), v.trim().to_string()));
-    }
-    let resp = Resp {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    Ok((resp, end))
+    coserve_http1::parse_head(bytes)
+        .map(|(head, end)| (head.to_response(), end))
+        .map_err(|e| e.to_string())
 }
 
 /// Polls `cond` until it holds or `within` has passed; returns whether it
@@ -479,13 +407,10 @@ pub fn request_all(
 }
 
 /// A size field of `/proc/PROCESS/status` (`VmRSS`, `VmHWM`, `VmSize`, ...),
-/// in KiB; `process` is a pid or `self`.
-pub fn proc_status_kib(process: &str, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{process}/status")).unwrap();
+/// in KiB.
+pub fn proc_status_kib(process: Process, field: &str) -> u64 {
+    let status = procfs::status(process).unwrap();
     status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{process}/status: {status:?}"))
+        .kib(field)
+        .unwrap_or_else(|| panic!("no {field} in /proc/{process}/status: {:?}", status.text()))
 }

@@ -9,16 +9,17 @@
 #   c1000  the same at 1,000 connections
 #   large  a 10 MiB file, 16 connections
 #
-#   scripts/per_core.sh OLD_BINARY NEW_BINARY
-#   ROUNDS=5 DURATION=5 SCENARIOS="small c1000" scripts/per_core.sh A B
+#   scripts/bench/per_core.sh OLD_BINARY NEW_BINARY
+#   ROUNDS=5 DURATION=5 SCENARIOS="small c1000" scripts/bench/per_core.sh A B
 #
 # Settings: ROUNDS (3), DURATION (s per wrk run, 10), SCENARIOS, OUT (the
 # folder for raw wrk output and the table: docs/results/DATE-per-core by
 # default). Loopback only; every server serves a generated site from a
 # temporary directory on a free port.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/ports.sh
+cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/lib/ports.sh
+source scripts/lib/ports.sh
 
 a=${1:?usage: per_core.sh BINARY_A BINARY_B}
 b=${2:?usage: per_core.sh BINARY_A BINARY_B}

@@ -1,11 +1,12 @@
 //! A load generator on may coroutines: held keep-alive connections, a
 //! connection flood and a slowloris crowd, each optionally alongside normal
-//! clients whose latency is measured. `scripts/load.sh` drives it against
-//! the `coserve` binary; it speaks plain HTTP/1.1 to any server.
+//! clients whose latency is measured. `scripts/bench/load.sh` drives it
+//! against the `coserve` binary; it speaks plain HTTP/1.1 to any server,
+//! with the client of `coserve-http1`.
 //!
 //! ```sh
-//! cargo build --release --examples --bins
-//! L=target/release/examples/loadgen
+//! cargo build --release -p coserve-loadgen
+//! L=target/release/loadgen
 //! $L --addr 127.0.0.1:8000 --held 15000 --duration 20
 //! $L --addr 127.0.0.1:8000 --flood 5000 --watch-pid "$SERVER_PID"
 //! $L --addr 127.0.0.1:8000 --slowloris 5000 --trickle-ms 1000 --header-timeout 5 --normal 50
@@ -43,6 +44,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use coserve_http1::procfs::{Process, Sampler};
+use coserve_http1::{Connection, ErrorKind, Framing, Latencies};
 use may::coroutine::JoinHandle;
 use may::net::TcpStream;
 use may::sync::{Semphore, SyncFlag, WaitGroup};
@@ -155,7 +158,10 @@ fn main() -> ExitCode {
         ..Ctx::new(addr, &args)
     });
 
-    let watch = args.watch_pid.map(|pid| Watcher::start(pid, args.watch_ms));
+    let watch = args.watch_pid.map(|pid| {
+        let every = Duration::from_millis(args.watch_ms.max(1));
+        Sampler::start(Process::Pid(pid), every, true)
+    });
     let normal = Normal::start(&ctx, args.normal, &args);
 
     let mut fields = Fields::default();
@@ -176,7 +182,7 @@ fn main() -> ExitCode {
         normal.finish(&mut fields, mode_elapsed);
     }
     if let Some(watch) = watch {
-        watch.finish(&mut fields);
+        report_watched(watch, &mut fields);
     }
     println!("{}", fields.line());
     ExitCode::SUCCESS
@@ -193,7 +199,7 @@ struct Ctx {
     timeout: Duration,
     stack_size: usize,
     /// The body length of a correct answer.
-    expect: usize,
+    expect: u64,
     base: Instant,
 }
 
@@ -218,27 +224,36 @@ impl Ctx {
         self.base.elapsed().as_nanos() as u64
     }
 
-    fn connect(&self) -> Result<TcpStream, Failure> {
-        let s = TcpStream::connect_timeout(&self.addr, self.timeout)
-            .map_err(|e| Failure::Connect(e.to_string()))?;
-        let _ = s.set_nodelay(true);
-        s.set_read_timeout(Some(self.timeout))
-            .map_err(Failure::io)?;
-        s.set_write_timeout(Some(self.timeout))
-            .map_err(Failure::io)?;
-        Ok(s)
+    fn connect(&self) -> Result<Conn, Failure> {
+        let connected = || -> io::Result<TcpStream> {
+            let s = TcpStream::connect_timeout(&self.addr, self.timeout)?;
+            let _ = s.set_nodelay(true);
+            s.set_read_timeout(Some(self.timeout))?;
+            s.set_write_timeout(Some(self.timeout))?;
+            Ok(s)
+        };
+        connected()
+            .map(Connection::new)
+            .map_err(|e| Failure::Connect(e.to_string()))
     }
 
-    /// One request on `s`; fails unless it is a 200 of the expected length.
-    fn get_ok(&self, s: &mut TcpStream, buf: &mut [u8]) -> Result<(), Failure> {
-        let reply = exchange(s, &self.request, buf)?;
-        if reply.status != 200 {
-            return Err(Failure::Status(reply.status));
+    /// Sends the request on `c` and reads the answer, framed by
+    /// `Content-Length`; returns its status and body length.
+    fn exchange(&self, c: &mut Conn) -> Result<(u16, u64), Failure> {
+        let reply = c.exchange(&self.request).map_err(Failure::Http)?;
+        match reply.framing {
+            Framing::Length(n) => Ok((reply.status, n)),
+            other => Err(Failure::Framing(other)),
         }
-        if reply.body_len != self.expect {
-            return Err(Failure::Length(reply.body_len, self.expect));
+    }
+
+    /// One request on `c`; fails unless it is a 200 of the expected length.
+    fn get_ok(&self, c: &mut Conn) -> Result<(), Failure> {
+        match self.exchange(c)? {
+            (200, len) if len == self.expect => Ok(()),
+            (200, len) => Err(Failure::Length(len, self.expect)),
+            (status, _) => Err(Failure::Status(status)),
         }
-        Ok(())
     }
 
     fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
@@ -261,167 +276,46 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
+/// A client connection.
+type Conn = Connection<TcpStream>;
+
 /// Why a request did not get a correct answer.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Failure {
     Connect(String),
-    /// The server closed before sending a byte of the answer.
-    Closed,
-    Reset,
-    Timeout,
-    Io(String),
-    Malformed(String),
+    Http(coserve_http1::Error),
+    /// The body was not framed by `Content-Length`.
+    Framing(Framing),
     Status(u16),
-    Length(usize, usize),
-}
-
-impl Failure {
-    fn io(e: io::Error) -> Failure {
-        match e.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => Failure::Reset,
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Failure::Timeout,
-            _ => Failure::Io(e.to_string()),
-        }
-    }
+    Length(u64, u64),
+    Other(String),
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Connect(e) => write!(f, "connect: {e}"),
-            Failure::Closed => write!(f, "closed before an answer"),
-            Failure::Reset => write!(f, "connection reset"),
-            Failure::Timeout => write!(f, "timed out"),
-            Failure::Io(e) => write!(f, "{e}"),
-            Failure::Malformed(e) => write!(f, "malformed answer: {e}"),
+            Failure::Http(e) if e.kind() == ErrorKind::Malformed => {
+                write!(f, "malformed answer: {e}")
+            }
+            Failure::Http(e) => write!(f, "{e}"),
+            Failure::Framing(framing) => write!(f, "body not framed by length: {framing:?}"),
             Failure::Status(s) => write!(f, "status {s}"),
             Failure::Length(got, want) => write!(f, "body of {got} bytes, expected {want}"),
-        }
-    }
-}
-
-/// A response, as far as the load generator cares.
-struct Reply {
-    status: u16,
-    body_len: usize,
-}
-
-/// Sends `req` and reads one response framed by `Content-Length`.
-fn exchange(s: &mut TcpStream, req: &[u8], buf: &mut [u8]) -> Result<Reply, Failure> {
-    s.write_all(req).map_err(Failure::io)?;
-    read_reply(s, buf)
-}
-
-fn read_reply(s: &mut TcpStream, buf: &mut [u8]) -> Result<Reply, Failure> {
-    let mut have = 0;
-    let head_end = loop {
-        if have == buf.len() {
-            return Err(Failure::Malformed("head too large".into()));
-        }
-        let n = s.read(&mut buf[have..]).map_err(Failure::io)?;
-        if n == 0 {
-            return Err(if have == 0 {
-                Failure::Closed
-            } else {
-                Failure::Malformed("closed inside the head".into())
-            });
-        }
-        have += n;
-        if let Some(i) = find(&buf[..have], b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = std::str::from_utf8(&buf[..head_end])
-        .map_err(|_| Failure::Malformed("non-UTF-8 head".into()))?;
-    let status = head
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| Failure::Malformed(format!("status line {:?}", first_line(head))))?;
-    let length = head
-        .split("\r\n")
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .ok_or_else(|| Failure::Malformed("no Content-Length".into()))?;
-    let mut body = have - head_end;
-    while body < length {
-        let n = s.read(buf).map_err(Failure::io)?;
-        if n == 0 {
-            return Err(Failure::Malformed("closed inside the body".into()));
-        }
-        body += n;
-    }
-    if body > length {
-        return Err(Failure::Malformed(format!(
-            "{} bytes after a body of {length}",
-            body - length
-        )));
-    }
-    Ok(Reply {
-        status,
-        body_len: length,
-    })
-}
-
-fn first_line(head: &str) -> &str {
-    head.split("\r\n").next().unwrap_or("")
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Reads and discards until EOF; whether it came within the timeout.
-fn read_to_eof(s: &mut TcpStream, buf: &mut [u8]) -> Result<(), Failure> {
-    loop {
-        match s.read(buf) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) => return Err(Failure::io(e)),
+            Failure::Other(e) => write!(f, "{e}"),
         }
     }
 }
 
 /// The body length of a 200 for the configured path.
-fn probe(ctx: Arc<Ctx>) -> Result<usize, Failure> {
+fn probe(ctx: Arc<Ctx>) -> Result<u64, Failure> {
     ctx.clone()
-        .spawn(move || {
-            let mut s = ctx.connect()?;
-            let mut buf = vec![0u8; 16 * 1024];
-            let reply = exchange(&mut s, &ctx.request, &mut buf)?;
-            if reply.status != 200 {
-                return Err(Failure::Status(reply.status));
-            }
-            Ok(reply.body_len)
+        .spawn(move || match ctx.exchange(&mut ctx.connect()?)? {
+            (200, len) => Ok(len),
+            (status, _) => Err(Failure::Status(status)),
         })
         .join()
-        .unwrap_or_else(|_| Err(Failure::Io("the probe panicked".into())))
-}
-
-/// Latencies in microseconds.
-#[derive(Default)]
-struct Latencies(Vec<u32>);
-
-impl Latencies {
-    fn push(&mut self, d: Duration) {
-        self.0.push(d.as_micros().min(u32::MAX as u128) as u32);
-    }
-
-    /// The `p`th percentile, in milliseconds.
-    fn ms(&self, p: f64) -> f64 {
-        if self.0.is_empty() {
-            return 0.0;
-        }
-        let i = ((p / 100.0) * (self.0.len() - 1) as f64).round() as usize;
-        f64::from(self.0[i.min(self.0.len() - 1)]) / 1000.0
-    }
-
-    fn sort(&mut self) {
-        self.0.sort_unstable();
-    }
+        .unwrap_or_else(|_| Err(Failure::Other("the probe panicked".into())))
 }
 
 /// Errors: how many, and the first one.
@@ -474,113 +368,72 @@ impl Fields {
 // ---------------------------------------------------------------------------
 // The server's process, sampled
 
-struct Watcher {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Watched>,
+/// Reports what the sampler saw of the server's process.
+fn report_watched(watch: Sampler, fields: &mut Fields) {
+    let w = watch.finish();
+    println!(
+        "server process: {} samples; descriptors {} at the start, {} at most, {} at the end; \
+         up to {} threads, peak RSS {:.1} MiB{}",
+        w.samples,
+        w.fds_first,
+        w.fds_max,
+        w.fds_last,
+        w.threads_max,
+        w.rss_max_kib as f64 / 1024.0,
+        if w.alive { "" } else { " (it exited)" }
+    );
+    fields.push("server_fds_first", w.fds_first);
+    fields.push("server_fds_max", w.fds_max);
+    fields.push("server_fds_last", w.fds_last);
+    fields.push("server_threads_max", w.threads_max);
+    fields.push("server_rss_max_kib", w.rss_max_kib);
+    fields.push("server_alive", w.alive);
 }
 
-#[derive(Default, Clone, Copy)]
-struct Watched {
-    samples: u64,
-    fds_first: usize,
-    fds_max: usize,
-    fds_last: usize,
-    threads_max: u64,
-    rss_max_kib: u64,
-    alive: bool,
-}
-
-impl Watcher {
-    fn start(pid: u32, every_ms: u64) -> Watcher {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let every = Duration::from_millis(every_ms.max(1));
-        // The first sample is taken before any load starts.
-        let first = sample(pid);
-        let thread = std::thread::spawn(move || {
-            let mut w = Watched {
-                alive: true,
-                ..Watched::default()
-            };
-            let mut next = first;
-            loop {
-                let done = flag.load(Ordering::Acquire);
-                match next.take().or_else(|| sample(pid)) {
-                    Some((fds, threads, rss)) => {
-                        if w.samples == 0 {
-                            w.fds_first = fds;
-                        }
-                        w.samples += 1;
-                        w.fds_last = fds;
-                        w.fds_max = w.fds_max.max(fds);
-                        w.threads_max = w.threads_max.max(threads);
-                        w.rss_max_kib = w.rss_max_kib.max(rss);
-                    }
-                    None => {
-                        w.alive = false;
-                        return w;
-                    }
-                }
-                if done {
-                    return w;
-                }
-                // The sampling period, not a wait for anything.
-                std::thread::sleep(every);
-            }
-        });
-        Watcher { stop, thread }
-    }
-
-    fn finish(self, fields: &mut Fields) {
-        self.stop.store(true, Ordering::Release);
-        let w = self.thread.join().unwrap_or_default();
-        println!(
-            "server process: {} samples; descriptors {} at the start, {} at most, {} at the end; \
-             up to {} threads, peak RSS {:.1} MiB{}",
-            w.samples,
-            w.fds_first,
-            w.fds_max,
-            w.fds_last,
-            w.threads_max,
-            w.rss_max_kib as f64 / 1024.0,
-            if w.alive { "" } else { " (it exited)" }
-        );
-        fields.push("server_fds_first", w.fds_first);
-        fields.push("server_fds_max", w.fds_max);
-        fields.push("server_fds_last", w.fds_last);
-        fields.push("server_threads_max", w.threads_max);
-        fields.push("server_rss_max_kib", w.rss_max_kib);
-        fields.push("server_alive", w.alive);
-    }
-}
-
-/// Descriptors, threads and resident KiB of `pid`; None once it is gone.
-fn sample(pid: u32) -> Option<(usize, u64, u64)> {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Some((fds, field("Threads:"), field("VmRSS:")))
-}
-
-// ---------------------------------------------------------------------------
-// Normal clients
-
-struct NormalResult {
+/// One client's requests on a kept-alive connection: how many were served
+/// right, the errors, the latencies.
+#[derive(Default)]
+struct Tally {
     ok: u64,
     errors: Errors,
     latencies: Latencies,
 }
 
+impl Tally {
+    /// One timed request on `stream`, connecting first if there is none
+    /// (and pausing 20 ms if that fails); a failure closes it.
+    fn request(&mut self, ctx: &Ctx, stream: &mut Option<Conn>) {
+        let s = match stream {
+            Some(s) => s,
+            None => match ctx.connect() {
+                Ok(s) => stream.insert(s),
+                Err(e) => {
+                    self.errors.note(&e);
+                    may::coroutine::sleep(Duration::from_millis(20));
+                    return;
+                }
+            },
+        };
+        let t0 = Instant::now();
+        match ctx.get_ok(s) {
+            Ok(()) => {
+                self.ok += 1;
+                self.latencies.record(t0.elapsed());
+            }
+            Err(e) => {
+                self.errors.note(&e);
+                *stream = None;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Normal clients
+
 struct Normal {
     stop: Arc<AtomicBool>,
-    handles: Vec<JoinHandle<NormalResult>>,
+    handles: Vec<JoinHandle<Tally>>,
 }
 
 impl Normal {
@@ -604,26 +457,25 @@ impl Normal {
         let k = self.handles.len();
         let mut ok = 0;
         let mut errors = Errors::default();
-        let mut lat = Latencies::default();
+        let mut lat = Latencies::new();
         for h in self.handles {
             match h.join() {
                 Ok(r) => {
                     ok += r.ok;
                     errors.merge(r.errors);
-                    lat.0.extend_from_slice(&r.latencies.0);
+                    lat.extend(&r.latencies);
                 }
-                Err(_) => errors.note(&Failure::Io("a normal client panicked".into())),
+                Err(_) => errors.note(&Failure::Other("a normal client panicked".into())),
             }
         }
-        lat.sort();
         println!(
             "normal clients: {k}, {ok} requests served in {:.1} s, {} errors; latency p50 {:.2} ms, \
              p99 {:.2} ms, max {:.2} ms",
             ran.as_secs_f64(),
             errors.count,
-            lat.ms(50.0),
-            lat.ms(99.0),
-            lat.ms(100.0)
+            lat.percentile_ms(50.0).unwrap_or(0.0),
+            lat.percentile_ms(99.0).unwrap_or(0.0),
+            lat.percentile_ms(100.0).unwrap_or(0.0)
         );
         if let Some(e) = &errors.first {
             println!("normal clients: first error: {e}");
@@ -631,43 +483,17 @@ impl Normal {
         fields.push("normal", k);
         fields.push("normal_requests", ok);
         fields.push("normal_errors", errors.count);
-        fields.ms("normal_p50_ms", lat.ms(50.0));
-        fields.ms("normal_p99_ms", lat.ms(99.0));
-        fields.ms("normal_max_ms", lat.ms(100.0));
+        fields.ms("normal_p50_ms", lat.percentile_ms(50.0).unwrap_or(0.0));
+        fields.ms("normal_p99_ms", lat.percentile_ms(99.0).unwrap_or(0.0));
+        fields.ms("normal_max_ms", lat.percentile_ms(100.0).unwrap_or(0.0));
     }
 }
 
-fn normal_client(ctx: &Ctx, stop: &AtomicBool, pause: Duration) -> NormalResult {
-    let mut r = NormalResult {
-        ok: 0,
-        errors: Errors::default(),
-        latencies: Latencies::default(),
-    };
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut stream: Option<TcpStream> = None;
+fn normal_client(ctx: &Ctx, stop: &AtomicBool, pause: Duration) -> Tally {
+    let mut r = Tally::default();
+    let mut stream = None;
     while !stop.load(Ordering::Acquire) {
-        let t0 = Instant::now();
-        let s = match stream.as_mut() {
-            Some(s) => s,
-            None => match ctx.connect() {
-                Ok(s) => stream.insert(s),
-                Err(e) => {
-                    r.errors.note(&e);
-                    may::coroutine::sleep(Duration::from_millis(20));
-                    continue;
-                }
-            },
-        };
-        match ctx.get_ok(s, &mut buf) {
-            Ok(()) => {
-                r.ok += 1;
-                r.latencies.push(t0.elapsed());
-            }
-            Err(e) => {
-                r.errors.note(&e);
-                stream = None;
-            }
-        }
+        r.request(ctx, &mut stream);
         if !pause.is_zero() {
             // The clients' pace, not a wait for anything.
             may::coroutine::sleep(pause);
@@ -681,9 +507,7 @@ fn normal_client(ctx: &Ctx, stop: &AtomicBool, pause: Duration) -> NormalResult 
 
 struct HeldResult {
     connected: bool,
-    ok: u64,
-    errors: Errors,
-    latencies: Latencies,
+    tally: Tally,
 }
 
 fn run_held(ctx: &Arc<Ctx>, n: usize, args: &Args, fields: &mut Fields) {
@@ -717,21 +541,20 @@ fn run_held(ctx: &Arc<Ctx>, n: usize, args: &Args, fields: &mut Fields) {
     let mut ok = 0;
     let mut min_per_conn = u64::MAX;
     let mut errors = Errors::default();
-    let mut lat = Latencies::default();
+    let mut lat = Latencies::new();
     for h in handles {
         match h.join() {
             Ok(r) => {
                 connected += usize::from(r.connected);
-                ok += r.ok;
-                min_per_conn = min_per_conn.min(r.ok);
-                errors.merge(r.errors);
-                lat.0.extend_from_slice(&r.latencies.0);
+                ok += r.tally.ok;
+                min_per_conn = min_per_conn.min(r.tally.ok);
+                errors.merge(r.tally.errors);
+                lat.extend(&r.tally.latencies);
             }
-            Err(_) => errors.note(&Failure::Io("a client panicked".into())),
+            Err(_) => errors.note(&Failure::Other("a client panicked".into())),
         }
     }
     let ran = start.elapsed();
-    lat.sort();
     let rps = ok as f64 / ran.as_secs_f64();
     println!(
         "held: {connected} of {n} connections open at once (opened in {:.2} s), each making \
@@ -744,9 +567,9 @@ fn run_held(ctx: &Arc<Ctx>, n: usize, args: &Args, fields: &mut Fields) {
          latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         errors.count,
         min_per_conn,
-        lat.ms(50.0),
-        lat.ms(99.0),
-        lat.ms(100.0)
+        lat.percentile_ms(50.0).unwrap_or(0.0),
+        lat.percentile_ms(99.0).unwrap_or(0.0),
+        lat.percentile_ms(100.0).unwrap_or(0.0)
     );
     if let Some(e) = &errors.first {
         println!("held: first error: {e}");
@@ -760,9 +583,9 @@ fn run_held(ctx: &Arc<Ctx>, n: usize, args: &Args, fields: &mut Fields) {
     fields.push("errors", errors.count);
     fields.push("rps", format!("{rps:.0}"));
     fields.push("min_per_conn", min_per_conn);
-    fields.ms("p50_ms", lat.ms(50.0));
-    fields.ms("p99_ms", lat.ms(99.0));
-    fields.ms("max_ms", lat.ms(100.0));
+    fields.ms("p50_ms", lat.percentile_ms(50.0).unwrap_or(0.0));
+    fields.ms("p99_ms", lat.percentile_ms(99.0).unwrap_or(0.0));
+    fields.ms("max_ms", lat.percentile_ms(100.0).unwrap_or(0.0));
 }
 
 fn held_client(
@@ -772,58 +595,25 @@ fn held_client(
     go: &SyncFlag,
     end_ns: &AtomicU64,
 ) -> HeldResult {
-    let mut r = HeldResult {
-        connected: false,
-        ok: 0,
-        errors: Errors::default(),
-        latencies: Latencies::default(),
-    };
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut r = Tally::default();
     // Open and warm up with one request, a bounded number at a time.
     ramp.wait();
-    let mut stream = match ctx.connect() {
-        Ok(mut s) => match ctx.get_ok(&mut s, &mut buf) {
-            Ok(()) => Some(s),
-            Err(e) => {
-                r.errors.note(&e);
-                None
-            }
-        },
-        Err(e) => {
-            r.errors.note(&e);
-            None
-        }
-    };
+    let mut stream = None;
+    r.request(ctx, &mut stream);
+    // The warm-up is not counted.
+    (r.ok, r.latencies) = (0, Latencies::new());
     ramp.post();
-    r.connected = stream.is_some();
+    let connected = stream.is_some();
     drop(ready);
     go.wait();
     let end = end_ns.load(Ordering::Acquire);
     while ctx.now_ns() < end {
-        let s = match stream.as_mut() {
-            Some(s) => s,
-            None => match ctx.connect() {
-                Ok(s) => stream.insert(s),
-                Err(e) => {
-                    r.errors.note(&e);
-                    may::coroutine::sleep(Duration::from_millis(20));
-                    continue;
-                }
-            },
-        };
-        let t0 = Instant::now();
-        match ctx.get_ok(s, &mut buf) {
-            Ok(()) => {
-                r.ok += 1;
-                r.latencies.push(t0.elapsed());
-            }
-            Err(e) => {
-                r.errors.note(&e);
-                stream = None;
-            }
-        }
+        r.request(ctx, &mut stream);
     }
-    r
+    HeldResult {
+        connected,
+        tally: r,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -923,7 +713,7 @@ fn run_flood(ctx: &Arc<Ctx>, n: usize, fields: &mut Fields) {
                     None => {}
                 }
                 if let Some(d) = r.detail {
-                    details.note(&Failure::Io(d));
+                    details.note(&Failure::Other(d));
                 }
             }
             Err(_) => *counts.entry(Got::Other).or_insert(0) += 1,
@@ -969,7 +759,6 @@ fn flood_client(
     release: &SyncFlag,
     (open, peak): (&AtomicUsize, &AtomicUsize),
 ) -> FloodResult {
-    let mut buf = vec![0u8; 16 * 1024];
     let mut detail = None;
     let (got, stream) = match ctx.connect() {
         Err(e) => {
@@ -979,19 +768,20 @@ fn flood_client(
         Ok(mut s) => {
             let now_open = open.fetch_add(1, Ordering::AcqRel) + 1;
             peak.fetch_max(now_open, Ordering::AcqRel);
-            let got = match exchange(&mut s, &ctx.request, &mut buf) {
-                Ok(r) if r.status == 200 && r.body_len == ctx.expect => Got::Served,
-                Ok(r) if r.status == 503 => match read_to_eof(&mut s, &mut buf) {
-                    Ok(()) | Err(Failure::Reset) => Got::Refused,
+            let got = match ctx.exchange(&mut s) {
+                Ok((200, len)) if len == ctx.expect => Got::Served,
+                // Read until the close: a reset counts as the close.
+                Ok((503, _)) => match s.drain_to_close() {
+                    Ok(_) => Got::Refused,
                     Err(_) => Got::RefusedOpen,
                 },
-                Ok(r) => {
-                    detail = Some(format!("status {} of {} bytes", r.status, r.body_len));
+                Ok((status, len)) => {
+                    detail = Some(format!("status {status} of {len} bytes"));
                     Got::Other
                 }
-                Err(Failure::Closed) => Got::Closed,
-                Err(Failure::Reset) => Got::Reset,
-                Err(Failure::Timeout) => Got::Nothing,
+                Err(Failure::Http(e)) if e.kind() == ErrorKind::Closed => Got::Closed,
+                Err(Failure::Http(e)) if e.kind() == ErrorKind::Reset => Got::Reset,
+                Err(Failure::Http(e)) if e.kind() == ErrorKind::Timeout => Got::Nothing,
                 Err(e) => {
                     detail = Some(e.to_string());
                     Got::Other
@@ -1014,7 +804,7 @@ fn flood_client(
     };
     if let Some(mut s) = stream {
         again.wait();
-        result.again = Some(ctx.get_ok(&mut s, &mut buf));
+        result.again = Some(ctx.get_ok(&mut s));
         drop(asked_again);
         // Held open until every connection has been asked again.
         release.wait();
@@ -1171,8 +961,9 @@ fn slow_client(
         "GET {} HTTP/1.1\r\nHost: loadgen\r\nX-Slowloris: ",
         ctx.path
     );
+    // The trickle and the reads are by hand: the stream itself.
     let mut s = match ctx.connect() {
-        Ok(s) => s,
+        Ok(c) => c.into_parts().0,
         Err(_) => {
             ramp.post();
             r.connect_failed = true;
@@ -1230,11 +1021,9 @@ fn slow_client(
             }
         }
     }
-    r.status = std::str::from_utf8(&answer)
+    r.status = coserve_http1::parse_head(&answer)
         .ok()
-        .and_then(|a| a.strip_prefix("HTTP/1.1 "))
-        .and_then(|a| a.get(..3))
-        .and_then(|c| c.parse().ok());
+        .map(|(head, _)| head.status);
     open.fetch_sub(1, Ordering::AcqRel);
     r
 }

@@ -11,16 +11,16 @@
 # numbers are exact for a given binary; compare them before and after a
 # change to the request path.
 #
-#   scripts/stack_use.sh
+#   scripts/bench/stack_use.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 COUNT=${COUNT:-200}
 target=target/stack-report
 RUSTFLAGS="--cfg coserve_stack_report" cargo build --release --bin coserve \
     --target-dir "$target" 2>&1 | tail -1
 bin=$target/release/coserve
-# shellcheck source=scripts/ports.sh
-. scripts/ports.sh
+# shellcheck source=scripts/lib/ports.sh
+. scripts/lib/ports.sh
 
 work=$(mktemp -d)
 pid=
@@ -36,7 +36,7 @@ for case in cached uncached; do
     "$bin" "$port" -b 127.0.0.1 -d "$work/site" "${flags[@]}" >"$work/$case.log" 2>&1 &
     pid=$!
     wait_port "$port" >/dev/null
-    python3 scripts/requests.py 127.0.0.1 "$port" /index.html "$COUNT" 4 >/dev/null
+    python3 scripts/bench/requests.py 127.0.0.1 "$port" /index.html "$COUNT" 4 >/dev/null
     kill -INT "$pid"
     wait "$pid" || true
     pid=

@@ -7,10 +7,11 @@ file it came from, samples the server's RSS and descriptor count, stops the
 server with SIGTERM and prints a summary. Exits non-zero on any error, any
 wrong byte, a descriptor leak, or an unclean exit.
 
-    scripts/soak.py --binary target/release/coserve [--seconds N]
+    scripts/bench/soak.py --binary target/release/coserve [--seconds N]
 
-Usually run through scripts/soak.sh, which builds the release binary and
-reads SOAK_MINUTES / SOAK_SECONDS.
+Usually run through scripts/bench/soak.sh, which builds the release binary
+and reads SOAK_MINUTES / SOAK_SECONDS. Responses are read by the scripts'
+one HTTP/1.1 client (scripts/lib/http1.py), /proc by scripts/lib/procfs.py.
 
 The load (worker threads pick a kind at random, by weight):
   small      keep-alive GETs of small files (several per connection)
@@ -32,14 +33,17 @@ import random
 import re
 import select
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import defaultdict
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import procfs  # noqa: E402
+from http1 import Conn as HttpConn, HttpError  # noqa: E402
+from http1 import get as http_get  # noqa: E402
 
 WORKERS = 8
 SLOWLORIS = 3
@@ -72,93 +76,9 @@ class Failure(Exception):
     pass
 
 
-class Conn:
-    """A client connection with a read buffer."""
-
-    def __init__(self, addr, rcvbuf=None):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(IO_TIMEOUT)
-        self.sock.connect(addr)
-        self.buf = bytearray()
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self):
-        d = self.sock.recv(1 << 20)
-        if not d:
-            return False
-        self.buf += d
-        return True
-
-    def head(self):
-        """Reads a response head: (status, {lowercase name: value}, raw)."""
-        while True:
-            i = self.buf.find(b"\r\n\r\n")
-            if i >= 0:
-                break
-            if len(self.buf) > 64 * 1024:
-                raise Failure("response head too long")
-            if not self._fill():
-                raise Failure(f"EOF inside a head ({bytes(self.buf[:80])!r})")
-        raw = bytes(self.buf[: i + 4])
-        del self.buf[: i + 4]
-        lines = raw.decode("latin-1").split("\r\n")
-        m = re.match(r"HTTP/1\.1 (\d{3}) ", lines[0])
-        if not m:
-            raise Failure(f"bad status line {lines[0]!r}")
-        headers = {}
-        for line in lines[1:]:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        return int(m.group(1)), headers, raw
-
-    def body(self, n):
-        """Reads exactly n body bytes."""
-        out = bytearray(n)
-        view = memoryview(out)
-        have = min(n, len(self.buf))
-        view[:have] = self.buf[:have]
-        del self.buf[:have]
-        while have < n:
-            got = self.sock.recv_into(view[have:], min(n - have, 1 << 20))
-            if got == 0:
-                raise Failure(f"EOF after {have} of {n} body bytes")
-            have += got
-        return out
-
-    def response(self, head_request=False):
-        status, headers, raw = self.head()
-        body = b""
-        if not head_request and status >= 200 and status not in (204, 304):
-            if "content-length" not in headers:
-                raise Failure(f"no Content-Length: {raw!r}")
-            body = self.body(int(headers["content-length"]))
-        return status, headers, body
-
-    def read_to_close(self):
-        out = bytes(self.buf)
-        self.buf.clear()
-        try:
-            while True:
-                d = self.sock.recv(65536)
-                if not d:
-                    return out, "fin"
-                out += d
-        except ConnectionResetError:
-            return out, "reset"
-
-    def reset(self):
-        self.sock.setsockopt(
-            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-        )
-        self.sock.close()
-
-    def close(self):
-        self.sock.close()
+def Conn(addr, rcvbuf=None):
+    """A client connection to the server, every wait bounded by IO_TIMEOUT."""
+    return HttpConn(addr[0], addr[1], timeout=IO_TIMEOUT, rcvbuf=rcvbuf)
 
 
 class Stats:
@@ -200,7 +120,7 @@ def expect(cond, msg):
 
 
 def get(path, extra=""):
-    return f"GET {path} HTTP/1.1\r\nHost: soak\r\n{extra}\r\n".encode()
+    return http_get(path, "soak", extra)
 
 
 # ---------------------------------------------------------------------------
@@ -216,16 +136,16 @@ def do_small(addr, files, stats, rng):
         if rng.random() < 0.5:
             c.send(b"".join(get(p) for p in paths))  # pipelined
             for p in paths:
-                status, h, body = c.response()
-                expect(status == 200, f"{p}: status {status}")
-                stats.check("small", body, files[p])
+                r = c.response()
+                expect(r.status == 200, f"{p}: status {r.status}")
+                stats.check("small", r.body, files[p])
                 stats.ok("small")
         else:
             for p in paths:
                 c.send(get(p))
-                status, h, body = c.response()
-                expect(status == 200, f"{p}: status {status}")
-                stats.check("small", body, files[p])
+                r = c.response()
+                expect(r.status == 200, f"{p}: status {r.status}")
+                stats.check("small", r.body, files[p])
                 stats.ok("small")
     finally:
         c.close()
@@ -235,9 +155,9 @@ def do_large(addr, files, stats, rng):
     c = Conn(addr)
     try:
         c.send(get("/large.bin"))
-        status, h, body = c.response()
-        expect(status == 200, f"status {status}")
-        stats.check("large", body, files["/large.bin"])
+        r = c.response()
+        expect(r.status == 200, f"status {r.status}")
+        stats.check("large", r.body, files["/large.bin"])
         stats.ok("large")
     finally:
         c.close()
@@ -248,16 +168,16 @@ def do_head(addr, files, stats, rng):
     try:
         p = rng.choice(list(files))
         c.send(f"HEAD {p} HTTP/1.1\r\nHost: soak\r\n\r\n".encode() + get("/index.html"))
-        status, h, _ = c.response(head_request=True)
-        expect(status == 200, f"HEAD {p}: status {status}")
+        r = c.response(head=True)
+        expect(r.status == 200, f"HEAD {p}: status {r.status}")
         expect(
-            h.get("content-length") == str(len(files[p])),
-            f"HEAD {p}: Content-Length {h.get('content-length')}",
+            r.h("content-length") == str(len(files[p])),
+            f"HEAD {p}: Content-Length {r.h('content-length')}",
         )
         # The next response must start right after the head: no body leaked.
-        status, h, body = c.response()
-        expect(status == 200, f"GET after HEAD: status {status}")
-        stats.check("head", body, files["/index.html"])
+        r = c.response()
+        expect(r.status == 200, f"GET after HEAD: status {r.status}")
+        stats.check("head", r.body, files["/index.html"])
         stats.ok("head")
     finally:
         c.close()
@@ -279,13 +199,13 @@ def do_range(addr, files, stats, rng):
     c = Conn(addr)
     try:
         c.send(get(p, f"Range: bytes={spec}\r\n"))
-        status, h, body = c.response()
-        expect(status == 206, f"{p} {spec}: status {status}")
+        r = c.response()
+        expect(r.status == 206, f"{p} {spec}: status {r.status}")
         expect(
-            h.get("content-range") == f"bytes {lo}-{hi}/{len(data)}",
-            f"{p} {spec}: Content-Range {h.get('content-range')}",
+            r.h("content-range") == f"bytes {lo}-{hi}/{len(data)}",
+            f"{p} {spec}: Content-Range {r.h('content-range')}",
         )
-        stats.check("range", body, data[lo : hi + 1])
+        stats.check("range", r.body, data[lo : hi + 1])
         stats.ok("range")
     finally:
         c.close()
@@ -325,11 +245,11 @@ def do_multirange(addr, files, stats, rng):
     c = Conn(addr)
     try:
         c.send(get("/large.bin", f"Range: bytes={spec}\r\n"))
-        status, h, body = c.response()
-        expect(status == 206, f"{spec}: status {status}")
-        m = re.match(r"multipart/byteranges;\s*boundary=\"?([^\";]+)\"?", h.get("content-type", ""))
-        expect(m, f"{spec}: Content-Type {h.get('content-type')}")
-        parts = parse_multipart(body, m.group(1))
+        r = c.response()
+        expect(r.status == 206, f"{spec}: status {r.status}")
+        m = re.match(r"multipart/byteranges;\s*boundary=\"?([^\";]+)\"?", r.h("content-type") or "")
+        expect(m, f"{spec}: Content-Type {r.h('content-type')}")
+        parts = parse_multipart(r.body, m.group(1))
         expect(
             [(a, b) for a, b, _, _ in parts] == ranges,
             f"{spec}: parts {[(a, b) for a, b, _, _ in parts]}",
@@ -348,28 +268,28 @@ def do_cond(addr, files, stats, rng):
     c = Conn(addr)
     try:
         c.send(f"HEAD {p} HTTP/1.1\r\nHost: soak\r\n\r\n".encode())
-        status, h, _ = c.response(head_request=True)
-        expect(status == 200 and "etag" in h and "last-modified" in h, f"{p}: {h}")
-        etag, lm = h["etag"], h["last-modified"]
+        r = c.response(head=True)
+        etag, lm = r.h("etag"), r.h("last-modified")
+        expect(r.status == 200 and etag is not None and lm is not None, f"{p}: {r.headers}")
         c.send(get(p, f"If-None-Match: {etag}\r\n"))
-        status, _, _ = c.response()
-        expect(status == 304, f"{p} If-None-Match current: {status}")
+        r = c.response()
+        expect(r.status == 304, f"{p} If-None-Match current: {r.status}")
         c.send(get(p, f"If-Modified-Since: {lm}\r\n"))
-        status, _, _ = c.response()
-        expect(status == 304, f"{p} If-Modified-Since: {status}")
+        r = c.response()
+        expect(r.status == 304, f"{p} If-Modified-Since: {r.status}")
         c.send(get(p, 'If-None-Match: "stale"\r\n'))
-        status, _, body = c.response()
-        expect(status == 200, f"{p} If-None-Match stale: {status}")
-        stats.check("cond", body, data)
+        r = c.response()
+        expect(r.status == 200, f"{p} If-None-Match stale: {r.status}")
+        stats.check("cond", r.body, data)
         if len(data) > 10:
             c.send(get(p, f"If-Range: {etag}\r\nRange: bytes=5-9\r\n"))
-            status, _, body = c.response()
-            expect(status == 206, f"{p} If-Range current: {status}")
-            stats.check("cond", body, data[5:10])
+            r = c.response()
+            expect(r.status == 206, f"{p} If-Range current: {r.status}")
+            stats.check("cond", r.body, data[5:10])
             c.send(get(p, 'If-Range: "stale"\r\nRange: bytes=5-9\r\n'))
-            status, _, body = c.response()
-            expect(status == 200, f"{p} If-Range stale: {status}")
-            stats.check("cond", body, data)
+            r = c.response()
+            expect(r.status == 200, f"{p} If-Range stale: {r.status}")
+            stats.check("cond", r.body, data)
         stats.ok("cond", 6 if len(data) > 10 else 4)
     finally:
         c.close()
@@ -379,10 +299,10 @@ def do_abort(addr, files, stats, rng):
     data = files["/large.bin"]
     c = Conn(addr, rcvbuf=rng.choice([None, 16384]))
     c.send(get("/large.bin"))
-    status, h, _ = c.head()
-    expect(status == 200, f"status {status}")
+    r = c.read_head()
+    expect(r.status == 200, f"status {r.status}")
     want = rng.randrange(1, 2_000_000)
-    got = c.body(want)
+    got = c.read_body(want)
     stats.check("abort", got, data[:want])
     if rng.random() < 0.7:
         c.reset()
@@ -457,7 +377,7 @@ def worker(addr, files, stats, stop, seed):
         kind = f.__name__[3:]
         try:
             f(addr, files, stats, rng)
-        except (Failure, OSError) as e:
+        except (Failure, HttpError, OSError) as e:
             stats.error(kind, f"{type(e).__name__}: {e}")
 
 
@@ -492,23 +412,18 @@ def slowloris(addr, stats, stop, seed):
                 stats.error("slowloris", f"408 only after {took:.1f}s")
             else:
                 stats.ok("slowloris")
-        except (Failure, OSError) as e:
+        except (Failure, HttpError, OSError) as e:
             stats.error("slowloris", f"{type(e).__name__}: {e}")
 
 
 def sample(pid):
+    """The server's RSS (kB), open descriptors and open sockets; None once
+    it is gone."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            rss = int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
-        fds = os.listdir(f"/proc/{pid}/fd")
-        sockets = 0
-        for fd in fds:
-            try:
-                sockets += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
-            except OSError:
-                pass  # closed meanwhile
-        return rss, len(fds), sockets
-    except (OSError, AttributeError):
+        fds = procfs.fd_targets(pid)
+        sockets = sum(t.startswith("socket:") for t in fds.values())
+        return procfs.rss_kib(pid), len(fds), sockets
+    except OSError:
         return None
 
 
@@ -549,7 +464,7 @@ def main():
     for f, _ in KINDS:
         try:
             f(addr, files, stats, rng)
-        except (Failure, OSError) as e:
+        except (Failure, HttpError, OSError) as e:
             stats.error(f.__name__[3:], f"warm-up: {type(e).__name__}: {e}")
     idle = fresh
     for _ in range(100):  # the warm-up's connections close
@@ -613,11 +528,8 @@ def main():
 
     fd_targets = []
     if server.poll() is None:
-        for fd in sorted(os.listdir(f"/proc/{server.pid}/fd"), key=int):
-            try:
-                fd_targets.append(f"{fd}:{os.readlink(f'/proc/{server.pid}/fd/{fd}')}")
-            except OSError:
-                pass
+        open_fds = procfs.fd_targets(server.pid)
+        fd_targets = [f"{fd}:{open_fds[fd]}" for fd in sorted(open_fds)]
 
     t0 = time.monotonic()
     exit_code = None

@@ -6,12 +6,12 @@
 #   c1000  the same at 1,000 connections
 #   large  a 10 MiB file, 16 connections
 #   idle   10,000 idle keep-alive connections: server RSS held minus RSS
-#          before, per connection (scripts/idle_rss.py)
+#          before, per connection (scripts/bench/idle_rss.py)
 #
 # Peers, each run when installed: nginx (2 workers, sendfile on, tcp_nopush
 # on, access log off), lighttpd, and may_minihttp answering a fixed 1 KiB
-# body from memory (examples/minihttp_peer.rs, the may ceiling). Then
-# "null" (examples/null_peer.rs), a one-thread epoll loop that answers each
+# body from memory (`minihttp_peer`, tools/peers, the may ceiling). Then
+# "null" (`null_peer`, tools/peers), a one-thread epoll loop that answers each
 # request with coserve's head and body from memory and does nothing else:
 # what it makes is what wrk -t1 gets here from a server that costs nothing
 # (64 and 1,000 connections only). "null-short" is the same with
@@ -20,11 +20,11 @@
 # client. Every
 # server serves the same generated site from a temporary directory and
 # listens on 127.0.0.1 only. Prints one table and the ratios, and writes
-# them to target/compare/.
+# them to target/compare/, with the chart `chart` (tools/chart) draws.
 #
 # coserve and may_minihttp run twice: with may's one worker per core (the
 # default), and with one worker ("-1w"), which leaves the second core to
-# wrk; the README's performance section says why both are shown.
+# wrk; docs/performance.md says why both are shown.
 #
 # coserve builds on a vendored may whose idle workers yield once before
 # they sleep (vendor/may/README.coserve.md). "coserve-noyield" turns that
@@ -42,11 +42,11 @@
 # req/s, with Linux's default (CUBIC) 550-600. The run prints which one was
 # in effect; TCP_CC sets it for the run (root only; restored at the end).
 #
-#   scripts/compare.sh                    # 10 s per wrk run, about 6 min
-#   DURATION=5 SERVERS="coserve nginx" scripts/compare.sh
-#   COSERVE_ARGS="--no-cache" scripts/compare.sh
-#   TCP_CC=cubic SCENARIOS=large IDLE=0 scripts/compare.sh
-#   ROUNDS=3 DURATION=5 scripts/compare.sh   # servers alternate; medians
+#   scripts/bench/compare.sh                    # 10 s per wrk run, about 6 min
+#   DURATION=5 SERVERS="coserve nginx" scripts/bench/compare.sh
+#   COSERVE_ARGS="--no-cache" scripts/bench/compare.sh
+#   TCP_CC=cubic SCENARIOS=large IDLE=0 scripts/bench/compare.sh
+#   ROUNDS=3 DURATION=5 scripts/bench/compare.sh   # servers alternate; medians
 #
 # Settings: DURATION (s per wrk run), ROUNDS (each server runs every
 # scenario once per round, in turn; the table gives medians), SERVERS,
@@ -54,7 +54,7 @@
 # in the first round; 0 skips it), COSERVE_ARGS (extra flags for coserve),
 # TCP_CC (congestion control).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 DURATION=${DURATION:-10}
 SERVERS=${SERVERS:-"coserve coserve-1w coserve-noyield nginx lighttpd may_minihttp may_minihttp-1w may_minihttp-yield null null-short"}
@@ -68,7 +68,7 @@ cc_before=$(cat "$cc_file" 2>/dev/null || echo unknown)
 
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
 echo "== building (release)"
-cargo build --release --bin coserve --example minihttp_peer --example null_peer 2>&1 | tail -1
+cargo build --release --workspace --bin coserve --bin minihttp_peer --bin null_peer --bin chart 2>&1 | tail -1
 
 work=$(mktemp -d)
 pids=()
@@ -92,8 +92,8 @@ head -c $((10 * 1024 * 1024)) /dev/urandom >"$site/10m.bin"
 chmod 755 "$work" "$site"
 chmod 644 "$site"/*
 
-# shellcheck source=scripts/ports.sh
-. scripts/ports.sh
+# shellcheck source=scripts/lib/ports.sh
+. scripts/lib/ports.sh
 
 # Starts server $1 on port $2; sets `server_pids` to the processes whose
 # memory counts.
@@ -166,24 +166,24 @@ LTD
     may_minihttp | may_minihttp-yield)
         local yield=0
         [[ $name == may_minihttp-yield ]] && yield=1
-        MAY_IDLE_YIELD=$yield target/release/examples/minihttp_peer "127.0.0.1:$port" 1024 \
+        MAY_IDLE_YIELD=$yield target/release/minihttp_peer "127.0.0.1:$port" 1024 \
             >"$work/logs/minihttp.log" 2>&1 &
         pids+=($!)
         server_pids=($!)
         ;;
     may_minihttp-1w)
-        MAY_IDLE_YIELD=0 target/release/examples/minihttp_peer "127.0.0.1:$port" 1024 1 nopin \
+        MAY_IDLE_YIELD=0 target/release/minihttp_peer "127.0.0.1:$port" 1024 1 nopin \
             >"$work/logs/minihttp.log" 2>&1 &
         pids+=($!)
         server_pids=($!)
         ;;
     null)
-        target/release/examples/null_peer "127.0.0.1:$port" >"$work/logs/null.log" 2>&1 &
+        target/release/null_peer "127.0.0.1:$port" >"$work/logs/null.log" 2>&1 &
         pids+=($!)
         server_pids=($!)
         ;;
     null-short)
-        target/release/examples/null_peer "127.0.0.1:$port" short >"$work/logs/null.log" 2>&1 &
+        target/release/null_peer "127.0.0.1:$port" short >"$work/logs/null.log" 2>&1 &
         pids+=($!)
         server_pids=($!)
         ;;
@@ -198,16 +198,12 @@ stop() {
 
 # CPU time (clock ticks) the server's processes have used so far.
 server_ticks() {
-    local t=0 p
-    for p in "${server_pids[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-    echo "$t"
+    python3 scripts/lib/procfs.py cpu_ticks "${server_pids[@]}"
 }
 
 # Voluntary context switches of all the server's threads so far.
 server_switches() {
-    local p
-    for p in "${server_pids[@]}"; do cat /proc/"$p"/task/*/status; done 2>/dev/null |
-        awk '/^voluntary_ctxt_switches/ {n += $2} END {print n + 0}'
+    python3 scripts/lib/procfs.py switches "${server_pids[@]}"
 }
 
 # wrk's "Requests/sec", its 99th percentile latency in ms, the server's and
@@ -295,7 +291,7 @@ for round in $(seq "$ROUNDS"); do
         # inflate its growth; once, since it barely varies.
         port=$(free_port)
         start "$server" "$port"
-        line=$(python3 scripts/idle_rss.py 127.0.0.1 "$port" "$IDLE" "${server_pids[@]}")
+        line=$(python3 scripts/bench/idle_rss.py 127.0.0.1 "$port" "$IDLE" "${server_pids[@]}")
         echo "   $line"
         KIB[$server]=$(sed 's/.*per_conn_kib=//' <<<"$line")
         stop
@@ -371,5 +367,5 @@ for ours in coserve coserve-1w coserve-noyield; do
 done
 cp "$work/wrk.txt" "target/compare/wrk-$stamp.txt"
 svg=target/compare/compare-$stamp-$cc.svg
-python3 scripts/compare_chart.py "$csv" "$svg" "coserve and its peers, $stamp, wrk -t1 on $(nproc) cores, $cc"
+target/release/chart compare "$csv" "$svg" "coserve and its peers, $stamp, wrk -t1 on $(nproc) cores, $cc"
 echo "(csv: $csv, each round: $rounds_csv; chart: $svg; raw wrk output: target/compare/wrk-$stamp.txt)"

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """How a sender's write pattern meets the TCP congestion control: a
 one-thread keep-alive server that answers every request with one file,
-written by sendfile(2) in one of three patterns. Used for the README's
+written by sendfile(2) in one of three patterns. Used for docs/performance.md's
 "10 MiB scenario" note; not part of the server.
 
-    scripts/sendfile_pattern.py PORT FILE MODE
+    scripts/bench/sendfile_pattern.py PORT FILE MODE
     wrk -t1 -c16 -d10s http://127.0.0.1:PORT/
 
 MODE:

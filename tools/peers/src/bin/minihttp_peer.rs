@@ -1,10 +1,11 @@
-//! The may ceiling for `scripts/compare.sh`: may_minihttp answering every
-//! request with a fixed body from memory (1 KiB by default; `/10m.bin`
-//! answers 10 MiB). It reads no file and formats no validators, so nothing
-//! built on may serves a keep-alive request with less work.
+//! The may ceiling for `scripts/bench/compare.sh`: may_minihttp answering
+//! every request with a fixed body from memory (1 KiB by default;
+//! `/10m.bin` answers 10 MiB), [`FixedBody`]. It reads no file and formats
+//! no validators, so nothing built on may serves a keep-alive request with
+//! less work.
 //!
 //! ```sh
-//! cargo run --release --example minihttp_peer -- 127.0.0.1:8082 [BODY_BYTES] [WORKERS] [pin|nopin]
+//! cargo run --release -p coserve-peers --bin minihttp_peer -- 127.0.0.1:8082 [BODY_BYTES] [WORKERS] [pin|nopin]
 //! ```
 //!
 //! Without WORKERS it runs on may's defaults: a worker per core, each
@@ -12,26 +13,7 @@
 
 use std::io;
 
-#[derive(Clone)]
-struct Fixed {
-    small: &'static str,
-    large: &'static str,
-}
-
-impl may_minihttp::HttpService for Fixed {
-    fn call(
-        &mut self,
-        req: may_minihttp::Request,
-        rsp: &mut may_minihttp::Response,
-    ) -> io::Result<()> {
-        rsp.header("Content-Type: text/html");
-        match req.path() {
-            "/10m.bin" => rsp.body(self.large),
-            _ => rsp.body(self.small),
-        }
-        Ok(())
-    }
-}
+use coserve_peers::FixedBody;
 
 fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -51,11 +33,7 @@ fn main() -> io::Result<()> {
         Some("nopin") => may::config().set_worker_pin(false),
         Some(other) => return Err(io::Error::other(format!("pin or nopin, not {other}"))),
     }
-    let service = Fixed {
-        small: String::leak("x".repeat(small)),
-        large: String::leak("x".repeat(10 * 1024 * 1024)),
-    };
-    let server = may_minihttp::HttpServer(service).start(addr.as_str())?;
+    let server = FixedBody::new(small).start(addr.as_str())?;
     println!(
         "may_minihttp listening on {addr}, {} workers",
         may::config().get_workers()

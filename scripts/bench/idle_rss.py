@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Server memory per idle keep-alive connection.
 
-    scripts/idle_rss.py HOST PORT COUNT PID [PID ...]
+    scripts/bench/idle_rss.py HOST PORT COUNT PID [PID ...]
 
 Reads the resident memory of the server processes (summed, so nginx's
 master and workers count together), opens COUNT keep-alive connections that
@@ -13,22 +13,17 @@ waits until the server's RSS stops moving, reads it again, and prints
 The connections are then closed. Loopback only; every connection is checked
 (status 200, the whole body read), and a failure ends the run with status 1.
 """
-import resource
-import socket
+import os
 import sys
 import time
 
-from http1 import read_response
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from http1 import Conn, get  # noqa: E402
+from procfs import raise_nofile, rss_kib as process_rss_kib  # noqa: E402
 
 
 def rss_kib(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
+    return sum(process_rss_kib(pid) for pid in pids)
 
 
 def settled(pids, within=10.0):
@@ -45,20 +40,19 @@ def settled(pids, within=10.0):
 
 
 def one_request(host, port, path):
-    s = socket.create_connection((host, port))
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    status, _ = read_response(s.makefile("rb"))
-    if status != 200:
-        raise RuntimeError(f"status {status}")
-    return s
+    c = Conn(host, port, timeout=30)
+    c.send(get(path, host))
+    r = c.response()
+    if r.status != 200:
+        raise RuntimeError(f"status {r.status}")
+    return c.sock
 
 
 def main():
     host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     pids = [int(p) for p in sys.argv[4:]]
     path = "/"
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_nofile()
     before = settled(pids)
     socks = []
     try:

@@ -12,17 +12,17 @@
 #       50 normal clients are served, their latency measured.
 #
 # Each scenario gets a fresh `coserve` (on 127.0.0.1, port 0) in a process
-# of its own and examples/loadgen.rs in another: a process may hold 20,000
+# of its own and `loadgen` (tools/loadgen) in another: a process may hold 20,000
 # descriptors here, and both ends of 15,000 connections would need 30,000.
 # Each server is stopped with SIGTERM and must exit 0. Exits 0 when every
 # check holds; otherwise lists the failed checks and exits 1.
 #
-#   scripts/load.sh                      # about 1 minute after the build
-#   HELD=2000 HELD_SECS=5 scripts/load.sh
+#   scripts/bench/load.sh                      # about 1 minute after the build
+#   HELD=2000 HELD_SECS=5 scripts/bench/load.sh
 #
 # Sizes: HELD HELD_SECS CAP FLOOD SLOW TRICKLE_MS HEADER_TIMEOUT NORMAL.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 HELD=${HELD:-15000}
 HELD_SECS=${HELD_SECS:-20}
@@ -33,16 +33,16 @@ TRICKLE_MS=${TRICKLE_MS:-1000}
 HEADER_TIMEOUT=${HEADER_TIMEOUT:-5}
 NORMAL=${NORMAL:-50}
 # The server refuses at most this many connections at once, each holding a
-# descriptor for up to a second (MAX_REJECTING in src/server.rs).
+# descriptor for up to a second (MAX_REJECTING in src/server/accept.rs).
 REFUSING=2048
 # Descriptors of an idle server beyond its connections (stdio, epoll, the
 # listener, ...), with room to spare.
 BASE_FDS=32
 
 echo "== building (release)"
-cargo build --release --examples --bins
+cargo build --release --workspace --bin coserve --bin loadgen
 BIN=target/release/coserve
-LOADGEN=target/release/examples/loadgen
+LOADGEN=target/release/loadgen
 
 work=$(mktemp -d)
 server_pid=

@@ -1,4 +1,4 @@
-//! The client's share for `scripts/compare.sh`: a server that does
+//! The client's share for `scripts/bench/compare.sh`: a server that does
 //! nothing but answer. One thread, one epoll, level-triggered; every
 //! complete request head it reads (it counts `\r\n\r\n`) gets the same
 //! response from memory, shaped like coserve's answer for a 1 KiB
@@ -10,7 +10,7 @@
 //! the client gets when the server costs nothing. That is not always the
 //! most: the client's own cost per request depends on how the server's
 //! answers are timed, and at 1,000 connections on the project's machine
-//! may_minihttp, which does more, got more (README, "The client's share").
+//! may_minihttp, which does more, got more (docs/performance.md, "Against nginx, lighttpd and may_minihttp").
 //!
 //! With `short` as a second argument it answers with may_minihttp's head
 //! instead (114 bytes against coserve's 246, the same 1 KiB body): the
@@ -18,8 +18,8 @@
 //! byte of it.
 //!
 //! ```sh
-//! cargo run --release --example null_peer -- 127.0.0.1:8083
-//! cargo run --release --example null_peer -- 127.0.0.1:8083 short
+//! cargo run --release -p coserve-peers --bin null_peer -- 127.0.0.1:8083
+//! cargo run --release -p coserve-peers --bin null_peer -- 127.0.0.1:8083 short
 //! ```
 //!
 //! Not a server to use: it ignores methods, targets and bodies.
@@ -39,7 +39,7 @@ const HEAD: &str = "HTTP/1.1 200 OK\r\n\
     Last-Modified: Fri, 27 Nov 2026 06:35:54 GMT\r\n\
     Accept-Ranges: bytes\r\n\r\n";
 
-/// may_minihttp's head for its 1 KiB answer (`examples/minihttp_peer.rs`),
+/// may_minihttp's head for its 1 KiB answer (`minihttp_peer`),
 /// byte for byte in length.
 const SHORT_HEAD: &str = "HTTP/1.1 200 Ok\r\n\
     Server: M\r\n\

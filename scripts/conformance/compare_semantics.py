@@ -9,15 +9,16 @@ bytes over plain sockets, and classifies what came back:
 
 Prints a Markdown table (rows = behaviours, columns = servers) and writes it,
 with versions, configurations and the exact request bytes, to
-scripts/compare_semantics.md next to this file.
+scripts/conformance/compare_semantics.md next to this file.
 
-Python 3 standard library only.  Every request has a 2 s budget, so a hanging
-server shows up as "timeout".  All servers are stopped and the temporary
-root removed at exit, also on error or Ctrl-C.
+Python 3 standard library only; responses are read by the scripts' one
+HTTP/1.1 client, scripts/lib/http1.py, in its tolerant mode.  Every request
+has a 2 s budget, so a hanging server shows up as "timeout".  All servers are
+stopped and the temporary root removed at exit, also on error or Ctrl-C.
 
-    python3 scripts/compare_semantics.py            # all servers found
-    python3 scripts/compare_semantics.py --build    # cargo build --release first
-    python3 scripts/compare_semantics.py --only coserve,nginx --no-write
+    python3 scripts/conformance/compare_semantics.py            # all servers found
+    python3 scripts/conformance/compare_semantics.py --build    # cargo build --release first
+    python3 scripts/conformance/compare_semantics.py --only coserve,nginx --no-write
 """
 
 from __future__ import annotations
@@ -30,14 +31,18 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
+
+SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(os.path.dirname(SCRIPT_DIR))
+sys.path.insert(0, os.path.join(REPO_DIR, "scripts", "lib"))
+from http1 import Conn, Resp  # noqa: E402
+from ports import free_port, wait_port  # noqa: E402
 
 HOST = "127.0.0.1"
 TIMEOUT = 2.0
@@ -47,196 +52,8 @@ OLD_DATE = "Sat, 01 Jan 2000 00:00:00 GMT"
 BIG_LEN = 100_000
 SECRET_MARKER = b"TOPSECRET-outside-the-root"
 
-SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO_DIR = os.path.dirname(SCRIPT_DIR)
-
 PASS, FAIL, OTHER = "pass", "fail", "other"
 MARK = {PASS: "✅", FAIL: "❌", OTHER: "➖"}
-
-
-# --------------------------------------------------------------------------
-# raw HTTP client
-# --------------------------------------------------------------------------
-
-@dataclass
-class Resp:
-    status: Optional[int] = None
-    version: str = ""
-    reason: str = ""
-    headers: list = field(default_factory=list)
-    body: bytes = b""
-    error: Optional[str] = None   # "timeout", "closed", "reset", "garbage", "truncated"
-
-    def h(self, name: str) -> Optional[str]:
-        name = name.lower()
-        for k, v in self.headers:
-            if k.lower() == name:
-                return v
-        return None
-
-    def hall(self, name: str) -> list:
-        name = name.lower()
-        return [v for k, v in self.headers if k.lower() == name]
-
-    def short(self) -> str:
-        if self.status is None:
-            return self.error or "no response"
-        s = str(self.status)
-        if self.error:
-            s += f" ({self.error})"
-        return s
-
-
-class Conn:
-    """One client connection with its own read buffer."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection((HOST, port), timeout=TIMEOUT)
-        self.buf = b""
-        self.eof = False
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-
-    def send(self, data: bytes):
-        self.sock.sendall(data)
-
-    def _fill(self, deadline: float) -> bool:
-        """Read more bytes into buf. False on EOF; raises TimeoutError."""
-        if self.eof:
-            return False
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        self.sock.settimeout(left)
-        try:
-            chunk = self.sock.recv(262144)
-        except socket.timeout:
-            raise TimeoutError
-        except (ConnectionResetError, BrokenPipeError):
-            self.eof = True
-            return False
-        if not chunk:
-            self.eof = True
-            return False
-        self.buf += chunk
-        return True
-
-    def _readline(self, deadline: float) -> Optional[bytes]:
-        while b"\n" not in self.buf:
-            if not self._fill(deadline):
-                return None
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.rstrip(b"\r")
-
-    def _readn(self, n: int, deadline: float) -> tuple:
-        while len(self.buf) < n:
-            if not self._fill(deadline):
-                out, self.buf = self.buf, b""
-                return out, False
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out, True
-
-    def read_response(self, head: bool = False, timeout: float = TIMEOUT) -> Resp:
-        deadline = time.monotonic() + timeout
-        r = Resp()
-        try:
-            while True:  # skip 1xx interim responses
-                while True:
-                    if len(self.buf) >= 5 and not self.buf.startswith(b"HTTP/"):
-                        while self._fill(deadline):
-                            pass
-                        r.body, self.buf = self.buf, b""
-                        first = r.body.split(b"\n", 1)[0].strip()[:30].decode("latin-1")
-                        r.error = f"no status line, bare body `{first}`"
-                        return r
-                    m = re.search(rb"\r?\n\r?\n", self.buf)
-                    if m:
-                        break
-                    if not self._fill(deadline):
-                        r.error = "closed" if not self.buf else "truncated head"
-                        return r
-                raw_head, self.buf = self.buf[:m.start()], self.buf[m.end():]
-                lines = re.split(rb"\r?\n", raw_head)
-                sm = re.match(rb"(HTTP/\d\.\d) (\d{3})(?: (.*))?$", lines[0])
-                if not sm:
-                    r.error = "garbage: " + lines[0][:40].decode("latin-1")
-                    return r
-                r.version = sm.group(1).decode()
-                r.status = int(sm.group(2))
-                r.reason = (sm.group(3) or b"").decode("latin-1")
-                r.headers = []
-                for ln in lines[1:]:
-                    if b":" in ln:
-                        k, v = ln.split(b":", 1)
-                        r.headers.append((k.decode("latin-1").strip(), v.decode("latin-1").strip()))
-                if 100 <= r.status < 200:
-                    continue
-                break
-            if head or r.status in (204, 304):
-                return r
-            te = (r.h("transfer-encoding") or "").lower()
-            cl = r.h("content-length")
-            if "chunked" in te:
-                body = b""
-                while True:
-                    line = self._readline(deadline)
-                    if line is None:
-                        r.error = "truncated"
-                        break
-                    size = int(line.split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        while True:
-                            t = self._readline(deadline)
-                            if not t:
-                                break
-                        break
-                    data, ok = self._readn(size + 2, deadline)
-                    body += data[:size]
-                    if not ok:
-                        r.error = "truncated"
-                        break
-                r.body = body
-            elif cl is not None and cl.isdigit():
-                r.body, ok = self._readn(int(cl), deadline)
-                if not ok:
-                    r.error = "truncated"
-            else:
-                while self._fill(deadline):
-                    pass
-                r.body, self.buf = self.buf, b""
-        except TimeoutError:
-            if r.status is None:
-                r.error = "timeout"
-            else:
-                r.error = "timeout in body"
-                r.body, self.buf = self.buf, b""
-        except OSError as e:
-            r.error = f"reset ({e.__class__.__name__})"
-        return r
-
-    def after(self, wait: float = TIMEOUT) -> str:
-        """What the connection does after a response: 'closed', 'open' or 'data:N'."""
-        if self.buf:
-            return f"data:{len(self.buf)}"
-        deadline = time.monotonic() + wait
-        try:
-            if self._fill(deadline):
-                return f"data:{len(self.buf)}"
-            return "closed"
-        except TimeoutError:
-            return "open"
-        except OSError:
-            return "closed"
 
 
 def req(method: str, target: str, *headers: str, version: str = "HTTP/1.1",
@@ -346,12 +163,6 @@ def make_tree(work: str) -> Tree:
 # --------------------------------------------------------------------------
 # servers
 # --------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
 
 def find_exe(name: str) -> Optional[str]:
     p = shutil.which(name)
@@ -552,15 +363,8 @@ class Running:
                                     env=env, cwd=work, start_new_session=True)
             log.close()
             self.procs.append(proc)
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    break
-                try:
-                    with socket.create_connection((HOST, port), timeout=0.5):
-                        return port, None
-                except OSError:
-                    time.sleep(0.05)
+            if wait_port(port, 15, alive=lambda: proc.poll() is None):
+                return port, None
             self.stop(proc)
             try:
                 with open(os.path.join(work, "server.log"), "rb") as f:
@@ -620,7 +424,7 @@ class Ctx:
     def one(self, raw: bytes, head: bool = False, port: Optional[int] = None) -> Resp:
         self.sent.append(raw)
         try:
-            with Conn(port or self.port) as c:
+            with Conn(HOST, port or self.port, TIMEOUT) as c:
                 c.send(raw)
                 return c.read_response(head=head)
         except OSError as e:
@@ -698,7 +502,7 @@ def r_head(c: Ctx):
     raw = req("HEAD", "/")
     c.sent.append(raw)
     try:
-        with Conn(c.port) as k:
+        with Conn(HOST, c.port, TIMEOUT) as k:
             k.send(raw)
             r = k.read_response(head=True)
             after = k.after() if r.status else ""
@@ -1119,7 +923,7 @@ def r_cl_te(c: Ctx):
     raw = req("GET", "/", "Content-Length: 5", "Transfer-Encoding: chunked", close=False) + b"0\r\n\r\n"
     c.sent.append(raw)
     try:
-        with Conn(c.port) as k:
+        with Conn(HOST, c.port, TIMEOUT) as k:
             k.send(raw)
             r = k.read_response()
             after = k.after() if r.status else ""
@@ -1173,7 +977,7 @@ def r_pipeline(c: Ctx):
     want = [f["/index.html"], f["/app.js"], f["/sub/index.html"]]
     got = []
     try:
-        with Conn(c.port) as k:
+        with Conn(HOST, c.port, TIMEOUT) as k:
             k.send(raw)
             for _ in range(3):
                 r = k.read_response()
@@ -1193,7 +997,7 @@ def r_http10_close(c: Ctx):
     raw = req("GET", "/", version="HTTP/1.0", close=False)
     c.sent.append(raw)
     try:
-        with Conn(c.port) as k:
+        with Conn(HOST, c.port, TIMEOUT) as k:
             k.send(raw)
             r = k.read_response()
             after = k.after() if r.status else ""
@@ -1212,7 +1016,7 @@ def r_http10_ka(c: Ctx):
     c.sent.append(raw)
     c.sent.append(raw)
     try:
-        with Conn(c.port) as k:
+        with Conn(HOST, c.port, TIMEOUT) as k:
             k.send(raw)
             r1 = k.read_response()
             if r1.status != 200:
@@ -1392,7 +1196,7 @@ def main() -> int:
     table.append("| | **total** | " + " | ".join(totals) + " |")
 
     out = ["# coserve behaviour comparison", "",
-           "Generated by `python3 scripts/compare_semantics.py` (stdlib only, raw sockets, "
+           "Generated by `python3 scripts/conformance/compare_semantics.py` (stdlib only, raw sockets, "
            "2 s per request). Every server gets the same request bytes on 127.0.0.1; only the "
            "ETag / Last-Modified values echoed back in rows 4, 5, 5b, 7, 8b, 18 and 18b are each "
            "server's own.", "",
@@ -1401,7 +1205,7 @@ def main() -> int:
            "apt-get install -y nginx-light lighttpd busybox caddy brotli   # peers + brotli CLI for app.js.br",
            "cargo install --locked static-web-server                     # ~4 min on 2 cores",
            "cargo install --locked miniserve                             # ~4 min on 2 cores",
-           "cargo build --release && python3 scripts/compare_semantics.py",
+           "cargo build --release && python3 scripts/conformance/compare_semantics.py",
            "```", "",
            "Servers that are not installed are skipped and listed as such; `--only NAME,...` picks "
            "columns, `--no-write` only prints. The run takes about 10 s.",

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Soak test: mixed load against the release binary for SOAK_MINUTES minutes
 # (default 10) or SOAK_SECONDS seconds, every body byte checked, the
-# server's RSS and descriptors sampled. See scripts/soak.py for the load.
+# server's RSS and descriptors sampled. See scripts/bench/soak.py for the
+# load.
 #
-#   scripts/soak.sh                  # 10 minutes
-#   SOAK_MINUTES=1 scripts/soak.sh
-#   SOAK_SECONDS=20 scripts/soak.sh  # a short check
+#   scripts/bench/soak.sh                  # 10 minutes
+#   SOAK_MINUTES=1 scripts/bench/soak.sh
+#   SOAK_SECONDS=20 scripts/bench/soak.sh  # a short check
 #
 # Exits non-zero on an error, a wrong byte, a descriptor leak, growing
 # memory or an unclean exit on SIGTERM.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 if [[ -n "${SOAK_SECONDS:-}" ]]; then
     seconds=$SOAK_SECONDS
@@ -19,4 +20,4 @@ else
 fi
 
 cargo build --release --quiet --bin coserve
-exec python3 scripts/soak.py --binary target/release/coserve --seconds "$seconds" "$@"
+exec python3 scripts/bench/soak.py --binary target/release/coserve --seconds "$seconds" "$@"

@@ -5,10 +5,10 @@
 # total is divided by COUNT (start-up and shutdown included, so it is an
 # upper bound) and the top functions are printed.
 #
-#   scripts/callgrind.sh [BINARY]       # default target/release/coserve
-#   COUNT=20000 scripts/callgrind.sh /tmp/old/target/release/coserve
+#   scripts/bench/callgrind.sh [BINARY]       # default target/release/coserve
+#   COUNT=20000 scripts/bench/callgrind.sh /tmp/old/target/release/coserve
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 BIN=${1:-target/release/coserve}
 COUNT=${COUNT:-20000}
 [[ $BIN != target/release/coserve ]] || cargo build --release --bin coserve 2>&1 | tail -1
@@ -20,8 +20,8 @@ mkdir "$work/site"
 head -c 1024 /dev/zero | tr '\0' 'x' >"$work/site/index.html"
 # Old enough for the cache to take it at once.
 touch -d '1 minute ago' "$work/site/index.html"
-# shellcheck source=scripts/ports.sh
-. scripts/ports.sh
+# shellcheck source=scripts/lib/ports.sh
+. scripts/lib/ports.sh
 port=$(free_port)
 
 valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
@@ -29,7 +29,7 @@ valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
 pid=$!
 # valgrind starts slowly.
 wait_port "$port" 300
-python3 scripts/requests.py 127.0.0.1 "$port" /index.html "$COUNT" 8
+python3 scripts/bench/requests.py 127.0.0.1 "$port" /index.html "$COUNT" 8
 kill -INT "$pid"
 wait "$pid" || true
 [[ -z ${KEEP:-} ]] || cp "$work/cg.out" "$KEEP"
