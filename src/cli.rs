@@ -48,8 +48,8 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 
-    /// Pin each worker thread to a core (may's default; off here, see the
-    /// README's performance section).
+    /// Pin each worker thread to a core (may's default; off here, see
+    /// docs/performance.md).
     #[arg(long)]
     pub pin_workers: bool,
 

@@ -145,8 +145,8 @@ pub mod __fuzz {
     pub use crate::parse::{Head, Limits, Status, parse_head};
 }
 
-/// The README's Rust examples, compiled and run as doctests so that they
-/// stay true.
+/// The README's Rust examples, compiled as doctests so that they stay
+/// true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -46,7 +46,7 @@ impl Default for Runtime {
 static STARTED: Mutex<Option<Runtime>> = Mutex::new(None);
 
 impl Runtime {
-    /// The default coroutine stack: release builds use under 8 KiB serving
+    /// The default coroutine stack: release builds use about 8 KiB serving
     /// files with the access log on, so 64 KiB leaves room for handlers.
     /// Debug builds have much larger frames and need several times more.
     /// Only the pages a coroutine touches count towards resident memory.
@@ -57,10 +57,10 @@ impl Runtime {
     };
 
     /// The smallest coroutine stack accepted: about twice the most the
-    /// server's own code uses (7.6 KiB in release builds and 25 KiB in
+    /// server's own code uses (8.0 KiB in release builds and 26 KiB in
     /// debug builds, serving files, listings, ranges, errors and
-    /// precompressed files with the access log on; may's stack-usage
-    /// report). So only a handler's own frames can overflow. An overflow in
+    /// precompressed files with the access log on, as
+    /// `--cfg coserve_stack_report` reports it). So only a handler's own frames can overflow. An overflow in
     /// the server's code could happen with a lock held (the file cache's,
     /// the log's), and a coroutine that overflows is abandoned with its
     /// locks held: the next coroutine to want one would block its worker
@@ -189,7 +189,7 @@ impl Runtime {
 ///
 /// Built with `--cfg coserve_stack_report`, the count is odd instead: may
 /// then fills each stack with a pattern and prints how much of it every
-/// coroutine used when it ends (`scripts/stack_use.sh`). Every page a
+/// coroutine used when it ends (`scripts/bench/stack_use.sh`). Every page a
 /// connection's coroutine touches stays resident while it runs.
 pub(crate) fn stack_words(bytes: usize) -> usize {
     let words = bytes / std::mem::size_of::<usize>();

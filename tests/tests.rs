@@ -18,6 +18,7 @@ mod handlers;
 mod hostile;
 mod idle;
 mod limits;
+mod links;
 mod load;
 mod modes;
 mod protocol;
