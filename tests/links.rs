@@ -43,12 +43,12 @@ struct Link {
     target: String,
 }
 
-/// Every link destination in `text`, outside code.
-fn links(text: &str) -> Vec<Link> {
+/// The lines of `text` outside fenced code blocks, numbered from 1. A line
+/// number that skips says a fence came between.
+fn prose_lines(text: &str) -> Vec<(usize, &str)> {
     let mut out = Vec::new();
     let mut fence: Option<(char, usize)> = None;
     for (i, raw) in text.lines().enumerate() {
-        let line = i + 1;
         let trimmed = raw.trim_start();
         let indent = raw.len() - trimmed.len();
         if let Some((ch, n)) = fence_marker(trimmed).filter(|_| indent <= 3) {
@@ -64,9 +64,17 @@ fn links(text: &str) -> Vec<Link> {
                 Some(_) => {}
             }
         }
-        if fence.is_some() {
-            continue;
+        if fence.is_none() {
+            out.push((i + 1, raw));
         }
+    }
+    out
+}
+
+/// Every link destination in `text`, outside code.
+fn links(text: &str) -> Vec<Link> {
+    let mut out = Vec::new();
+    for (line, raw) in prose_lines(text) {
         let code_free = strip_code_spans(raw);
         if let Some(target) = reference_definition(&code_free) {
             out.push(Link { line, target });
@@ -263,28 +271,16 @@ fn anchors(text: &str) -> Vec<String> {
         });
         *n += 1;
     };
-    let mut fence: Option<(char, usize)> = None;
     let mut previous: Option<&str> = None;
-    for raw in text.lines() {
+    let mut last_line = 0;
+    for (line, raw) in prose_lines(text) {
         let trimmed = raw.trim_start();
         let indent = raw.len() - trimmed.len();
-        if let Some((ch, n)) = fence_marker(trimmed).filter(|_| indent <= 3) {
-            match fence {
-                None => {
-                    fence = Some((ch, n));
-                    previous = None;
-                    continue;
-                }
-                Some((open, len)) if open == ch && n >= len && only_fence(trimmed, ch) => {
-                    fence = None;
-                    continue;
-                }
-                Some(_) => {}
-            }
+        // A fence between two lines ends any paragraph before it.
+        if line != last_line + 1 {
+            previous = None;
         }
-        if fence.is_some() {
-            continue;
-        }
+        last_line = line;
         for key in ["id=\"", "name=\""] {
             let mut rest = raw;
             while let Some(i) = rest.find(key) {
