@@ -123,7 +123,7 @@ mod transport;
 
 pub use blocking::blocking;
 pub use engine::EngineKind;
-pub use files::{CacheOptions, CacheStats, FilesOptions, StaticFiles};
+pub use files::{CacheOptions, CacheStats, FilesOptions, StaticFiles, Symlinks};
 pub use handler::{Error, Handler, IntoResponse};
 pub use parse::{ParseError, Version};
 pub use request::{Method, Request};

@@ -141,6 +141,39 @@ pub(crate) fn recv_into(sock: BorrowedFd<'_>, buf: &mut BytesMut) -> io::Result<
     Ok(n)
 }
 
+/// `openat(dir, path, flags)`, following symlinks unless `flags` holds
+/// `O_NOFOLLOW`. `O_CLOEXEC` is always added.
+pub(crate) fn openat(dir: BorrowedFd<'_>, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: `dir` is open for the call and `path` is NUL-terminated.
+    let fd = check(
+        unsafe { libc::openat(dir.as_raw_fd(), path.as_ptr(), flags | libc::O_CLOEXEC) }.into(),
+    )?;
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The text of the symlink `link` is open on (with `O_PATH | O_NOFOLLOW`):
+/// `readlinkat(link, "")`, so the text read is that link's, whatever its
+/// name now names.
+pub(crate) fn readlink_fd(link: BorrowedFd<'_>) -> io::Result<std::ffi::CString> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: `link` is open for the call, the empty path is NUL-terminated,
+    // and `buf` is valid for writes of its length.
+    let n = check(unsafe {
+        libc::readlinkat(
+            link.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    } as libc::c_long)? as usize;
+    if n == buf.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    buf.truncate(n);
+    std::ffi::CString::new(buf).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
 /// `openat2(dir, path, flags, resolve)` (Linux 5.6): opens `path` relative to
 /// the directory `dir` under the resolution rules `resolve` (such as
 /// `RESOLVE_BENEATH`). `O_CLOEXEC` is always added.

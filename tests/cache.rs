@@ -4,7 +4,7 @@
 use std::fs;
 use std::time::Duration;
 
-use coserve::CacheOptions;
+use coserve::{CacheOptions, Symlinks};
 
 use crate::engine_tests;
 use crate::util::{Resp, TestServer, start_site};
@@ -113,7 +113,10 @@ engine_tests! {
     fn a_symlink_turned_outside_the_root_is_not_served_from_the_cache() {
         let outside = tempfile::tempdir().unwrap();
         fs::write(outside.path().join("secret.txt"), b"top secret").unwrap();
-        let s = cached_site(Duration::ZERO, 1 << 20);
+        let s = start_site(|c, f| {
+            let cache = CacheOptions::new().settle(Duration::ZERO);
+            (c, f.cache(Some(cache)).symlinks(Symlinks::Refuse))
+        });
         let link = s.root().join("link.txt");
         std::os::unix::fs::symlink("with space.txt", &link).unwrap();
         assert_eq!(s.get("/link.txt").body, b"spaced\n");

@@ -4,6 +4,8 @@
 
 use std::io::Write;
 use std::path::Path;
+
+use coserve::Symlinks;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::util::{
@@ -78,9 +80,11 @@ crate::engine_tests! {
         assert_eq!(page.status, 200);
         assert_eq!(page.body, b"sub page\n");
 
+        // A directory without an index is listed, as python's http.server
+        // does (modes.rs has the listing's own tests).
         let empty = server.get("/empty/");
-        assert_eq!(empty.status, 404, "a directory without an index");
-        assert_eq!(empty.body, CUSTOM_404);
+        assert_eq!(empty.status, 200, "a directory without an index");
+        assert!(empty.text().contains("This directory is empty."), "{}", empty.text());
     }
 
     #[test]
@@ -356,10 +360,14 @@ crate::engine_tests! {
         symlink(site.join("index.html"), site.join("alias.html")).unwrap();
         symlink("sub/index.html", site.join("rel-alias.html")).unwrap();
 
-        let server = util::start_files(&site, test_config(), test_files());
+        let server = util::start_files(
+            &site,
+            test_config(),
+            test_files().symlinks(Symlinks::Refuse),
+        );
         for target in ["/out.txt", "/outdir/inner.txt", "/rel-out.txt"] {
             let r = get_raw_target(&server, target);
-            assert_eq!(r.status, 404, "{target} (follow_symlinks off)");
+            assert_eq!(r.status, 404, "{target} (--symlinks refuse)");
             assert!(!r.text().contains(SECRET), "{target}: the secret leaked");
         }
         let r = get_raw_target(&server, "/alias.html");
@@ -370,10 +378,14 @@ crate::engine_tests! {
         assert_eq!(r.body, b"sub index\n");
         drop(server);
 
-        let server = util::start_files(&site, test_config(), test_files().follow_symlinks(true));
+        let server = util::start_files(
+            &site,
+            test_config(),
+            test_files().symlinks(Symlinks::Follow),
+        );
         for target in ["/out.txt", "/outdir/inner.txt", "/rel-out.txt"] {
             let r = get_raw_target(&server, target);
-            assert_eq!(r.status, 200, "{target} (follow_symlinks on)");
+            assert_eq!(r.status, 200, "{target} (--symlinks follow)");
             assert_eq!(r.text(), SECRET, "{target}");
         }
         let r = get_raw_target(&server, "/alias.html");
@@ -382,6 +394,87 @@ crate::engine_tests! {
         // Following symlinks does not open up `..`.
         let r = get_raw_target(&server, "/../secret.txt");
         assert!(r.status == 400 || r.status == 404, "status {}", r.status);
+    }
+
+    /// The three symlink policies on a site whose assets are links out of
+    /// the root, as Debian's documentation packages ship: one to a file of
+    /// the link's own owner (served under `owner`), one to another user's
+    /// file (refused under `owner`), and one whose link belongs to another
+    /// user (refused too). Run as root, the test hands files to `nobody`;
+    /// as anyone else, it links to root's `/etc/passwd`.
+    #[cfg(unix)]
+    #[test]
+    fn symlink_policies_follow_links_by_owner() {
+        use std::os::unix::fs::{MetadataExt, symlink};
+        let outer = site_with_outside();
+        let site = outer.path().join("site");
+        let assets = site.join("assets");
+        std::fs::create_dir(&assets).unwrap();
+        let ours = outer.path().join("outside/inner.txt");
+        symlink(&ours, assets.join("same-owner.txt")).unwrap();
+        symlink(outer.path().join("outside"), assets.join("same-owner-dir")).unwrap();
+        let root = unsafe_free_euid() == 0;
+        let theirs = if root {
+            let theirs = outer.path().join("theirs.txt");
+            write(&theirs, SECRET.as_bytes());
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            theirs
+        } else {
+            Path::new("/etc/passwd").to_path_buf()
+        };
+        assert_ne!(
+            std::fs::metadata(&theirs).unwrap().uid(),
+            std::fs::metadata(&ours).unwrap().uid()
+        );
+        symlink(&theirs, assets.join("other-owner.txt")).unwrap();
+        let mut links = vec!["/assets/other-owner.txt"];
+        if root {
+            // A link planted by another user to root's file.
+            symlink(&ours, assets.join("planted.txt")).unwrap();
+            std::os::unix::fs::lchown(assets.join("planted.txt"), Some(65534), Some(65534)).unwrap();
+            links.push("/assets/planted.txt");
+        }
+        let same = ["/assets/same-owner.txt", "/assets/same-owner-dir/inner.txt"];
+
+        for (policy, same_status, other_status) in [
+            (Symlinks::Refuse, 404, 404),
+            (Symlinks::SameOwner, 200, 404),
+            (Symlinks::Follow, 200, 200),
+        ] {
+            let server = util::start_files(&site, test_config(), test_files().symlinks(policy));
+            for target in same {
+                let r = get_raw_target(&server, target);
+                assert_eq!(r.status, same_status, "{target} under {policy}");
+                if same_status == 200 {
+                    assert_eq!(r.text(), SECRET, "{target} under {policy}");
+                } else {
+                    assert!(!r.text().contains(SECRET), "{target} under {policy}");
+                }
+            }
+            for target in &links {
+                let r = get_raw_target(&server, target);
+                assert_eq!(r.status, other_status, "{target} under {policy}");
+                if other_status == 404 {
+                    assert!(!r.text().contains(SECRET), "{target} under {policy}");
+                }
+            }
+            // The listing shows exactly what is served.
+            let listing = server.get("/assets/").text();
+            for (name, served) in [
+                ("same-owner.txt", same_status == 200),
+                ("same-owner-dir/", same_status == 200),
+                ("other-owner.txt", other_status == 200),
+            ] {
+                assert_eq!(
+                    listing.contains(&format!("href=\"{name}\"")),
+                    served,
+                    "{name} under {policy}: {listing}"
+                );
+            }
+            // Links that stay beneath the root are followed under every
+            // policy.
+            assert_eq!(server.get("/sub/").body, b"sub index\n");
+        }
     }
 
     #[test]
@@ -437,8 +530,14 @@ crate::engine_tests! {
         // SAFETY: a valid NUL-terminated path.
         let rc = unsafe { libc::mkfifo(c_index.as_ptr(), 0o644) };
         assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+        // Never served: a 404, or the listing, which leaves the FIFO out.
         let r = server.get("/fifodir/");
-        assert!(r.status == 404 || r.status == 403, "status {}", r.status);
+        assert!(
+            r.status == 404 || r.status == 403 || (r.status == 200 && !r.text().contains("index.html")),
+            "status {}: {}",
+            r.status,
+            r.text()
+        );
 
         let r = server.get("/");
         assert_eq!(r.status, 200, "the server still answers after the FIFO");
@@ -543,4 +642,11 @@ crate::engine_tests! {
         let r = read_response(&mut s, false).expect("a response");
         assert_eq!(r.body, b"body { color: black; }\n");
     }
+}
+
+/// This process's effective user id, from `/proc` (no `unsafe` here).
+fn unsafe_free_euid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
 }

@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use coserve::Symlinks;
+
 use crate::util::{
     TestServer, read_response, read_to_close, request, start_default_site, start_site,
 };
@@ -231,7 +233,7 @@ crate::engine_tests! {
 
     #[test]
     fn index_names_are_tried_in_order() {
-        let server = start_site(|c, f| (c, f.index(["default.htm", "index.html"])));
+        let server = start_site(|c, f| (c, f.index(["default.htm", "index.html"]).listing(false)));
         let root = server.root();
         std::fs::create_dir(root.join("both")).unwrap();
         std::fs::write(root.join("both/default.htm"), b"default page\n").unwrap();
@@ -279,7 +281,7 @@ crate::engine_tests! {
         assert_eq!(r.header("location"), Some("/sub/"));
 
         // With listing off, the same directory is not found.
-        let server = start_default_site();
+        let server = start_site(|c, f| (c, f.listing(false)));
         assert_eq!(server.get("/empty/").status, 404);
     }
 
@@ -377,7 +379,12 @@ crate::engine_tests! {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("target.txt"), b"outside!").unwrap();
         for follow in [false, true] {
-            let server = start_site(|c, f| (c, f.listing(true).follow_symlinks(follow)));
+            let policy = if follow {
+                Symlinks::Follow
+            } else {
+                Symlinks::Refuse
+            };
+            let server = start_site(|c, f| (c, f.listing(true).symlinks(policy)));
             let link = server.root().join("sub/out-link.txt");
             std::os::unix::fs::symlink(outside.path().join("target.txt"), &link).unwrap();
             // Without its index, `/sub/` is listed.

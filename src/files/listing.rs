@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use super::open::{Purpose, Root, open};
+use super::options::Symlinks;
 use super::path::{SEGMENT, SafePath, check_name};
 use crate::response::SERVER;
 
@@ -71,10 +72,10 @@ struct Entry {
 pub(crate) fn render_listing(
     root: &Root,
     dir: &SafePath,
-    follow_symlinks: bool,
+    symlinks: Symlinks,
 ) -> io::Result<String> {
     let url_path = &dir.display_path();
-    let mut entries = read_entries(root, dir, follow_symlinks)?;
+    let mut entries = read_entries(root, dir, symlinks)?;
     entries.sort_by(|a, b| {
         b.is_dir
             .cmp(&a.is_dir)
@@ -136,7 +137,7 @@ fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
 }
 
 /// The entries of `dir` the handler would serve, unsorted.
-fn read_entries(root: &Root, dir: &SafePath, follow_symlinks: bool) -> io::Result<Vec<Entry>> {
+fn read_entries(root: &Root, dir: &SafePath, symlinks: Symlinks) -> io::Result<Vec<Entry>> {
     let rel = dir.relative();
     let mut entries = Vec::new();
     for entry in fs::read_dir(root.path.join(&rel))? {
@@ -149,12 +150,7 @@ fn read_entries(root: &Root, dir: &SafePath, follow_symlinks: bool) -> io::Resul
         // Opened as the handler would open it: what it refuses (a link out
         // of the root, a dangling one) is not listed, and what it serves
         // is described by its own descriptor.
-        let Ok(opened) = open(
-            root,
-            &rel.join(&file_name),
-            follow_symlinks,
-            Purpose::Inspect,
-        ) else {
+        let Ok(opened) = open(root, &rel.join(&file_name), symlinks, Purpose::Inspect) else {
             continue;
         };
         let meta = opened.meta;
@@ -244,12 +240,12 @@ mod tests {
     /// The listing of `url` (a directory's path, percent-encoded) on a site
     /// whose root is `root`, symlinks out of it not followed.
     fn render(root: &Path, url: &str) -> io::Result<String> {
-        render_policy(root, url, false)
+        render_policy(root, url, Symlinks::Refuse)
     }
 
-    fn render_policy(root: &Path, url: &str, follow_symlinks: bool) -> io::Result<String> {
+    fn render_policy(root: &Path, url: &str, symlinks: Symlinks) -> io::Result<String> {
         let dir = resolve_path(url).expect("a servable path");
-        render_listing(&Root::open(root).unwrap(), &dir, follow_symlinks)
+        render_listing(&Root::open(root).unwrap(), &dir, symlinks)
     }
 
     fn touch(dir: &Path, name: impl AsRef<Path>, len: u64) {
@@ -406,7 +402,7 @@ mod tests {
         let html = render(p, "/").unwrap();
         assert_eq!(hrefs(&html), ["absolute-in-link", "in-link", "inside"]);
         assert!(!html.contains("3 B"), "{html}");
-        let followed = render_policy(p, "/", true).unwrap();
+        let followed = render_policy(p, "/", Symlinks::Follow).unwrap();
         assert_eq!(
             hrefs(&followed),
             [

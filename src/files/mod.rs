@@ -23,7 +23,7 @@ pub(crate) mod range;
 mod respond;
 
 pub use cache::{CacheOptions, CacheStats};
-pub use options::FilesOptions;
+pub use options::{FilesOptions, Symlinks};
 
 use std::io;
 use std::path::{Path, PathBuf};

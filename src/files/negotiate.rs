@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::open::{Opened, Purpose, Root, open};
+use super::options::Symlinks;
 use crate::request::Request;
 
 /// Precompressed siblings, in order of preference when q-values tie.
@@ -18,7 +19,7 @@ pub(crate) fn negotiate(
     root: &Root,
     req: &Request,
     opened: Opened,
-    follow_symlinks: bool,
+    symlinks: Symlinks,
 ) -> (Opened, Option<&'static str>, bool) {
     let Ok(rel) = opened.path.strip_prefix(&root.path).map(Path::to_path_buf) else {
         return (opened, None, false);
@@ -29,7 +30,7 @@ pub(crate) fn negotiate(
     for (coding, suffix) in CODINGS {
         let mut name = rel.clone().into_os_string();
         name.push(suffix);
-        let Ok(sibling) = open(root, Path::new(&name), follow_symlinks, Purpose::Read) else {
+        let Ok(sibling) = open(root, Path::new(&name), symlinks, Purpose::Read) else {
             continue;
         };
         if !sibling.meta.is_file() {

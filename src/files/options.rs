@@ -3,13 +3,65 @@
 use super::cache::CacheOptions;
 use crate::response::{HeaderError, check_header};
 
+/// Which symlinks [`StaticFiles`](crate::StaticFiles) follows out of its
+/// root. A symlink that stays beneath the root is always followed; `..` in a
+/// URL never climbs out, whatever the policy. docs/security.md has the
+/// threat model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Symlinks {
+    /// Never serve a file outside the root: a symlink that leads out is a
+    /// 404.
+    Refuse,
+    /// Follow a symlink out of the root only when the link and its target
+    /// have the same owner, as nginx's `disable_symlinks if_not_owner`: a
+    /// link can expose only what its owner could publish anyway. The
+    /// default: it serves sites whose shared assets are links (Debian's
+    /// documentation packages) and refuses a link someone planted to
+    /// another user's file.
+    #[default]
+    SameOwner,
+    /// Follow every symlink, as `python3 -m http.server` does.
+    Follow,
+}
+
+impl Symlinks {
+    /// The name the command line's `--symlinks` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Symlinks::Refuse => "refuse",
+            Symlinks::SameOwner => "owner",
+            Symlinks::Follow => "follow",
+        }
+    }
+}
+
+impl std::str::FromStr for Symlinks {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "refuse" => Ok(Symlinks::Refuse),
+            "owner" => Ok(Symlinks::SameOwner),
+            "follow" => Ok(Symlinks::Follow),
+            other => Err(format!(
+                "unknown symlink policy {other:?} (refuse, owner or follow)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Symlinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Options for [`StaticFiles`](crate::StaticFiles), built with chained
 /// setters from the defaults:
 ///
 /// ```
 /// use coserve::FilesOptions;
 /// let options = FilesOptions::new()
-///     .listing(true)
+///     .listing(false)
 ///     .cache_control("public, max-age=3600")
 ///     .header("X-Frame-Options", "DENY");
 /// ```
@@ -19,7 +71,7 @@ use crate::response::{HeaderError, check_header};
 /// fail, rather than every response.
 #[derive(Debug, Clone)]
 pub struct FilesOptions {
-    pub(crate) follow_symlinks: bool,
+    pub(crate) symlinks: Symlinks,
     pub(crate) index: Vec<String>,
     pub(crate) precompressed: bool,
     pub(crate) listing: bool,
@@ -35,10 +87,10 @@ pub struct FilesOptions {
 impl Default for FilesOptions {
     fn default() -> Self {
         FilesOptions {
-            follow_symlinks: false,
+            symlinks: Symlinks::SameOwner,
             index: vec!["index.html".into()],
             precompressed: true,
-            listing: false,
+            listing: true,
             headers: Vec::new(),
             cache_control: None,
             cors: false,
@@ -50,18 +102,20 @@ impl Default for FilesOptions {
 }
 
 impl FilesOptions {
-    /// The defaults: `index.html` serves a directory; precompressed
-    /// siblings are served; no listing; symlinks followed only where they
-    /// stay beneath the root; the file cache on with
-    /// [`CacheOptions::default`].
+    /// The defaults, which are the `coserve` command's: `index.html` serves
+    /// a directory, and a directory without one is listed; precompressed
+    /// siblings are served; symlinks out of the root are followed when the
+    /// link and its target have the same owner ([`Symlinks::SameOwner`]);
+    /// the file cache on with [`CacheOptions::default`].
     pub fn new() -> FilesOptions {
         FilesOptions::default()
     }
 
-    /// Follow symlinks that lead outside the root (off: such a link is a
-    /// 404, and a listing leaves it out).
-    pub fn follow_symlinks(mut self, follow: bool) -> FilesOptions {
-        self.follow_symlinks = follow;
+    /// Which symlinks out of the root are followed
+    /// ([`Symlinks::SameOwner`]). A link refused is a 404, a listing leaves
+    /// it out, and a warning names it once.
+    pub fn symlinks(mut self, policy: Symlinks) -> FilesOptions {
+        self.symlinks = policy;
         self
     }
 
@@ -83,7 +137,8 @@ impl FilesOptions {
         self
     }
 
-    /// List directories that have no index file (off).
+    /// List directories that have no index file (on). Off, such a
+    /// directory is a 404 whose page says that listing is off.
     pub fn listing(mut self, on: bool) -> FilesOptions {
         self.listing = on;
         self

@@ -44,6 +44,8 @@ enum Named {
 
 const BUILTIN_404: &str = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>404 Not Found</title></head>\n<body><h1>404 Not Found</h1><p>The requested URL was not found on this server.</p></body></html>\n";
 
+const LISTING_OFF_404: &str = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>404 Not Found</title></head>\n<body><h1>404 Not Found</h1><p>The requested URL was not found on this server.</p>\n<p>This directory has no index file, and directory listing is off.</p></body></html>\n";
+
 /// One request's view of the site: the root as now resolved, and the
 /// options.
 pub(crate) struct Site<'a> {
@@ -53,7 +55,7 @@ pub(crate) struct Site<'a> {
 
 impl Site<'_> {
     fn open(&self, rel: &Path) -> io::Result<Opened> {
-        open(self.root, rel, self.options.follow_symlinks, Purpose::Read)
+        open(self.root, rel, self.options.symlinks, Purpose::Read)
     }
 
     /// Answers a request for its URL's path.
@@ -109,6 +111,12 @@ impl Site<'_> {
             Err(e) => return self.open_failed(req, &e, named),
         };
         if opened.meta.is_file() {
+            // `/file.txt/` names a directory that is not there; served as
+            // the file, its relative links would resolve below it (Go and
+            // nginx answer 404 too).
+            if safe.has_trailing_slash() {
+                return self.not_found();
+            }
             return self.serve_file(req, opened, fill);
         }
         if !opened.meta.is_dir() {
@@ -132,13 +140,28 @@ impl Site<'_> {
                 _ => continue,
             }
         }
-        if named == Named::ByUrl && self.options.listing {
-            return match render_listing(self.root, safe, self.options.follow_symlinks) {
+        if named == Named::ByUrl {
+            if !self.options.listing {
+                return self.not_listed();
+            }
+            return match render_listing(self.root, safe, self.options.symlinks) {
                 Ok(html) => Response::html(html),
                 Err(e) => self.open_failed(req, &e, named),
             };
         }
         self.not_found()
+    }
+
+    /// The 404 for a directory without an index file when listing is off:
+    /// the site's `404.html` if it has one, else a page that says why, so
+    /// that whoever started the server sees what to change.
+    fn not_listed(&self) -> Response {
+        match self.custom_404() {
+            Some(page) => page,
+            None => Response::new(StatusCode::NOT_FOUND)
+                .header("Content-Type", "text/html; charset=utf-8")
+                .body(Bytes::from_static(LISTING_OFF_404.as_bytes())),
+        }
     }
 
     /// Serves a regular file: picks the representation (precompressed or
@@ -153,7 +176,7 @@ impl Site<'_> {
     ) -> Response {
         let content_type = content_type(&opened.path);
         let (opened, coding, vary) = if self.options.precompressed {
-            negotiate(self.root, req, opened, self.options.follow_symlinks)
+            negotiate(self.root, req, opened, self.options.symlinks)
         } else {
             (opened, None, false)
         };
@@ -255,6 +278,15 @@ impl Site<'_> {
     /// The 404 page: the root's `404.html` if there is one, else a built-in
     /// page.
     fn not_found(&self) -> Response {
+        self.custom_404().unwrap_or_else(|| {
+            Response::new(StatusCode::NOT_FOUND)
+                .header("Content-Type", "text/html; charset=utf-8")
+                .body(Bytes::from_static(BUILTIN_404.as_bytes()))
+        })
+    }
+
+    /// The root's `404.html`, if it has one of at most a megabyte.
+    fn custom_404(&self) -> Option<Response> {
         let page = self
             .open(Path::new("404.html"))
             .ok()
@@ -263,13 +295,11 @@ impl Site<'_> {
                 let mut buf = Vec::with_capacity(o.meta.len() as usize);
                 o.file.read_to_end(&mut buf).ok().map(|_| buf)
             });
-        let body = match page {
-            Some(bytes) => Bytes::from(bytes),
-            None => Bytes::from_static(BUILTIN_404.as_bytes()),
-        };
-        Response::new(StatusCode::NOT_FOUND)
-            .header("Content-Type", "text/html; charset=utf-8")
-            .body(body)
+        page.map(|bytes| {
+            Response::new(StatusCode::NOT_FOUND)
+                .header("Content-Type", "text/html; charset=utf-8")
+                .body(Bytes::from(bytes))
+        })
     }
 
     /// Maps a failure to open or list a path to a response. Only errors that
