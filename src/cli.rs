@@ -2,12 +2,13 @@
 //! turned into the runtime's settings, a [`coserve::Config`] and the
 //! static files' [`coserve::FilesOptions`].
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use coserve::{CacheOptions, Config, EngineKind, FilesOptions, Response, Runtime, StatusCode};
+use coserve::{
+    CacheOptions, Config, EngineKind, FilesOptions, Response, Runtime, StatusCode, Symlinks,
+};
 
 /// A fast, safe HTTP/1.1 static-file server on may coroutines.
 #[derive(Debug, Parser)]
@@ -17,14 +18,10 @@ pub struct Cli {
     #[arg(default_value_t = 8000)]
     pub port: u16,
 
-    /// Address to bind to (default: all interfaces).
-    #[arg(
-        short = 'b',
-        long = "bind",
-        value_name = "ADDR",
-        default_value = "0.0.0.0"
-    )]
-    pub bind: IpAddr,
+    /// Address or host name to bind to [default: all interfaces, `::`
+    /// taking IPv4 too, or `0.0.0.0` without IPv6].
+    #[arg(short = 'b', long = "bind", value_name = "ADDR")]
+    pub bind: Option<String>,
 
     /// Directory to serve.
     #[arg(
@@ -78,6 +75,11 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub body_timeout: u64,
 
+    /// Close a connection when one write waits this long for the client
+    /// to read.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub write_timeout: u64,
+
     /// How long SIGINT/SIGTERM waits for responses in flight before exiting.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub shutdown_grace: u64,
@@ -91,12 +93,24 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
 
-    /// Follow symlinks that point outside the directory.
-    #[arg(long)]
+    /// Which symlinks out of the directory are followed: `refuse` (none),
+    /// `owner` (when the link and its target have the same owner, as
+    /// nginx's `disable_symlinks if_not_owner`) or `follow` (all, as
+    /// python's http.server).
+    #[arg(long, value_name = "POLICY", default_value_t = Symlinks::SameOwner)]
+    pub symlinks: Symlinks,
+
+    /// The same as `--symlinks follow`.
+    #[arg(long, hide = true)]
     pub follow_symlinks: bool,
 
-    /// List directories that have no index file.
-    #[arg(long)]
+    /// Answer 404 for a directory without an index file, instead of
+    /// listing it.
+    #[arg(long, overrides_with = "listing")]
+    pub no_listing: bool,
+
+    /// List directories that have no index file (the default).
+    #[arg(long, hide = true, overrides_with = "no_listing")]
     pub listing: bool,
 
     /// Do not serve precompressed `.br`/`.gz` siblings.
@@ -186,6 +200,7 @@ impl Cli {
             .release_idle_after(Duration::from_millis(self.release_idle_after))
             .header_timeout(Duration::from_secs(self.header_timeout))
             .body_timeout(Duration::from_secs(self.body_timeout))
+            .write_timeout(Duration::from_secs(self.write_timeout))
             .shutdown_grace(Duration::from_secs(self.shutdown_grace))
             .max_connections(self.max_connections)
             .max_connections_per_ip(self.max_connections_per_ip)
@@ -195,9 +210,13 @@ impl Cli {
     /// What the static files are served with.
     pub fn files(&self) -> FilesOptions {
         let mut files = FilesOptions::new()
-            .follow_symlinks(self.follow_symlinks)
+            .symlinks(if self.follow_symlinks {
+                Symlinks::Follow
+            } else {
+                self.symlinks
+            })
             .precompressed(!self.no_precompressed)
-            .listing(self.listing)
+            .listing(!self.no_listing)
             .cors(self.cors)
             .spa(self.spa)
             .cache((!self.no_cache).then(|| {

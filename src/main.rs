@@ -4,7 +4,7 @@
 mod cli;
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -37,13 +37,14 @@ fn main() -> ExitCode {
         eprintln!("coserve: cannot start: {e}");
         return ExitCode::FAILURE;
     }
-    let addr = SocketAddr::new(cli.bind, cli.port);
-    let server = match Server::bind(addr, cli.config()) {
+    let server = match bind(&cli) {
         Ok(server) => server,
         Err(e) => {
             eprintln!(
-                "coserve: cannot serve {} on {addr}: {e}",
-                cli.directory.display()
+                "coserve: cannot serve {} on {} port {}: {e}",
+                cli.directory.display(),
+                cli.bind.as_deref().unwrap_or("::"),
+                cli.port
             );
             return ExitCode::FAILURE;
         }
@@ -72,12 +73,22 @@ fn main() -> ExitCode {
         }
     };
     let stopper = handle.clone();
+    let grace = cli.shutdown_grace;
     let watching = std::thread::Builder::new()
         .name("coserve-signals".into())
         .spawn(move || {
             let mut signals = signals.forever();
             if let Some(sig) = signals.next() {
-                log::info!("signal {sig}: shutting down");
+                let active = stopper.active_connections();
+                let draining = match active {
+                    0 => String::new(),
+                    1 => format!("; draining 1 connection for up to {grace} s"),
+                    n => format!("; draining {n} connections for up to {grace} s"),
+                };
+                eprintln!(
+                    "coserve: {}: shutting down{draining} (a second Ctrl-C exits at once)",
+                    signal_name(sig)
+                );
                 let shutting = std::thread::Builder::new()
                     .name("coserve-shutdown".into())
                     .spawn(move || stopper.shutdown());
@@ -99,6 +110,39 @@ fn main() -> ExitCode {
     }
     handle.join();
     ExitCode::SUCCESS
+}
+
+/// Binds the address the flags name: a host name or address (the first of
+/// its addresses that binds), or with none, `::` taking IPv4 too, or
+/// `0.0.0.0` where the system has no IPv6.
+fn bind(cli: &cli::Cli) -> std::io::Result<Server> {
+    match cli.bind.as_deref() {
+        Some(host) => {
+            // `[::1]`, as written in URLs, is taken too.
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            Server::bind((host, cli.port), cli.config())
+        }
+        None => Server::bind((Ipv6Addr::UNSPECIFIED, cli.port), cli.config()).or_else(|e| match e
+            .raw_os_error()
+        {
+            Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT) => {
+                Server::bind((Ipv4Addr::UNSPECIFIED, cli.port), cli.config())
+            }
+            _ => Err(e),
+        }),
+    }
+}
+
+/// What a person pressed or sent.
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        SIGINT => "interrupted",
+        SIGTERM => "terminated",
+        _ => "signal",
+    }
 }
 
 /// Raises the soft limit on open descriptors to the hard one (see

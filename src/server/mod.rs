@@ -172,6 +172,14 @@ fn bind_listener(
     for addr in addr.to_socket_addrs()? {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
+        // `[::]` takes IPv4 too (as v4-mapped addresses), whatever the
+        // system's `net.ipv6.bindv6only` says: one socket for both, as
+        // `python3 -m http.server` binds by default.
+        if let SocketAddr::V6(a) = addr
+            && a.ip().is_unspecified()
+        {
+            socket.set_only_v6(false)?;
+        }
         // Accepted connections inherit it from the listener.
         if let Some(bytes) = send_buffer {
             socket.set_send_buffer_size(bytes)?;
