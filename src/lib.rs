@@ -67,6 +67,14 @@
 //! # }
 //! ```
 //!
+//! # Basic auth
+//!
+//! [`BasicAuth`] puts a user list in front of any handler, a router or
+//! static files alike: `BasicAuth::new("realm").user_spec("alice:secret").wrap(app)?`
+//! is a [`Protected`] handler that answers `401` to a request without valid
+//! credentials and never calls `app` for it. Passwords are plain, SHA-256,
+//! bcrypt or argon2 ([`Credential::parse`]).
+//!
 //! # Blocking, the right way
 //!
 //! A handler runs on a coroutine, so it should wait in ways may can park:
@@ -103,6 +111,7 @@ compile_error!(
 );
 
 mod access_log;
+mod auth;
 mod blocking;
 mod body;
 mod clock;
@@ -121,6 +130,7 @@ mod status;
 mod sys;
 mod transport;
 
+pub use auth::{AuthError, BasicAuth, Credential, Protected};
 pub use blocking::blocking;
 pub use engine::EngineKind;
 pub use files::{CacheOptions, CacheStats, FilesOptions, StaticFiles, Symlinks};

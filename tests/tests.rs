@@ -5,6 +5,7 @@ mod child;
 mod memory;
 mod util;
 
+mod auth;
 mod browser;
 mod cache;
 mod cli;
