@@ -41,7 +41,14 @@ pub struct Cli {
     #[arg(long, value_name = "ENGINE", default_value = "coroutine")]
     pub engine: EngineKind,
 
-    /// Worker threads (default: one per core).
+    /// Worker processes sharing the port (SO_REUSEPORT), under a
+    /// supervisor that restarts one that dies and replaces them one by one
+    /// on SIGHUP.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub processes: u16,
+
+    /// Worker threads, in each process (default: one per core).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 

@@ -214,6 +214,7 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         // nearly all of them, reads no clock).
         let mut started = false;
         let mut head_deadline: Option<Duration> = None;
+        let mut answered = false;
         loop {
             let head = match parse_head_into(&self.rbuf, &self.config.limits, &mut self.fields) {
                 Ok(Status::Complete(head)) => head,
@@ -224,7 +225,11 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
                     if self.rbuf.is_empty() {
                         started = false;
                         head_deadline = None;
-                        if self.server.stopping.load(Ordering::Acquire) {
+                        // Between requests, shutdown closes; a connection
+                        // that has had no answer yet (accepted as shutdown
+                        // began, or back from parking with a request) reads
+                        // its request first.
+                        if answered && self.server.stopping.load(Ordering::Acquire) {
                             return Ended::Closed;
                         }
                     }
@@ -279,6 +284,7 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
             if !self.respond(Some(&req), resp) {
                 return Ended::Closed;
             }
+            answered = true;
             self.fields = req.into_fields();
         }
     }

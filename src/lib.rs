@@ -50,14 +50,14 @@
 //! [`StaticFiles`] is the `coserve` binary's handler: validators and
 //! conditional requests, byte ranges, precompressed `.br`/`.gz` siblings,
 //! `sendfile(2)`, an in-memory cache, listings, and nothing outside its
-//! root. It is a [`Handler`] of its own, a router's fallback, or called from
+//! root but what a [`Symlinks`] policy lets a link lead to. It is a [`Handler`] of its own, a router's fallback, or called from
 //! a handler with [`StaticFiles::serve`]:
 //!
 //! ```no_run
 //! use coserve::{Config, FilesOptions, Router, Server, StaticFiles};
 //!
 //! # fn main() -> std::io::Result<()> {
-//! let files = StaticFiles::new("site", FilesOptions::new().listing(true))?;
+//! let files = StaticFiles::new("site", FilesOptions::new().listing(false))?;
 //! let downloads = files.clone();
 //! let app = Router::new()
 //!     .get("/api/time", |_| format!("{:?}\n", std::time::SystemTime::now()))

@@ -2,9 +2,10 @@
 //! [`coserve::Server`] of [`coserve::StaticFiles`].
 
 mod cli;
+mod supervisor;
 
 use std::io::Write;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -33,23 +34,143 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let worker = supervisor::worker_slot();
+    if worker.is_none() && cli.processes > 1 {
+        // The supervisor serves nothing itself: the workers open the site
+        // (checked above, so that a bad directory fails here, once).
+        drop(files);
+        let sockets = match bind(&cli, usize::from(cli.processes)) {
+            Ok(sockets) => sockets,
+            Err(e) => return cannot_bind(&cli, &e),
+        };
+        announce(sockets[0].local_addr());
+        return supervisor::run(sockets, signals);
+    }
     if let Err(e) = cli.runtime().start() {
         eprintln!("coserve: cannot start: {e}");
         return ExitCode::FAILURE;
     }
-    let server = match bind(&cli) {
+    let server = match worker {
+        Some(_) => supervisor::inherited_server(cli.config()),
+        None => bind(&cli, 1).map(|mut s| s.remove(0)),
+    };
+    let server = match server {
         Ok(server) => server,
+        Err(e) => return cannot_bind(&cli, &e),
+    };
+    if worker.is_none() {
+        announce(server.local_addr());
+    }
+
+    let handle = match server.spawn(files) {
+        Ok(handle) => handle,
         Err(e) => {
-            eprintln!(
-                "coserve: cannot serve {} on {} port {}: {e}",
-                cli.directory.display(),
-                cli.bind.as_deref().unwrap_or("::"),
-                cli.port
-            );
+            eprintln!("coserve: cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let bound = server.local_addr();
+    if worker.is_some() {
+        supervisor::report_ready();
+    }
+    let stopper = handle.clone();
+    let grace = cli.shutdown_grace;
+    let who = worker.map_or(String::new(), |slot| format!("worker {slot}: "));
+    let watching = std::thread::Builder::new()
+        .name("coserve-signals".into())
+        .spawn(move || {
+            let mut signals = signals.forever();
+            if let Some(sig) = signals.next() {
+                let active = stopper.active_connections();
+                let draining = match active {
+                    0 => String::new(),
+                    1 => format!("; draining 1 connection for up to {grace} s"),
+                    n => format!("; draining {n} connections for up to {grace} s"),
+                };
+                // A worker's signals come from its supervisor, which says
+                // how to hurry them.
+                let hint = if who.is_empty() {
+                    " (a second Ctrl-C exits at once)"
+                } else {
+                    ""
+                };
+                eprintln!(
+                    "coserve: {who}{}: shutting down{draining}{hint}",
+                    signal_name(sig)
+                );
+                let shutting = std::thread::Builder::new()
+                    .name("coserve-shutdown".into())
+                    .spawn(move || stopper.shutdown());
+                if let Err(e) = shutting {
+                    eprintln!("coserve: cannot start the shutdown ({e}): exiting at once");
+                    std::process::exit(1);
+                }
+            }
+            // A second signal means "now": skip what is left of the grace period.
+            if let Some(sig) = signals.next() {
+                eprintln!("coserve: {who}second signal ({sig}): exiting at once");
+                std::process::exit(1);
+            }
+        });
+    if let Err(e) = watching {
+        // Without it no signal could stop the server gracefully.
+        eprintln!("coserve: cannot start: {e}");
+        return ExitCode::FAILURE;
+    }
+    handle.join();
+    ExitCode::SUCCESS
+}
+
+/// Binds the address the flags name, `n` times on one port (sharing it
+/// with SO_REUSEPORT when `n` > 1): a host name or address (the first of
+/// its addresses that binds), or with none, `::` taking IPv4 too, or
+/// `0.0.0.0` where the system has no IPv6.
+fn bind(cli: &cli::Cli, n: usize) -> std::io::Result<Vec<Server>> {
+    let one = |addr: &[SocketAddr]| {
+        if n > 1 {
+            Server::bind_shared(addr, cli.config())
+        } else {
+            Server::bind(addr, cli.config())
+        }
+    };
+    let first = match cli.bind.as_deref() {
+        Some(host) => {
+            // `[::1]`, as written in URLs, is taken too.
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            let addrs: Vec<SocketAddr> = (host, cli.port).to_socket_addrs()?.collect();
+            one(&addrs)?
+        }
+        None => one(&[(Ipv6Addr::UNSPECIFIED, cli.port).into()]).or_else(|e| {
+            match e.raw_os_error() {
+                Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT) => {
+                    one(&[(Ipv4Addr::UNSPECIFIED, cli.port).into()])
+                }
+                _ => Err(e),
+            }
+        })?,
+    };
+    let addr = first.local_addr();
+    let mut servers = vec![first];
+    for _ in 1..n {
+        servers.push(one(&[addr])?);
+    }
+    Ok(servers)
+}
+
+fn cannot_bind(cli: &cli::Cli, e: &std::io::Error) -> ExitCode {
+    eprintln!(
+        "coserve: cannot serve {} on {} port {}: {e}",
+        cli.directory.display(),
+        cli.bind.as_deref().unwrap_or("::"),
+        cli.port
+    );
+    ExitCode::FAILURE
+}
+
+/// The line `python3 -m http.server` prints, for the address bound.
+fn announce(bound: SocketAddr) {
     let host = match bound {
         SocketAddr::V4(a) => a.ip().to_string(),
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
@@ -63,81 +184,10 @@ fn main() -> ExitCode {
         bound.port()
     );
     let _ = out.flush();
-    drop(out);
-
-    let handle = match server.spawn(files) {
-        Ok(handle) => handle,
-        Err(e) => {
-            eprintln!("coserve: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let stopper = handle.clone();
-    let grace = cli.shutdown_grace;
-    let watching = std::thread::Builder::new()
-        .name("coserve-signals".into())
-        .spawn(move || {
-            let mut signals = signals.forever();
-            if let Some(sig) = signals.next() {
-                let active = stopper.active_connections();
-                let draining = match active {
-                    0 => String::new(),
-                    1 => format!("; draining 1 connection for up to {grace} s"),
-                    n => format!("; draining {n} connections for up to {grace} s"),
-                };
-                eprintln!(
-                    "coserve: {}: shutting down{draining} (a second Ctrl-C exits at once)",
-                    signal_name(sig)
-                );
-                let shutting = std::thread::Builder::new()
-                    .name("coserve-shutdown".into())
-                    .spawn(move || stopper.shutdown());
-                if let Err(e) = shutting {
-                    eprintln!("coserve: cannot start the shutdown ({e}): exiting at once");
-                    std::process::exit(1);
-                }
-            }
-            // A second signal means "now": skip what is left of the grace period.
-            if let Some(sig) = signals.next() {
-                eprintln!("coserve: second signal ({sig}): exiting at once");
-                std::process::exit(1);
-            }
-        });
-    if let Err(e) = watching {
-        // Without it no signal could stop the server gracefully.
-        eprintln!("coserve: cannot start: {e}");
-        return ExitCode::FAILURE;
-    }
-    handle.join();
-    ExitCode::SUCCESS
-}
-
-/// Binds the address the flags name: a host name or address (the first of
-/// its addresses that binds), or with none, `::` taking IPv4 too, or
-/// `0.0.0.0` where the system has no IPv6.
-fn bind(cli: &cli::Cli) -> std::io::Result<Server> {
-    match cli.bind.as_deref() {
-        Some(host) => {
-            // `[::1]`, as written in URLs, is taken too.
-            let host = host
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .unwrap_or(host);
-            Server::bind((host, cli.port), cli.config())
-        }
-        None => Server::bind((Ipv6Addr::UNSPECIFIED, cli.port), cli.config()).or_else(|e| match e
-            .raw_os_error()
-        {
-            Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT) => {
-                Server::bind((Ipv4Addr::UNSPECIFIED, cli.port), cli.config())
-            }
-            _ => Err(e),
-        }),
-    }
 }
 
 /// What a person pressed or sent.
-fn signal_name(sig: i32) -> &'static str {
+pub(crate) fn signal_name(sig: i32) -> &'static str {
     match sig {
         SIGINT => "interrupted",
         SIGTERM => "terminated",

@@ -139,11 +139,17 @@ where
         if let Some(failures) = accepting.succeeded() {
             log::warn!("accept: recovered after {failures} failed attempts");
         }
-        if serving.is_stopping() {
-            break;
-        }
+        // A connection taken after shutdown began is served all the same
+        // (its first request, then it closes), and then the loop ends: it
+        // is either the shutdown's own wake connection, closed at once, or
+        // a client that raced the shutdown, whose request another process
+        // sharing the port could not take over once it was accepted here.
+        let last = serving.is_stopping();
         if !serving.admit(peer.ip()) {
             reject::<E>(stream, &serving);
+            if last {
+                break;
+            }
             continue;
         }
         let tracked = serving.track(stream.as_raw_fd(), peer.ip());
@@ -167,6 +173,9 @@ where
                 }
                 starting.pause::<E>();
             }
+        }
+        if last {
+            break;
         }
     }
     drop(listener);

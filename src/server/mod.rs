@@ -54,7 +54,25 @@ pub struct Server {
 impl Server {
     /// Binds `addr` (a port in use is an error, not a share).
     pub fn bind(addr: impl ToSocketAddrs, config: Config) -> io::Result<Server> {
-        let listener = bind_listener(addr, config.backlog, config.send_buffer)?;
+        let listener = bind_listener(addr, config.backlog, config.send_buffer, false)?;
+        Ok(Server { listener, config })
+    }
+
+    /// Binds `addr` with `SO_REUSEPORT`: other sockets of the same user
+    /// may bind the same port, and the kernel spreads new connections over
+    /// them all. This is how `coserve --processes` shares a port between
+    /// worker processes; a plain [`Server::bind`] refuses a port in use.
+    pub fn bind_shared(addr: impl ToSocketAddrs, config: Config) -> io::Result<Server> {
+        let listener = bind_listener(addr, config.backlog, config.send_buffer, true)?;
+        Ok(Server { listener, config })
+    }
+
+    /// Serves a socket that is already bound and listening: one inherited
+    /// from a supervising process (as under `coserve --processes`) or from
+    /// a service manager's socket activation.
+    pub fn from_listener(listener: std::net::TcpListener, config: Config) -> io::Result<Server> {
+        // Fails on a socket that is not bound.
+        listener.local_addr()?;
         Ok(Server { listener, config })
     }
 
@@ -161,17 +179,22 @@ pub fn serve_connection<T: Transport + ?Sized>(
     );
 }
 
-/// Binds with SO_REUSEADDR but not SO_REUSEPORT, so that a port in use is an
-/// error rather than a silent share (may's own `bind` sets SO_REUSEPORT).
+/// Binds with SO_REUSEADDR, and SO_REUSEPORT only when `shared`, so that a
+/// port in use is an error rather than a silent share (may's own `bind`
+/// sets SO_REUSEPORT).
 fn bind_listener(
     addr: impl ToSocketAddrs,
     backlog: i32,
     send_buffer: Option<usize>,
+    shared: bool,
 ) -> io::Result<std::net::TcpListener> {
     let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
     for addr in addr.to_socket_addrs()? {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
+        if shared {
+            socket.set_reuse_port(true)?;
+        }
         // `[::]` takes IPv4 too (as v4-mapped addresses), whatever the
         // system's `net.ipv6.bindv6only` says: one socket for both, as
         // `python3 -m http.server` binds by default.
@@ -193,6 +216,14 @@ fn bind_listener(
         }
     }
     Err(last)
+}
+
+impl std::os::fd::AsFd for Server {
+    /// The listening socket, to hand to a process that serves it with
+    /// [`Server::from_listener`].
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
 }
 
 /// Watches and stops a running server. Cheap to clone; every clone controls

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::conn::{ConnConfig, ServerState};
 use crate::handler::Handler;
@@ -171,7 +171,7 @@ impl Serving {
     /// finish their response with `Connection: close`, then waits until the
     /// accept loop and every connection have ended, or the grace period is
     /// over. `wake` wakes the accept loop.
-    pub(crate) fn shut_down(&self, wake: impl FnOnce()) {
+    pub(crate) fn shut_down(&self, wake: impl Fn()) {
         if !self.stopping.swap(true, Ordering::AcqRel) {
             wake();
             for conn in lock(&self.conns).values() {
@@ -187,11 +187,25 @@ impl Serving {
                     );
                     break;
                 };
+                let accepting = state.accepting;
+                let wait = if accepting {
+                    left.min(WAKE_AGAIN)
+                } else {
+                    left
+                };
                 state = self
                     .changed
-                    .wait_timeout(state, left)
+                    .wait_timeout(state, wait)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
+                // A listener that shares its port (SO_REUSEPORT, as under
+                // `coserve --processes`) may see the wake connection go to
+                // another socket of the group: wake it again until it stops.
+                if accepting && state.accepting {
+                    drop(state);
+                    wake();
+                    state = lock(&self.state);
+                }
             }
             state.finished = true;
             drop(state);
@@ -208,6 +222,10 @@ impl Serving {
         }
     }
 }
+
+/// How long shutdown waits for the accept loop to see its wake
+/// connection before it sends another.
+const WAKE_AGAIN: Duration = Duration::from_millis(50);
 
 /// Holds a connection's slot and registration while it is open.
 pub(crate) struct Tracked {
