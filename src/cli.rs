@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use coserve::{
-    CacheOptions, Config, EngineKind, FilesOptions, Response, Runtime, StatusCode, Symlinks,
+    BasicAuth, CacheOptions, Config, Credential, EngineKind, FilesOptions, Response, Runtime,
+    StatusCode, Symlinks,
 };
 
 /// A fast, safe HTTP/1.1 static-file server on may coroutines.
@@ -157,6 +158,22 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = CacheOptions::DEFAULT_MAX_FILE)]
     pub cache_max_file: u64,
 
+    /// Ask for a user name and password (HTTP Basic auth): `USER:PASSWORD`,
+    /// `USER:sha256:HEX`, or a bcrypt (`USER:$2b$...`) or argon2
+    /// (`USER:$argon2id$...`) hash; repeatable.
+    #[arg(long = "auth", value_name = "USER:SECRET", value_parser = parse_auth)]
+    pub auth: Vec<String>,
+
+    /// Read `--auth` users from a file, one `USER:SECRET` a line (`#`
+    /// comments; an htpasswd file of bcrypt hashes works), so that no
+    /// secret shows in the process list.
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+
+    /// The realm a browser shows when it asks for the password.
+    #[arg(long, value_name = "TEXT", default_value = "coserve")]
+    pub auth_realm: String,
+
     /// Index file name for directories; repeatable [default: index.html].
     #[arg(long = "index", value_name = "NAME")]
     pub index: Vec<String>,
@@ -179,6 +196,13 @@ fn parse_stack_size(s: &str) -> Result<usize, String> {
     Ok(bytes)
 }
 
+/// A `USER:SECRET` the library takes, checked now so that a typo stops the
+/// program with the flag's name.
+fn parse_auth(s: &str) -> Result<String, String> {
+    Credential::parse_user(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
 /// `Name: value`, checked as a handler's header field is (a token name, a
 /// value free of control characters), so a flag cannot inject a header line.
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -191,6 +215,41 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 }
 
 impl Cli {
+    /// The users `--auth` and `--auth-file` name, or `None` when there are
+    /// none. An error names the file and line at fault.
+    pub fn auth(&self) -> Result<Option<BasicAuth>, String> {
+        let mut specs: Vec<(String, String)> = self
+            .auth
+            .iter()
+            .map(|s| ("--auth".to_string(), s.clone()))
+            .collect();
+        if let Some(path) = &self.auth_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--auth-file {}: {e}", path.display()))?;
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                specs.push((
+                    format!("{}, line {}", path.display(), i + 1),
+                    line.to_string(),
+                ));
+            }
+        }
+        if specs.is_empty() {
+            return Ok(None);
+        }
+        let mut auth = BasicAuth::new(self.auth_realm.clone());
+        for (from, spec) in specs {
+            // Each is checked alone, so that the error says where it was.
+            let (user, credential) =
+                Credential::parse_user(&spec).map_err(|e| format!("{from}: {e}"))?;
+            auth = auth.user(user, credential);
+        }
+        Ok(Some(auth))
+    }
+
     /// may's runtime as these flags set it.
     pub fn runtime(&self) -> Runtime {
         Runtime::new()

@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 
 use clap::Parser;
-use coserve::{Server, StaticFiles};
+use coserve::{Handler, Protected, Request, Response, Server, StaticFiles};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -34,11 +34,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Checked before any process starts, so that a bad user fails here,
+    // once.
+    let site = match cli.auth() {
+        Ok(None) => Site::Open(files),
+        Ok(Some(auth)) => match auth.wrap(files) {
+            Ok(protected) => Site::Protected(protected),
+            Err(e) => {
+                eprintln!("coserve: --auth: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(e) => {
+            eprintln!("coserve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let worker = supervisor::worker_slot();
     if worker.is_none() && cli.processes > 1 {
         // The supervisor serves nothing itself: the workers open the site
         // (checked above, so that a bad directory fails here, once).
-        drop(files);
+        drop(site);
         let sockets = match bind(&cli, usize::from(cli.processes)) {
             Ok(sockets) => sockets,
             Err(e) => return cannot_bind(&cli, &e),
@@ -62,7 +78,7 @@ fn main() -> ExitCode {
         announce(server.local_addr());
     }
 
-    let handle = match server.spawn(files) {
+    let handle = match server.spawn(site) {
         Ok(handle) => handle,
         Err(e) => {
             eprintln!("coserve: cannot start: {e}");
@@ -118,6 +134,21 @@ fn main() -> ExitCode {
     }
     handle.join();
     ExitCode::SUCCESS
+}
+
+/// The static files, behind Basic auth when `--auth` asks for it.
+enum Site {
+    Open(StaticFiles),
+    Protected(Protected<StaticFiles>),
+}
+
+impl Handler for Site {
+    fn handle(&self, req: &Request) -> Response {
+        match self {
+            Site::Open(files) => files.handle(req),
+            Site::Protected(files) => files.handle(req),
+        }
+    }
 }
 
 /// Binds the address the flags name, `n` times on one port (sharing it

@@ -1139,3 +1139,71 @@ fn sighup_replaces_the_workers_without_losing_a_connection() {
         assert!(stderr.contains("reload done"), "{engine}: {stderr}");
     }
 }
+
+/// `--auth` and `--auth-file`: every request needs a listed user's
+/// password; the password never reaches the log; a bad spec stops the
+/// program before it serves.
+#[test]
+fn auth_flags_ask_every_request_for_a_password() {
+    use base64::Engine as _;
+    let basic = |user_pass: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_pass)
+        )
+    };
+    let site = make_site();
+    let file = site.path().join("users.txt");
+    let carol_hash = {
+        use sha2::Digest;
+        let hex: String = sha2::Sha256::digest(b"file-pass")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("carol:sha256:{hex}\n")
+    };
+    std::fs::write(&file, format!("# users\n\n{carol_hash}")).unwrap();
+    let file = file.to_str().unwrap();
+    for engine in ENGINES {
+        let mut server = serve_on(
+            engine,
+            site.path(),
+            &["--auth", "alice:open-sesame", "--auth-file", file, "--auth-realm", "site"],
+        );
+        let addr = server.announced_addr();
+        let ask = |auth: Option<&str>| {
+            let mut s = util::connect(addr);
+            let field = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+            write!(s, "GET / HTTP/1.1\r\nHost: t\r\n{field}Connection: close\r\n\r\n").unwrap();
+            read_response(&mut s, false).expect("a response")
+        };
+        let r = ask(None);
+        assert_eq!(r.status, 401, "{engine}");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some(r#"Basic realm="site", charset="UTF-8""#)
+        );
+        assert_eq!(ask(Some(&basic("alice:open-sesame"))).status, 200, "{engine}");
+        assert_eq!(ask(Some(&basic("carol:file-pass"))).status, 200, "{engine}");
+        assert_eq!(ask(Some(&basic("alice:file-pass"))).status, 401, "{engine}");
+        assert_eq!(ask(Some(&basic("mallory:open-sesame"))).status, 401, "{engine}");
+        assert_eq!(ask(Some("Basic !!!")).status, 401, "{engine}");
+        server.signal(libc::SIGTERM);
+        let (status, stderr, _) = server.finish();
+        assert!(status.success(), "{engine}: {stderr}");
+        assert_eq!(stderr.lines().filter(|l| l.contains("\" 401 ")).count(), 4, "{stderr}");
+        for secret in ["open-sesame", "file-pass", "b3Blbi1zZXNhbWU", "YWxpY2U6b3Blbi1zZXNhbWU"] {
+            assert!(!stderr.contains(secret), "{engine}: {secret} logged: {stderr}");
+        }
+    }
+    for bad in [
+        vec!["--auth", "no-colon"],
+        vec!["--auth", "a:sha256:12"],
+        vec!["--auth", "a:x", "--auth", "a:y"],
+        vec!["--auth-file", "/nonexistent/users"],
+    ] {
+        let (status, stderr, _) = run(&bad);
+        assert!(!status.success(), "{bad:?}");
+        assert!(stderr.contains("auth"), "{bad:?}: {stderr}");
+    }
+}
