@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use crate::clock;
-use crate::parse::{ParseError, Version, is_token};
+use crate::parse::{ParseError, Version, is_host_and_port, is_token};
 use crate::request::Request;
 use crate::status::StatusCode;
 
@@ -72,6 +72,7 @@ impl std::error::Error for BodyError {}
 /// §6.3), refusing what could be read two ways.
 pub fn framing(req: &Request) -> Result<Framing, ParseError> {
     let mut hosts = 0;
+    let mut empty_host = false;
     let mut lengths = 0;
     let mut length = None;
     let mut encodings = 0;
@@ -79,6 +80,10 @@ pub fn framing(req: &Request) -> Result<Framing, ParseError> {
     for (name, value) in req.fields() {
         if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
+            empty_host = value.is_empty();
+            if !empty_host && !is_host_and_port(value) {
+                return Err(ParseError::Host);
+            }
         } else if name.eq_ignore_ascii_case(b"content-length") {
             lengths += 1;
             length = Some(parse_content_length(value)?);
@@ -98,7 +103,16 @@ pub fn framing(req: &Request) -> Result<Framing, ParseError> {
             chunked = true;
         }
     }
-    if hosts > 1 || (hosts == 0 && req.version() == Version::Http11) {
+    // RFC 9112 §3.2 / RFC 9110 §7.2: HTTP/1.1 needs exactly one Host. An
+    // empty one says the target URI has no authority, which is only so
+    // for an absolute-form target (that carries its own, §3.2.2): in
+    // origin and asterisk form the Host is the authority, and an http URI
+    // with an empty host is invalid (RFC 9110 §4.2.1). HTTP/1.0 need not
+    // send Host, so an empty one is as good as none.
+    if hosts > 1
+        || (req.version() == Version::Http11
+            && (hosts == 0 || (empty_host && !is_absolute_form(req.target()))))
+    {
         return Err(ParseError::Host);
     }
     if lengths > 1 {
@@ -120,6 +134,12 @@ pub fn framing(req: &Request) -> Result<Framing, ParseError> {
         Some(0) | None => Framing::None,
         Some(n) => Framing::Length(n),
     })
+}
+
+/// Whether a target the parser accepted is in absolute form: not origin
+/// form (`/...`) or asterisk form (`*`).
+fn is_absolute_form(target: &str) -> bool {
+    !matches!(target.as_bytes().first(), Some(b'/' | b'*'))
 }
 
 /// Whether the client waits for `100 Continue` before it sends the body;
@@ -228,8 +248,17 @@ impl ChunkedDecoder {
     }
 }
 
-/// `chunk-size [ chunk-ext ]` where `chunk-ext = *( BWS ";" BWS token [ BWS "="
-/// BWS ( token / quoted-string ) ] )` (RFC 9112 §7.1.1).
+/// `chunk-size [ chunk-ext ]` where `chunk-size = 1*HEXDIG` and `chunk-ext =
+/// *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )` (RFC
+/// 9112 §7.1 and §7.1.1).
+///
+/// The grammar puts whitespace (BWS: spaces and tabs, RFC 9110 §5.6.3) only
+/// around `;` and `=`, never first or last, so `5 ;a` is a size of 5 but
+/// ` 5`, `5 ` and `5;a ` are refused. Whitespace just before the CRLF is a
+/// request-smuggling vector: a recipient that trims it and one that refuses
+/// it (or reads the size up to it and the rest as an extension) disagree
+/// about where the body ends. Any other byte outside the grammar, such as
+/// a bare CR or a form feed, is refused too.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, BodyError> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 || digits > 16 {
@@ -241,33 +270,39 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, BodyError> {
             .and_then(|n| n.checked_add(v))
             .ok_or(BodyError::Chunk)
     })?;
+    if line.last().is_some_and(|&b| is_bws(b)) {
+        return Err(BodyError::Chunk);
+    }
     let mut ext = &line[digits..];
     loop {
-        ext = ext.trim_ascii_start();
+        ext = trim_bws(ext);
         if ext.is_empty() {
             return Ok(size);
         }
         let Some(rest) = ext.strip_prefix(b";") else {
             return Err(BodyError::Chunk);
         };
-        let rest = rest.trim_ascii_start();
+        let rest = trim_bws(rest);
         let name_len = rest.iter().take_while(|&&b| is_token(b)).count();
         if name_len == 0 {
             return Err(BodyError::Chunk);
         }
-        let rest = rest[name_len..].trim_ascii_start();
+        let rest = trim_bws(&rest[name_len..]);
         ext = match rest.strip_prefix(b"=") {
             None => rest,
             Some(v) => {
-                let v = v.trim_ascii_start();
+                let v = trim_bws(v);
                 if let Some(q) = v.strip_prefix(b"\"") {
+                    // qdtext and quoted-pair (RFC 9110 §5.6.4): HTAB, SP,
+                    // VCHAR and obs-text, so never a bare CR, quoted or not.
+                    let quotable = |b: u8| b == b'\t' || b >= 0x20 && b != 0x7f;
                     let mut i = 0;
                     loop {
                         match q.get(i) {
                             None => return Err(BodyError::Chunk),
                             Some(b'"') => break,
-                            Some(b'\\') => i += 2,
-                            Some(&b) if b == b'\t' || b >= 0x20 && b != 0x7f => i += 1,
+                            Some(b'\\') if q.get(i + 1).is_some_and(|&b| quotable(b)) => i += 2,
+                            Some(&b) if b != b'\\' && quotable(b) => i += 1,
                             Some(_) => return Err(BodyError::Chunk),
                         }
                     }
@@ -282,6 +317,18 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, BodyError> {
             }
         };
     }
+}
+
+/// Whether `b` is bad whitespace (BWS, RFC 9110 §5.6.3): SP or HTAB, and
+/// not the other bytes `u8::is_ascii_whitespace` takes (CR, LF, FF).
+fn is_bws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// `s` without leading BWS.
+fn trim_bws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| is_bws(b)).count();
+    &s[n..]
 }
 
 /// Reads a whole body framed by `framing` from `buf`, which holds what has
@@ -349,6 +396,28 @@ mod tests {
         assert_eq!(
             f("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
             Err(ParseError::Host)
+        );
+        for bad in ["a@b", "a/b", "a, b", "a b", ":80", "[::1"] {
+            let req = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+            assert_eq!(f(&req), Err(ParseError::Host), "{bad:?}");
+            let req = format!("GET / HTTP/1.0\r\nHost: {bad}\r\n\r\n");
+            assert_eq!(f(&req), Err(ParseError::Host), "{bad:?} in HTTP/1.0");
+        }
+        // An empty Host names no authority: only an absolute-form target
+        // has one of its own.
+        assert_eq!(f("GET / HTTP/1.1\r\nHost: \r\n\r\n"), Err(ParseError::Host));
+        assert_eq!(
+            f("OPTIONS * HTTP/1.1\r\nHost:\r\n\r\n"),
+            Err(ParseError::Host)
+        );
+        assert_eq!(
+            f("GET http://h/ HTTP/1.1\r\nHost: \r\n\r\n"),
+            Ok(Framing::None)
+        );
+        assert_eq!(f("GET / HTTP/1.0\r\nHost: \r\n\r\n"), Ok(Framing::None));
+        assert_eq!(
+            f("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"),
+            Ok(Framing::None)
         );
         assert_eq!(
             f("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n"),
@@ -432,8 +501,35 @@ mod tests {
             b"5\r\nhelloXX0\r\n\r\n",
             b"-5\r\n",
             b"5;a=\"unterminated\r\n",
+            // Whitespace first or last on the size line, and bytes that
+            // are no part of the grammar.
+            b" 5\r\nhello\r\n",
+            b"\t5\r\nhello\r\n",
+            b"5 \r\nhello\r\n",
+            b"5\t\r\nhello\r\n",
+            b"5;a \r\nhello\r\n",
+            b"5;a=b\t\r\nhello\r\n",
+            b"5;a=\"b\" \r\nhello\r\n",
+            b"5\r\nhello\r\n0 \r\n\r\n",
+            b"5\r\r\nhello\r\n",
+            b"5\x0c\r\nhello\r\n",
+            b"5;a=\"\\\r\"\r\nhello\r\n",
         ] {
             assert!(dechunk(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        // BWS around ";" and "=" is the grammar's, and is read past.
+        for good in [
+            &b"5;a\r\nhello\r\n0\r\n\r\n"[..],
+            b"5 ;a\r\nhello\r\n0\r\n\r\n",
+            b"5\t; a = \"b\\\"c\"\r\nhello\r\n0\r\n\r\n",
+        ] {
+            let got = dechunk(good);
+            assert_eq!(
+                got,
+                Ok((b"hello".to_vec(), good.len(), true)),
+                "{:?}",
+                String::from_utf8_lossy(good)
+            );
         }
         let mut d = ChunkedDecoder::default();
         assert_eq!(

@@ -48,6 +48,83 @@ pub(crate) fn is_token_str(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().copied().all(is_token)
 }
 
+/// The bytes a `Host` may hold in a host name (RFC 3986 §3.2.2 `reg-name`:
+/// unreserved and sub-delims; `%` is checked for its two hex digits apart),
+/// as a table: this check runs on every request. The comma, a sub-delim,
+/// is left out: a `Host` with a comma is what a recipient makes of two
+/// `Host` fields when it joins them into a list (RFC 9110 §5.3), and two
+/// are refused (§7.2). No DNS name holds one.
+static REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~');
+        b += 1;
+    }
+    let sub_delims = b"!$&'()*+;=";
+    let mut i = 0;
+    while i < sub_delims.len() {
+        t[sub_delims[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// Whether a non-empty `Host` value is `uri-host [ ":" port ]` (RFC 9110
+/// §7.2, RFC 3986 §3.2.2 and §3.2.3) with a host that is not empty: a
+/// name or IPv4 address, or an IPv6 address in brackets, then an optional
+/// colon and digits. Userinfo (`a@b`), a path, query or fragment (`a/b`,
+/// `a?b`, `a#b`), a backslash, whitespace, a list (`a, b`) and IPvFuture
+/// literals (which no client sends) are refused: RFC 9112 §3.2 has a server
+/// answer a `Host` with an invalid value with `400`, and a value that a
+/// proxy or a handler could read as another authority is how requests get
+/// routed to a host they did not name.
+pub(crate) fn is_host_and_port(value: &[u8]) -> bool {
+    let host_end = if value.first() == Some(&b'[') {
+        match find_byte(b']', value) {
+            Some(close) if is_ipv6(&value[1..close]) => close + 1,
+            _ => return false,
+        }
+    } else {
+        let end = reg_name_len(value);
+        if end == 0 {
+            return false;
+        }
+        end
+    };
+    match &value[host_end..] {
+        [] => true,
+        [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
+}
+
+/// How many bytes at the start of `s` are a `reg-name` (see [`REG_NAME`]),
+/// each `%` followed by two hex digits. One pass, no search for the colon
+/// first: this runs on every request.
+fn reg_name_len(s: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        i += s[i..]
+            .iter()
+            .position(|&b| !REG_NAME[usize::from(b)])
+            .unwrap_or(s.len() - i);
+        match s.get(i..i + 3) {
+            Some([b'%', h1, h2]) if h1.is_ascii_hexdigit() && h2.is_ascii_hexdigit() => i += 3,
+            _ => return i,
+        }
+    }
+}
+
+/// Whether `literal` (between the brackets) is an `IPv6address`: the text
+/// forms of RFC 4291 §2.2, an IPv4 tail included, which std's parser reads.
+/// Rare enough in a `Host` that its cost does not matter; a zone ID
+/// (RFC 6874) is refused.
+fn is_ipv6(literal: &[u8]) -> bool {
+    std::str::from_utf8(literal).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
 /// The request line, as RFC 9112 §3 spells it, but strict:
 ///
 /// ```text
@@ -141,7 +218,9 @@ pub enum ParseError {
     Header,
     /// A line ends in a bare LF, or a bare CR appears in the head.
     LineEnding,
-    /// HTTP/1.1 without `Host`, or more than one `Host`.
+    /// HTTP/1.1 without `Host`, more than one `Host`, or a `Host` that is
+    /// not `host [ ":" port ]` (userinfo, a path, a list...). An empty
+    /// `Host` is refused in HTTP/1.1 unless the target is in absolute form.
     Host,
     /// `Content-Length` is not `1*DIGIT`, overflows, or appears twice.
     ContentLength,
@@ -185,7 +264,7 @@ impl fmt::Display for ParseError {
             ParseError::TooManyHeaders => "too many header fields",
             ParseError::Header => "malformed header field",
             ParseError::LineEnding => "bare CR or LF in request head",
-            ParseError::Host => "missing or repeated Host",
+            ParseError::Host => "missing, repeated or invalid Host",
             ParseError::ContentLength => "invalid or repeated Content-Length",
             ParseError::TransferEncoding => "invalid Transfer-Encoding",
             ParseError::UnsupportedTransferCoding => "unsupported transfer coding",
@@ -477,6 +556,65 @@ mod tests {
             assert_eq!(is_token(b), token, "token byte {b:#x}");
             let value = b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80;
             assert_eq!(is_field_value(b), value, "field-value byte {b:#x}");
+        }
+    }
+
+    #[test]
+    fn host_is_a_host_and_an_optional_port() {
+        for good in [
+            &b"h"[..],
+            b"h:8080",
+            b"h:",
+            b"Example.COM.",
+            b"xn--caf-dma.example",
+            b"a_b",
+            b"%41",
+            b"!$&'()*+;=-._~",
+            b"127.0.0.1:80",
+            b"[::1]",
+            b"[::1]:443",
+            b"[2001:db8::ffff:1.2.3.4]",
+            b"[FE80::1]",
+        ] {
+            assert!(
+                is_host_and_port(good),
+                "{:?}",
+                String::from_utf8_lossy(good)
+            );
+        }
+        for bad in [
+            &b"a@b"[..],
+            b"u:p@h",
+            b"a/b",
+            b"a?b",
+            b"a#b",
+            b"a\\b",
+            b"a, b",
+            b"a,b",
+            b"a b",
+            b"a\tb",
+            b":80",
+            b"h:8o",
+            b"h:80:80",
+            b"%4",
+            b"%zz",
+            b"\"h\"",
+            b"[::1",
+            b"[::1]x",
+            b"[::1]:x",
+            b"[]",
+            b"[h]",
+            b"[v1.a]",
+            b"[fe80::1%25eth0]",
+            b"::1",
+            b"caf\xc3\xa9",
+            b"h\x00",
+        ] {
+            assert!(!is_host_and_port(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+        for b in 0..=255u8 {
+            let reg_name = b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=".contains(&b);
+            assert_eq!(REG_NAME[usize::from(b)], reg_name, "reg-name byte {b:#x}");
         }
     }
 

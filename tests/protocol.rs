@@ -457,6 +457,32 @@ fn check_bad(server: &TestServer, case: &Bad) -> Option<String> {
     }
 }
 
+/// Sends each request on its own connection and checks that it gets a `400`
+/// and a close, by `check_bad`'s rules; lists every request that does not.
+fn refused_with_400_and_close(server: &TestServer, requests: &[String]) -> Vec<String> {
+    requests
+        .iter()
+        .filter_map(|request| {
+            check_bad(server, &bad("", request, 400, true))
+                .map(|problem| format!("{request:?}: {problem}"))
+        })
+        .collect()
+}
+
+/// A request for `/style.css` whose only `Host` field has `value`.
+fn with_host(value: &str) -> String {
+    format!("GET /style.css HTTP/1.1\r\nHost: {value}\r\n\r\n")
+}
+
+/// A request for `/style.css` with a chunked body of "hello" whose first
+/// chunk-size line is `size_line` (without its CRLF).
+fn with_chunk_size_line(size_line: &str) -> String {
+    format!(
+        "GET /style.css HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {size_line}\r\nhello\r\n0\r\n\r\n"
+    )
+}
+
 crate::engine_tests! {
     // ---------------------------------------------------------------------------
     // The response head
@@ -789,6 +815,193 @@ crate::engine_tests! {
         let resps = parse_responses(&bytes);
         assert_eq!(resps.len(), 1, "{resps:?}");
         assert_eq!((resps[0].status, &*resps[0].body), (200, STYLE));
+    }
+
+    // ---------------------------------------------------------------------------
+    // Host (RFC 9112 §3.2, RFC 9110 §7.2) and chunk-size lines (RFC 9112 §7.1)
+
+    #[test]
+    fn host_with_userinfo_gets_400_and_close() {
+        let server = site();
+        let failures = refused_with_400_and_close(
+            &server,
+            &[with_host("a@b"), with_host("user:secret@test"), with_host("@test")],
+        );
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn host_with_a_path_query_fragment_or_backslash_gets_400_and_close() {
+        let server = site();
+        let failures = refused_with_400_and_close(
+            &server,
+            &[
+                with_host("a/b"),
+                with_host("test/"),
+                with_host("test:80/style.css"),
+                with_host("a?b"),
+                with_host("a#b"),
+                with_host("a\\b"),
+            ],
+        );
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn host_that_is_not_a_host_and_port_gets_400_and_close() {
+        // RFC 3986 §3.2.2: reg-name, IPv4 or a bracketed IPv6 literal, then
+        // an optional ":" and digits.
+        let server = site();
+        let failures = refused_with_400_and_close(
+            &server,
+            &[
+                with_host("a b"),
+                with_host("test:8o"),
+                with_host("test:80:80"),
+                with_host(":80"),
+                with_host("%zz"),
+                with_host("\"test\""),
+                with_host("[::1"),
+                with_host("[::1]x"),
+                with_host("[not:an:address]"),
+                with_host("::1"),
+                with_host("caf\u{e9}"),
+            ],
+        );
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn host_that_is_a_comma_list_gets_400_and_close() {
+        // A list is what two Host fields become when a recipient joins them
+        // (RFC 9110 §5.3), and two are refused (§7.2).
+        let server = site();
+        let failures = refused_with_400_and_close(
+            &server,
+            &[with_host("a, b"), with_host("a,b"), with_host("test,")],
+        );
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn empty_host_with_origin_or_asterisk_form_gets_400_and_close() {
+        // RFC 9112 §3.2: an empty Host says the target URI has no authority,
+        // but in these forms the authority is the Host, and an http URI
+        // with an empty host is invalid (RFC 9110 §4.2.1).
+        let server = site();
+        let failures = refused_with_400_and_close(
+            &server,
+            &[
+                "GET / HTTP/1.1\r\nHost: \r\n\r\n".to_string(),
+                "GET /style.css HTTP/1.1\r\nHost:\r\n\r\n".to_string(),
+                "OPTIONS * HTTP/1.1\r\nHost: \r\n\r\n".to_string(),
+            ],
+        );
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn empty_host_is_served_with_an_absolute_form_target_or_in_http10() {
+        // The absolute form carries its own authority (RFC 9112 §3.2.2), and
+        // HTTP/1.0 need not send Host at all.
+        let server = site();
+        for request in [
+            &b"GET http://test/style.css HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n"[..],
+            b"GET /style.css HTTP/1.0\r\nHost: \r\n\r\n",
+        ] {
+            let r = server.one(request);
+            assert_eq!((r.status, &*r.body), (200, STYLE), "{:?}: {r:?}", s(request));
+        }
+    }
+
+    #[test]
+    fn host_names_addresses_and_ports_are_served() {
+        let server = site();
+        for host in [
+            "test",
+            "test:8080",
+            "test:",
+            "TEST.example.",
+            "xn--caf-dma.example",
+            "under_score.example",
+            "%74est",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[2001:db8::ffff:1.2.3.4]",
+            "!$&'()*+;=-._~",
+        ] {
+            let r = server.one(
+                format!("GET /style.css HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            assert_eq!((r.status, &*r.body), (200, STYLE), "Host: {host}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn chunk_size_with_trailing_whitespace_gets_400_and_close() {
+        // RFC 9112 §7.1: chunk-size = 1*HEXDIG, and nothing in the grammar
+        // ends a size line in whitespace. A recipient that trims it and one
+        // that refuses it disagree on where the body ends.
+        let server = site();
+        let failures = refused_with_400_and_close(
+            &server,
+            &[
+                with_chunk_size_line("5 "),
+                with_chunk_size_line("5\t"),
+                with_chunk_size_line("5  "),
+                with_chunk_size_line("5;a "),
+                with_chunk_size_line("5;a=b\t"),
+                with_chunk_size_line("5;a=\"b\" "),
+                "GET /style.css HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 5\r\nhello\r\n0 \r\n\r\n"
+                    .to_string(),
+            ],
+        );
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn chunk_size_with_leading_whitespace_or_a_bare_cr_gets_400_and_close() {
+        let server = site();
+        let failures = refused_with_400_and_close(
+            &server,
+            &[
+                with_chunk_size_line(" 5"),
+                with_chunk_size_line("\t5"),
+                with_chunk_size_line("5\r"),
+                with_chunk_size_line("5;a=\"\\\r\""),
+                with_chunk_size_line("5\x0c"),
+            ],
+        );
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn chunk_extensions_are_accepted_with_whitespace_around_their_punctuation() {
+        // RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ),
+        // and RFC 9110 §5.6.3 has recipients accept and remove BWS.
+        let server = site();
+        for line in ["5;a", "5;a=b", "5;a=\"b c\";d", "5 ;a", "5\t; a = \"b\""] {
+            let mut c = server.connect();
+            c.write_all(
+                format!(
+                    "{}GET /app.js HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+                    with_chunk_size_line(line)
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            let resps = parse_responses(&read_until_closed(&mut c, CLOSE_WITHIN, true).unwrap());
+            assert_eq!(
+                resps.iter().map(|r| r.status).collect::<Vec<_>>(),
+                [200, 200],
+                "{line:?}: {resps:?}"
+            );
+            assert_eq!(bodies(&resps), [s(STYLE), s(APP)], "{line:?}");
+        }
     }
 
     // ---------------------------------------------------------------------------

@@ -910,6 +910,26 @@ def r_no_host(c: Ctx):
     return status_is(c.one(req("GET", "/", host=False)), 400)
 
 
+@row("29b", "Host with userinfo (`Host: a@b`) → 400")
+def r_host_userinfo(c: Ctx):
+    return status_is(c.one(req("GET", "/", "Host: a@b", host=False)), 400)
+
+
+@row("29c", "Host with a path (`Host: a/b`) → 400")
+def r_host_path(c: Ctx):
+    return status_is(c.one(req("GET", "/", "Host: a/b", host=False)), 400)
+
+
+@row("29d", "Host that is a list (`Host: a, b`) → 400")
+def r_host_list(c: Ctx):
+    return status_is(c.one(req("GET", "/", "Host: a, b", host=False)), 400)
+
+
+@row("29e", "Empty Host with an origin-form target (`GET /`, `Host: `) → 400")
+def r_host_empty(c: Ctx):
+    return status_is(c.one(req("GET", "/", "Host: ", host=False)), 400)
+
+
 @row("30", "GET / HTTP/2.0 (text) → 505")
 def r_505(c: Ctx):
     r = c.one(req("GET", "/", version="HTTP/2.0"))
@@ -963,6 +983,18 @@ def r_huge_header(c: Ctx):
         return PASS, str(r.status)
     if r.status == 200:
         return OTHER, "200 (accepted)"
+    return FAIL, r.short()
+
+
+@row("31f", "Chunk size with trailing whitespace (`5 \\r\\n`) → 400")
+def r_chunk_size_ws(c: Ctx):
+    r = c.one(req("GET", "/", "Transfer-Encoding: chunked") + b"5 \r\nhello\r\n0\r\n\r\n")
+    if r.status == 400:
+        return PASS, "400"
+    if r.status is None and r.error == "closed":
+        return OTHER, "closed, no response"
+    if r.status and 200 <= r.status < 300:
+        return FAIL, f"{r.status} (accepted)"
     return FAIL, r.short()
 
 
