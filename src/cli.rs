@@ -161,7 +161,7 @@ pub struct Cli {
     /// Ask for a user name and password (HTTP Basic auth): `USER:PASSWORD`,
     /// `USER:sha256:HEX`, or a bcrypt (`USER:$2b$...`) or argon2
     /// (`USER:$argon2id$...`) hash; repeatable.
-    #[arg(long = "auth", value_name = "USER:SECRET", value_parser = parse_auth)]
+    #[arg(long = "auth", value_name = "USER:SECRET")]
     pub auth: Vec<String>,
 
     /// Read `--auth` users from a file, one `USER:SECRET` a line (`#`
@@ -196,13 +196,6 @@ fn parse_stack_size(s: &str) -> Result<usize, String> {
     Ok(bytes)
 }
 
-/// A `USER:SECRET` the library takes, checked now so that a typo stops the
-/// program with the flag's name.
-fn parse_auth(s: &str) -> Result<String, String> {
-    Credential::parse_user(s).map_err(|e| e.to_string())?;
-    Ok(s.to_string())
-}
-
 /// `Name: value`, checked as a handler's header field is (a token name, a
 /// value free of control characters), so a flag cannot inject a header line.
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -218,6 +211,8 @@ impl Cli {
     /// The users `--auth` and `--auth-file` name, or `None` when there are
     /// none. An error names the file and line at fault.
     pub fn auth(&self) -> Result<Option<BasicAuth>, String> {
+        // Checked here rather than by clap, whose error would repeat the
+        // value, password and all.
         let mut specs: Vec<(String, String)> = self
             .auth
             .iter()

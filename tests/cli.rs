@@ -1168,13 +1168,24 @@ fn auth_flags_ask_every_request_for_a_password() {
         let mut server = serve_on(
             engine,
             site.path(),
-            &["--auth", "alice:open-sesame", "--auth-file", file, "--auth-realm", "site"],
+            &[
+                "--auth",
+                "alice:open-sesame",
+                "--auth-file",
+                file,
+                "--auth-realm",
+                "site",
+            ],
         );
         let addr = server.announced_addr();
         let ask = |auth: Option<&str>| {
             let mut s = util::connect(addr);
             let field = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
-            write!(s, "GET / HTTP/1.1\r\nHost: t\r\n{field}Connection: close\r\n\r\n").unwrap();
+            write!(
+                s,
+                "GET / HTTP/1.1\r\nHost: t\r\n{field}Connection: close\r\n\r\n"
+            )
+            .unwrap();
             read_response(&mut s, false).expect("a response")
         };
         let r = ask(None);
@@ -1183,17 +1194,37 @@ fn auth_flags_ask_every_request_for_a_password() {
             r.header("www-authenticate"),
             Some(r#"Basic realm="site", charset="UTF-8""#)
         );
-        assert_eq!(ask(Some(&basic("alice:open-sesame"))).status, 200, "{engine}");
+        assert_eq!(
+            ask(Some(&basic("alice:open-sesame"))).status,
+            200,
+            "{engine}"
+        );
         assert_eq!(ask(Some(&basic("carol:file-pass"))).status, 200, "{engine}");
         assert_eq!(ask(Some(&basic("alice:file-pass"))).status, 401, "{engine}");
-        assert_eq!(ask(Some(&basic("mallory:open-sesame"))).status, 401, "{engine}");
+        assert_eq!(
+            ask(Some(&basic("mallory:open-sesame"))).status,
+            401,
+            "{engine}"
+        );
         assert_eq!(ask(Some("Basic !!!")).status, 401, "{engine}");
         server.signal(libc::SIGTERM);
         let (status, stderr, _) = server.finish();
         assert!(status.success(), "{engine}: {stderr}");
-        assert_eq!(stderr.lines().filter(|l| l.contains("\" 401 ")).count(), 4, "{stderr}");
-        for secret in ["open-sesame", "file-pass", "b3Blbi1zZXNhbWU", "YWxpY2U6b3Blbi1zZXNhbWU"] {
-            assert!(!stderr.contains(secret), "{engine}: {secret} logged: {stderr}");
+        assert_eq!(
+            stderr.lines().filter(|l| l.contains("\" 401 ")).count(),
+            4,
+            "{stderr}"
+        );
+        for secret in [
+            "open-sesame",
+            "file-pass",
+            "b3Blbi1zZXNhbWU",
+            "YWxpY2U6b3Blbi1zZXNhbWU",
+        ] {
+            assert!(
+                !stderr.contains(secret),
+                "{engine}: {secret} logged: {stderr}"
+            );
         }
     }
     for bad in [
@@ -1205,5 +1236,9 @@ fn auth_flags_ask_every_request_for_a_password() {
         let (status, stderr, _) = run(&bad);
         assert!(!status.success(), "{bad:?}");
         assert!(stderr.contains("auth"), "{bad:?}: {stderr}");
+        // The error names the flag and the fault, never the secret.
+        for secret in ["no-colon", "a:sha256:12", "a:y"] {
+            assert!(!stderr.contains(secret), "{bad:?}: {stderr}");
+        }
     }
 }
