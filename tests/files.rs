@@ -87,6 +87,23 @@ crate::engine_tests! {
         assert!(empty.text().contains("This directory is empty."), "{}", empty.text());
     }
 
+    /// A file asked for as a directory is not the file: served, its
+    /// relative links would resolve below it (nginx and Go answer 404).
+    #[test]
+    fn a_file_with_a_trailing_slash_is_not_found() {
+        let server = start_default_site();
+        for _ in 0..2 {
+            // Twice: the second GET of the file may come from the cache.
+            assert_eq!(server.get("/style.css").status, 200);
+            let r = server.get("/style.css/");
+            assert_eq!(r.status, 404, "{r:?}");
+            assert_eq!(r.body, CUSTOM_404);
+            assert_eq!(server.get("/sub/page.html/").status, 404);
+        }
+        // A directory with the slash is still its index.
+        assert_eq!(server.get("/sub/").body, b"sub index\n");
+    }
+
     #[test]
     fn directory_without_slash_redirects() {
         let server = start_default_site();

@@ -6,6 +6,7 @@ mod memory;
 mod util;
 
 mod auth;
+mod binding;
 mod browser;
 mod cache;
 mod cli;
