@@ -2,8 +2,9 @@
 """Row-by-row HTTP behaviour comparison of coserve against other static servers.
 
 Starts every server found on this machine on 127.0.0.1 (free ports only),
-serving the same temporary root, sends each of them the same raw request
-bytes over plain sockets, and classifies what came back:
+serving the same temporary root (rows 38 and 39 start one more instance each:
+one user to log in as, no bind address), sends each of them the same raw
+request bytes over plain sockets, and classifies what came back:
 
     ✅ pass    ❌ fail    ➖ other (legal-but-different, n/a, or not comparable)
 
@@ -24,6 +25,7 @@ stopped and the temporary root removed at exit, also on error or Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import hashlib
 import html
@@ -31,11 +33,13 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -51,6 +55,12 @@ FIXED_MTIME = 1704164645           # Tue, 02 Jan 2024 03:04:05 GMT, for every fi
 OLD_DATE = "Sat, 01 Jan 2000 00:00:00 GMT"
 BIG_LEN = 100_000
 SECRET_MARKER = b"TOPSECRET-outside-the-root"
+SHARED_JS = b"/* shared.js: outside the root, linked in as Debian's doc packages link their JS */\n"
+OTHER_UID = 65534                  # nobody: the owner of the planted link's target
+AUTH_USER, AUTH_PASS = "user", "pass"
+# bcrypt of AUTH_PASS in the form `caddy hash-password` and `htpasswd -B` make, but at cost 5:
+# caddy's cost, 14, takes about a second per check, half the 2 s budget of a request
+AUTH_BCRYPT = "$2b$05$Y5OIWXJJyCWaUfwkeqH/8e8j.xBxMMWtlKYo1H.3FC7a25G7205yS"
 
 PASS, FAIL, OTHER = "pass", "fail", "other"
 MARK = {PASS: "✅", FAIL: "❌", OTHER: "➖"}
@@ -120,6 +130,7 @@ class Tree:
     root: str
     files: dict   # url path -> bytes
     br_how: str
+    planted: bool  # secret.txt belongs to another user (needs root)
 
 
 def make_tree(work: str) -> Tree:
@@ -136,6 +147,7 @@ def make_tree(work: str) -> Tree:
         "/app.js.gz": gzip.compress(app, compresslevel=9, mtime=0),
         "/app.js.br": br,
         "/dir/" + ODD_NAME: ODD_BODY,
+        "/dir/.hidden": DOT_BODY,
         "/.secret": DOT_BODY,
         "/sub/index.html": SUB_INDEX,
     }
@@ -145,7 +157,10 @@ def make_tree(work: str) -> Tree:
             f.write(data)
     with open(os.path.join(base, "secret.txt"), "wb") as f:
         f.write(SECRET_MARKER + b"\n")
+    with open(os.path.join(base, "shared.js"), "wb") as f:
+        f.write(SHARED_JS)
     os.symlink("../secret.txt", os.path.join(root, "outside-link.txt"))
+    os.symlink("../shared.js", os.path.join(root, "shared.js"))
     # readable by servers that drop privileges (nginx workers run as nobody)
     for dirpath, dirnames, filenames in os.walk(work):
         os.chmod(dirpath, 0o755)
@@ -157,7 +172,12 @@ def make_tree(work: str) -> Tree:
         for fn in filenames + dirnames:
             os.utime(os.path.join(dirpath, fn), (FIXED_MTIME, FIXED_MTIME), follow_symlinks=False)
         os.utime(dirpath, (FIXED_MTIME, FIXED_MTIME))
-    return Tree(base, root, files, br_how)
+    # a link planted by someone else: the file it points at is another user's (0644 stays,
+    # so that a server that follows it can read it and show the leak)
+    planted = os.geteuid() == 0
+    if planted:
+        os.chown(os.path.join(base, "secret.txt"), OTHER_UID, OTHER_UID)
+    return Tree(base, root, files, br_how, planted)
 
 
 # --------------------------------------------------------------------------
@@ -189,11 +209,41 @@ class ServerDef:
     argv: Callable
     config: str            # human description of the configuration
     listing: str = "flag"  # "flag": a second instance with listing on; "always"; "none"
+    lists_by_default: bool = False   # the listing instance is the server's default (row 37b)
+    # extra instances a row starts when it needs one: name -> (tree, work, port) -> (argv, env),
+    # or a string saying why the server has none ("no auth")
+    variants: dict = field(default_factory=dict)
     missing: str = ""
 
 
-def nginx_argv(tree, work, port, listing):
+def variants_of(argv: Callable, auth=True) -> dict:
+    """The "auth" and "default-bind" instances of a server whose argv function
+    takes `auth=True` and `bind=None`; `auth` a string instead says why it has none."""
+    return {
+        "auth": (lambda t, w, p: argv(t, w, p, auth=True)) if auth is True else auth,
+        "default-bind": lambda t, w, p: argv(t, w, p, bind=None),
+    }
+
+
+def write(path: str, text: str) -> str:
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def coserve_argv(exe: str) -> Callable:
+    def argv(tree, work, port, listing=False, bind=HOST, auth=False):
+        return ([exe, str(port)] + (["-b", bind] if bind else []) + ["-d", tree.root, "-q"]
+                + (["--auth", f"{AUTH_USER}:{AUTH_PASS}"] if auth else []), None)
+    return argv
+
+
+def nginx_argv(tree, work, port, listing=False, bind=HOST, auth=False):
     os.makedirs(os.path.join(work, "tmp"), exist_ok=True)
+    auth_conf = ""
+    if auth:
+        users = write(os.path.join(work, "htpasswd"), f"{AUTH_USER}:{{PLAIN}}{AUTH_PASS}\n")
+        auth_conf = f'auth_basic "x"; auth_basic_user_file {users};'
     conf = f"""
 worker_processes 1;
 daemon off;
@@ -211,137 +261,193 @@ http {{
     scgi_temp_path {work}/tmp/scgi;
     sendfile on;
     server {{
-        listen {HOST}:{port};
+        listen {f"{bind}:{port}" if bind else port};
         root {tree.root};
         gzip_static on;
         {"autoindex on;" if listing else ""}
+        {auth_conf}
     }}
 }}
 """
-    path = os.path.join(work, "nginx.conf")
-    with open(path, "w") as f:
-        f.write(conf)
+    path = write(os.path.join(work, "nginx.conf"), conf)
     return [find_exe("nginx"), "-e", f"{work}/startup.log", "-p", work, "-c", path], None
 
 
-def lighttpd_argv(tree, work, port, listing):
+def python_argv(tree, work, port, listing=False, bind=HOST, auth=False):
+    return ([sys.executable, "-m", "http.server", str(port)] + (["--bind", bind] if bind else [])
+            + ["--directory", tree.root], None)
+
+
+def lighttpd_argv(tree, work, port, listing=False, bind=HOST, auth=False):
     conf = f"""
 server.document-root = "{tree.root}"
-server.bind = "{HOST}"
 server.port = {port}
 server.errorlog = "{work}/error.log"
 index-file.names = ( "index.html" )
 include_shell "/usr/share/lighttpd/create-mime.conf.pl"
-dir-listing.activate = "{"enable" if listing else "disable"}"
-dir-listing.encoding = "utf-8"
 """
-    path = os.path.join(work, "lighttpd.conf")
-    with open(path, "w") as f:
-        f.write(conf)
+    if bind:
+        conf += f'server.bind = "{bind}"\n'
+    if listing:
+        conf += 'dir-listing.activate = "enable"\ndir-listing.encoding = "utf-8"\n'
+    if auth:
+        users = write(os.path.join(work, "lighttpd.user"), f"{AUTH_USER}:{AUTH_PASS}\n")
+        conf += f"""server.modules += ( "mod_auth", "mod_authn_file" )
+auth.backend = "plain"
+auth.backend.plain.userfile = "{users}"
+auth.require = ( "/" => ( "method" => "basic", "realm" => "x", "require" => "valid-user" ) )
+"""
+    path = write(os.path.join(work, "lighttpd.conf"), conf)
     return [find_exe("lighttpd"), "-D", "-f", path], None
 
 
-def caddy_argv(tree, work, port, listing):
+def caddy_argv(tree, work, port, listing=False, bind=HOST, auth=False):
+    # one user a line; caddy 2.6 takes neither a one-line block nor `basic_auth`
+    auth_conf = f"""basicauth {{
+        {AUTH_USER} {AUTH_BCRYPT}
+    }}""" if auth else ""
     conf = f"""{{
     admin off
     auto_https off
 }}
 http://:{port} {{
-    bind {HOST}
+    {f"bind {bind}" if bind else ""}
     root * {tree.root}
+    {auth_conf}
     file_server {{
         precompressed br gzip
         {"browse" if listing else ""}
     }}
 }}
 """
-    path = os.path.join(work, "Caddyfile")
-    with open(path, "w") as f:
-        f.write(conf)
+    path = write(os.path.join(work, "Caddyfile"), conf)
     env = dict(os.environ, HOME=work, XDG_DATA_HOME=f"{work}/data", XDG_CONFIG_HOME=f"{work}/config")
     return [find_exe("caddy"), "run", "--config", path, "--adapter", "caddyfile"], env
 
 
-def busybox_argv(tree, work, port, listing):
-    conf = os.path.join(work, "httpd.conf")
-    open(conf, "w").close()   # empty: don't pick up /etc/httpd.conf
-    return [find_exe("busybox"), "httpd", "-f", "-p", f"{HOST}:{port}", "-h", tree.root, "-c", conf], None
+def sws_argv(tree, work, port, listing=False, bind=HOST, auth=False):
+    return ([find_exe("static-web-server")] + (["-a", bind] if bind else [])
+            + ["-p", str(port), "-d", tree.root, "--compression-static", "true", "-g", "error"]
+            + (["--directory-listing", "true"] if listing else [])
+            + (["--basic-auth", f"{AUTH_USER}:{AUTH_BCRYPT}"] if auth else []), None)
+
+
+def miniserve_argv(tree, work, port, listing=False, bind=HOST, auth=False):
+    return ([find_exe("miniserve")] + (["-i", bind] if bind else [])
+            + ["-p", str(port), "--index", "index.html", "-q"]
+            + ([] if listing else ["--disable-indexing"])
+            + (["--auth", f"{AUTH_USER}:{AUTH_PASS}"] if auth else []) + [tree.root], None)
+
+
+def darkhttpd_argv(tree, work, port, listing=False, bind=HOST, auth=False):
+    return ([find_exe("darkhttpd"), tree.root] + (["--addr", bind] if bind else []) + ["--port", str(port)]
+            + ([] if listing else ["--no-listing"])
+            + (["--auth", f"{AUTH_USER}:{AUTH_PASS}"] if auth else []), None)
+
+
+def busybox_argv(tree, work, port, listing=False, bind=HOST, auth=False):
+    # always a -c file (empty but for auth): without one it reads /etc/httpd.conf
+    conf = write(os.path.join(work, "httpd.conf"), f"/:{AUTH_USER}:{AUTH_PASS}\n" if auth else "")
+    return [find_exe("busybox"), "httpd", "-f", "-p", f"{bind}:{port}" if bind else str(port),
+            "-h", tree.root, "-c", conf], None
 
 
 def server_defs(coserve_path: str) -> list:
     py = sys.executable
+    coserve = coserve_argv(coserve_path)
     return [
         ServerDef(
             "coserve", coserve_path if os.access(coserve_path, os.X_OK) else None,
             lambda: run_version([coserve_path, "--version"]),
-            lambda t, w, p, l: ([coserve_path, str(p), "-b", HOST, "-d", t.root, "-q"]
-                                + (["--listing"] if l else []), None),
-            "`coserve PORT -b 127.0.0.1 -d ROOT -q` (+ `--listing` for the listing row); "
-            "precompressed siblings on by default",
+            coserve,
+            "`coserve PORT -b 127.0.0.1 -d ROOT -q`: listing, precompressed siblings and "
+            "`--symlinks owner` are its defaults. Row 38: `--auth user:pass`; row 39: no `-b`",
+            listing="always", lists_by_default=True, variants=variants_of(coserve),
             missing="build it: cargo build --release"),
         ServerDef(
             "nginx", find_exe("nginx"),
             lambda: run_version([find_exe("nginx"), "-v"], lambda s: s.strip().split(": ", 1)[-1] + " (nginx-light)"),
             nginx_argv,
             "nginx-light, own config: `include mime.types; gzip_static on;` "
-            "(+ `autoindex on;` for the listing row); nothing else changed",
+            "(+ `autoindex on;` for row 37); nothing else changed. Row 38: "
+            "`auth_basic \"x\"; auth_basic_user_file FILE;`, FILE holding `user:{PLAIN}pass`; "
+            "row 39: `listen PORT;`",
+            variants=variants_of(nginx_argv),
             missing="apt-get install nginx-light"),
         ServerDef(
             "python http.server", py,
             lambda: f"Python {sys.version.split()[0]} http.server ({py})",
-            lambda t, w, p, l: ([py, "-m", "http.server", str(p), "--bind", HOST, "--directory", t.root], None),
+            python_argv,
             f"`{os.path.basename(py)} -m http.server PORT --bind 127.0.0.1 --directory ROOT` "
-            "(listing is always on)",
-            listing="always"),
+            "(listing is always on). Row 38: it has no auth; row 39: no `--bind`",
+            listing="always", lists_by_default=True, variants=variants_of(python_argv, auth="n/a (no auth)")),
         ServerDef(
             "lighttpd", find_exe("lighttpd"),
             lambda: run_version([find_exe("lighttpd"), "-v"], lambda s: s.split(" - ")[0].strip()),
             lighttpd_argv,
             "own config: document-root, bind, port, `index-file.names`, Debian's "
-            "`create-mime.conf.pl` MIME map; `dir-listing.activate` only for the listing row. "
-            "It has no precompressed-sibling option",
+            "`create-mime.conf.pl` MIME map; `dir-listing.activate` only for row 37. "
+            "It has no precompressed-sibling option. Row 38: `mod_auth` + `mod_authn_file`, "
+            "`auth.backend = \"plain\"` with a `user:pass` file, `auth.require` on `/`; "
+            "row 39: no `server.bind`",
+            variants=variants_of(lighttpd_argv),
             missing="apt-get install lighttpd"),
         ServerDef(
             "caddy", find_exe("caddy"),
             lambda: "caddy " + run_version([find_exe("caddy"), "version"]),
             caddy_argv,
             "Caddyfile: `file_server { precompressed br gzip }` on `http://:PORT` bound to "
-            "127.0.0.1, admin off (+ `browse` for the listing row)",
+            "127.0.0.1, admin off (+ `browse` for row 37). Row 38: `basicauth { user BCRYPT }` "
+            "(the hash `caddy hash-password` makes, at cost 5); row 39: no `bind`",
+            variants=variants_of(caddy_argv),
             missing="apt-get install caddy"),
         ServerDef(
             "static-web-server", find_exe("static-web-server"),
             lambda: "static-web-server " + run_version(
                 [find_exe("static-web-server"), "--version"],
                 lambda s: (re.search(r"Version:\s*(\S+)", s) or re.search(r"(\S+)", s)).group(1)),
-            lambda t, w, p, l: ([find_exe("static-web-server"), "-a", HOST, "-p", str(p), "-d", t.root,
-                                 "--compression-static", "true", "-g", "error"]
-                                + (["--directory-listing", "true"] if l else []), None),
+            sws_argv,
             "`static-web-server -a 127.0.0.1 -p PORT -d ROOT --compression-static true` "
-            "(on-the-fly compression left at its default, on; `--directory-listing true` for the listing row)",
+            "(on-the-fly compression left at its default, on; `--directory-listing true` for row 37). "
+            "Row 38: `--basic-auth user:BCRYPT` (cost 5); row 39: no `-a`",
+            variants=variants_of(sws_argv),
             missing="cargo install --locked static-web-server"),
         ServerDef(
             "miniserve", find_exe("miniserve"),
             lambda: run_version([find_exe("miniserve"), "--version"]),
-            lambda t, w, p, l: ([find_exe("miniserve"), "-i", HOST, "-p", str(p), "--index", "index.html", "-q"]
-                                + ([] if l else ["--disable-indexing"]) + [t.root], None),
+            miniserve_argv,
             "`miniserve -i 127.0.0.1 -p PORT --index index.html ROOT` "
-            "(`--disable-indexing` except for the listing row)",
+            "(`--disable-indexing` except for rows 37 and 37b: it lists by default). "
+            "Row 38: `--auth user:pass`; row 39: no `-i`",
+            lists_by_default=True, variants=variants_of(miniserve_argv),
             missing="cargo install --locked miniserve"),
         ServerDef(
             "darkhttpd", find_exe("darkhttpd"),
             lambda: run_version([find_exe("darkhttpd"), "--help"], lambda s: s.strip().split(",")[0]),
-            lambda t, w, p, l: ([find_exe("darkhttpd"), t.root, "--addr", HOST, "--port", str(p)]
-                                + ([] if l else ["--no-listing"]), None),
-            "`darkhttpd ROOT --addr 127.0.0.1 --port PORT --no-listing` (listing only for row 37)",
+            darkhttpd_argv,
+            "`darkhttpd ROOT --addr 127.0.0.1 --port PORT --no-listing` (listing only for rows 37 "
+            "and 37b: it lists by default). Row 38: `--auth user:pass`; row 39: no `--addr`",
+            lists_by_default=True, variants=variants_of(darkhttpd_argv),
             missing="not packaged in Debian 12"),
         ServerDef(
             "busybox httpd", find_exe("busybox"),
             lambda: run_version([find_exe("busybox")], lambda s: re.search(r"BusyBox v\S+ \([^)]*\)", s).group(0)),
             busybox_argv,
-            "`busybox httpd -f -p 127.0.0.1:PORT -h ROOT -c EMPTY_CONF` (no listing without CGI)",
-            listing="none",
+            "`busybox httpd -f -p 127.0.0.1:PORT -h ROOT -c EMPTY_CONF` (no listing without CGI). "
+            "Row 38: `/:user:pass` in the conf; row 39: `-p PORT`",
+            listing="none", variants=variants_of(busybox_argv),
             missing="apt-get install busybox"),
     ]
+
+
+def wait_any(port: int, seconds: float, alive: Callable, hosts: tuple) -> bool:
+    """Whether something accepts on `port` at any of `hosts` within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and alive():
+        for h in hosts:
+            if wait_port(port, 0.05, alive, host=h):
+                return True
+    return False
 
 
 class Running:
@@ -352,18 +458,23 @@ class Running:
 
     def start(self, sd: ServerDef, tree: Tree, work_root: str, listing: bool) -> tuple:
         tag = f"{sd.name.split()[0]}{'-listing' if listing else ''}"
+        return self.launch(tag, lambda t, w, p: sd.argv(t, w, p, listing), tree, work_root)
+
+    def launch(self, tag: str, make: Callable, tree: Tree, work_root: str, hosts: tuple = (HOST,)) -> tuple:
+        """Starts `make(tree, work, port)`'s argv on a free port; (port, None) once it
+        accepts on one of `hosts`, else (None, the last line it logged)."""
         work = os.path.join(work_root, tag)
         os.makedirs(work, exist_ok=True)
         last_err = ""
         for _attempt in range(3):   # a port picked free can be taken before bind
             port = free_port()
-            argv, env = sd.argv(tree, work, port, listing)
+            argv, env = make(tree, work, port)
             log = open(os.path.join(work, "server.log"), "wb")
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     env=env, cwd=work, start_new_session=True)
             log.close()
             self.procs.append(proc)
-            if wait_port(port, 15, alive=lambda: proc.poll() is None):
+            if wait_any(port, 15, lambda: proc.poll() is None, hosts):
                 return port, None
             self.stop(proc)
             try:
@@ -411,8 +522,10 @@ class Running:
 class Ctx:
     """What a row function sees: the ports of one server and a request log."""
 
-    def __init__(self, name: str, port: int, listing_port: Optional[int], listing_note: str, tree: Tree):
-        self.name = name
+    def __init__(self, sd: ServerDef, port: int, listing_port: Optional[int], listing_note: str, tree: Tree,
+                 launch: Callable[[str, Callable], tuple]):
+        self.sd = sd
+        self.name = sd.name
         self.port = port
         self.listing_port = listing_port
         self.listing_note = listing_note
@@ -420,6 +533,20 @@ class Ctx:
         self.sent: list = []   # raw requests sent in the current row
         self._root_get: Optional[Resp] = None
         self._big_get: Optional[Resp] = None
+        self._launch = launch  # (variant name, argv maker) -> (port or None, error)
+        self._variants: dict = {}
+
+    def variant(self, name: str) -> tuple:
+        """(port, None) of the server's `name` instance, started on first use;
+        (None, why) when it has none or it failed to start."""
+        if name not in self._variants:
+            make = self.sd.variants.get(name, "n/a")
+            if isinstance(make, str):
+                self._variants[name] = (None, make)
+            else:
+                port, err = self._launch(name, make)
+                self._variants[name] = (port, None) if port else (None, f"{name} instance failed: {err}")
+        return self._variants[name]
 
     def one(self, raw: bytes, head: bool = False, port: Optional[int] = None) -> Resp:
         self.sent.append(raw)
@@ -871,12 +998,26 @@ def r_traversal(c: Ctx):
     return PASS, "/".join(dict.fromkeys(seen))
 
 
-@row("27b", "Symlink inside root pointing outside it (/outside-link.txt) → not served")
+@row("27b", "Symlink inside root to another user's file outside it (/outside-link.txt → ../secret.txt) "
+           "→ not served")
 def r_symlink(c: Ctx):
+    if not c.tree.planted:
+        return OTHER, "needs root to make another user's file"
     r = c.one(req("GET", "/outside-link.txt"))
     if SECRET_MARKER in r.body:
         return FAIL, f"{r.status}, served"
     return PASS, r.short()
+
+
+@row("27c", "Symlink inside root to the same user's file outside it (/shared.js → ../shared.js, "
+           "as Debian's doc packages link shared JS) → served")
+def r_symlink_same_owner(c: Ctx):
+    r = c.one(req("GET", "/shared.js"))
+    if r.status == 200 and r.body == SHARED_JS:
+        return PASS, "200, served"
+    if r.status in (403, 404):
+        return OTHER, f"{r.status}: refused"
+    return FAIL, r.short()
 
 
 @row("28", "Dotfile /.secret → 404 (hidden)")
@@ -1127,6 +1268,94 @@ def r_listing(c: Ctx):
     return FAIL, f"escaped, link `{links[0]}` → {f.short()}"
 
 
+@row("37b", "Directory without index at the server's default (no listing flag): GET /dir/ → listed, "
+           "dotfile `.hidden` not shown")
+def r_listing_default(c: Ctx):
+    port = c.listing_port if c.sd.lists_by_default else c.port
+    if port is None:
+        return OTHER, c.listing_note or "n/a"
+    r = c.one(req("GET", "/dir/"), port=port)
+    if r.status in (403, 404):
+        return OTHER, f"{r.status}: listing off by default"
+    if r.status != 200:
+        return FAIL, r.short()
+    text = html.unescape(r.body.decode("utf-8", "replace"))
+    if ODD_NAME not in text:
+        return FAIL, "200, file not listed"
+    if ".hidden" in text:
+        return FAIL, "listed, with the dotfile `.hidden`"
+    return PASS, "listed, no dotfile"
+
+
+# ---- auth ---------------------------------------------------------------------------
+
+def basic(user: str, password: str) -> str:
+    return "Authorization: Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@row("38", "Basic auth (one user configured): no credentials → 401 + `WWW-Authenticate: Basic realm=...`; "
+           "right → 200; wrong → 401")
+def r_auth(c: Ctx):
+    port, why = c.variant("auth")
+    if port is None:
+        return OTHER, why
+    none = c.one(req("GET", "/"), port=port)
+    right = c.one(req("GET", "/", basic(AUTH_USER, AUTH_PASS)), port=port)
+    wrong = c.one(req("GET", "/", basic(AUTH_USER, "wrong")), port=port)
+    challenge = none.h("www-authenticate") or ""
+    problems = []
+    if none.status != 401:
+        problems.append(f"none → {none.short()}")
+    elif not re.match(r"(?i)basic\s.*\brealm=", challenge):
+        # RFC 7617 §2: the realm parameter is required
+        problems.append(f"401 with `WWW-Authenticate: {challenge}`, no realm" if challenge
+                        else "401 without WWW-Authenticate")
+    if right.status != 200 or right.body != INDEX_HTML:
+        problems.append(f"right → {right.short()}")
+    if wrong.status != 401:
+        problems.append(f"wrong → {wrong.short()}")
+    if problems:
+        return FAIL, "; ".join(problems)
+    return PASS, f"401 `{challenge}` / 200 / 401"
+
+
+# ---- binding ------------------------------------------------------------------------
+
+def status_at(c: Ctx, host: str, port: int) -> str:
+    """The status a GET / gets at host:port, or the connect error's name.
+    (http1.Conn opens IPv4 sockets only, so this reads the status line itself.)"""
+    raw = req("GET", "/")
+    c.sent.append(raw)
+    head = b""
+    try:
+        with socket.create_connection((host, port), TIMEOUT) as s:
+            s.sendall(raw)
+            while b"\r\n" not in head:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+    except OSError as e:
+        return e.__class__.__name__
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    return m.group(1).decode() if m else "no status line"
+
+
+@row("39", "No bind address: answers on 127.0.0.1 and on ::1")
+def r_default_bind(c: Ctx):
+    port, why = c.variant("default-bind")
+    if port is None:
+        return OTHER, why
+    v4, v6 = status_at(c, HOST, port), status_at(c, "::1", port)
+    if v4 == "200" and v6 == "200":
+        return PASS, "200 on both"
+    if v4 == "200":
+        return OTHER, f"IPv4 only (::1: {v6})"
+    if v6 == "200":
+        return OTHER, f"IPv6 only (127.0.0.1: {v4})"
+    return FAIL, f"127.0.0.1: {v4}; ::1: {v6}"
+
+
 # --------------------------------------------------------------------------
 # driver
 # --------------------------------------------------------------------------
@@ -1197,7 +1426,10 @@ def main() -> int:
                 lnote = "n/a (no listing)"
             print(f"# {sd.name} ({version}) on port {port}" + (f", listing on {lport}" if lport else ""),
                   file=sys.stderr)
-            ctx = Ctx(sd.name, port, lport, lnote, tree)
+            def launch(name, make, sd=sd):
+                # the default-bind instance may listen on ::1 only
+                return running.launch(f"{sd.name.split()[0]}-{name}", make, tree, work, (HOST, "::1"))
+            ctx = Ctx(sd, port, lport, lnote, tree, launch)
             cells = {}
             for rw in ROWS:
                 ctx.sent = []
@@ -1229,9 +1461,9 @@ def main() -> int:
 
     out = ["# coserve behaviour comparison", "",
            "Generated by `python3 scripts/conformance/compare_semantics.py` (stdlib only, raw sockets, "
-           "2 s per request). Every server gets the same request bytes on 127.0.0.1; only the "
-           "ETag / Last-Modified values echoed back in rows 4, 5, 5b, 7, 8b, 18 and 18b are each "
-           "server's own.", "",
+           "2 s per request). Every server gets the same request bytes on 127.0.0.1 (row 39: also on "
+           "::1); only the ETag / Last-Modified values echoed back in rows 4, 5, 5b, 7, 8b, 18 and 18b "
+           "are each server's own.", "",
            "Legend: ✅ pass · ❌ fail · ➖ other (legal but different, or n/a); the note is what came back.",
            "", "## Rerun", "", "```sh",
            "apt-get install -y nginx-light lighttpd busybox caddy brotli   # peers + brotli CLI for app.js.br",
@@ -1248,24 +1480,32 @@ def main() -> int:
         out.append(f"- ~~{n}~~: skipped, {why}")
     out += ["", "## Results", ""] + table
     out += ["", "## Configuration", "",
-            "Defaults everywhere, except: precompressed `.gz`/`.br` siblings enabled where the server "
-            "has an option for it (coserve has it on by default), and directory listing enabled only "
-            "for row 37 (a second instance). No server was given dotfile, symlink or charset settings, "
-            "so rows 1 (charset), 27b (symlinks) and 28 (dotfiles) measure defaults: nginx, lighttpd and "
-            "caddy can be configured to pass them (`charset utf-8;`, `disable_symlinks on;`, a "
-            "`location ~ /\\.` rule, `hide`, ...).", ""]
+            "Defaults everywhere, except: bound to 127.0.0.1, precompressed `.gz`/`.br` siblings "
+            "enabled where the server has an option for it (coserve has it on by default), and "
+            "directory listing enabled only for row 37 (a second instance; row 37b asks each server's "
+            "default). Rows 38 and 39 start one more instance each when they run: one user "
+            "`user:pass` for row 38, no bind address for row 39; a server with no way to do it "
+            "gets ➖ n/a. No server was given dotfile, symlink or charset settings, so rows 1 "
+            "(charset), 27b and 27c (symlinks), 28 and 37b (dotfiles) measure defaults: nginx, lighttpd "
+            "and caddy can be configured to pass them (`charset utf-8;`, `disable_symlinks "
+            "if_not_owner;`, a `location ~ /\\.` rule, `hide`, ...).", ""]
     for n, cfg in configs:
         out.append(f"- **{n}**: {cfg}")
     out += ["", "## The served tree", "",
             "`ROOT/` = `index.html`, `big.bin` (100 000 bytes), `app.js`, `app.js.gz` (gzip -9 of app.js), "
-            f"`app.js.br` ({tree.br_how}), `dir/<b>odd&name.txt` (no index), `.secret`, `sub/index.html`, "
-            "`outside-link.txt` → `../secret.txt`; `ROOT/../secret.txt` is outside the root. "
-            "All mtimes are fixed at Tue, 02 Jan 2024 03:04:05 GMT.", "",
+            f"`app.js.br` ({tree.br_how}), `dir/<b>odd&name.txt` and `dir/.hidden` (no index), "
+            "`.secret`, `sub/index.html`, `outside-link.txt` → `../secret.txt` and `shared.js` → "
+            "`../shared.js`; `ROOT/../secret.txt` and `ROOT/../shared.js` are outside the root. "
+            "The links and `shared.js` belong to the user running the script; `secret.txt` belongs "
+            + (f"to uid {OTHER_UID}, so `outside-link.txt` is a link someone else planted. "
+               if tree.planted else "to that user too (making it another user's needs root). ")
+            + "All mtimes are fixed at Tue, 02 Jan 2024 03:04:05 GMT.", "",
             "## Requests", "",
             "As sent to the first server (ETag values differ per server); `\\r\\n` shown escaped. "
             "Each request goes on a new connection, except: rows 2, 31 and 33 then wait up to 2 s to see "
             "whether the server closes the connection or sends more; row 32 sends its three requests in "
-            "one `send()`; row 34 sends its request twice on one connection. Rows 1, 3, 18 and 18b reuse "
+            "one `send()`; row 34 sends its request twice on one connection; row 39 sends its request "
+            "to 127.0.0.1 and to ::1. Rows 1, 3, 18 and 18b reuse "
             "one plain GET of `/` or `/big.bin` for the validators.", ""]
     for rw in ROWS:
         if rw.num in sent_by_row:
