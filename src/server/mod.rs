@@ -197,7 +197,7 @@ fn bind_listener(
         }
         // `[::]` takes IPv4 too (as v4-mapped addresses), whatever the
         // system's `net.ipv6.bindv6only` says: one socket for both, as
-        // `python3 -m http.server` binds by default.
+        // Go's net/http binds by default.
         if let SocketAddr::V6(a) = addr
             && a.ip().is_unspecified()
         {
