@@ -53,6 +53,10 @@ pub(crate) struct ServerState<'a> {
     /// Connections waiting for a request without buffers and without
     /// parking, counted for `ServerHandle::released_connections`.
     pub released: &'a AtomicUsize,
+    /// This connection's: set once it has sent a response, so that
+    /// shutdown knows it is idle between requests rather than waiting for
+    /// its first.
+    pub answered: &'a AtomicBool,
 }
 
 /// How [`serve`] ended.
@@ -399,6 +403,11 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
 
     /// Queues a response. Returns whether the connection stays open.
     fn respond(&mut self, req: Option<&Request>, mut resp: Response) -> bool {
+        // Shutdown now ends this connection's reads at once (see
+        // `ServerState::answered`).
+        if !self.server.answered.load(Ordering::Relaxed) {
+            self.server.answered.store(true, Ordering::Release);
+        }
         if resp.refused_header().is_some() || resp.status().as_u16() < 200 {
             resp = unsendable(req, &resp);
         }

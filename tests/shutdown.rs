@@ -519,3 +519,49 @@ mod grace_period {
         }
     }
 }
+
+/// A connection accepted just before shutdown, whose request was still on
+/// its way, gets its answer: under `--processes` a reload hands the port to
+/// a new worker, and a connection the old one took must not be lost. One
+/// that was answered before is closed at once, as ever.
+mod first_request {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    use crate::util::{self, read_response, start_site};
+
+    crate::engine_tests! {
+        #[test]
+        fn a_connection_waiting_for_its_first_request_is_answered_during_shutdown() {
+            let server = start_site(|c, f| (c, f));
+            let mut idle = server.connect();
+            idle.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            assert_eq!(read_response(&mut idle, false).map(|r| r.status), Some(200));
+            let mut fresh = server.connect();
+            assert!(
+                util::eventually(Duration::from_secs(5), || {
+                    server.handle.active_connections() == 2
+                }),
+                "the connection was not taken"
+            );
+            let handle = server.handle.clone();
+            let stopping = std::thread::spawn(move || handle.shutdown());
+            // Shutdown has begun once the listener is gone.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while std::net::TcpStream::connect(server.addr).is_ok() {
+                assert!(Instant::now() < deadline, "still accepting");
+                std::thread::yield_now();
+            }
+            // The answered connection was closed without waiting.
+            let closed = util::read_to_close(&mut idle);
+            assert!(closed.is_empty(), "{closed:?}");
+            fresh
+                .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            let r = read_response(&mut fresh, false).expect("an answer during shutdown");
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("connection"), Some("close"));
+            stopping.join().unwrap();
+        }
+    }
+}

@@ -58,7 +58,7 @@ impl<E: Engine> ServeConnection<E> for UntilClosed {
             Some(peer),
             &*serving.handler,
             &serving.conn,
-            serving.state(),
+            serving.state(&tracked),
         );
         // Deregistered before the socket closes (see `Tracked`).
         drop(tracked);

@@ -167,6 +167,7 @@ pub fn serve_connection<T: Transport + ?Sized>(
 ) {
     static NEVER_STOPPING: AtomicBool = AtomicBool::new(false);
     static RELEASED: AtomicUsize = AtomicUsize::new(0);
+    let answered = AtomicBool::new(false);
     conn::serve(
         io,
         peer,
@@ -175,6 +176,7 @@ pub fn serve_connection<T: Transport + ?Sized>(
         ServerState {
             stopping: &NEVER_STOPPING,
             released: &RELEASED,
+            answered: &answered,
         },
     );
 }

@@ -205,7 +205,7 @@ fn serve_parkable<E: Parking>(
         Some(peer),
         &*serving.handler,
         &serving.conn,
-        serving.state(),
+        serving.state(&tracked),
     );
     // No handler runs past this point: from here on the connection is
     // closed or parked (and outlives this coroutine) by the code below.

@@ -30,6 +30,9 @@ pub(crate) struct Serving {
     pub released: AtomicUsize,
     /// Connections being refused right now (see `accept::reject`).
     pub rejecting: AtomicUsize,
+    /// Set once shutdown has ended the reads of every connection, answered
+    /// or not.
+    swept_all: AtomicBool,
     active: AtomicUsize,
     next_id: AtomicU64,
     /// Open connections' descriptors, so shutdown can end their reads.
@@ -49,6 +52,8 @@ struct State {
 struct Registered {
     fd: RawFd,
     ip: IpAddr,
+    /// Set once the connection has sent a response (see [`Tracked`]).
+    answered: Arc<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,6 +77,7 @@ impl Serving {
             stopping: AtomicBool::new(false),
             released: AtomicUsize::new(0),
             rejecting: AtomicUsize::new(0),
+            swept_all: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
@@ -85,10 +91,11 @@ impl Serving {
     }
 
     /// What a connection sees of its server while it is served.
-    pub(crate) fn state(&self) -> ServerState<'_> {
+    pub(crate) fn state<'a>(&'a self, tracked: &'a Tracked) -> ServerState<'a> {
         ServerState {
             stopping: &self.stopping,
             released: &self.released,
+            answered: &tracked.answered,
         }
     }
 
@@ -123,15 +130,24 @@ impl Serving {
     /// the returned [`Tracked`] drops.
     pub(crate) fn track(self: &Arc<Self>, fd: RawFd, ip: IpAddr) -> Tracked {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&self.conns).insert(id, Registered { fd, ip });
-        // A connection accepted while shutdown swept the table must still see
+        let answered = Arc::new(AtomicBool::new(false));
+        lock(&self.conns).insert(
+            id,
+            Registered {
+                fd,
+                ip,
+                answered: answered.clone(),
+            },
+        );
+        // A connection accepted after shutdown's last sweep must still see
         // its reads ended.
-        if self.is_stopping() {
+        if self.swept_all.load(Ordering::Acquire) {
             sys::shutdown_read(fd);
         }
         Tracked {
             serving: self.clone(),
             id,
+            answered,
         }
     }
 
@@ -174,9 +190,13 @@ impl Serving {
     pub(crate) fn shut_down(&self, wake: impl Fn()) {
         if !self.stopping.swap(true, Ordering::AcqRel) {
             wake();
-            for conn in lock(&self.conns).values() {
-                sys::shutdown_read(conn.fd);
-            }
+            // Idle connections (between requests) are closed now. One that
+            // has not had its first answer yet was opened for a request that
+            // is most likely on its way: under `--processes` it may have
+            // been taken by this process just as another took over the
+            // port. It gets FIRST_REQUEST_GRACE to send it.
+            self.sweep(true);
+            let first_grace = Instant::now() + FIRST_REQUEST_GRACE;
             let deadline = Instant::now() + self.config.shutdown_grace;
             let mut state = lock(&self.state);
             while state.accepting || self.active() > 0 {
@@ -187,12 +207,20 @@ impl Serving {
                     );
                     break;
                 };
+                if !self.swept_all.load(Ordering::Acquire) && Instant::now() >= first_grace {
+                    drop(state);
+                    self.swept_all.store(true, Ordering::Release);
+                    self.sweep(false);
+                    state = lock(&self.state);
+                }
                 let accepting = state.accepting;
-                let wait = if accepting {
-                    left.min(WAKE_AGAIN)
-                } else {
-                    left
-                };
+                let mut wait = left;
+                if !self.swept_all.load(Ordering::Acquire) {
+                    wait = wait.min(first_grace.saturating_duration_since(Instant::now()));
+                }
+                if accepting {
+                    wait = wait.min(WAKE_AGAIN);
+                }
                 state = self
                     .changed
                     .wait_timeout(state, wait)
@@ -214,6 +242,17 @@ impl Serving {
         self.join();
     }
 
+    /// Ends the reads of the open connections (only those that have
+    /// answered a request, if `answered_only`), so that one waiting for a
+    /// request sees the end of its input and closes.
+    fn sweep(&self, answered_only: bool) {
+        for conn in lock(&self.conns).values() {
+            if !answered_only || conn.answered.load(Ordering::Acquire) {
+                sys::shutdown_read(conn.fd);
+            }
+        }
+    }
+
     /// Blocks until the server has shut down.
     pub(crate) fn join(&self) {
         let mut state = lock(&self.state);
@@ -227,10 +266,17 @@ impl Serving {
 /// connection before it sends another.
 const WAKE_AGAIN: Duration = Duration::from_millis(50);
 
+/// How long shutdown lets a connection that has not been answered yet send
+/// its first request before ending its reads.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
 /// Holds a connection's slot and registration while it is open.
 pub(crate) struct Tracked {
     pub serving: Arc<Serving>,
     pub id: u64,
+    /// Set by the connection loop once it has sent a response: until then
+    /// shutdown gives it [`FIRST_REQUEST_GRACE`].
+    answered: Arc<AtomicBool>,
 }
 
 impl Drop for Tracked {
