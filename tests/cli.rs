@@ -578,13 +578,14 @@ fn a_second_sigterm_exits_at_once() {
     );
     assert_eq!(status.code(), Some(1), "{stderr}");
     // The first signal said what it waits for, and how not to.
+    // At least the stalled download; the probes above may be counted too,
+    // if one was accepted before the signal was handled.
     let first = stderr.lines().next().unwrap_or_default();
-    assert_eq!(
-        first,
-        "coserve: terminated: shutting down; draining 1 connection for up to 10 s \
-         (a second Ctrl-C exits at once)",
-        "{stderr}"
-    );
+    let said = Regex::new(
+        r"^coserve: terminated: shutting down; draining (1 connection|\d+ connections) for up to 10 s \(a second Ctrl-C exits at once\)$",
+    )
+    .unwrap();
+    assert!(said.is_match(first), "{stderr}");
     assert!(stderr.contains("second signal"), "{stderr}");
     drop(stalled);
 }
