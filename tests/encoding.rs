@@ -147,6 +147,38 @@ crate::engine_tests! {
         }
     }
 
+    /// A sibling created after the file was served without one is
+    /// served: at once with the cache off (the directory's `stat` tells the
+    /// sibling index), within a second with it on (a cached entry looks at
+    /// its directory again after `RECHECK`); and removed, the file goes
+    /// out as itself again.
+    #[test]
+    fn a_sibling_created_after_a_miss_is_picked_up() {
+        let server = server(true);
+        let dir = server.root().join("late");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("late.css"), STYLE).unwrap();
+        let within = if crate::util::cache_off() {
+            std::time::Duration::ZERO
+        } else {
+            std::time::Duration::from_secs(3)
+        };
+        let serves = |body: &[u8], coding: Option<&str>| {
+            let ok = || {
+                let r = accepting(&server, "/late/late.css", "gzip");
+                r.status == 200 && r.body == body && r.header("content-encoding") == coding
+            };
+            ok() || crate::util::eventually(within, ok)
+        };
+        for _ in 0..3 {
+            assert!(serves(STYLE, None), "no sibling yet");
+        }
+        std::fs::write(dir.join("late.css.gz"), ONLY_GZ).unwrap();
+        assert!(serves(ONLY_GZ, Some("gzip")), "the new sibling was not picked up");
+        std::fs::remove_file(dir.join("late.css.gz")).unwrap();
+        assert!(serves(STYLE, None), "the removed sibling is still served");
+    }
+
     #[test]
     fn a_file_with_only_a_gzip_sibling() {
         let server = server(true);

@@ -16,32 +16,38 @@
 //!   tick cannot hide behind an unchanged `stat` (git's "racily clean"
 //!   problem; Linux stamps files from a clock that ticks every 1-10 ms, or
 //!   finer since 6.13 once a timestamp has been looked at);
-//! - an entry is rebuilt by the slow path after `RECHECK` (a second), which picks up
-//!   what a `stat` of the file cannot see: a precompressed sibling or an
-//!   earlier index file created next to it.
+//! - what a `stat` of the file cannot see (a precompressed sibling or an
+//!   earlier index file created next to it) changes its directory: at most
+//!   a `RECHECK` (a second) after it was last looked at, a hit also `stat`s
+//!   the directory, and is used only if it is as it was when the entry was
+//!   built, and had settled before the request that built it began.
 //!
 //! The cache holds at most `max_bytes` (bodies, headers and keys), evicting
 //! the least recently used entries. Its lock is never held across I/O.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::fs::Metadata;
 use std::hash::BuildHasher;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use foldhash::fast::RandomState;
 
 use super::conditional::Validators;
+use super::siblings::DirStamp;
 use crate::response::Rendered;
 use crate::sys;
 
-/// Entries older than this are rebuilt by the slow path.
+/// How long after its directory was last found unchanged an entry is used
+/// on the strength of its file's `stat` alone.
 pub(crate) const RECHECK: Duration = Duration::from_secs(1);
+/// How many keys missed once the admission rule remembers (8 bytes each).
+const DOORKEEPER: usize = 4096;
 /// What an entry costs beyond its body, headers and key.
 const ENTRY_OVERHEAD: usize = 256;
 
@@ -154,13 +160,18 @@ pub(crate) struct Entry {
     /// The file served, relative to the root, `stat`ed on every hit.
     rel: CString,
     id: FileId,
+    /// The directory the request's path named (`.` for the root), and what
+    /// it was when the entry was built.
+    dir: CString,
+    dir_stamp: DirStamp,
     /// For the request's preconditions.
     pub validators: Validators,
     /// The resource's header fields, rendered.
     pub headers: Rendered,
     pub body: Bytes,
-    /// When, on [`crate::clock::monotonic`].
-    built: Duration,
+    /// When the directory was last found unchanged, in milliseconds of
+    /// [`crate::clock::monotonic`].
+    checked: AtomicU64,
     last_used: AtomicU64,
 }
 
@@ -168,8 +179,8 @@ impl Entry {
     pub(crate) fn new(
         path: &str,
         accept: &[u8],
-        rel: CString,
-        id: FileId,
+        file: (CString, FileId),
+        dir: (CString, DirStamp),
         validators: Validators,
         headers: Rendered,
         body: Bytes,
@@ -177,14 +188,31 @@ impl Entry {
         Entry {
             path: path.into(),
             accept: accept.into(),
-            rel,
-            id,
+            rel: file.0,
+            id: file.1,
+            dir: dir.0,
+            dir_stamp: dir.1,
             validators,
             headers,
             body,
-            built: crate::clock::monotonic(),
+            checked: AtomicU64::new(now_ms()),
             last_used: AtomicU64::new(0),
         }
+    }
+
+    /// Whether the directory is as it was, looked at again when the last
+    /// look is a [`RECHECK`] old.
+    fn dir_unchanged(&self, root: &impl AsFd) -> bool {
+        let now = now_ms();
+        if now.saturating_sub(self.checked.load(Ordering::Relaxed)) < RECHECK.as_millis() as u64 {
+            return true;
+        }
+        let same =
+            sys::fstatat(root.as_fd(), &self.dir, DirStamp::of).is_ok_and(|s| s == self.dir_stamp);
+        if same {
+            self.checked.store(now, Ordering::Relaxed);
+        }
+        same
     }
 
     fn cost(&self) -> usize {
@@ -193,6 +221,7 @@ impl Entry {
             + self.path.len()
             + self.accept.len()
             + self.rel.as_bytes().len()
+            + self.dir.as_bytes().len()
             + self.validators.etag.len()
             + ENTRY_OVERHEAD
     }
@@ -231,6 +260,8 @@ pub(crate) struct FileCache {
     /// the coding.
     hasher: RandomState,
     map: RwLock<Map>,
+    /// Keys missed once while the cache was nearly full (see `admit`).
+    seen: Mutex<HashSet<u64, RandomState>>,
     clock: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -243,6 +274,7 @@ impl FileCache {
             options,
             hasher: RandomState::default(),
             map: RwLock::new(Map::default()),
+            seen: Mutex::default(),
             clock: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -269,8 +301,8 @@ impl FileCache {
         let found = entry.filter(|e| {
             &*e.path == path
                 && &*e.accept == accept
-                && crate::clock::monotonic().saturating_sub(e.built) < RECHECK
                 && stat_at(root, &e.rel).is_some_and(|id| id == e.id)
+                && e.dir_unchanged(root)
         });
         match &found {
             Some(e) => {
@@ -283,6 +315,32 @@ impl FileCache {
             }
         }
         found
+    }
+
+    /// Whether a response for this key, just built by the slow path, may
+    /// go into the cache. While the cache has room, any may. Once it is
+    /// nearly full, only one asked for twice within the last
+    /// `DOORKEEPER` misses may: a scan of a site wider than the cache (a
+    /// crawler, a mirror) would otherwise read every file into memory only
+    /// to evict it before it is asked for again, and push out the hot set.
+    pub(crate) fn admit(&self, path: &str, accept: &[u8]) -> bool {
+        let full = {
+            let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+            map.bytes >= self.options.max_bytes / 4 * 3
+        };
+        if !full {
+            return true;
+        }
+        let key = self.key(path, accept);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.remove(&key) {
+            return true;
+        }
+        if seen.len() >= DOORKEEPER {
+            seen.clear();
+        }
+        seen.insert(key);
+        false
     }
 
     /// Stores an entry, replacing the one under the same key and evicting
@@ -350,6 +408,11 @@ fn stat_at(root: &impl AsFd, rel: &CString) -> Option<FileId> {
     .flatten()
 }
 
+/// Now, in milliseconds of [`crate::clock::monotonic`].
+fn now_ms() -> u64 {
+    crate::clock::monotonic().as_millis() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,11 +420,12 @@ mod tests {
 
     fn entry(dir: &std::path::Path, name: &str, body: &[u8]) -> Entry {
         let meta = fs::metadata(dir.join(name)).unwrap();
+        let dir_stamp = sys::fstatat(File::open(dir).unwrap().as_fd(), c".", DirStamp::of).unwrap();
         Entry::new(
             &format!("/{name}"),
             b"",
-            CString::new(name).unwrap(),
-            FileId::of(&meta),
+            (CString::new(name).unwrap(), FileId::of(&meta)),
+            (CString::new(".").unwrap(), dir_stamp),
             Validators::of(&meta, None),
             Rendered::default(),
             Bytes::copy_from_slice(body),
@@ -412,5 +476,41 @@ mod tests {
         assert!(!id.settled(now, settle));
         assert!(id.settled(now + settle + Duration::from_millis(1), settle));
         assert!(id.settled(now, Duration::ZERO));
+    }
+
+    /// While the cache has room everything is admitted; once it is three
+    /// quarters full, a key only on its second miss, so that a scan wider
+    /// than the cache does not churn it.
+    #[test]
+    fn a_nearly_full_cache_admits_a_key_on_its_second_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        // Three entries of about 1,300 bytes fill more than three quarters.
+        let max = 4000;
+        let cache = FileCache::new(
+            CacheOptions::new()
+                .max_bytes(max)
+                .max_file(1000)
+                .settle(Duration::ZERO),
+        );
+        assert!(cache.admit("/new", b""));
+        assert!(cache.admit("/new", b""), "room: admitted every time");
+        for i in 0..3 {
+            let name = format!("f{i}");
+            fs::write(dir.path().join(&name), vec![b'a'; 1000]).unwrap();
+            cache.insert(entry(dir.path(), &name, &[b'a'; 1000]));
+        }
+        let stats = cache.stats();
+        assert!(
+            stats.bytes >= max / 4 * 3 && stats.entries == 3,
+            "{stats:?}"
+        );
+        assert!(!cache.admit("/scan-1", b""), "first miss of a full cache");
+        assert!(!cache.admit("/scan-2", b""));
+        assert!(cache.admit("/scan-1", b""), "second miss");
+        assert!(!cache.admit("/scan-1", b""), "remembered once only");
+        assert!(
+            !cache.admit("/scan-2", b"gzip"),
+            "another coding is another key"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! - `respond.rs`: the pipeline from a request to its response, with the
 //!   cache in front;
 //! - `negotiate.rs`: precompressed siblings and media types;
+//! - `siblings.rs`: which files have precompressed siblings, per directory;
 //! - `conditional.rs`, `range.rs`: validators and preconditions, byte
 //!   ranges;
 //! - `listing.rs`: directory listings, by the same rule and policy;
@@ -21,6 +22,7 @@ mod options;
 pub(crate) mod path;
 pub(crate) mod range;
 mod respond;
+mod siblings;
 
 pub use cache::{CacheOptions, CacheStats};
 pub use options::{FilesOptions, Symlinks};
@@ -36,6 +38,7 @@ use crate::response::Response;
 use self::cache::FileCache;
 use self::open::SharedRoot;
 use self::respond::Site;
+use self::siblings::SiblingIndex;
 
 /// Serves the files under one directory: `GET` and `HEAD` with validators
 /// (`ETag`, `Last-Modified`) and preconditions, byte ranges, precompressed
@@ -52,6 +55,7 @@ pub struct StaticFiles {
     root: Arc<SharedRoot>,
     options: Arc<FilesOptions>,
     cache: Option<Arc<FileCache>>,
+    siblings: Arc<SiblingIndex>,
 }
 
 impl StaticFiles {
@@ -74,6 +78,7 @@ impl StaticFiles {
             root: Arc::new(SharedRoot::new(root.as_ref())?),
             options: Arc::new(options),
             cache,
+            siblings: Arc::default(),
         })
     }
 
@@ -107,6 +112,7 @@ impl StaticFiles {
         let site = Site {
             root: &root,
             options: &self.options,
+            siblings: &self.siblings,
         };
         site.decorate(site.respond_with(req, path::resolve_decoded(path.as_bytes())))
     }
@@ -121,6 +127,7 @@ impl Handler for StaticFiles {
             && let Some(hit) = (Site {
                 root: &guard,
                 options: &self.options,
+                siblings: &self.siblings,
             })
             .cached(cache, req)
         {
@@ -131,6 +138,7 @@ impl Handler for StaticFiles {
         Site {
             root: &root,
             options: &self.options,
+            siblings: &self.siblings,
         }
         .uncached(self.cache.as_deref(), req)
     }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::open::{Opened, Purpose, Root, open};
 use super::options::Symlinks;
+use super::siblings::SiblingIndex;
 use crate::request::Request;
 
 /// Precompressed siblings, in order of preference when q-values tie.
@@ -20,10 +21,16 @@ pub(crate) fn negotiate(
     req: &Request,
     opened: Opened,
     symlinks: Symlinks,
+    siblings: &SiblingIndex,
 ) -> (Opened, Option<&'static str>, bool) {
     let Ok(rel) = opened.path.strip_prefix(&root.path).map(Path::to_path_buf) else {
         return (opened, None, false);
     };
+    // Most files have no sibling: one `stat` of the directory says so,
+    // instead of two opens that fail.
+    if !siblings.may_have_siblings(root, &rel) {
+        return (opened, None, false);
+    }
     let accept = req.header_str("accept-encoding").unwrap_or("");
     let mut best: Option<(f32, &'static str, Opened)> = None;
     let mut vary = false;

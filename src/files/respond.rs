@@ -4,7 +4,8 @@
 
 use std::ffi::CString;
 use std::io::{self, Read};
-use std::os::unix::ffi::OsStringExt;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ use super::open::{Opened, Purpose, Root, is_resource_error, open};
 use super::options::FilesOptions;
 use super::path::{PathError, SafePath, resolve_path};
 use super::range::{self, Ranges};
+use super::siblings::{DirStamp, SiblingIndex};
 use crate::request::{Method, Request};
 use crate::response::{Body, Part, Response};
 use crate::status::StatusCode;
@@ -51,6 +53,7 @@ const LISTING_OFF_404: &str = "<!doctype html>\n<html><head><meta charset=\"utf-
 pub(crate) struct Site<'a> {
     pub root: &'a Root,
     pub options: &'a FilesOptions,
+    pub siblings: &'a SiblingIndex,
 }
 
 impl Site<'_> {
@@ -176,7 +179,7 @@ impl Site<'_> {
     ) -> Response {
         let content_type = content_type(&opened.path);
         let (opened, coding, vary) = if self.options.precompressed {
-            negotiate(self.root, req, opened, self.options.symlinks)
+            negotiate(self.root, req, opened, self.options.symlinks, self.siblings)
         } else {
             (opened, None, false)
         };
@@ -366,10 +369,11 @@ impl Site<'_> {
     /// cold when its next request comes.
     #[inline(never)]
     pub(crate) fn uncached(&self, cache: Option<&FileCache>, req: &Request) -> Response {
+        let began = std::time::SystemTime::now();
         let mut fill = None;
         let resp = self.decorate(self.respond(req, &mut fill));
         match (cache, fill) {
-            (Some(cache), Some(fill)) => self.fill_cache(cache, req, fill, resp),
+            (Some(cache), Some(fill)) => self.fill_cache(cache, req, fill, resp, began),
             _ => resp,
         }
     }
@@ -407,7 +411,20 @@ impl Site<'_> {
     /// Puts a slow-path `200` in the cache when the file is small, settled,
     /// and did not change while it was read. Returns the response to send:
     /// the same head, with the bytes just read as its body.
-    fn fill_cache(&self, cache: &FileCache, req: &Request, fill: Fill, resp: Response) -> Response {
+    ///
+    /// The directory the file is in is looked at too: the entry is used
+    /// only while it stays as it was (a sibling or an index created there
+    /// changes it), and only if it had settled before this request began,
+    /// so that nothing this request decided (which sibling, which index)
+    /// can have changed unseen.
+    fn fill_cache(
+        &self,
+        cache: &FileCache,
+        req: &Request,
+        fill: Fill,
+        resp: Response,
+        began: std::time::SystemTime,
+    ) -> Response {
         let Some((file, 0, len)) = resp.body_ref().as_file() else {
             return resp;
         };
@@ -424,6 +441,22 @@ impl Site<'_> {
         {
             return resp;
         }
+        if !cache.admit(req.path(), self.accept_key(req)) {
+            return resp;
+        }
+        let dir = match fill.rel.parent().map(|d| d.as_os_str().as_bytes()) {
+            Some(d) if !d.is_empty() => d.to_vec(),
+            _ => b".".to_vec(),
+        };
+        let Ok(dir) = CString::new(dir) else {
+            return resp;
+        };
+        let Ok(dir_stamp) = crate::sys::fstatat(self.root.dir.as_fd(), &dir, DirStamp::of) else {
+            return resp;
+        };
+        if !dir_stamp.settled(began, cache.options().settle) {
+            return resp;
+        }
         let Ok(rel) = CString::new(fill.rel.into_os_string().into_vec()) else {
             return resp;
         };
@@ -438,8 +471,8 @@ impl Site<'_> {
         cache.insert(Entry::new(
             req.path(),
             self.accept_key(req),
-            rel,
-            fill.id,
+            (rel, fill.id),
+            (dir, dir_stamp),
             fill.validators,
             headers.clone(),
             body.clone(),
