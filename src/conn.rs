@@ -505,14 +505,12 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
     /// Small pieces are copied into the batch; large ones are streamed.
     fn queue_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
         if len > INLINE_FILE_MAX {
-            // Corked, the head rides in the file's first segment and every
-            // segment leaves full: with TCP_NODELAY alone, each sendfile call
-            // ends in a short segment (docs/performance.md).
-            self.io.cork(true);
-            let sent = self
-                .flush()
-                .and_then(|()| self.io.send_file(file, offset, len));
-            self.io.cork(false);
+            // What is batched (this head, and any responses before it)
+            // rides in the file's first segment, and every segment leaves
+            // full: with TCP_NODELAY alone, each sendfile call would end in
+            // a short segment (docs/performance.md).
+            let sent = self.io.send_file(&self.wbuf, file, offset, len);
+            self.wbuf.clear();
             return sent;
         }
         let start = self.wbuf.len();

@@ -100,6 +100,24 @@ pub(crate) fn set_cork(sock: BorrowedFd<'_>, on: bool) {
     }
 }
 
+/// `send(2)` with `MSG_MORE`: the kernel holds these bytes back until more
+/// follow (the file `sendfile` sends next), so that a head leaves in the
+/// same full segment as the start of its body, without the two
+/// `setsockopt` calls that `TCP_CORK` takes.
+pub(crate) fn send_more(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `sock` is open for the call and `buf` is valid for reads of
+    // its length.
+    let n = check(unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_MORE | libc::MSG_NOSIGNAL,
+        )
+    } as libc::c_long)?;
+    Ok(n as usize)
+}
+
 /// `sendfile(2)`: up to `count` bytes of `file` from `*offset` to `sock`,
 /// advancing `*offset`. Returns the bytes sent (0 at the end of the file).
 pub(crate) fn sendfile(

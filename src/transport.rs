@@ -42,16 +42,12 @@ pub trait Transport: Read + Write {
         read
     }
 
-    /// Holds back partial segments (`TCP_CORK`) while `on`, so that a head
-    /// and the file after it leave in full segments. The default does
-    /// nothing.
-    fn cork(&mut self, on: bool) {
-        let _ = on;
-    }
-
-    /// Writes `len` bytes of `file` from `offset`. The default copies through
-    /// a buffer; sockets use `sendfile(2)`.
-    fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+    /// Writes `head`, then `len` bytes of `file` from `offset`. The default
+    /// writes the head and copies the file through a buffer; sockets send
+    /// the head with `MSG_MORE` and the file with `sendfile(2)`, so that
+    /// both leave in full segments.
+    fn send_file(&mut self, head: &[u8], file: &File, offset: u64, len: u64) -> io::Result<()> {
+        self.write_all(head)?;
         copy_file(self, file, offset, len)
     }
 }

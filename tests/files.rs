@@ -646,7 +646,7 @@ crate::engine_tests! {
     #[test]
     fn a_small_fixed_send_buffer_still_sends_big_files_whole() {
         // 4 KiB: every sendfile call fills the socket, so the wait for room
-        // and the corked segments are exercised on each response.
+        // is exercised on each response, for the head sent with MSG_MORE too.
         let server = start_site(|c, f| (c.send_buffer(Some(4096)), f));
         let mut s = server.connect();
         for _ in 0..3 {
@@ -658,6 +658,16 @@ crate::engine_tests! {
         s.write_all(b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
         let r = read_response(&mut s, false).expect("a response");
         assert_eq!(r.body, b"body { color: black; }\n");
+        // Pipelined: the small response batched before the file's head goes
+        // out with it, in order.
+        s.write_all(
+            b"GET /style.css HTTP/1.1\r\nHost: test\r\n\r\nGET /big.bin HTTP/1.1\r\nHost: test\r\n\r\n",
+        )
+        .unwrap();
+        let r = read_response(&mut s, false).expect("the first response");
+        assert_eq!(r.body, b"body { color: black; }\n");
+        let r = read_response(&mut s, false).expect("the second response");
+        assert!(r.body == big_pattern(1024 * 1024), "big.bin corrupted");
     }
 }
 

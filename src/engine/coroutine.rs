@@ -232,21 +232,18 @@ impl Transport for CoStream {
         })
     }
 
-    fn cork(&mut self, on: bool) {
-        sys::set_cork(self.stream.inner().as_fd(), on);
-    }
-
-    /// `sendfile(2)` straight from the page cache to the socket.
+    /// The head with `send(MSG_MORE)`, then `sendfile(2)` straight from
+    /// the page cache to the socket.
     ///
     /// When the socket buffer is full, sendfile says EAGAIN and the
     /// coroutine waits until the socket is writable again, at most the write
     /// timeout, so that a client that stops reading cannot hold it forever.
-    fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+    fn send_file(&mut self, head: &[u8], file: &File, offset: u64, len: u64) -> io::Result<()> {
         // The wait takes the socket's event flags, a read's EPOLLIN among
         // them: the next read must try the socket before it waits.
         self.drained = false;
         let (stream, waiting, timeout) = (&self.stream, &self.waiting.0, self.write_timeout);
-        super::sendfile_loop(stream.inner().as_fd(), file, offset, len, || {
+        super::sendfile_loop(stream.inner().as_fd(), head, file, offset, len, || {
             wait_writable(stream, waiting, timeout)
         })
     }

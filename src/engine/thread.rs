@@ -64,15 +64,11 @@ impl Transport for ThreadStream {
         sys::recv_into(self.stream.as_fd(), buf)
     }
 
-    fn cork(&mut self, on: bool) {
-        sys::set_cork(self.stream.as_fd(), on);
-    }
-
     /// `sendfile(2)` on a blocking socket: it blocks in the kernel, and the
     /// socket's send timeout (SO_SNDTIMEO) turns a stalled client into
     /// EAGAIN, reported as a timeout.
-    fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<()> {
-        super::sendfile_loop(self.stream.as_fd(), file, offset, len, || {
+    fn send_file(&mut self, head: &[u8], file: &File, offset: u64, len: u64) -> io::Result<()> {
+        super::sendfile_loop(self.stream.as_fd(), head, file, offset, len, || {
             Err(io::Error::new(io::ErrorKind::TimedOut, "send timed out"))
         })
     }
