@@ -125,6 +125,11 @@ pub struct Cli {
     #[arg(long)]
     pub no_precompressed: bool,
 
+    /// Do not compress responses on the fly (text, JavaScript, JSON, XML,
+    /// SVG and wasm of 1 KiB or more get `br`, `zstd` or `gzip` otherwise).
+    #[arg(long)]
+    pub no_compress: bool,
+
     /// `Cache-Control` value for file responses.
     #[arg(long, value_name = "VALUE")]
     pub cache_control: Option<String>,
@@ -277,6 +282,7 @@ impl Cli {
                 self.symlinks
             })
             .precompressed(!self.no_precompressed)
+            .compress(!self.no_compress)
             .listing(!self.no_listing)
             .cors(self.cors)
             .spa(self.spa)

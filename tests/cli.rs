@@ -716,6 +716,7 @@ fn help_lists_the_flags() {
         "--engine",
         "--symlinks",
         "--no-listing",
+        "--no-compress",
         "--write-timeout",
         "--no-precompressed",
         "--cache-control",
@@ -1240,6 +1241,45 @@ fn auth_flags_ask_every_request_for_a_password() {
         // The error names the flag and the fault, never the secret.
         for secret in ["no-colon", "a:sha256:12", "a:y"] {
             assert!(!stderr.contains(secret), "{bad:?}: {stderr}");
+        }
+    }
+}
+
+/// Responses are compressed on the fly by default; `--no-compress` sends
+/// every file as it is.
+#[test]
+fn no_compress_sends_files_as_they_are() {
+    let site = make_site();
+    let page: Vec<u8> = (0..400)
+        .flat_map(|i| format!("<p>line {i}</p>\n").into_bytes())
+        .collect();
+    std::fs::write(site.path().join("page.html"), &page).unwrap();
+    for engine in ENGINES {
+        for (flags, coded) in [(&["-q"][..], true), (&["-q", "--no-compress"][..], false)] {
+            let mut server = serve_on(engine, site.path(), flags);
+            let addr = server.announced_addr();
+            let mut s = util::connect(addr);
+            s.write_all(
+                b"GET /page.html HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+            let r = read_response(&mut s, false).expect("a response");
+            assert_eq!(r.status, 200);
+            if coded {
+                assert_eq!(r.header("content-encoding"), Some("gzip"), "{engine}");
+                let mut plain = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(&r.body[..]),
+                    &mut plain,
+                )
+                .unwrap();
+                assert!(plain == page, "{engine}");
+            } else {
+                assert_eq!(r.header("content-encoding"), None, "{engine}");
+                assert!(r.body == page, "{engine}");
+            }
+            server.signal(libc::SIGTERM);
+            assert!(server.finish().0.success());
         }
     }
 }

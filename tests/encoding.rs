@@ -304,3 +304,153 @@ crate::engine_tests! {
         );
     }
 }
+
+/// On-the-fly compression: files without a sibling, compressed as the
+/// client accepts.
+mod on_the_fly {
+    use std::io::Read;
+
+    use crate::util::{Resp, TestServer, request, start_site};
+
+    /// A page of 20 KB (compressed whole and kept) and one of 2 MB
+    /// (streamed through the encoder).
+    fn page(lines: usize, salt: &str) -> Vec<u8> {
+        (0..lines)
+            .flat_map(|i| format!("<p>{salt} line {i} of the page, {}</p>\n", i % 97).into_bytes())
+            .collect()
+    }
+
+    fn server(compress: bool) -> TestServer {
+        let server = start_site(|c, f| (c, f.compress(compress)));
+        std::fs::write(server.root().join("page.html"), page(500, "small")).unwrap();
+        std::fs::write(server.root().join("big.txt"), page(50_000, "big")).unwrap();
+        std::fs::write(
+            server.root().join("photo.png"),
+            page(500, "not really a png"),
+        )
+        .unwrap();
+        server
+    }
+
+    fn get(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> Resp {
+        request(server, "GET", path, headers)
+    }
+
+    fn decode(r: &Resp) -> Vec<u8> {
+        let mut plain = Vec::new();
+        match r.header("content-encoding") {
+            None => plain = r.body.clone(),
+            Some("gzip") => {
+                flate2::read::GzDecoder::new(&r.body[..])
+                    .read_to_end(&mut plain)
+                    .unwrap();
+            }
+            Some("br") => {
+                brotli::Decompressor::new(&r.body[..], 4096)
+                    .read_to_end(&mut plain)
+                    .unwrap();
+            }
+            Some("zstd") => plain = zstd::decode_all(&r.body[..]).unwrap(),
+            Some(other) => panic!("unexpected coding {other}"),
+        }
+        plain
+    }
+
+    crate::engine_tests! {
+        #[test]
+        fn each_coding_decodes_to_the_file_and_has_its_own_etag() {
+            let server = server(true);
+            for (path, lines, salt) in [("/page.html", 500, "small"), ("/big.txt", 50_000, "big")] {
+                let file = page(lines, salt);
+                let identity = get(&server, path, &[]);
+                assert_eq!(identity.status, 200);
+                assert_eq!(identity.body, file);
+                assert_eq!(identity.header("vary"), Some("Accept-Encoding"), "{path}");
+                let mut tags = vec![identity.header("etag").unwrap().to_string()];
+                for coding in ["gzip", "br", "zstd"] {
+                    // Twice: the second comes from the store (or the cache).
+                    for _ in 0..2 {
+                        let r = get(&server, path, &[("Accept-Encoding", coding)]);
+                        assert_eq!(r.status, 200, "{path} {coding}");
+                        assert_eq!(r.header("content-encoding"), Some(coding), "{path}");
+                        assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+                        assert!(r.body.len() < file.len() / 3, "{path} {coding}: {}", r.body.len());
+                        assert!(decode(&r) == file, "{path} {coding}: decodes to another body");
+                        let tag = r.header("etag").unwrap().to_string();
+                        if !tags.contains(&tag) {
+                            tags.push(tag);
+                        }
+                    }
+                }
+                assert_eq!(tags.len(), 4, "one ETag per representation: {tags:?}");
+                // A browser's list picks br.
+                let r = get(&server, path, &[("Accept-Encoding", "gzip, deflate, br, zstd")]);
+                assert_eq!(r.header("content-encoding"), Some("br"));
+                // HEAD says what GET would send.
+                let head = request(&server, "HEAD", path, &[("Accept-Encoding", "gzip")]);
+                let got = get(&server, path, &[("Accept-Encoding", "gzip")]);
+                for field in ["content-encoding", "etag", "content-length", "content-type"] {
+                    assert_eq!(head.header(field), got.header(field), "{path} {field}");
+                }
+            }
+        }
+
+        #[test]
+        fn an_edited_file_is_served_fresh_under_each_coding() {
+            let server = server(true);
+            for coding in ["gzip", "br", "zstd"] {
+                let r = get(&server, "/page.html", &[("Accept-Encoding", coding)]);
+                assert!(decode(&r) == page(500, "small"));
+            }
+            // Same length, other bytes.
+            std::fs::write(server.root().join("page.html"), page(500, "SMALL")).unwrap();
+            for coding in ["gzip", "br", "zstd"] {
+                let r = get(&server, "/page.html", &[("Accept-Encoding", coding)]);
+                assert!(decode(&r) == page(500, "SMALL"), "{coding}: a stale body");
+            }
+        }
+
+        #[test]
+        fn images_small_files_and_ranges_go_out_as_they_are() {
+            let server = server(true);
+            let r = get(&server, "/photo.png", &[("Accept-Encoding", "gzip, br")]);
+            assert_eq!(r.header("content-encoding"), None);
+            assert_eq!(r.header("vary"), None);
+            assert_eq!(r.body, page(500, "not really a png"));
+            // Under MIN_SIZE (1 KiB): as it is.
+            let r = get(&server, "/style.css", &[("Accept-Encoding", "gzip")]);
+            assert_eq!(r.header("content-encoding"), None);
+            // A range counts the file's own bytes.
+            let r = get(&server, "/page.html", &[("Accept-Encoding", "gzip"), ("Range", "bytes=0-9")]);
+            assert_eq!(r.status, 206);
+            assert_eq!(r.header("content-encoding"), None);
+            assert_eq!(r.body, &page(500, "small")[..10]);
+            // A coded ETag revalidates the coded representation.
+            let tag = get(&server, "/page.html", &[("Accept-Encoding", "gzip")])
+                .header("etag")
+                .unwrap()
+                .to_string();
+            let r = get(&server, "/page.html", &[("Accept-Encoding", "gzip"), ("If-None-Match", &tag)]);
+            assert_eq!(r.status, 304);
+            let r = get(&server, "/page.html", &[("Accept-Encoding", "br"), ("If-None-Match", &tag)]);
+            assert_eq!(r.status, 200, "another coding's tag");
+        }
+
+        #[test]
+        fn a_precompressed_sibling_wins_and_compress_off_turns_it_off() {
+            let server = server(true);
+            std::fs::write(server.root().join("page.html.gz"), b"MADE-AHEAD").unwrap();
+            let r = get(&server, "/page.html", &[("Accept-Encoding", "gzip")]);
+            assert_eq!(r.body, b"MADE-AHEAD");
+            assert_eq!(r.header("content-encoding"), Some("gzip"));
+
+            let server = self::server(false);
+            for coding in ["gzip", "br", "zstd"] {
+                let r = get(&server, "/page.html", &[("Accept-Encoding", coding)]);
+                assert_eq!(r.header("content-encoding"), None, "{coding}");
+                assert_eq!(r.header("vary"), None);
+                assert_eq!(r.body, page(500, "small"));
+            }
+        }
+    }
+}

@@ -249,8 +249,9 @@ pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
 }
 
 /// Reads one response from a stream: head, then a body framed by
-/// Content-Length (none for HEAD, 1xx, 204, 304), never reading past it.
-/// Returns None on a clean EOF before any byte.
+/// Content-Length, or chunked (a compressed stream) (none for HEAD, 1xx,
+/// 204, 304), never reading past it. Returns None on a clean EOF before any
+/// byte.
 pub fn read_response(s: &mut TcpStream, head_request: bool) -> Option<Resp> {
     let mut c = Connection::exact(s);
     let mut resp = match c.read_head() {
@@ -260,12 +261,20 @@ pub fn read_response(s: &mut TcpStream, head_request: bool) -> Option<Resp> {
     let status = resp.status;
     let no_body = head_request || status < 200 || status == 204 || status == 304;
     if !no_body {
-        let len: u64 = resp
-            .header("content-length")
-            .expect("Content-Length on every response")
-            .parse()
-            .unwrap();
-        c.read_body(Framing::Length(len), &mut resp.body)
+        let framing = if resp
+            .header("transfer-encoding")
+            .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+        {
+            Framing::Chunked
+        } else {
+            let len: u64 = resp
+                .header("content-length")
+                .expect("Content-Length (or chunked) on every response")
+                .parse()
+                .unwrap();
+            Framing::Length(len)
+        };
+        c.read_body(framing, &mut resp.body)
             .unwrap_or_else(|e| panic!("{e}"));
     }
     Some(resp)

@@ -105,7 +105,7 @@ impl Default for CacheOptions {
 
 /// What identifies the content of a file: if none of it changed, neither
 /// did the bytes (given the settle rule).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct FileId {
     dev: u64,
     ino: u64,

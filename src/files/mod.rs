@@ -6,6 +6,7 @@
 //! - `respond.rs`: the pipeline from a request to its response, with the
 //!   cache in front;
 //! - `negotiate.rs`: precompressed siblings and media types;
+//! - `compress.rs`: on-the-fly compression, and the store of its results;
 //! - `siblings.rs`: which files have precompressed siblings, per directory;
 //! - `conditional.rs`, `range.rs`: validators and preconditions, byte
 //!   ranges;
@@ -14,6 +15,7 @@
 //! - `options.rs`: [`FilesOptions`].
 
 pub(crate) mod cache;
+mod compress;
 pub(crate) mod conditional;
 mod listing;
 mod negotiate;
@@ -36,9 +38,14 @@ use crate::request::Request;
 use crate::response::Response;
 
 use self::cache::FileCache;
+use self::compress::CompressedStore;
 use self::open::SharedRoot;
 use self::respond::Site;
 use self::siblings::SiblingIndex;
+
+/// What on-the-fly compression keeps of its results: rust-doc's 478 MB of
+/// HTML take about 27 MB as gzip (docs/performance.md).
+const COMPRESSED_STORE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Serves the files under one directory: `GET` and `HEAD` with validators
 /// (`ETag`, `Last-Modified`) and preconditions, byte ranges, precompressed
@@ -56,6 +63,7 @@ pub struct StaticFiles {
     options: Arc<FilesOptions>,
     cache: Option<Arc<FileCache>>,
     siblings: Arc<SiblingIndex>,
+    compressed: Option<Arc<CompressedStore>>,
 }
 
 impl StaticFiles {
@@ -74,11 +82,15 @@ impl StaticFiles {
             ));
         }
         let cache = options.cache.map(|o| Arc::new(FileCache::new(o)));
+        let compressed = options
+            .compress
+            .then(|| Arc::new(CompressedStore::new(COMPRESSED_STORE_BYTES)));
         Ok(StaticFiles {
             root: Arc::new(SharedRoot::new(root.as_ref())?),
             options: Arc::new(options),
             cache,
             siblings: Arc::default(),
+            compressed,
         })
     }
 
@@ -113,6 +125,7 @@ impl StaticFiles {
             root: &root,
             options: &self.options,
             siblings: &self.siblings,
+            compressed: self.compressed.as_deref(),
         };
         site.decorate(site.respond_with(req, path::resolve_decoded(path.as_bytes())))
     }
@@ -128,6 +141,7 @@ impl Handler for StaticFiles {
                 root: &guard,
                 options: &self.options,
                 siblings: &self.siblings,
+                compressed: self.compressed.as_deref(),
             })
             .cached(cache, req)
         {
@@ -139,6 +153,7 @@ impl Handler for StaticFiles {
             root: &root,
             options: &self.options,
             siblings: &self.siblings,
+            compressed: self.compressed.as_deref(),
         }
         .uncached(self.cache.as_deref(), req)
     }

@@ -57,7 +57,7 @@ pub(crate) fn negotiate(
 
 /// The q-value `Accept-Encoding` gives `coding` (RFC 9110 §12.5.3): its own
 /// entry, else `*`, else 0 (not acceptable).
-fn accept_q(accept: &str, coding: &str) -> f32 {
+pub(crate) fn accept_q(accept: &str, coding: &str) -> f32 {
     let mut star = None;
     for item in accept.split(',') {
         let mut params = item.split(';');

@@ -74,6 +74,7 @@ pub struct FilesOptions {
     pub(crate) symlinks: Symlinks,
     pub(crate) index: Vec<String>,
     pub(crate) precompressed: bool,
+    pub(crate) compress: bool,
     pub(crate) listing: bool,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) cache_control: Option<String>,
@@ -90,6 +91,7 @@ impl Default for FilesOptions {
             symlinks: Symlinks::SameOwner,
             index: vec!["index.html".into()],
             precompressed: true,
+            compress: true,
             listing: true,
             headers: Vec::new(),
             cache_control: None,
@@ -134,6 +136,17 @@ impl FilesOptions {
     /// (on).
     pub fn precompressed(mut self, on: bool) -> FilesOptions {
         self.precompressed = on;
+        self
+    }
+
+    /// Compress text, JavaScript, JSON, XML, SVG and wasm files of 1 KiB
+    /// or more with `br`, `zstd` or `gzip`, as the client accepts, when
+    /// they have no precompressed sibling (on). Each file version is
+    /// compressed once and kept (64 MiB at most, least recently used out
+    /// first); files over 1 MiB are streamed through a fast encoder. A
+    /// request with `Range` gets the file as it is.
+    pub fn compress(mut self, on: bool) -> FilesOptions {
+        self.compress = on;
         self
     }
 

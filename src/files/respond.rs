@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::cache::{Entry, FileCache, FileId};
+use super::compress::{self, CompressedStore};
 use super::conditional::{self, Precondition, Validators};
 use super::listing::render_listing;
 use super::negotiate::{content_type, negotiate};
@@ -54,6 +55,8 @@ pub(crate) struct Site<'a> {
     pub root: &'a Root,
     pub options: &'a FilesOptions,
     pub siblings: &'a SiblingIndex,
+    /// On-the-fly compression's store, when it is on.
+    pub compressed: Option<&'a CompressedStore>,
 }
 
 impl Site<'_> {
@@ -178,12 +181,38 @@ impl Site<'_> {
         fill: Option<&mut Option<Fill>>,
     ) -> Response {
         let content_type = content_type(&opened.path);
-        let (opened, coding, vary) = if self.options.precompressed {
+        let (opened, mut coding, mut vary) = if self.options.precompressed {
             negotiate(self.root, req, opened, self.options.symlinks, self.siblings)
         } else {
             (opened, None, false)
         };
         let Opened { file, meta, path } = opened;
+        // Without a sibling, a compressible file is compressed here.
+        let mut on_the_fly = None;
+        if coding.is_none()
+            && let Some(store) = self.compressed
+            && meta.len() >= compress::MIN_SIZE
+            && compress::compressible(&content_type)
+        {
+            vary = true;
+            // Ranges count the file's own bytes: a request with one gets
+            // the file as it is.
+            let chosen = match req.header("range") {
+                Some(_) => None,
+                None => compress::choose(req.header_str("accept-encoding")),
+            };
+            on_the_fly = match chosen {
+                Some(c) if meta.len() > compress::MEMORY_MAX => file
+                    .try_clone()
+                    .ok()
+                    .map(|f| (c, compress::stream_body(f, c))),
+                Some(c) => store
+                    .compressed(&file, FileId::of(&meta), c)
+                    .map(|bytes| (c, Body::from(bytes))),
+                None => None,
+            };
+            coding = on_the_fly.as_ref().map(|(c, _)| c.name());
+        }
         let validators = Validators::of(&meta, coding);
         let mut headers = vec![("ETag", validators.etag.clone())];
         if let Some(mtime) = validators.last_modified {
@@ -208,6 +237,14 @@ impl Site<'_> {
                 return with(Response::new(StatusCode::NOT_MODIFIED), headers);
             }
             Precondition::Failed => return Response::error(StatusCode::PRECONDITION_FAILED),
+        }
+        if let Some((c, body)) = on_the_fly {
+            // Not cached as a response (`fill` stays empty): the
+            // compressed bytes are kept by the store, per file version.
+            return with(Response::new(StatusCode::OK), headers)
+                .header("Content-Type", content_type)
+                .header("Content-Encoding", c.name())
+                .body(body);
         }
         headers.push(("Accept-Ranges", "bytes".into()));
         let mut resp = Response::new(StatusCode::OK).header("Content-Type", content_type.clone());
@@ -401,7 +438,7 @@ impl Site<'_> {
     /// The cache key's second half: the `Accept-Encoding` value when it can
     /// change which file is sent.
     fn accept_key<'r>(&self, req: &'r Request) -> &'r [u8] {
-        if self.options.precompressed {
+        if self.options.precompressed || self.options.compress {
             req.header("accept-encoding").unwrap_or(b"")
         } else {
             b""

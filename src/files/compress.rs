@@ -1,0 +1,333 @@
+//! On-the-fly compression: `br`, `zstd` and `gzip` for compressible media
+//! types, when the client accepts one and the file has no precompressed
+//! sibling (a sibling, made ahead at the best level, always wins).
+//!
+//! - Files up to [`MEMORY_MAX`] are compressed whole, once per file
+//!   version and coding, on the blocking pool (a worker thread never
+//!   waits for a compressor), and the result is kept in a
+//!   [`CompressedStore`] keyed by the file's identity and the coding: an
+//!   edited file is a new key, so nothing stale is served.
+//! - Larger files are streamed through a fast encoder, 64 KiB at a time,
+//!   and never loaded whole: chunked to HTTP/1.1 clients.
+//! - A request with `Range` gets the file as it is (identity), so that byte
+//!   ranges always count the file's own bytes.
+//!
+//! Levels are docs/performance.md's measurements on rust-doc's HTML.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use foldhash::fast::RandomState;
+
+use super::cache::FileId;
+
+/// Smaller files go out as they are: the coding's framing and the CPU
+/// would cost more than the bytes saved.
+pub(crate) const MIN_SIZE: u64 = 1024;
+/// Files up to this size are compressed whole and kept; larger ones are
+/// streamed.
+pub(crate) const MEMORY_MAX: u64 = 1024 * 1024;
+/// What a streamed file is read in.
+const STREAM_CHUNK: usize = 64 * 1024;
+
+/// A content coding coserve produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Coding {
+    Br,
+    Zstd,
+    Gzip,
+}
+
+/// In order of preference when the client's q-values tie: the smallest
+/// output first.
+const CODINGS: [Coding; 3] = [Coding::Br, Coding::Zstd, Coding::Gzip];
+
+impl Coding {
+    /// Its `Content-Encoding` token (RFC 9110 §8.4.1).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Coding::Br => "br",
+            Coding::Zstd => "zstd",
+            Coding::Gzip => "gzip",
+        }
+    }
+
+    /// Compresses `data` whole, at the level for files kept in memory.
+    fn compress(self, data: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(data.len() / 3 + 64);
+        match self {
+            Coding::Br => {
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                w.write_all(data)?;
+                w.flush()?;
+            }
+            Coding::Zstd => {
+                out = zstd::bulk::compress(data, 6)?;
+            }
+            Coding::Gzip => {
+                let mut w = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
+                w.write_all(data)?;
+                out = w.finish()?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Streams `file` compressed into `out`, at a fast level.
+    fn stream(self, mut file: File, out: &mut dyn Write) -> io::Result<()> {
+        let mut buf = vec![0u8; STREAM_CHUNK];
+        let mut copy = |w: &mut dyn Write| -> io::Result<()> {
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                w.write_all(&buf[..n])?;
+            }
+        };
+        match self {
+            Coding::Br => {
+                let mut w = brotli::CompressorWriter::new(out, 4096, 1, 22);
+                copy(&mut w)?;
+                w.flush()?;
+            }
+            Coding::Zstd => {
+                let mut w = zstd::stream::write::Encoder::new(out, 1)?;
+                copy(&mut w)?;
+                w.finish()?;
+            }
+            Coding::Gzip => {
+                let mut w = flate2::write::GzEncoder::new(out, flate2::Compression::new(1));
+                copy(&mut w)?;
+                w.finish()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a response of this media type is worth compressing: text,
+/// JavaScript, JSON, XML, SVG and wasm; never images, audio, video, fonts
+/// in compressed formats or archives, which are compressed already.
+pub(crate) fn compressible(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence.starts_with("text/")
+        || essence.ends_with("+xml")
+        || essence.ends_with("+json")
+        || matches!(
+            essence.as_str(),
+            "application/javascript"
+                | "application/json"
+                | "application/xml"
+                | "application/wasm"
+                | "application/manifest+json"
+                | "image/svg+xml"
+                | "image/x-icon"
+                | "image/vnd.microsoft.icon"
+                | "font/ttf"
+                | "font/otf"
+                | "application/x-font-ttf"
+                | "application/vnd.ms-fontobject"
+        )
+}
+
+/// The coding to answer with: the acceptable one with the highest q-value
+/// (RFC 9110 §12.5.3), ties going to the smallest output. `None` when the
+/// client accepts none of them (or no `Accept-Encoding` was sent, which
+/// means identity is best: §12.5.3 allows any coding, but a client that
+/// says nothing rarely decodes them).
+pub(crate) fn choose(accept: Option<&str>) -> Option<Coding> {
+    let accept = accept?;
+    let mut best: Option<(f32, Coding)> = None;
+    for coding in CODINGS {
+        let q = super::negotiate::accept_q(accept, coding.name());
+        if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, coding));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// The compressed bytes of each file version and coding, least recently
+/// used out first, within a byte budget.
+#[derive(Debug)]
+pub(crate) struct CompressedStore {
+    max_bytes: usize,
+    inner: Mutex<Store>,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    map: HashMap<(FileId, Coding), (Bytes, u64), RandomState>,
+    bytes: usize,
+    tick: u64,
+}
+
+impl CompressedStore {
+    pub(crate) fn new(max_bytes: usize) -> CompressedStore {
+        CompressedStore {
+            max_bytes,
+            inner: Mutex::default(),
+        }
+    }
+
+    fn get(&self, key: (FileId, Coding)) -> Option<Bytes> {
+        let mut store = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        store.tick += 1;
+        let tick = store.tick;
+        store.map.get_mut(&key).map(|(bytes, used)| {
+            *used = tick;
+            bytes.clone()
+        })
+    }
+
+    fn insert(&self, key: (FileId, Coding), bytes: Bytes) {
+        if bytes.len() > self.max_bytes / 4 {
+            return;
+        }
+        let mut store = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        store.tick += 1;
+        let tick = store.tick;
+        store.bytes += bytes.len();
+        if let Some((old, _)) = store.map.insert(key, (bytes, tick)) {
+            store.bytes -= old.len();
+        }
+        if store.bytes > self.max_bytes {
+            // Down to 90%, oldest first, so that evictions come in batches.
+            let target = self.max_bytes / 10 * 9;
+            let mut by_age: Vec<_> = store.map.iter().map(|(k, (_, t))| (*t, *k)).collect();
+            by_age.sort_unstable_by_key(|(t, _)| *t);
+            for (_, k) in by_age {
+                if store.bytes <= target {
+                    break;
+                }
+                if let Some((old, _)) = store.map.remove(&k) {
+                    store.bytes -= old.len();
+                }
+            }
+        }
+    }
+
+    /// `file` (whose identity is `id`) compressed with `coding`: from the
+    /// store, or compressed now on the blocking pool and kept. The file
+    /// is read with `pread`, so its offset does not matter; `None` if it
+    /// cannot be read whole as it was (changed meanwhile) or does not
+    /// compress.
+    pub(crate) fn compressed(&self, file: &File, id: FileId, coding: Coding) -> Option<Bytes> {
+        let key = (id, coding);
+        if let Some(hit) = self.get(key) {
+            return Some(hit);
+        }
+        let file = file.try_clone().ok()?;
+        let len = usize::try_from(id.size()).ok()?;
+        let compressed = crate::blocking(move || -> io::Result<Vec<u8>> {
+            use std::os::unix::fs::FileExt;
+            let mut data = vec![0u8; len];
+            file.read_exact_at(&mut data, 0)?;
+            if file.metadata().map(|m| FileId::of(&m)).ok() != Some(id) {
+                return Err(io::Error::other("changed while read"));
+            }
+            coding.compress(&data)
+        })
+        .ok()?;
+        // Not worth it: the file goes out as it is.
+        if compressed.len() as u64 >= id.size() {
+            return None;
+        }
+        let bytes = Bytes::from(compressed);
+        self.insert(key, bytes.clone());
+        Some(bytes)
+    }
+}
+
+/// A body that streams `file` through `coding`'s encoder.
+pub(crate) fn stream_body(file: File, coding: Coding) -> crate::response::Body {
+    crate::response::Body::stream(move |out| coding.stream(file, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressible_types() {
+        for t in [
+            "text/html; charset=utf-8",
+            "text/css",
+            "application/javascript",
+            "application/json",
+            "image/svg+xml",
+            "application/wasm",
+            "application/atom+xml",
+        ] {
+            assert!(compressible(t), "{t}");
+        }
+        for t in [
+            "image/png",
+            "image/jpeg",
+            "image/webp",
+            "font/woff2",
+            "application/zip",
+            "application/gzip",
+            "video/mp4",
+            "application/octet-stream",
+        ] {
+            assert!(!compressible(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn the_best_acceptable_coding_wins() {
+        assert_eq!(choose(None), None);
+        assert_eq!(choose(Some("")), None);
+        assert_eq!(choose(Some("identity")), None);
+        assert_eq!(choose(Some("gzip")), Some(Coding::Gzip));
+        assert_eq!(choose(Some("gzip, deflate, br, zstd")), Some(Coding::Br));
+        assert_eq!(choose(Some("gzip, zstd")), Some(Coding::Zstd));
+        assert_eq!(choose(Some("br;q=0.5, gzip")), Some(Coding::Gzip));
+        assert_eq!(choose(Some("br;q=0, *")), Some(Coding::Zstd));
+        assert_eq!(choose(Some("*;q=0")), None);
+    }
+
+    #[test]
+    fn each_coding_round_trips() {
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("<p>line {} of the page</p>\n", i % 977).into_bytes())
+            .collect();
+        for coding in CODINGS {
+            let packed = coding.compress(&data).unwrap();
+            assert!(packed.len() < data.len() / 4, "{coding:?}");
+            let mut streamed = Vec::new();
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("f"), &data).unwrap();
+            coding
+                .stream(File::open(dir.path().join("f")).unwrap(), &mut streamed)
+                .unwrap();
+            for bytes in [&packed, &streamed] {
+                let mut plain = Vec::new();
+                match coding {
+                    Coding::Br => {
+                        brotli::Decompressor::new(&bytes[..], 4096)
+                            .read_to_end(&mut plain)
+                            .unwrap();
+                    }
+                    Coding::Zstd => plain = zstd::decode_all(&bytes[..]).unwrap(),
+                    Coding::Gzip => {
+                        flate2::read::GzDecoder::new(&bytes[..])
+                            .read_to_end(&mut plain)
+                            .unwrap();
+                    }
+                }
+                assert!(plain == data, "{coding:?}");
+            }
+        }
+    }
+}
