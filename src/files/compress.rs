@@ -14,7 +14,7 @@
 //!
 //! Levels are docs/performance.md's measurements on rust-doc's HTML.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::sync::Mutex;
@@ -169,7 +169,13 @@ struct Store {
     map: HashMap<(FileId, Coding), (Bytes, u64), RandomState>,
     bytes: usize,
     tick: u64,
+    /// Keys compressed once while the store was nearly full (see
+    /// `insert`).
+    seen: HashSet<(FileId, Coding), RandomState>,
 }
+
+/// How many keys compressed once the admission rule remembers.
+const DOORKEEPER: usize = 8192;
 
 impl CompressedStore {
     pub(crate) fn new(max_bytes: usize) -> CompressedStore {
@@ -189,11 +195,23 @@ impl CompressedStore {
         })
     }
 
+    /// Keeps `bytes`. Once the store is three quarters full, only a key
+    /// compressed for the second time within the last [`DOORKEEPER`] is
+    /// kept: a site whose compressed files do not all fit, asked for in
+    /// turn, would otherwise evict each file just before it comes round
+    /// again, and never hit; this way most of it stays.
     fn insert(&self, key: (FileId, Coding), bytes: Bytes) {
         if bytes.len() > self.max_bytes / 4 {
             return;
         }
         let mut store = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if store.bytes >= self.max_bytes / 4 * 3 && !store.seen.remove(&key) {
+            if store.seen.len() >= DOORKEEPER {
+                store.seen.clear();
+            }
+            store.seen.insert(key);
+            return;
+        }
         store.tick += 1;
         let tick = store.tick;
         store.bytes += bytes.len();

@@ -142,7 +142,7 @@ impl FilesOptions {
     /// Compress text, JavaScript, JSON, XML, SVG and wasm files of 1 KiB
     /// or more with `br`, `zstd` or `gzip`, as the client accepts, when
     /// they have no precompressed sibling (on). Each file version is
-    /// compressed once and kept (64 MiB at most, least recently used out
+    /// compressed once and kept (128 MiB at most, least recently used out
     /// first); files over 1 MiB are streamed through a fast encoder. A
     /// request with `Range` gets the file as it is.
     pub fn compress(mut self, on: bool) -> FilesOptions {
