@@ -11,9 +11,12 @@
 #
 # Servers: coserve (the binary given, default target/release/coserve, with
 # COSERVE_ARGS), coserve-b (the binary BIN_B, to compare two builds),
-# coserve-nocache (--no-cache --no-precompressed), nginx
+# coserve-nocache (--no-cache --no-precompressed), coserve-nocompress
+# (--no-compress), sws (static-web-server, its on-the-fly compression on,
+# one thread per core), nginx
 # (1 worker, sendfile, tcp_nopush, no access log), nginx-ofc (the same with
-# `open_file_cache max=10000`). WRK_GZIP=1 sends `Accept-Encoding: gzip`.
+# `open_file_cache max=10000`). WRK_GZIP=1 sends `Accept-Encoding: gzip`;
+# WARM is the seconds of traffic before each measured run (3).
 # SITE overrides the directory; without it, rust-doc is installed with
 # apt-get if missing (never in tests). Raw wrk output and the table go to
 # OUT (docs/results/DATE-whole-site/).
@@ -101,6 +104,14 @@ start() {
         taskset -c 0 "$BIN_B" "$port" -b 127.0.0.1 -d "$SITE" --workers 1 -q \
             $COSERVE_ARGS >/dev/null 2>&1 &
         ;;
+    coserve-nocompress)
+        taskset -c 0 "$bin" "$port" -b 127.0.0.1 -d "$SITE" --workers 1 -q \
+            --no-compress >/dev/null 2>&1 &
+        ;;
+    sws)
+        taskset -c 0 static-web-server -a 127.0.0.1 -p "$port" -d "$SITE" -g error \
+            --compression true -n 1 >/dev/null 2>&1 &
+        ;;
     coserve-nocache)
         taskset -c 0 "$bin" "$port" -b 127.0.0.1 -d "$SITE" --workers 1 -q \
             --no-cache --no-precompressed >/dev/null 2>&1 &
@@ -127,9 +138,10 @@ run() {
     local name=$1 port log
     port=$(free_port)
     start "$name" "$port"
-    # Three seconds of the same traffic first, so that every run starts
-    # with a warm page cache and connection pool.
-    WRK_PATHS="$work/paths.txt" taskset -c 1 wrk -t1 -c"$CONNS" -d3s \
+    # WARM seconds (3) of the same traffic first, so that every run starts
+    # with a warm page cache and connection pool (and, made long enough to
+    # go once round the site, with every file compressed).
+    WRK_PATHS="$work/paths.txt" taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARM:-3}s" \
         -s scripts/bench/site_paths.lua "http://127.0.0.1:$port" >/dev/null
     log="$OUT/$name$suffix-$(date -u +%H%M%S).txt"
     WRK_PATHS="$work/paths.txt" taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" \
