@@ -315,6 +315,36 @@ mod tests {
         assert_eq!(choose(Some("*;q=0")), None);
     }
 
+    /// Once three quarters full, the store keeps a result only when the
+    /// same file and coding come back a second time.
+    #[test]
+    fn a_nearly_full_store_keeps_a_result_on_its_second_compression() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<FileId> = (0..5)
+            .map(|i| {
+                let path = dir.path().join(format!("f{i}"));
+                std::fs::write(&path, vec![b'x'; 10 + i]).unwrap();
+                FileId::of(&std::fs::metadata(&path).unwrap())
+            })
+            .collect();
+        let store = CompressedStore::new(4000);
+        for id in &ids[..3] {
+            store.insert((*id, Coding::Gzip), Bytes::from(vec![0u8; 1000]));
+            assert!(
+                store.get((*id, Coding::Gzip)).is_some(),
+                "room: kept at once"
+            );
+        }
+        let late = (ids[3], Coding::Gzip);
+        store.insert(late, Bytes::from(vec![0u8; 900]));
+        assert!(store.get(late).is_none(), "nearly full: not on the first");
+        store.insert(late, Bytes::from(vec![0u8; 900]));
+        assert!(store.get(late).is_some(), "kept on the second");
+        // Within its budget, the oldest out first.
+        let inner = store.inner.lock().unwrap();
+        assert!(inner.bytes <= 4000, "{}", inner.bytes);
+    }
+
     #[test]
     fn each_coding_round_trips() {
         let data: Vec<u8> = (0..200_000u32)
