@@ -48,7 +48,14 @@
 #   TCP_CC=cubic SCENARIOS=large IDLE=0 scripts/bench/compare.sh
 #   ROUNDS=3 DURATION=5 scripts/bench/compare.sh   # servers alternate; medians
 #
-# Settings: DURATION (s per wrk run), ROUNDS (each server runs every
+# Per core by default (PIN=1): every server under `taskset -c 0` with one
+# worker (coserve --workers 1, nginx worker_processes 1, may_minihttp's
+# one-worker peer), wrk under `taskset -c 1`, so that the client never
+# competes with the server; the default servers are then coserve, nginx,
+# lighttpd and may_minihttp-1w. PIN=0 runs everything unpinned on both
+# cores, as before: the shared-core case.
+#
+# Settings: PIN, DURATION (s per wrk run), ROUNDS (each server runs every
 # scenario once per round, in turn; the table gives medians), SERVERS,
 # SCENARIOS (any of "small c1000 large"), IDLE (connection count, measured
 # in the first round; 0 skips it), COSERVE_ARGS (extra flags for coserve),
@@ -57,7 +64,18 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 DURATION=${DURATION:-10}
-SERVERS=${SERVERS:-"coserve coserve-1w coserve-noyield nginx lighttpd may_minihttp may_minihttp-1w may_minihttp-yield null null-short"}
+PIN=${PIN:-1}
+if [[ $PIN == 1 ]]; then
+    SRV="taskset -c 0"
+    CLI="taskset -c 1"
+    NGINX_WORKERS=1
+    SERVERS=${SERVERS:-"coserve nginx lighttpd may_minihttp-1w"}
+else
+    SRV=""
+    CLI=""
+    NGINX_WORKERS=2
+    SERVERS=${SERVERS:-"coserve coserve-1w coserve-noyield nginx lighttpd may_minihttp may_minihttp-1w may_minihttp-yield null null-short"}
+fi
 SCENARIOS=${SCENARIOS:-"small c1000 large"}
 ROUNDS=${ROUNDS:-1}
 IDLE=${IDLE:-10000}
@@ -102,10 +120,10 @@ start() {
     case $name in
     coserve | coserve-1w | coserve-noyield)
         local workers=0 yield=1
-        [[ $name == coserve-1w ]] && workers=1
+        [[ $name == coserve-1w || $PIN == 1 ]] && workers=1
         [[ $name == coserve-noyield ]] && yield=0
         # shellcheck disable=SC2086
-        MAY_IDLE_YIELD=$yield target/release/coserve "$port" -b 127.0.0.1 -d "$site" -q \
+        MAY_IDLE_YIELD=$yield $SRV target/release/coserve "$port" -b 127.0.0.1 -d "$site" -q \
             --max-connections 20000 --idle-timeout 60 --workers "$workers" $COSERVE_ARGS \
             >"$work/logs/coserve.log" 2>&1 &
         pids+=($!)
@@ -114,7 +132,7 @@ start() {
     nginx)
         mkdir -p "$work/nginx"
         cat >"$work/nginx/nginx.conf" <<NGX
-worker_processes 2;
+worker_processes $NGINX_WORKERS;
 worker_rlimit_nofile 20000;
 daemon off;
 master_process on;
@@ -139,7 +157,7 @@ http {
     }
 }
 NGX
-        nginx -c "$work/nginx/nginx.conf" >"$work/logs/nginx.log" 2>&1 &
+        $SRV nginx -c "$work/nginx/nginx.conf" >"$work/logs/nginx.log" 2>&1 &
         pids+=($!)
         wait_port "$port"
         server_pids=($! $(pgrep -P $! || true))
@@ -159,31 +177,31 @@ server.modules = ( "mod_staticfile" )
 index-file.names = ( "index.html" )
 mimetype.assign = ( ".html" => "text/html", ".bin" => "application/octet-stream" )
 LTD
-        lighttpd -D -f "$work/lighttpd.conf" >"$work/logs/lighttpd.log" 2>&1 &
+        $SRV lighttpd -D -f "$work/lighttpd.conf" >"$work/logs/lighttpd.log" 2>&1 &
         pids+=($!)
         server_pids=($!)
         ;;
     may_minihttp | may_minihttp-yield)
         local yield=0
         [[ $name == may_minihttp-yield ]] && yield=1
-        MAY_IDLE_YIELD=$yield target/release/minihttp_peer "127.0.0.1:$port" 1024 \
+        MAY_IDLE_YIELD=$yield $SRV target/release/minihttp_peer "127.0.0.1:$port" 1024 \
             >"$work/logs/minihttp.log" 2>&1 &
         pids+=($!)
         server_pids=($!)
         ;;
     may_minihttp-1w)
-        MAY_IDLE_YIELD=0 target/release/minihttp_peer "127.0.0.1:$port" 1024 1 nopin \
+        MAY_IDLE_YIELD=0 $SRV target/release/minihttp_peer "127.0.0.1:$port" 1024 1 nopin \
             >"$work/logs/minihttp.log" 2>&1 &
         pids+=($!)
         server_pids=($!)
         ;;
     null)
-        target/release/null_peer "127.0.0.1:$port" >"$work/logs/null.log" 2>&1 &
+        $SRV target/release/null_peer "127.0.0.1:$port" >"$work/logs/null.log" 2>&1 &
         pids+=($!)
         server_pids=($!)
         ;;
     null-short)
-        target/release/null_peer "127.0.0.1:$port" short >"$work/logs/null.log" 2>&1 &
+        $SRV target/release/null_peer "127.0.0.1:$port" short >"$work/logs/null.log" 2>&1 &
         pids+=($!)
         server_pids=($!)
         ;;
@@ -215,10 +233,10 @@ run_wrk() {
     t0=$(server_ticks)
     v0=$(server_switches)
     if [[ -x /usr/bin/time ]]; then
-        out=$(/usr/bin/time -f '%U %S' -o "$work/time.txt" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url")
+        out=$(/usr/bin/time -f '%U %S' -o "$work/time.txt" $CLI wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url")
         wrk_cpu=$(awk -v d="$DURATION" '{printf "%.2f", ($1 + $2) / d}' "$work/time.txt")
     else
-        out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url")
+        out=$($CLI wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url")
     fi
     t1=$(server_ticks)
     v1=$(server_switches)
@@ -266,7 +284,7 @@ for round in $(seq "$ROUNDS"); do
         small_path=/index.html
         [[ $server == may_minihttp* ]] && small_path=/
         # Warm up (page cache, lazy allocations), then measure.
-        wrk -t1 -c64 -d1s "http://127.0.0.1:$port$small_path" >/dev/null
+        $CLI wrk -t1 -c64 -d1s "http://127.0.0.1:$port$small_path" >/dev/null
         for scenario in $SCENARIOS; do
             # The null peer answers every target with the 1 KiB response.
             [[ $server == null* && $scenario == large ]] && continue
@@ -315,7 +333,7 @@ for server in $SERVERS; do
 done
 
 echo
-echo "== $stamp, $(nproc) cores, wrk -t1, ${DURATION}s per run, median of $ROUNDS round(s), TCP congestion control $cc"
+echo "== $stamp, $(nproc) cores, PIN=$PIN, wrk -t1, ${DURATION}s per run, median of $ROUNDS round(s), TCP congestion control $cc"
 printf '%-20s %14s %10s %14s %10s %14s %12s\n' server "64 conns" p99ms "1000 conns" p99ms "10 MiB x16" "KiB/idle"
 for server in $SERVERS; do
     printf '%-20s %14s %10s %14s %10s %14s %12s\n' "$server" \
@@ -367,5 +385,10 @@ for ours in coserve coserve-1w coserve-noyield; do
 done
 cp "$work/wrk.txt" "target/compare/wrk-$stamp.txt"
 svg=target/compare/compare-$stamp-$cc.svg
-target/release/chart compare "$csv" "$svg" "coserve and its peers, $stamp, wrk -t1 on $(nproc) cores, $cc"
+if [[ $PIN == 1 ]]; then
+    how="per core: each server on CPU 0, wrk -t1 on CPU 1"
+else
+    how="wrk -t1 sharing $(nproc) cores"
+fi
+target/release/chart compare "$csv" "$svg" "coserve and its peers, $stamp, $how, $cc"
 echo "(csv: $csv, each round: $rounds_csv; chart: $svg; raw wrk output: target/compare/wrk-$stamp.txt)"
