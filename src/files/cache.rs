@@ -48,6 +48,39 @@ use crate::sys;
 pub(crate) const RECHECK: Duration = Duration::from_secs(1);
 /// How many keys missed once the admission rule remembers (8 bytes each).
 const DOORKEEPER: usize = 4096;
+
+/// The admission rule's memory for a store that is nearly full (the file
+/// cache, and on-the-fly compression's store): the keys seen once
+/// recently, so that one seen a second time may go in. When it holds
+/// `capacity` keys it starts again, so only repeats close together count:
+/// a scan wider than the store never repeats within it, a hot set does.
+#[derive(Debug)]
+pub(crate) struct Doorkeeper<K> {
+    seen: HashSet<K, RandomState>,
+    capacity: usize,
+}
+
+impl<K: std::hash::Hash + Eq> Doorkeeper<K> {
+    pub(crate) fn new(capacity: usize) -> Doorkeeper<K> {
+        Doorkeeper {
+            seen: HashSet::default(),
+            capacity,
+        }
+    }
+
+    /// Whether `key` was seen once already (and forgets it); if not,
+    /// remembers it and says no.
+    pub(crate) fn seen_before(&mut self, key: K) -> bool {
+        if self.seen.remove(&key) {
+            return true;
+        }
+        if self.seen.len() >= self.capacity {
+            self.seen.clear();
+        }
+        self.seen.insert(key);
+        false
+    }
+}
 /// What an entry costs beyond its body, headers and key.
 const ENTRY_OVERHEAD: usize = 256;
 
@@ -261,7 +294,7 @@ pub(crate) struct FileCache {
     hasher: RandomState,
     map: RwLock<Map>,
     /// Keys missed once while the cache was nearly full (see `admit`).
-    seen: Mutex<HashSet<u64, RandomState>>,
+    seen: Mutex<Doorkeeper<u64>>,
     clock: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -274,7 +307,7 @@ impl FileCache {
             options,
             hasher: RandomState::default(),
             map: RwLock::new(Map::default()),
-            seen: Mutex::default(),
+            seen: Mutex::new(Doorkeeper::new(DOORKEEPER)),
             clock: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -332,15 +365,10 @@ impl FileCache {
             return true;
         }
         let key = self.key(path, accept);
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.remove(&key) {
-            return true;
-        }
-        if seen.len() >= DOORKEEPER {
-            seen.clear();
-        }
-        seen.insert(key);
-        false
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .seen_before(key)
     }
 
     /// Stores an entry, replacing the one under the same key and evicting

@@ -14,7 +14,7 @@
 //!
 //! Levels are docs/performance.md's measurements on rust-doc's HTML.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::sync::Mutex;
@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use foldhash::fast::RandomState;
 
-use super::cache::FileId;
+use super::cache::{Doorkeeper, FileId};
 
 /// Smaller files go out as they are: the coding's framing and the CPU
 /// would cost more than the bytes saved.
@@ -164,14 +164,14 @@ pub(crate) struct CompressedStore {
     inner: Mutex<Store>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Store {
     map: HashMap<(FileId, Coding), (Bytes, u64), RandomState>,
     bytes: usize,
     tick: u64,
     /// Keys compressed once while the store was nearly full (see
     /// `insert`).
-    seen: HashSet<(FileId, Coding), RandomState>,
+    seen: Doorkeeper<(FileId, Coding)>,
 }
 
 /// How many keys compressed once the admission rule remembers.
@@ -181,7 +181,12 @@ impl CompressedStore {
     pub(crate) fn new(max_bytes: usize) -> CompressedStore {
         CompressedStore {
             max_bytes,
-            inner: Mutex::default(),
+            inner: Mutex::new(Store {
+                map: HashMap::default(),
+                bytes: 0,
+                tick: 0,
+                seen: Doorkeeper::new(DOORKEEPER),
+            }),
         }
     }
 
@@ -205,11 +210,7 @@ impl CompressedStore {
             return;
         }
         let mut store = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if store.bytes >= self.max_bytes / 4 * 3 && !store.seen.remove(&key) {
-            if store.seen.len() >= DOORKEEPER {
-                store.seen.clear();
-            }
-            store.seen.insert(key);
+        if store.bytes >= self.max_bytes / 4 * 3 && !store.seen.seen_before(key) {
             return;
         }
         store.tick += 1;
