@@ -162,12 +162,8 @@ impl Site<'_> {
     /// the site's `404.html` if it has one, else a page that says why, so
     /// that whoever started the server sees what to change.
     fn not_listed(&self) -> Response {
-        match self.custom_404() {
-            Some(page) => page,
-            None => Response::new(StatusCode::NOT_FOUND)
-                .header("Content-Type", "text/html; charset=utf-8")
-                .body(Bytes::from_static(LISTING_OFF_404.as_bytes())),
-        }
+        self.custom_404()
+            .unwrap_or_else(|| builtin_404(LISTING_OFF_404))
     }
 
     /// Serves a regular file: picks the representation (precompressed or
@@ -318,11 +314,8 @@ impl Site<'_> {
     /// The 404 page: the root's `404.html` if there is one, else a built-in
     /// page.
     fn not_found(&self) -> Response {
-        self.custom_404().unwrap_or_else(|| {
-            Response::new(StatusCode::NOT_FOUND)
-                .header("Content-Type", "text/html; charset=utf-8")
-                .body(Bytes::from_static(BUILTIN_404.as_bytes()))
-        })
+        self.custom_404()
+            .unwrap_or_else(|| builtin_404(BUILTIN_404))
     }
 
     /// The root's `404.html`, if it has one of at most a megabyte.
@@ -335,11 +328,7 @@ impl Site<'_> {
                 let mut buf = Vec::with_capacity(o.meta.len() as usize);
                 o.file.read_to_end(&mut buf).ok().map(|_| buf)
             });
-        page.map(|bytes| {
-            Response::new(StatusCode::NOT_FOUND)
-                .header("Content-Type", "text/html; charset=utf-8")
-                .body(Bytes::from(bytes))
-        })
+        page.map(|bytes| page_404(Bytes::from(bytes)))
     }
 
     /// Maps a failure to open or list a path to a response. Only errors that
@@ -518,6 +507,18 @@ impl Site<'_> {
             .rendered_headers(headers)
             .body(body)
     }
+}
+
+/// A `404` with an HTML page.
+fn page_404(page: Bytes) -> Response {
+    Response::new(StatusCode::NOT_FOUND)
+        .header("Content-Type", "text/html; charset=utf-8")
+        .body(page)
+}
+
+/// A `404` with one of the built-in pages.
+fn builtin_404(page: &'static str) -> Response {
+    page_404(Bytes::from_static(page.as_bytes()))
 }
 
 /// A multipart boundary no file is likely to contain.
