@@ -112,6 +112,8 @@ chmod 644 "$site"/*
 
 # shellcheck source=scripts/lib/ports.sh
 . scripts/lib/ports.sh
+# shellcheck source=scripts/lib/nginx.sh
+. scripts/lib/nginx.sh
 
 # Starts server $1 on port $2; sets `server_pids` to the processes whose
 # memory counts.
@@ -130,33 +132,7 @@ start() {
         server_pids=($!)
         ;;
     nginx)
-        mkdir -p "$work/nginx"
-        cat >"$work/nginx/nginx.conf" <<NGX
-worker_processes $NGINX_WORKERS;
-worker_rlimit_nofile 20000;
-daemon off;
-master_process on;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 20000; }
-http {
-    include /etc/nginx/mime.types;
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 10000000;
-    keepalive_timeout 60;
-    client_body_temp_path $work/nginx;
-    proxy_temp_path $work/nginx;
-    fastcgi_temp_path $work/nginx;
-    uwsgi_temp_path $work/nginx;
-    scgi_temp_path $work/nginx;
-    server {
-        listen 127.0.0.1:$port;
-        root $site;
-    }
-}
-NGX
+        nginx_conf "$work/nginx" "$port" "$site" "$NGINX_WORKERS"
         $SRV nginx -c "$work/nginx/nginx.conf" >"$work/logs/nginx.log" 2>&1 &
         pids+=($!)
         wait_port "$port"

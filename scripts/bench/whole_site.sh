@@ -24,6 +24,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib/ports.sh
 source scripts/lib/ports.sh
+# shellcheck source=scripts/lib/nginx.sh
+source scripts/lib/nginx.sh
 
 bin=${1:-target/release/coserve}
 ROUNDS=${ROUNDS:-3}
@@ -59,37 +61,6 @@ for line in sys.stdin:
     print("/" + urllib.parse.quote(line.rstrip("\n")))' >"$work/paths.txt"
 echo "$(wc -l <"$work/paths.txt") files under $SITE" >&2
 
-nginx_conf() {
-    local port=$1 extra=$2
-    mkdir -p "$work/nginx"
-    cat >"$work/nginx/nginx.conf" <<NGX
-worker_processes 1;
-worker_rlimit_nofile 20000;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 20000; }
-http {
-    include /etc/nginx/mime.types;
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 10000000;
-    keepalive_timeout 60;
-    $extra
-    client_body_temp_path $work/nginx;
-    proxy_temp_path $work/nginx;
-    fastcgi_temp_path $work/nginx;
-    uwsgi_temp_path $work/nginx;
-    scgi_temp_path $work/nginx;
-    server {
-        listen 127.0.0.1:$port;
-        root $SITE;
-    }
-}
-NGX
-}
-
 # Starts server $1 on port $2 (its pid in $pid).
 start() {
     local name=$1 port=$2
@@ -117,11 +88,11 @@ start() {
             --no-cache --no-precompressed >/dev/null 2>&1 &
         ;;
     nginx)
-        nginx_conf "$port" ""
+        nginx_conf "$work/nginx" "$port" "$SITE" 1
         taskset -c 0 nginx -c "$work/nginx/nginx.conf" >/dev/null 2>&1 &
         ;;
     nginx-ofc)
-        nginx_conf "$port" "open_file_cache max=10000; open_file_cache_valid 60s;"
+        nginx_conf "$work/nginx" "$port" "$SITE" 1 "open_file_cache max=10000; open_file_cache_valid 60s;"
         taskset -c 0 nginx -c "$work/nginx/nginx.conf" >/dev/null 2>&1 &
         ;;
     *)
