@@ -159,9 +159,15 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = CacheOptions::DEFAULT_MAX_BYTES)]
     pub cache_size: usize,
 
-    /// Files larger than this are not cached (they go out with sendfile).
+    /// Files up to this size are cached in memory; larger ones (up to
+    /// 1 MiB) are held open and go out with sendfile.
     #[arg(long, value_name = "BYTES", default_value_t = CacheOptions::DEFAULT_MAX_FILE)]
     pub cache_max_file: u64,
+
+    /// The most files the cache holds open (0: none); at most a quarter of
+    /// the open-files limit.
+    #[arg(long, value_name = "N", default_value_t = CacheOptions::DEFAULT_MAX_OPEN)]
+    pub cache_max_open: usize,
 
     /// Ask for a user name and password (HTTP Basic auth): `USER:PASSWORD`,
     /// `USER:sha256:HEX`, or a bcrypt (`USER:$2b$...`) or argon2
@@ -290,6 +296,7 @@ impl Cli {
                 CacheOptions::new()
                     .max_bytes(self.cache_size)
                     .max_file(self.cache_max_file)
+                    .max_open(self.cache_max_open)
             }));
         if !self.index.is_empty() {
             files = files.index(self.index.iter().cloned());

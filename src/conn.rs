@@ -69,11 +69,15 @@ pub(crate) enum Ended {
     Idle,
 }
 
-/// Bodies up to this size are copied into the write buffer and batched with
-/// the head; larger ones are streamed with [`Transport::send_file`].
-const INLINE_FILE_MAX: u64 = 64 * 1024;
+/// File bodies up to this size are read into the write buffer and batched
+/// with the head; larger ones go out with [`Transport::send_file`], which
+/// copies nothing through the server (docs/performance.md#whole-site).
+const INLINE_FILE_MAX: u64 = 4 * 1024;
 /// Flush the batched responses once they reach this size.
 const WRITE_BATCH: usize = 64 * 1024;
+/// Bodies in memory above this size are not copied into the write buffer:
+/// the batch and the body go out in one vectored write.
+const VECTORED_MIN: usize = 2048;
 const READ_CHUNK: usize = 4096;
 /// How long a closing connection drains what the client still sends, so that
 /// the close does not become a reset that destroys the response in flight.
@@ -483,6 +487,7 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
     fn queue_body(&mut self, body: Body) -> io::Result<()> {
         match body.0 {
             Inner::Empty => Ok(()),
+            Inner::Bytes(b) if b.len() > VECTORED_MIN => self.write_with_batch(&b),
             Inner::Bytes(b) => {
                 self.wbuf.extend_from_slice(&b);
                 Ok(())
@@ -527,6 +532,35 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
             filled += n;
         }
         Ok(())
+    }
+
+    /// Writes what is batched and then `body`, in one vectored write when
+    /// the transport takes it whole, without copying the body.
+    fn write_with_batch(&mut self, body: &[u8]) -> io::Result<()> {
+        let mut head = 0;
+        let mut done = 0;
+        let result = loop {
+            let bufs = [
+                io::IoSlice::new(&self.wbuf[head..]),
+                io::IoSlice::new(&body[done..]),
+            ];
+            match self.io.write_vectored(&bufs) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(mut n) => {
+                    let h = n.min(self.wbuf.len() - head);
+                    head += h;
+                    n -= h;
+                    done += n;
+                    if done == body.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.wbuf.clear();
+        result
     }
 
     fn flush(&mut self) -> io::Result<()> {

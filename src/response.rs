@@ -10,6 +10,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -34,7 +35,7 @@ pub(crate) enum Inner {
     Bytes(Bytes),
     /// `len` bytes of `file` from `offset`; streamed, never read whole.
     File {
-        file: File,
+        file: Arc<File>,
         offset: u64,
         len: u64,
     },
@@ -93,6 +94,11 @@ impl Body {
     /// them when the response is written: one that shrank meanwhile cuts
     /// the response short and closes the connection.
     pub fn file_range(file: File, offset: u64, len: u64) -> Body {
+        Body::shared_file(Arc::new(file), offset, len)
+    }
+
+    /// Part of a file the file cache holds open.
+    pub(crate) fn shared_file(file: Arc<File>, offset: u64, len: u64) -> Body {
         Body(Inner::File { file, offset, len })
     }
 
@@ -142,7 +148,7 @@ impl Body {
     }
 
     /// The file, offset and length of a body that is part of one file.
-    pub(crate) fn as_file(&self) -> Option<(&File, u64, u64)> {
+    pub(crate) fn as_file(&self) -> Option<(&Arc<File>, u64, u64)> {
         match &self.0 {
             Inner::File { file, offset, len } => Some((file, *offset, *len)),
             _ => None,

@@ -109,6 +109,61 @@ engine_tests! {
         assert_eq!(s.get("/page.html").status, 404);
     }
 
+    /// A file above `max_file` is held open: hits skip the open, yet an
+    /// edit, a replacement, a truncation and a removal each show up on
+    /// the next request, and a stale descriptor is closed.
+    #[test]
+    fn a_held_descriptor_is_never_stale_and_closes_when_its_file_goes() {
+        let s = start_site(|c, f| {
+            let cache = CacheOptions::new().settle(SETTLE).max_file(4);
+            (c, f.cache(Some(cache)))
+        });
+        let page = s.root().join("page.html");
+        fs::write(&page, b"version 1").unwrap();
+        settle();
+        assert_eq!(s.get("/page.html").body, b"version 1");
+        assert_eq!(s.get("/page.html").body, b"version 1");
+        let st = stats(&s);
+        assert_eq!((st.hits, st.open), (1, 1), "{st:?}");
+
+        // Same size, in place: the held descriptor is the same file.
+        fs::write(&page, b"version 2").unwrap();
+        assert_eq!(s.get("/page.html").body, b"version 2");
+        settle();
+        assert_eq!(s.get("/page.html").body, b"version 2");
+        assert_eq!(s.get("/page.html").body, b"version 2");
+
+        // Replaced by a rename: the descriptor of the old file goes.
+        let tmp = s.root().join("page.tmp");
+        fs::write(&tmp, b"version 3, longer").unwrap();
+        fs::rename(&tmp, &page).unwrap();
+        assert_eq!(s.get("/page.html").body, b"version 3, longer");
+        settle();
+        assert_eq!(s.get("/page.html").body, b"version 3, longer");
+        assert_eq!(s.get("/page.html").body, b"version 3, longer");
+        assert_eq!(stats(&s).open, 1, "{:?}", stats(&s));
+
+        // Truncated, then removed: nothing stays open.
+        fs::OpenOptions::new().write(true).open(&page).unwrap().set_len(7).unwrap();
+        assert_eq!(s.get("/page.html").body, b"version");
+        fs::remove_file(&page).unwrap();
+        assert_eq!(s.get("/page.html").status, 404);
+        assert_eq!(stats(&s).open, 0, "{:?}", stats(&s));
+    }
+
+    #[test]
+    fn with_max_open_zero_no_descriptor_is_held() {
+        let s = start_site(|c, f| {
+            let cache = CacheOptions::new().settle(Duration::ZERO).max_file(4).max_open(0);
+            (c, f.cache(Some(cache)))
+        });
+        for _ in 0..3 {
+            assert_eq!(s.get("/index.html").status, 200);
+        }
+        let st = stats(&s);
+        assert_eq!((st.entries, st.open, st.hits), (0, 0, 0), "{st:?}");
+    }
+
     #[test]
     fn a_symlink_turned_outside_the_root_is_not_served_from_the_cache() {
         let outside = tempfile::tempdir().unwrap();

@@ -1,5 +1,7 @@
-//! The file cache: small files' bytes and rendered response headers, kept
-//! in memory so that a hit costs one `stat` and a copy.
+//! The file cache: rendered response headers with small files' bytes, or
+//! with an open descriptor of a larger file, kept so that a hit costs one
+//! `stat` and a write (of the bytes, or with `sendfile` from the
+//! descriptor): no open, no `fstat`, no close, no read.
 //!
 //! An entry is keyed by the request path as the client spelled it and, when
 //! precompressed files are on, its `Accept-Encoding` value: together they
@@ -22,12 +24,19 @@
 //!   the directory, and is used only if it is as it was when the entry was
 //!   built, and had settled before the request that built it began.
 //!
-//! The cache holds at most `max_bytes` (bodies, headers and keys), evicting
-//! the least recently used entries. Its lock is never held across I/O.
+//! The same checks keep a held descriptor honest: the `stat` of the path
+//! names the file the descriptor is open on (device and inode) as it was
+//! (size and times). A descriptor the `stat` finds stale, or that no
+//! request used for [`INACTIVE`], is closed, so that the space of a
+//! deleted file is given back.
+//!
+//! The cache holds at most `max_bytes` (bodies, headers and keys) and
+//! `max_open` descriptors, evicting the least recently used entries. Its
+//! lock is never held across I/O.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
 use std::hash::BuildHasher;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
@@ -40,12 +49,20 @@ use foldhash::fast::RandomState;
 
 use super::conditional::Validators;
 use super::siblings::DirStamp;
-use crate::response::Rendered;
+use crate::response::{Body, Rendered};
 use crate::sys;
 
 /// How long after its directory was last found unchanged an entry is used
 /// on the strength of its file's `stat` alone.
 pub(crate) const RECHECK: Duration = Duration::from_secs(1);
+/// Files larger than this are not held open: sending one costs far more
+/// than opening it, and a held descriptor keeps a deleted file's space in
+/// use until it is closed.
+pub(crate) const HOLD_MAX: u64 = 1024 * 1024;
+/// A held descriptor no request used for this long is closed.
+pub(crate) const INACTIVE: Duration = Duration::from_secs(60);
+/// How often inserting looks for such descriptors.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// How many keys missed once the admission rule remembers (8 bytes each).
 const DOORKEEPER: usize = 4096;
 
@@ -85,19 +102,25 @@ impl<K: std::hash::Hash + Eq> Doorkeeper<K> {
 const ENTRY_OVERHEAD: usize = 256;
 
 /// The file cache's settings, built with chained setters from the
-/// defaults (64 MiB in all, files up to 64 KiB, 20 ms to settle).
+/// defaults (64 MiB in all, files up to 4 KiB in memory, up to 16,384
+/// larger files held open, 20 ms to settle).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheOptions {
     pub(crate) max_bytes: usize,
     pub(crate) max_file: u64,
+    pub(crate) max_open: usize,
     pub(crate) settle: Duration,
 }
 
 impl CacheOptions {
     /// The default of [`CacheOptions::max_bytes`]: 64 MiB.
     pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
-    /// The default of [`CacheOptions::max_file`]: 64 KiB.
-    pub const DEFAULT_MAX_FILE: u64 = 64 * 1024;
+    /// The default of [`CacheOptions::max_file`]: 4 KiB. Above it,
+    /// `sendfile` from a held descriptor costs the server less than
+    /// copying the bytes out of memory (docs/performance.md#whole-site).
+    pub const DEFAULT_MAX_FILE: u64 = 4 * 1024;
+    /// The default of [`CacheOptions::max_open`]: 16,384.
+    pub const DEFAULT_MAX_OPEN: usize = 16 * 1024;
 
     /// The defaults.
     pub fn new() -> CacheOptions {
@@ -111,9 +134,23 @@ impl CacheOptions {
         self
     }
 
-    /// Files larger than this are not cached; they go out with `sendfile`.
+    /// Files up to this size are kept in memory; larger ones go out with
+    /// `sendfile`, from a descriptor the cache holds open (see
+    /// [`max_open`](CacheOptions::max_open)).
     pub fn max_file(mut self, bytes: u64) -> CacheOptions {
         self.max_file = bytes;
+        self
+    }
+
+    /// The most descriptors of files larger than
+    /// [`max_file`](CacheOptions::max_file) (and at most 1 MiB) the cache
+    /// holds open, so that a hit skips the open, `fstat` and close; 0
+    /// holds none. The cache
+    /// never holds more than a quarter of the process's limit on open
+    /// descriptors (`ulimit -n`), read when the cache is made. A held
+    /// descriptor no request used for a minute is closed.
+    pub fn max_open(mut self, descriptors: usize) -> CacheOptions {
+        self.max_open = descriptors;
         self
     }
 
@@ -131,6 +168,7 @@ impl Default for CacheOptions {
         CacheOptions {
             max_bytes: CacheOptions::DEFAULT_MAX_BYTES,
             max_file: CacheOptions::DEFAULT_MAX_FILE,
+            max_open: CacheOptions::DEFAULT_MAX_OPEN,
             settle: Duration::from_millis(20),
         }
     }
@@ -185,6 +223,15 @@ impl FileId {
     }
 }
 
+/// What a cached response's body comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum Held {
+    /// A small file's bytes.
+    Bytes(Bytes),
+    /// A larger file, open.
+    File(Arc<File>),
+}
+
 /// A cached `200` response.
 #[derive(Debug)]
 pub(crate) struct Entry {
@@ -201,7 +248,7 @@ pub(crate) struct Entry {
     pub validators: Validators,
     /// The resource's header fields, rendered.
     pub headers: Rendered,
-    pub body: Bytes,
+    body: Held,
     /// When the directory was last found unchanged, in milliseconds of
     /// [`crate::clock::monotonic`].
     checked: AtomicU64,
@@ -216,7 +263,7 @@ impl Entry {
         dir: (CString, DirStamp),
         validators: Validators,
         headers: Rendered,
-        body: Bytes,
+        body: Held,
     ) -> Entry {
         Entry {
             path: path.into(),
@@ -248,8 +295,24 @@ impl Entry {
         same
     }
 
+    /// The response body: the bytes, or the whole held file.
+    pub(crate) fn body(&self) -> Body {
+        match &self.body {
+            Held::Bytes(b) => Body::from(b.clone()),
+            Held::File(f) => Body::shared_file(Arc::clone(f), 0, self.id.size),
+        }
+    }
+
+    fn holds_file(&self) -> bool {
+        matches!(self.body, Held::File(_))
+    }
+
     fn cost(&self) -> usize {
-        self.body.len()
+        let body = match &self.body {
+            Held::Bytes(b) => b.len(),
+            Held::File(_) => 0,
+        };
+        body
             + self.headers.bytes.len()
             + self.path.len()
             + self.accept.len()
@@ -264,6 +327,17 @@ impl Entry {
 struct Map {
     entries: HashMap<u64, Arc<Entry>, RandomState>,
     bytes: usize,
+    /// Entries that hold a descriptor.
+    open: usize,
+}
+
+impl Map {
+    fn remove(&mut self, key: &u64) -> Option<Arc<Entry>> {
+        let old = self.entries.remove(key)?;
+        self.bytes -= old.cost();
+        self.open -= usize::from(old.holds_file());
+        Some(old)
+    }
 }
 
 /// The file cache's counters, for tests and curious operators
@@ -281,12 +355,18 @@ pub struct CacheStats {
     pub bytes: usize,
     /// Entries evicted to stay within the size.
     pub evictions: u64,
+    /// Descriptors of larger files held open now.
+    pub open: usize,
 }
 
 /// The cache shared by every connection of a [`StaticFiles`](crate::StaticFiles).
 #[derive(Debug)]
 pub(crate) struct FileCache {
     options: CacheOptions,
+    /// `options.max_open`, within a quarter of the descriptor limit.
+    max_open: usize,
+    /// When inserting last closed idle descriptors, in milliseconds.
+    swept: AtomicU64,
     /// foldhash, seeded per cache: the key is hashed on every request, and
     /// SipHash (std's default) was 6.5% of a cached request's instructions.
     /// A collision can only cost a miss: a hit also compares the path and
@@ -304,6 +384,8 @@ pub(crate) struct FileCache {
 impl FileCache {
     pub(crate) fn new(options: CacheOptions) -> FileCache {
         FileCache {
+            max_open: options.max_open.min(descriptor_limit() / 4),
+            swept: AtomicU64::new(now_ms()),
             options,
             hasher: RandomState::default(),
             map: RwLock::new(Map::default()),
@@ -319,6 +401,16 @@ impl FileCache {
         &self.options
     }
 
+    /// Whether a file of `len` bytes can be cached: in memory, or held
+    /// open.
+    pub(crate) fn can_hold(&self, len: u64) -> bool {
+        if len <= self.options.max_file {
+            len < self.options.max_bytes as u64
+        } else {
+            self.max_open > 0 && len <= HOLD_MAX
+        }
+    }
+
     fn key(&self, path: &str, accept: &[u8]) -> u64 {
         self.hasher.hash_one((path, accept))
     }
@@ -331,12 +423,17 @@ impl FileCache {
             let map = self.map.read().unwrap_or_else(|e| e.into_inner());
             map.entries.get(&key).cloned()
         };
-        let found = entry.filter(|e| {
-            &*e.path == path
-                && &*e.accept == accept
-                && stat_at(root, &e.rel).is_some_and(|id| id == e.id)
-                && e.dir_unchanged(root)
-        });
+        let entry = entry.filter(|e| &*e.path == path && &*e.accept == accept);
+        let found = match entry {
+            Some(e) if stat_at(root, &e.rel).is_some_and(|id| id == e.id) && e.dir_unchanged(root) => {
+                Some(e)
+            }
+            Some(stale) => {
+                self.drop_stale(key, &stale);
+                None
+            }
+            None => None,
+        };
         match &found {
             Some(e) => {
                 let tick = self.clock.fetch_add(1, Ordering::Relaxed);
@@ -350,16 +447,30 @@ impl FileCache {
         found
     }
 
+    /// Takes out an entry found stale (unless it was replaced meanwhile),
+    /// so that a descriptor of a deleted file is closed now.
+    #[cold]
+    fn drop_stale(&self, key: u64, stale: &Arc<Entry>) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if map.entries.get(&key).is_some_and(|e| Arc::ptr_eq(e, stale)) {
+            map.remove(&key);
+        }
+    }
+
     /// Whether a response for this key, just built by the slow path, may
     /// go into the cache. While the cache has room, any may. Once it is
     /// nearly full, only one asked for twice within the last
     /// `DOORKEEPER` misses may: a scan of a site wider than the cache (a
     /// crawler, a mirror) would otherwise read every file into memory only
     /// to evict it before it is asked for again, and push out the hot set.
-    pub(crate) fn admit(&self, path: &str, accept: &[u8]) -> bool {
+    ///
+    /// `len` is the file's size: one larger than `max_file` would hold a
+    /// descriptor, and counts against `max_open` too.
+    pub(crate) fn admit(&self, path: &str, accept: &[u8], len: u64) -> bool {
         let full = {
             let map = self.map.read().unwrap_or_else(|e| e.into_inner());
             map.bytes >= self.options.max_bytes / 4 * 3
+                || (len > self.options.max_file && map.open >= self.max_open / 4 * 3)
         };
         if !full {
             return true;
@@ -375,7 +486,7 @@ impl FileCache {
     /// the least recently used ones beyond the size.
     pub(crate) fn insert(&self, entry: Entry) {
         let cost = entry.cost();
-        if cost > self.options.max_bytes {
+        if cost > self.options.max_bytes || (entry.holds_file() && self.max_open == 0) {
             return;
         }
         let key = self.key(&entry.path, &entry.accept);
@@ -383,20 +494,46 @@ impl FileCache {
             self.clock.fetch_add(1, Ordering::Relaxed),
             Ordering::Relaxed,
         );
+        let holds_file = entry.holds_file();
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = map.entries.insert(key, Arc::new(entry)) {
-            map.bytes -= old.cost();
-        }
+        map.remove(&key);
+        map.entries.insert(key, Arc::new(entry));
         map.bytes += cost;
-        if map.bytes > self.options.max_bytes {
+        map.open += usize::from(holds_file);
+        if map.bytes > self.options.max_bytes || map.open > self.max_open {
             self.evict(&mut map);
+        }
+        let now = now_ms();
+        if now.saturating_sub(self.swept.load(Ordering::Relaxed)) >= SWEEP_EVERY.as_millis() as u64 {
+            self.swept.store(now, Ordering::Relaxed);
+            Self::close_idle(&mut map, now);
+        }
+    }
+
+    /// Closes the descriptors no request used for [`INACTIVE`]. A hit
+    /// refreshes an entry's `checked` time at least once a [`RECHECK`].
+    fn close_idle(map: &mut Map, now: u64) {
+        let idle: Vec<u64> = map
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                e.holds_file()
+                    && now.saturating_sub(e.checked.load(Ordering::Relaxed))
+                        >= INACTIVE.as_millis() as u64
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in idle {
+            map.remove(&key);
         }
     }
 
     /// Drops the least recently used entries until the cache is at most
-    /// 90% full, so that evictions come in batches.
+    /// 90% full, in bytes and in descriptors, so that evictions come in
+    /// batches.
     fn evict(&self, map: &mut Map) {
         let target = self.options.max_bytes / 10 * 9;
+        let open_target = self.max_open / 10 * 9;
         let mut by_age: Vec<(u64, u64)> = map
             .entries
             .iter()
@@ -404,11 +541,14 @@ impl FileCache {
             .collect();
         by_age.sort_unstable();
         for (_, key) in by_age {
-            if map.bytes <= target {
+            if map.bytes <= target && map.open <= open_target {
                 break;
             }
-            if let Some(old) = map.entries.remove(&key) {
-                map.bytes -= old.cost();
+            // Over the descriptors only: entries in memory stay.
+            if map.bytes <= target && !map.entries[&key].holds_file() {
+                continue;
+            }
+            if map.remove(&key).is_some() {
                 self.evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -422,6 +562,7 @@ impl FileCache {
             entries: map.entries.len(),
             bytes: map.bytes,
             evictions: self.evictions.load(Ordering::Relaxed),
+            open: map.open,
         }
     }
 }
@@ -434,6 +575,19 @@ fn stat_at(root: &impl AsFd, rel: &CString) -> Option<FileId> {
     })
     .ok()
     .flatten()
+}
+
+/// The process's soft limit on open descriptors.
+fn descriptor_limit() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into `lim`, which is valid.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
 }
 
 /// Now, in milliseconds of [`crate::clock::monotonic`].
@@ -456,7 +610,7 @@ mod tests {
             (CString::new(".").unwrap(), dir_stamp),
             Validators::of(&meta, None),
             Rendered::default(),
-            Bytes::copy_from_slice(body),
+            Held::Bytes(Bytes::copy_from_slice(body)),
         )
     }
 
@@ -520,8 +674,8 @@ mod tests {
                 .max_file(1000)
                 .settle(Duration::ZERO),
         );
-        assert!(cache.admit("/new", b""));
-        assert!(cache.admit("/new", b""), "room: admitted every time");
+        assert!(cache.admit("/new", b"", 1));
+        assert!(cache.admit("/new", b"", 1), "room: admitted every time");
         for i in 0..3 {
             let name = format!("f{i}");
             fs::write(dir.path().join(&name), vec![b'a'; 1000]).unwrap();
@@ -532,12 +686,12 @@ mod tests {
             stats.bytes >= max / 4 * 3 && stats.entries == 3,
             "{stats:?}"
         );
-        assert!(!cache.admit("/scan-1", b""), "first miss of a full cache");
-        assert!(!cache.admit("/scan-2", b""));
-        assert!(cache.admit("/scan-1", b""), "second miss");
-        assert!(!cache.admit("/scan-1", b""), "remembered once only");
+        assert!(!cache.admit("/scan-1", b"", 1000), "first miss of a full cache");
+        assert!(!cache.admit("/scan-2", b"", 1000));
+        assert!(cache.admit("/scan-1", b"", 1000), "second miss");
+        assert!(!cache.admit("/scan-1", b"", 1000), "remembered once only");
         assert!(
-            !cache.admit("/scan-2", b"gzip"),
+            !cache.admit("/scan-2", b"gzip", 1000),
             "another coding is another key"
         );
     }

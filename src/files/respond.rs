@@ -8,10 +8,11 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::cache::{Entry, FileCache, FileId};
+use super::cache::{Entry, FileCache, FileId, Held};
 use super::compress::{self, CompressedStore};
 use super::conditional::{self, Precondition, Validators};
 use super::listing::render_listing;
@@ -420,7 +421,7 @@ impl Site<'_> {
         Some(
             Response::new(StatusCode::OK)
                 .rendered_headers(entry.headers.clone())
-                .body(entry.body.clone()),
+                .body(entry.body()),
         )
     }
 
@@ -454,20 +455,17 @@ impl Site<'_> {
         let Some((file, 0, len)) = resp.body_ref().as_file() else {
             return resp;
         };
-        // A file the whole cache could not hold is not read into memory
-        // (`--cache-max-file` above `--cache-size`).
         if resp.status() != StatusCode::OK
             || resp.refused_header().is_some()
             || len != fill.id.size()
-            || len > cache.options().max_file
-            || len >= cache.options().max_bytes as u64
+            || !cache.can_hold(len)
             || !fill
                 .id
                 .settled(std::time::SystemTime::now(), cache.options().settle)
         {
             return resp;
         }
-        if !cache.admit(req.path(), self.accept_key(req)) {
+        if !cache.admit(req.path(), self.accept_key(req), len) {
             return resp;
         }
         let dir = match fill.rel.parent().map(|d| d.as_os_str().as_bytes()) {
@@ -486,14 +484,21 @@ impl Site<'_> {
         let Ok(rel) = CString::new(fill.rel.into_os_string().into_vec()) else {
             return resp;
         };
-        let mut bytes = vec![0u8; len as usize];
-        if file.read_exact_at(&mut bytes, 0).is_err()
-            || file.metadata().map(|m| FileId::of(&m)).ok() != Some(fill.id)
-        {
-            return resp;
-        }
+        // A small file is read into memory; a larger one is held open.
+        let (held, body) = if len <= cache.options().max_file {
+            let mut bytes = vec![0u8; len as usize];
+            if file.read_exact_at(&mut bytes, 0).is_err()
+                || file.metadata().map(|m| FileId::of(&m)).ok() != Some(fill.id)
+            {
+                return resp;
+            }
+            let bytes = Bytes::from(bytes);
+            (Held::Bytes(bytes.clone()), Body::from(bytes))
+        } else {
+            let file = Arc::clone(file);
+            (Held::File(Arc::clone(&file)), Body::shared_file(file, 0, len))
+        };
         let headers = resp.render_headers();
-        let body = Bytes::from(bytes);
         cache.insert(Entry::new(
             req.path(),
             self.accept_key(req),
@@ -501,7 +506,7 @@ impl Site<'_> {
             (dir, dir_stamp),
             fill.validators,
             headers.clone(),
-            body.clone(),
+            held,
         ));
         Response::new(StatusCode::OK)
             .rendered_headers(headers)
