@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::open::{Opened, Purpose, Root, open};
 use super::options::Symlinks;
-use super::siblings::SiblingIndex;
+use super::siblings::{DirStamp, SiblingIndex};
 use crate::request::Request;
 
 /// Precompressed siblings, in order of preference when q-values tie.
@@ -14,7 +14,8 @@ const CODINGS: [(&str, &str); 2] = [("br", ".br"), ("gzip", ".gz")];
 /// Picks a precompressed sibling of `opened` (`X.br`, `X.gz`, opened by the
 /// same policy as `X`) if the client accepts one. Returns the file to send,
 /// its content coding, and whether the response varies by
-/// `Accept-Encoding` (it does whenever a sibling exists).
+/// `Accept-Encoding` (it does whenever a sibling exists), and the stamp
+/// of the file's directory when it was looked at.
 #[inline]
 pub(crate) fn negotiate(
     root: &Root,
@@ -22,14 +23,13 @@ pub(crate) fn negotiate(
     opened: Opened,
     symlinks: Symlinks,
     siblings: &SiblingIndex,
-) -> (Opened, Option<&'static str>, bool) {
-    let Ok(rel) = opened.path.strip_prefix(&root.path).map(Path::to_path_buf) else {
-        return (opened, None, false);
-    };
+) -> (Opened, Option<&'static str>, bool, Option<DirStamp>) {
+    let rel = &opened.rel;
     // Most files have no sibling: one `stat` of the directory says so,
     // instead of two opens that fail.
-    if !siblings.may_have_siblings(root, &rel) {
-        return (opened, None, false);
+    let (maybe, stamp) = siblings.may_have_siblings(root, rel);
+    if !maybe {
+        return (opened, None, false, stamp);
     }
     let accept = req.header_str("accept-encoding").unwrap_or("");
     let mut best: Option<(f32, &'static str, Opened)> = None;
@@ -50,8 +50,8 @@ pub(crate) fn negotiate(
         }
     }
     match best {
-        Some((_, coding, sibling)) => (sibling, Some(coding), vary),
-        None => (opened, None, vary),
+        Some((_, coding, sibling)) => (sibling, Some(coding), vary, stamp),
+        None => (opened, None, vary, stamp),
     }
 }
 
@@ -84,6 +84,22 @@ pub(crate) fn accept_q(accept: &str, coding: &str) -> f32 {
 /// The `Content-Type` for a file, by extension. Text types say they are
 /// UTF-8; unknown types are `application/octet-stream`.
 pub(crate) fn content_type(path: &Path) -> String {
+    // The commonest extensions, without mime_guess's table search and a
+    // parse of what it found (1.2% of a whole-site request).
+    let common = match path.extension().map(|e| e.as_encoded_bytes()) {
+        Some(b"html") => Some("text/html; charset=utf-8"),
+        Some(b"css") => Some("text/css; charset=utf-8"),
+        Some(b"js") => Some("text/javascript; charset=utf-8"),
+        Some(b"json") => Some("application/json; charset=utf-8"),
+        Some(b"svg") => Some("image/svg+xml; charset=utf-8"),
+        Some(b"txt") => Some("text/plain; charset=utf-8"),
+        Some(b"png") => Some("image/png"),
+        Some(b"woff2") => Some("font/woff2"),
+        _ => None,
+    };
+    if let Some(t) = common {
+        return t.into();
+    }
     let Some(mime) = mime_guess::from_path(path).first() else {
         return "application/octet-stream".into();
     };
@@ -128,5 +144,11 @@ mod tests {
             "application/octet-stream"
         );
         assert_eq!(content_type(Path::new("noext")), "application/octet-stream");
+        // The shortcut agrees with mime_guess for every extension it knows.
+        for ext in ["html", "css", "js", "json", "svg", "txt", "png", "woff2"] {
+            let fast = content_type(Path::new(&format!("a.{ext}")));
+            let mime = mime_guess::from_ext(ext).first().unwrap();
+            assert!(fast.starts_with(mime.essence_str()) || (ext == "js" && fast.starts_with("text/javascript")), "{ext}: {fast} against {mime}");
+        }
     }
 }

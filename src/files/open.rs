@@ -145,8 +145,8 @@ impl SharedRoot {
 pub(crate) struct Opened {
     pub file: File,
     pub meta: fs::Metadata,
-    /// The root's path joined with the relative path asked for.
-    pub path: PathBuf,
+    /// The path asked for, relative to the root.
+    pub rel: PathBuf,
 }
 
 /// What a path is opened for.
@@ -174,7 +174,6 @@ pub(crate) fn open(
     policy: Symlinks,
     purpose: Purpose,
 ) -> io::Result<Opened> {
-    let path = root.path.join(rel);
     let flags = match purpose {
         Purpose::Read => libc::O_RDONLY | libc::O_NONBLOCK,
         Purpose::Inspect => libc::O_PATH,
@@ -183,7 +182,7 @@ pub(crate) fn open(
         OpenOptions::new()
             .read(true)
             .custom_flags(flags | libc::O_CLOEXEC)
-            .open(&path)?
+            .open(root.path.join(rel))?
     } else {
         match open_beneath(&root.dir, rel, flags) {
             Ok(file) => file,
@@ -199,7 +198,11 @@ pub(crate) fn open(
         }
     };
     let meta = file.metadata()?;
-    Ok(Opened { file, meta, path })
+    Ok(Opened {
+        file,
+        meta,
+        rel: rel.to_path_buf(),
+    })
 }
 
 /// Opens `rel` one name at a time from the root, deciding at each symlink:

@@ -32,6 +32,8 @@ pub(crate) struct Fill {
     rel: PathBuf,
     id: FileId,
     validators: Validators,
+    /// Its directory's stamp, if the sibling index just took it.
+    dir_stamp: Option<DirStamp>,
 }
 
 /// Who named the path being served.
@@ -177,13 +179,13 @@ impl Site<'_> {
         opened: Opened,
         fill: Option<&mut Option<Fill>>,
     ) -> Response {
-        let content_type = content_type(&opened.path);
-        let (opened, mut coding, mut vary) = if self.options.precompressed {
+        let content_type = content_type(&opened.rel);
+        let (opened, mut coding, mut vary, dir_stamp) = if self.options.precompressed {
             negotiate(self.root, req, opened, self.options.symlinks, self.siblings)
         } else {
-            (opened, None, false)
+            (opened, None, false, None)
         };
-        let Opened { file, meta, path } = opened;
+        let Opened { file, meta, rel } = opened;
         // Without a sibling, a compressible file is compressed here.
         let mut on_the_fly = None;
         if coding.is_none()
@@ -261,11 +263,12 @@ impl Site<'_> {
         };
         match ranges {
             Ranges::Ignore => {
-                if let (Some(fill), Ok(rel)) = (fill, path.strip_prefix(&self.root.path)) {
+                if let Some(fill) = fill {
                     *fill = Some(Fill {
-                        rel: rel.to_path_buf(),
+                        rel,
                         id: FileId::of(&meta),
                         validators,
+                        dir_stamp,
                     });
                 }
                 with(resp, headers).body(Body::file_range(file, 0, len))
@@ -475,8 +478,15 @@ impl Site<'_> {
         let Ok(dir) = CString::new(dir) else {
             return resp;
         };
-        let Ok(dir_stamp) = crate::sys::fstatat(self.root.dir.as_fd(), &dir, DirStamp::of) else {
-            return resp;
+        // The stamp the sibling index took for this request, or one taken
+        // now: either way after `began`, and before anything this request
+        // decided from the directory could have changed unseen.
+        let dir_stamp = match fill.dir_stamp {
+            Some(stamp) => stamp,
+            None => match crate::sys::fstatat(self.root.dir.as_fd(), &dir, DirStamp::of) {
+                Ok(stamp) => stamp,
+                Err(_) => return resp,
+            },
         };
         if !dir_stamp.settled(began, cache.options().settle) {
             return resp;

@@ -77,10 +77,11 @@ pub(crate) struct SiblingIndex {
 impl SiblingIndex {
     /// Whether `rel` (a file, relative to the root) may have a
     /// precompressed sibling: `false` only when its directory, unchanged
-    /// since it was read, holds none.
-    pub(crate) fn may_have_siblings(&self, root: &Root, rel: &Path) -> bool {
+    /// since it was read, holds none. With it, the directory's stamp as
+    /// it was looked at, for the file cache.
+    pub(crate) fn may_have_siblings(&self, root: &Root, rel: &Path) -> (bool, Option<DirStamp>) {
         let (Some(name), dir) = (rel.file_name(), rel.parent().unwrap_or(Path::new(""))) else {
-            return true;
+            return (true, None);
         };
         let dir_key = dir.as_os_str();
         let Ok(c_dir) = CString::new(if dir_key.is_empty() {
@@ -88,10 +89,10 @@ impl SiblingIndex {
         } else {
             dir_key.as_bytes()
         }) else {
-            return true;
+            return (true, None);
         };
         let Ok(stamp) = sys::fstatat(root.dir.as_fd(), &c_dir, DirStamp::of) else {
-            return true;
+            return (true, None);
         };
         let known = self
             .dirs
@@ -102,9 +103,9 @@ impl SiblingIndex {
         if let Some(known) = known
             && known.stamp == stamp
         {
-            return known.with_siblings.contains(name);
+            return (known.with_siblings.contains(name), Some(stamp));
         }
-        self.read(root, dir_key, stamp, name)
+        (self.read(root, dir_key, stamp, name), Some(stamp))
     }
 
     /// Reads the directory's names (after its stamp was taken, so that
