@@ -239,13 +239,21 @@ impl Transport for CoStream {
     /// coroutine waits until the socket is writable again, at most the write
     /// timeout, so that a client that stops reading cannot hold it forever.
     fn send_file(&mut self, head: &[u8], file: &File, offset: u64, len: u64) -> io::Result<()> {
-        // The wait takes the socket's event flags, a read's EPOLLIN among
-        // them: the next read must try the socket before it waits.
-        self.drained = false;
+        // A wait takes the socket's event flags, a read's EPOLLIN among
+        // them: after one, the next read must try the socket before it
+        // waits. Without one (the socket took it all), nothing was taken,
+        // and a drained socket need not be tried again (a failed `recv`
+        // per request, when every file went out this way).
+        let mut waited = false;
         let (stream, waiting, timeout) = (&self.stream, &self.waiting.0, self.write_timeout);
-        super::sendfile_loop(stream.inner().as_fd(), head, file, offset, len, || {
+        let sent = super::sendfile_loop(stream.inner().as_fd(), head, file, offset, len, || {
+            waited = true;
             wait_writable(stream, waiting, timeout)
-        })
+        });
+        if waited {
+            self.drained = false;
+        }
+        sent
     }
 }
 
