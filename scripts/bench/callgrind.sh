@@ -7,6 +7,11 @@
 #
 #   scripts/bench/callgrind.sh [BINARY]       # default target/release/coserve
 #   COUNT=20000 scripts/bench/callgrind.sh /tmp/old/target/release/coserve
+#
+# SITE=DIR counts the whole-site scenario instead: the requests go to every
+# regular file of DIR in turn (sorted, as scripts/bench/whole_site.sh asks
+# for them), round and round; with COUNT above the number of files, later
+# rounds meet what the file cache kept.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-target/release/coserve}
@@ -16,20 +21,31 @@ command -v valgrind >/dev/null || { echo "valgrind is needed"; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir "$work/site"
-head -c 1024 /dev/zero | tr '\0' 'x' >"$work/site/index.html"
-# Old enough for the cache to take it at once.
-touch -d '1 minute ago' "$work/site/index.html"
+site=$work/site
+target=/index.html
+if [[ -n ${SITE:-} ]]; then
+    site=$SITE
+    (cd "$SITE" && find . -type f -printf '%P\n') | sort |
+        python3 -c 'import sys, urllib.parse
+for line in sys.stdin:
+    print("/" + urllib.parse.quote(line.rstrip("\n")))' >"$work/paths.txt"
+    target=@$work/paths.txt
+else
+    mkdir "$site"
+    head -c 1024 /dev/zero | tr '\0' 'x' >"$site/index.html"
+    # Old enough for the cache to take it at once.
+    touch -d '1 minute ago' "$site/index.html"
+fi
 # shellcheck source=scripts/lib/ports.sh
 . scripts/lib/ports.sh
 port=$(free_port)
 
 valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
-    "$BIN" "$port" -b 127.0.0.1 -d "$work/site" -q --workers 1 >"$work/server.log" 2>&1 &
+    "$BIN" "$port" -b 127.0.0.1 -d "$site" -q --workers 1 >"$work/server.log" 2>&1 &
 pid=$!
 # valgrind starts slowly.
 wait_port "$port" 300
-python3 scripts/bench/requests.py 127.0.0.1 "$port" /index.html "$COUNT" 8
+python3 scripts/bench/requests.py 127.0.0.1 "$port" "$target" "$COUNT" 8
 kill -INT "$pid"
 wait "$pid" || true
 [[ -z ${KEEP:-} ]] || cp "$work/cg.out" "$KEEP"

@@ -113,17 +113,20 @@ impl Coding {
 /// JavaScript, JSON, XML, SVG and wasm; never images, audio, video, fonts
 /// in compressed formats or archives, which are compressed already.
 pub(crate) fn compressible(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    // Lowercased only when it is not already (ours always are).
+    let lower;
+    let essence = if essence.bytes().any(|b| b.is_ascii_uppercase()) {
+        lower = essence.to_ascii_lowercase();
+        lower.as_str()
+    } else {
+        essence
+    };
     essence.starts_with("text/")
         || essence.ends_with("+xml")
         || essence.ends_with("+json")
         || matches!(
-            essence.as_str(),
+            essence,
             "application/javascript"
                 | "application/json"
                 | "application/xml"
@@ -286,6 +289,7 @@ mod tests {
             "image/svg+xml",
             "application/wasm",
             "application/atom+xml",
+            "Text/HTML; charset=UTF-8",
         ] {
             assert!(compressible(t), "{t}");
         }

@@ -50,25 +50,31 @@ fn is_refused_byte(b: u8) -> bool {
 /// to the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SafePath {
-    segments: Vec<Vec<u8>>,
+    /// The names, joined by `/` (empty for the root): one allocation
+    /// however deep the path.
+    rel: Vec<u8>,
     trailing_slash: bool,
 }
 
 impl SafePath {
     /// The path relative to the root: no leading `/`, no `.` or `..`.
     pub fn relative(&self) -> PathBuf {
-        self.segments.iter().map(|s| OsStr::from_bytes(s)).collect()
+        PathBuf::from(OsStr::from_bytes(&self.rel))
     }
 
     /// How many names deep the path is (0 for the root).
     pub fn depth(&self) -> usize {
-        self.segments.len()
+        self.segments().count()
+    }
+
+    fn segments(&self) -> impl Iterator<Item = &[u8]> {
+        self.rel.split(|&b| b == b'/').filter(|s| !s.is_empty())
     }
 
     /// The decoded path for display, with leading and trailing `/`.
     pub fn display_path(&self) -> String {
         let mut path = String::from("/");
-        for seg in &self.segments {
+        for seg in self.segments() {
             path.push_str(&String::from_utf8_lossy(seg));
             path.push('/');
         }
@@ -85,7 +91,7 @@ impl SafePath {
     /// one `/`, so it can never be read as `//other-host`.
     pub fn directory_url(&self) -> String {
         let mut url = String::from("/");
-        for seg in &self.segments {
+        for seg in self.segments() {
             url.extend(percent_encode(seg, SEGMENT));
             url.push('/');
         }
@@ -125,7 +131,8 @@ pub fn resolve_path(path: &str) -> Result<SafePath, PathError> {
     if !path.starts_with('/') {
         return Err(PathError::Invalid);
     }
-    let decoded: Vec<u8> = percent_decode_str(path).collect();
+    // Borrowed when there is nothing to decode.
+    let decoded: std::borrow::Cow<'_, [u8]> = percent_decode_str(path).into();
     resolve_decoded(&decoded)
 }
 
@@ -136,25 +143,37 @@ pub(crate) fn resolve_decoded(decoded: &[u8]) -> Result<SafePath, PathError> {
     if decoded.iter().copied().any(is_refused_byte) {
         return Err(PathError::Invalid);
     }
-    let mut segments: Vec<Vec<u8>> = Vec::new();
+    // The names so far, joined by `/`; `..` cuts the last one off (a name
+    // holds no `/`, so it starts after the last one).
+    let mut rel: Vec<u8> = Vec::with_capacity(decoded.len());
     for seg in decoded.split(|&b| b == b'/') {
         match seg {
             b"" | b"." => {}
             b".." => {
-                segments.pop().ok_or(PathError::Invalid)?;
+                if rel.is_empty() {
+                    return Err(PathError::Invalid);
+                }
+                let start = rel.iter().rposition(|&b| b == b'/').unwrap_or(0);
+                rel.truncate(start);
             }
-            _ => segments.push(seg.to_vec()),
+            _ => {
+                if !rel.is_empty() {
+                    rel.push(b'/');
+                }
+                rel.extend_from_slice(seg);
+            }
         }
     }
-    for (depth, seg) in segments.iter().enumerate() {
+    let safe = SafePath {
+        rel,
+        trailing_slash: decoded.ends_with(b"/")
+            || decoded.ends_with(b"/.")
+            || decoded.ends_with(b"/.."),
+    };
+    for (depth, seg) in safe.segments().enumerate() {
         check_name(seg, depth)?;
     }
-    let trailing_slash =
-        decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
-    Ok(SafePath {
-        segments,
-        trailing_slash,
-    })
+    Ok(safe)
 }
 
 #[cfg(test)]
