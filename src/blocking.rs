@@ -69,6 +69,24 @@ where
     }
 }
 
+/// Runs `f` on the blocking pool without waiting for it: background work
+/// whose result the job stores itself. A panic in `f` is logged.
+pub(crate) fn spawn<F>(f: F)
+where
+    F: FnOnce() + Send + 'static,
+{
+    let job: Job = Box::new(move || {
+        if catch_unwind(AssertUnwindSafe(f)).is_err() {
+            log::error!("a background job panicked");
+        }
+    });
+    pool()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send(job)
+        .expect("the blocking pool runs for the life of the process");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,17 +7,26 @@
 //!   waits for a compressor), and the result is kept in a
 //!   [`CompressedStore`] keyed by the file's identity and the coding: an
 //!   edited file is a new key, so nothing stale is served.
-//! - Larger files are streamed through a fast encoder, 64 KiB at a time,
-//!   and never loaded whole: chunked to HTTP/1.1 clients.
+//! - Larger files are never loaded whole. The first requests get the file
+//!   streamed through the encoder, 64 KiB at a time (chunked to HTTP/1.1
+//!   clients), while one background job on the blocking pool compresses
+//!   it, the same way, into an unlinked temporary file; once that is done
+//!   the file's later requests get it with `sendfile` and a
+//!   `Content-Length`. Both ways give the same bytes (same levels, same
+//!   chunks), so the coding's `ETag` names one representation. The
+//!   temporary files are bounded by [`DISK_MAX`] bytes and [`DISK_FILES`]
+//!   descriptors, least recently used out first.
 //! - A request with `Range` gets the file as it is (identity), so that byte
 //!   ranges always count the file's own bytes.
 //!
 //! Levels are docs/performance.md's measurements on rust-doc's HTML.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::sync::Mutex;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use foldhash::fast::RandomState;
@@ -32,6 +41,11 @@ pub(crate) const MIN_SIZE: u64 = 1024;
 pub(crate) const MEMORY_MAX: u64 = 1024 * 1024;
 /// What a streamed file is read in.
 const STREAM_CHUNK: usize = 64 * 1024;
+/// The most the temporary files of compressed large files hold, in bytes
+/// (the temporary directory may be memory: tmpfs).
+pub(crate) const DISK_MAX: u64 = 256 * 1024 * 1024;
+/// The most temporary files held open.
+pub(crate) const DISK_FILES: usize = 256;
 
 /// A content coding coserve produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,31 +90,37 @@ impl Coding {
         Ok(out)
     }
 
-    /// Streams `file` compressed into `out`, at a fast level.
-    fn stream(self, mut file: File, out: &mut dyn Write) -> io::Result<()> {
+    /// Streams `file` compressed into `out`, read with `pread` from the
+    /// start in [`STREAM_CHUNK`]s (so a shared file offset does not
+    /// matter), at the levels of [`Coding::compress`]. The output depends
+    /// only on the file's bytes: a streamed response and the stored copy
+    /// of the same file are the same.
+    fn stream(self, file: &File, out: &mut dyn Write) -> io::Result<()> {
         let mut buf = vec![0u8; STREAM_CHUNK];
+        let mut at = 0u64;
         let mut copy = |w: &mut dyn Write| -> io::Result<()> {
             loop {
-                let n = file.read(&mut buf)?;
+                let n = file.read_at(&mut buf, at)?;
                 if n == 0 {
                     return Ok(());
                 }
+                at += n as u64;
                 w.write_all(&buf[..n])?;
             }
         };
         match self {
             Coding::Br => {
-                let mut w = brotli::CompressorWriter::new(out, 4096, 1, 22);
+                let mut w = brotli::CompressorWriter::new(out, 4096, 5, 22);
                 copy(&mut w)?;
                 w.flush()?;
             }
             Coding::Zstd => {
-                let mut w = zstd::stream::write::Encoder::new(out, 1)?;
+                let mut w = zstd::stream::write::Encoder::new(out, 6)?;
                 copy(&mut w)?;
                 w.finish()?;
             }
             Coding::Gzip => {
-                let mut w = flate2::write::GzEncoder::new(out, flate2::Compression::new(1));
+                let mut w = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
                 copy(&mut w)?;
                 w.finish()?;
             }
@@ -165,6 +185,33 @@ pub(crate) fn choose(accept: Option<&str>) -> Option<Coding> {
 pub(crate) struct CompressedStore {
     max_bytes: usize,
     inner: Mutex<Store>,
+    /// Large files compressed to temporary files.
+    disk: Arc<Mutex<Disk>>,
+    /// Whether a background job is compressing a large file: one at a
+    /// time, so that the blocking pool stays free for everything else.
+    busy: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Default)]
+struct Disk {
+    /// The temporary file, its length, and when it was last used.
+    map: HashMap<(FileId, Coding), (Arc<File>, u64, u64), RandomState>,
+    bytes: u64,
+    tick: u64,
+}
+
+impl Disk {
+    /// Drops the least recently used files until both bounds hold.
+    fn trim(&mut self) {
+        while self.bytes > DISK_MAX || self.map.len() > DISK_FILES {
+            let Some(oldest) = self.map.iter().min_by_key(|(_, v)| v.2).map(|(k, _)| *k) else {
+                return;
+            };
+            if let Some((_, len, _)) = self.map.remove(&oldest) {
+                self.bytes -= len;
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -190,7 +237,54 @@ impl CompressedStore {
                 tick: 0,
                 seen: Doorkeeper::new(DOORKEEPER),
             }),
+            disk: Arc::default(),
+            busy: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// A large `file` (identity `id`) compressed with `coding`, as a
+    /// temporary file and its length, if it is ready. If it is not, and no
+    /// other one is being compressed, starts compressing it in the
+    /// background; the caller streams it meanwhile.
+    pub(crate) fn large(&self, file: &File, id: FileId, coding: Coding) -> Option<(Arc<File>, u64)> {
+        let key = (id, coding);
+        {
+            let mut disk = self.disk.lock().unwrap_or_else(|e| e.into_inner());
+            disk.tick += 1;
+            let tick = disk.tick;
+            if let Some((f, len, used)) = disk.map.get_mut(&key) {
+                *used = tick;
+                return Some((Arc::clone(f), *len));
+            }
+        }
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let Ok(file) = file.try_clone() else {
+            self.busy.store(false, Ordering::Release);
+            return None;
+        };
+        let busy = Arc::clone(&self.busy);
+        let disk = Arc::clone(&self.disk);
+        crate::blocking::spawn(move || {
+            match compress_to_temp(&file, id, coding) {
+                Ok(Some((temp, len))) => {
+                    let mut disk = disk.lock().unwrap_or_else(|e| e.into_inner());
+                    disk.tick += 1;
+                    let tick = disk.tick;
+                    disk.bytes += len;
+                    if let Some((_, old, _)) = disk.map.insert(key, (Arc::new(temp), len, tick)) {
+                        disk.bytes -= old;
+                    }
+                    disk.trim();
+                }
+                // Does not compress, or changed meanwhile: streamed.
+                Ok(None) => {}
+                Err(e) => log::warn!("compressing a large file in the background: {e}"),
+            }
+            busy.store(false, Ordering::Release);
+        });
+        None
     }
 
     fn get(&self, key: (FileId, Coding)) -> Option<Bytes> {
@@ -272,12 +366,64 @@ impl CompressedStore {
 
 /// A body that streams `file` through `coding`'s encoder.
 pub(crate) fn stream_body(file: File, coding: Coding) -> crate::response::Body {
-    crate::response::Body::stream(move |out| coding.stream(file, out))
+    crate::response::Body::stream(move |out| coding.stream(&file, out))
+}
+
+/// Compresses `file` into a new temporary file, as [`Coding::stream`]
+/// does. `None` if the result is no smaller, or the file changed while it
+/// was read.
+fn compress_to_temp(file: &File, id: FileId, coding: Coding) -> io::Result<Option<(File, u64)>> {
+    let temp = temp_file()?;
+    {
+        let mut out = io::BufWriter::with_capacity(STREAM_CHUNK, &temp);
+        coding.stream(file, &mut out)?;
+        out.flush()?;
+    }
+    if file.metadata().map(|m| FileId::of(&m)).ok() != Some(id) {
+        return Ok(None);
+    }
+    let len = temp.metadata()?.len();
+    Ok((len < id.size()).then_some((temp, len)))
+}
+
+/// A file in the temporary directory that has no name (`O_TMPFILE`), or
+/// whose name is removed at once where the file system cannot do that: its
+/// space goes back when it is closed, and nothing is left behind.
+fn temp_file() -> io::Result<File> {
+    let dir = std::env::temp_dir();
+    let unnamed = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(&dir);
+    if let Ok(f) = unnamed {
+        return Ok(f);
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let path = dir.join(format!(
+        "coserve-{}-{nanos}-{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(f)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn compressible_types() {
@@ -362,7 +508,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join("f"), &data).unwrap();
             coding
-                .stream(File::open(dir.path().join("f")).unwrap(), &mut streamed)
+                .stream(&File::open(dir.path().join("f")).unwrap(), &mut streamed)
                 .unwrap();
             for bytes in [&packed, &streamed] {
                 let mut plain = Vec::new();

@@ -200,16 +200,28 @@ impl Site<'_> {
                 Some(_) => None,
                 None => compress::choose(req.header_str("accept-encoding")),
             };
-            on_the_fly = match chosen {
-                Some(c) if meta.len() > compress::MEMORY_MAX => file
-                    .try_clone()
-                    .ok()
-                    .map(|f| (c, compress::stream_body(f, c))),
-                Some(c) => store
-                    .compressed(&file, FileId::of(&meta), c)
-                    .map(|bytes| (c, Body::from(bytes))),
-                None => None,
-            };
+            if let Some(c) = chosen {
+                // A client that holds this coding already gets its 304
+                // before anything is compressed.
+                let coded = Validators::of(&meta, Some(c.name()));
+                if conditional::evaluate(req, &coded) == Precondition::NotModified {
+                    return self.not_modified(&coded, vary);
+                }
+                let id = FileId::of(&meta);
+                on_the_fly = if meta.len() > compress::MEMORY_MAX {
+                    match store.large(&file, id, c) {
+                        Some((temp, len)) => Some((c, Body::shared_file(temp, 0, len))),
+                        None => file
+                            .try_clone()
+                            .ok()
+                            .map(|f| (c, compress::stream_body(f, c))),
+                    }
+                } else {
+                    store
+                        .compressed(&file, id, c)
+                        .map(|bytes| (c, Body::from(bytes)))
+                };
+            }
             coding = on_the_fly.as_ref().map(|(c, _)| c.name());
         }
         let validators = Validators::of(&meta, coding);
@@ -231,10 +243,7 @@ impl Site<'_> {
         };
         match conditional::evaluate(req, &validators) {
             Precondition::Proceed => {}
-            // §15.4.5: a 304 carries the validators and caching fields.
-            Precondition::NotModified => {
-                return with(Response::new(StatusCode::NOT_MODIFIED), headers);
-            }
+            Precondition::NotModified => return self.not_modified(&validators, vary),
             Precondition::Failed => return Response::error(StatusCode::PRECONDITION_FAILED),
         }
         if let Some((c, body)) = on_the_fly {
@@ -313,6 +322,21 @@ impl Site<'_> {
                 resp.body(Body::parts(file, parts))
             }
         }
+    }
+
+    /// §15.4.5: a 304 carries the validators and caching fields.
+    fn not_modified(&self, validators: &Validators, vary: bool) -> Response {
+        let mut resp = Response::new(StatusCode::NOT_MODIFIED).header("ETag", validators.etag.clone());
+        if let Some(mtime) = validators.last_modified {
+            resp = resp.header("Last-Modified", httpdate::fmt_http_date(mtime));
+        }
+        if let Some(cc) = &self.options.cache_control {
+            resp = resp.header("Cache-Control", cc.clone());
+        }
+        if vary {
+            resp = resp.header("Vary", "Accept-Encoding");
+        }
+        resp
     }
 
     /// The 404 page: the root's `404.html` if there is one, else a built-in
