@@ -391,9 +391,17 @@ mod on_the_fly {
                     assert!(decode(&first) == file, "{coding} {salt}: the first answer");
                     let stored = stored_copy(&server, "/big.txt", coding);
                     assert!(decode(&stored) == file, "{coding} {salt}: the stored copy");
-                    assert_eq!(stored.header("etag"), first.header("etag"));
-                    assert!(stored.body == first.body, "{coding}: streamed and stored bytes differ");
                     assert!(stored.body.len() < file.len() / 3);
+                    // The streamed answer (fast level) is another
+                    // representation, with an ETag of its own.
+                    let (first_tag, tag) = (first.header("etag").unwrap(), stored.header("etag").unwrap());
+                    if first.header("content-length").is_none() {
+                        assert!(first_tag.ends_with(&format!("-{coding}-fast\"")), "{first_tag}");
+                        assert_ne!(first_tag, tag);
+                    } else {
+                        assert_eq!(first_tag, tag);
+                    }
+                    assert!(tag.ends_with(&format!("-{coding}\"")), "{tag}");
                     // A client holding the tag gets a 304.
                     let tag = stored.header("etag").unwrap();
                     let r = get(&server, "/big.txt", &[("Accept-Encoding", coding), ("If-None-Match", tag)]);
@@ -422,6 +430,14 @@ mod on_the_fly {
                         assert!(r.body.len() < file.len() / 3, "{path} {coding}: {}", r.body.len());
                         assert!(decode(&r) == file, "{path} {coding}: decodes to another body");
                         let tag = r.header("etag").unwrap().to_string();
+                        // A large file streamed before its copy is kept
+                        // has a `-fast` tag of its own.
+                        if !tags.contains(&tag) && !tag.ends_with("-fast\"") {
+                            tags.push(tag);
+                        }
+                    }
+                    if path == "/big.txt" {
+                        let tag = stored_copy(&server, path, coding).header("etag").unwrap().to_string();
                         if !tags.contains(&tag) {
                             tags.push(tag);
                         }

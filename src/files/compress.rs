@@ -8,14 +8,14 @@
 //!   [`CompressedStore`] keyed by the file's identity and the coding: an
 //!   edited file is a new key, so nothing stale is served.
 //! - Larger files are never loaded whole. The first requests get the file
-//!   streamed through the encoder, 64 KiB at a time (chunked to HTTP/1.1
-//!   clients), while one background job on the blocking pool compresses
-//!   it, the same way, into an unlinked temporary file; once that is done
-//!   the file's later requests get it with `sendfile` and a
-//!   `Content-Length`. Both ways give the same bytes (same levels, same
-//!   chunks), so the coding's `ETag` names one representation. The
-//!   temporary files are bounded by [`DISK_MAX`] bytes and [`DISK_FILES`]
-//!   descriptors, least recently used out first.
+//!   streamed through a fast encoder (level 1), 64 KiB at a time (chunked
+//!   to HTTP/1.1 clients), with an ETag of its own (`-gzip-fast`), while
+//!   one background job on the blocking pool compresses it at the levels
+//!   of small files into an unlinked temporary file; once that is done the
+//!   file's later requests get it with `sendfile`, a `Content-Length` and
+//!   the coding's ETag. The temporary files are bounded by [`DISK_MAX`]
+//!   bytes and [`DISK_FILES`] descriptors, least recently used out
+//!   first.
 //! - A request with `Range` gets the file as it is (identity), so that byte
 //!   ranges always count the file's own bytes.
 //!
@@ -90,12 +90,22 @@ impl Coding {
         Ok(out)
     }
 
+    /// The ETag suffix of a file streamed at the fast level, which is
+    /// another representation than the one kept.
+    pub(crate) fn fast_tag(self) -> &'static str {
+        match self {
+            Coding::Br => "br-fast",
+            Coding::Zstd => "zstd-fast",
+            Coding::Gzip => "gzip-fast",
+        }
+    }
+
     /// Streams `file` compressed into `out`, read with `pread` from the
     /// start in [`STREAM_CHUNK`]s (so a shared file offset does not
-    /// matter), at the levels of [`Coding::compress`]. The output depends
-    /// only on the file's bytes: a streamed response and the stored copy
-    /// of the same file are the same.
-    fn stream(self, file: &File, out: &mut dyn Write) -> io::Result<()> {
+    /// matter): at level 1 when `fast` (a response, on a worker thread),
+    /// else at the levels of [`Coding::compress`] (the kept copy, on the
+    /// blocking pool).
+    fn stream(self, file: &File, out: &mut dyn Write, fast: bool) -> io::Result<()> {
         let mut buf = vec![0u8; STREAM_CHUNK];
         let mut at = 0u64;
         let mut copy = |w: &mut dyn Write| -> io::Result<()> {
@@ -110,17 +120,18 @@ impl Coding {
         };
         match self {
             Coding::Br => {
-                let mut w = brotli::CompressorWriter::new(out, 4096, 5, 22);
+                let mut w = brotli::CompressorWriter::new(out, 4096, if fast { 1 } else { 5 }, 22);
                 copy(&mut w)?;
                 w.flush()?;
             }
             Coding::Zstd => {
-                let mut w = zstd::stream::write::Encoder::new(out, 6)?;
+                let mut w = zstd::stream::write::Encoder::new(out, if fast { 1 } else { 6 })?;
                 copy(&mut w)?;
                 w.finish()?;
             }
             Coding::Gzip => {
-                let mut w = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
+                let level = flate2::Compression::new(if fast { 1 } else { 6 });
+                let mut w = flate2::write::GzEncoder::new(out, level);
                 copy(&mut w)?;
                 w.finish()?;
             }
@@ -366,7 +377,7 @@ impl CompressedStore {
 
 /// A body that streams `file` through `coding`'s encoder.
 pub(crate) fn stream_body(file: File, coding: Coding) -> crate::response::Body {
-    crate::response::Body::stream(move |out| coding.stream(&file, out))
+    crate::response::Body::stream(move |out| coding.stream(&file, out, true))
 }
 
 /// Compresses `file` into a new temporary file, as [`Coding::stream`]
@@ -376,7 +387,7 @@ fn compress_to_temp(file: &File, id: FileId, coding: Coding) -> io::Result<Optio
     let temp = temp_file()?;
     {
         let mut out = io::BufWriter::with_capacity(STREAM_CHUNK, &temp);
-        coding.stream(file, &mut out)?;
+        coding.stream(file, &mut out, false)?;
         out.flush()?;
     }
     if file.metadata().map(|m| FileId::of(&m)).ok() != Some(id) {
@@ -508,7 +519,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join("f"), &data).unwrap();
             coding
-                .stream(&File::open(dir.path().join("f")).unwrap(), &mut streamed)
+                .stream(&File::open(dir.path().join("f")).unwrap(), &mut streamed, true)
                 .unwrap();
             for bytes in [&packed, &streamed] {
                 let mut plain = Vec::new();

@@ -210,19 +210,19 @@ impl Site<'_> {
                 let id = FileId::of(&meta);
                 on_the_fly = if meta.len() > compress::MEMORY_MAX {
                     match store.large(&file, id, c) {
-                        Some((temp, len)) => Some((c, Body::shared_file(temp, 0, len))),
+                        Some((temp, len)) => Some((c, c.name(), Body::shared_file(temp, 0, len))),
                         None => file
                             .try_clone()
                             .ok()
-                            .map(|f| (c, compress::stream_body(f, c))),
+                            .map(|f| (c, c.fast_tag(), compress::stream_body(f, c))),
                     }
                 } else {
                     store
                         .compressed(&file, id, c)
-                        .map(|bytes| (c, Body::from(bytes)))
+                        .map(|bytes| (c, c.name(), Body::from(bytes)))
                 };
             }
-            coding = on_the_fly.as_ref().map(|(c, _)| c.name());
+            coding = on_the_fly.as_ref().map(|(_, tag, _)| *tag);
         }
         let validators = Validators::of(&meta, coding);
         let mut headers = vec![("ETag", validators.etag.clone())];
@@ -246,7 +246,7 @@ impl Site<'_> {
             Precondition::NotModified => return self.not_modified(&validators, vary),
             Precondition::Failed => return Response::error(StatusCode::PRECONDITION_FAILED),
         }
-        if let Some((c, body)) = on_the_fly {
+        if let Some((c, _, body)) = on_the_fly {
             // Not cached as a response (`fill` stays empty): the
             // compressed bytes are kept by the store, per file version.
             return with(Response::new(StatusCode::OK), headers)
