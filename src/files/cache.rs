@@ -312,8 +312,7 @@ impl Entry {
             Held::Bytes(b) => b.len(),
             Held::File(_) => 0,
         };
-        body
-            + self.headers.bytes.len()
+        body + self.headers.bytes.len()
             + self.path.len()
             + self.accept.len()
             + self.rel.as_bytes().len()
@@ -425,7 +424,9 @@ impl FileCache {
         };
         let entry = entry.filter(|e| &*e.path == path && &*e.accept == accept);
         let found = match entry {
-            Some(e) if stat_at(root, &e.rel).is_some_and(|id| id == e.id) && e.dir_unchanged(root) => {
+            Some(e)
+                if stat_at(root, &e.rel).is_some_and(|id| id == e.id) && e.dir_unchanged(root) =>
+            {
                 Some(e)
             }
             Some(stale) => {
@@ -504,7 +505,8 @@ impl FileCache {
             self.evict(&mut map);
         }
         let now = now_ms();
-        if now.saturating_sub(self.swept.load(Ordering::Relaxed)) >= SWEEP_EVERY.as_millis() as u64 {
+        if now.saturating_sub(self.swept.load(Ordering::Relaxed)) >= SWEEP_EVERY.as_millis() as u64
+        {
             self.swept.store(now, Ordering::Relaxed);
             Self::close_idle(&mut map, now);
         }
@@ -686,7 +688,10 @@ mod tests {
             stats.bytes >= max / 4 * 3 && stats.entries == 3,
             "{stats:?}"
         );
-        assert!(!cache.admit("/scan-1", b"", 1000), "first miss of a full cache");
+        assert!(
+            !cache.admit("/scan-1", b"", 1000),
+            "first miss of a full cache"
+        );
         assert!(!cache.admit("/scan-2", b"", 1000));
         assert!(cache.admit("/scan-1", b"", 1000), "second miss");
         assert!(!cache.admit("/scan-1", b"", 1000), "remembered once only");

@@ -203,10 +203,13 @@ pub(crate) struct CompressedStore {
     busy: Arc<AtomicBool>,
 }
 
+/// A kept copy: the temporary file, its length, and when it was last
+/// used.
+type Kept = (Arc<File>, u64, u64);
+
 #[derive(Debug, Default)]
 struct Disk {
-    /// The temporary file, its length, and when it was last used.
-    map: HashMap<(FileId, Coding), (Arc<File>, u64, u64), RandomState>,
+    map: HashMap<(FileId, Coding), Kept, RandomState>,
     bytes: u64,
     tick: u64,
 }
@@ -257,7 +260,12 @@ impl CompressedStore {
     /// temporary file and its length, if it is ready. If it is not, and no
     /// other one is being compressed, starts compressing it in the
     /// background; the caller streams it meanwhile.
-    pub(crate) fn large(&self, file: &File, id: FileId, coding: Coding) -> Option<(Arc<File>, u64)> {
+    pub(crate) fn large(
+        &self,
+        file: &File,
+        id: FileId,
+        coding: Coding,
+    ) -> Option<(Arc<File>, u64)> {
         let key = (id, coding);
         {
             let mut disk = self.disk.lock().unwrap_or_else(|e| e.into_inner());
@@ -519,7 +527,11 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join("f"), &data).unwrap();
             coding
-                .stream(&File::open(dir.path().join("f")).unwrap(), &mut streamed, true)
+                .stream(
+                    &File::open(dir.path().join("f")).unwrap(),
+                    &mut streamed,
+                    true,
+                )
                 .unwrap();
             for bytes in [&packed, &streamed] {
                 let mut plain = Vec::new();

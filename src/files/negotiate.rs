@@ -148,7 +148,11 @@ mod tests {
         for ext in ["html", "css", "js", "json", "svg", "txt", "png", "woff2"] {
             let fast = content_type(Path::new(&format!("a.{ext}")));
             let mime = mime_guess::from_ext(ext).first().unwrap();
-            assert!(fast.starts_with(mime.essence_str()) || (ext == "js" && fast.starts_with("text/javascript")), "{ext}: {fast} against {mime}");
+            assert!(
+                fast.starts_with(mime.essence_str())
+                    || (ext == "js" && fast.starts_with("text/javascript")),
+                "{ext}: {fast} against {mime}"
+            );
         }
     }
 }

@@ -326,7 +326,8 @@ impl Site<'_> {
 
     /// §15.4.5: a 304 carries the validators and caching fields.
     fn not_modified(&self, validators: &Validators, vary: bool) -> Response {
-        let mut resp = Response::new(StatusCode::NOT_MODIFIED).header("ETag", validators.etag.clone());
+        let mut resp =
+            Response::new(StatusCode::NOT_MODIFIED).header("ETag", validators.etag.clone());
         if let Some(mtime) = validators.last_modified {
             resp = resp.header("Last-Modified", httpdate::fmt_http_date(mtime));
         }
@@ -530,7 +531,10 @@ impl Site<'_> {
             (Held::Bytes(bytes.clone()), Body::from(bytes))
         } else {
             let file = Arc::clone(file);
-            (Held::File(Arc::clone(&file)), Body::shared_file(file, 0, len))
+            (
+                Held::File(Arc::clone(&file)),
+                Body::shared_file(file, 0, len),
+            )
         };
         let headers = resp.render_headers();
         cache.insert(Entry::new(
