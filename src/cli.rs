@@ -151,6 +151,20 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES")]
     pub send_buffer: Option<usize>,
 
+    /// Serve HTTPS with this certificate chain (PEM: the server's
+    /// certificate first, then intermediates); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The TLS configuration `--tls-cert` and `--tls-key` made, once
+    /// `main` has read them (see [`Cli::load_tls`]).
+    #[arg(skip)]
+    pub tls: Option<coserve::TlsConfig>,
+
     /// Read every file from disk on every request: no in-memory file cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -277,6 +291,16 @@ impl Cli {
             .max_connections(self.max_connections)
             .max_connections_per_ip(self.max_connections_per_ip)
             .send_buffer(self.send_buffer)
+            .tls(self.tls.clone())
+    }
+
+    /// Reads `--tls-cert` and `--tls-key`, if given, into `self.tls`; the
+    /// error names the file and what is wrong with it.
+    pub fn load_tls(&mut self) -> Result<(), coserve::TlsError> {
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            self.tls = Some(coserve::TlsConfig::from_pem_files(cert, key)?);
+        }
+        Ok(())
     }
 
     /// What the static files are served with.

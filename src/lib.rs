@@ -128,6 +128,8 @@ mod runtime;
 mod server;
 mod status;
 mod sys;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 
 pub use auth::{AuthError, BasicAuth, Credential, Protected};
@@ -143,6 +145,8 @@ pub use runtime::Runtime;
 pub use server::{Config, Server, ServerHandle, serve_connection};
 pub use status::{InvalidStatusCode, StatusCode};
 pub use sys::raise_open_files_limit;
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsError};
 pub use transport::Transport;
 
 /// The parsers of hostile input, for the fuzz targets, benchmarks and

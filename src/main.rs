@@ -14,7 +14,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let mut cli = cli::Cli::parse();
     init_logging(cli.quiet);
 
     // Signals are registered before the runtime starts its threads, so that
@@ -27,6 +27,10 @@ fn main() -> ExitCode {
         }
     };
     raise_descriptor_limit(cli.max_connections);
+    if let Err(e) = cli.load_tls() {
+        eprintln!("coserve: TLS: {e}");
+        return ExitCode::FAILURE;
+    }
     let files = match StaticFiles::new(&cli.directory, cli.files()) {
         Ok(files) => files,
         Err(e) => {
@@ -59,7 +63,7 @@ fn main() -> ExitCode {
             Ok(sockets) => sockets,
             Err(e) => return cannot_bind(&cli, &e),
         };
-        announce(sockets[0].local_addr());
+        announce(sockets[0].local_addr(), cli.tls.is_some());
         return supervisor::run(sockets, signals);
     }
     if let Err(e) = cli.runtime().start() {
@@ -75,7 +79,7 @@ fn main() -> ExitCode {
         Err(e) => return cannot_bind(&cli, &e),
     };
     if worker.is_none() {
-        announce(server.local_addr());
+        announce(server.local_addr(), cli.tls.is_some());
     }
 
     let handle = match server.spawn(site) {
@@ -201,7 +205,7 @@ fn cannot_bind(cli: &cli::Cli, e: &std::io::Error) -> ExitCode {
 }
 
 /// The line `python3 -m http.server` prints, for the address bound.
-fn announce(bound: SocketAddr) {
+fn announce(bound: SocketAddr, https: bool) {
     let host = match bound {
         SocketAddr::V4(a) => a.ip().to_string(),
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
@@ -209,9 +213,11 @@ fn announce(bound: SocketAddr) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "Serving HTTP on {} port {} (http://{host}:{}/) ...",
+        "Serving {} on {} port {} ({}://{host}:{}/) ...",
+        if https { "HTTPS" } else { "HTTP" },
         bound.ip(),
         bound.port(),
+        if https { "https" } else { "http" },
         bound.port()
     );
     let _ = out.flush();

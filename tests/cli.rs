@@ -1283,3 +1283,69 @@ fn no_compress_sends_files_as_they_are() {
         }
     }
 }
+
+/// `--tls-cert` and `--tls-key`: HTTPS, announced as such; a key that is
+/// not the certificate's is a one-line error naming both files.
+#[test]
+fn tls_flags_serve_https_and_a_bad_key_is_a_clear_error() {
+    let site = make_site();
+    let certs = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_pem, key_pem) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    let mut server = Coserve::serve(
+        site.path(),
+        &[
+            "-q",
+            "--tls-cert",
+            cert_pem.to_str().unwrap(),
+            "--tls-key",
+            key_pem.to_str().unwrap(),
+        ],
+    );
+    let line = server.stdout_line();
+    let re = Regex::new(
+        r"^Serving HTTPS on 127\.0\.0\.1 port (\d+) \(https://127\.0\.0\.1:(\d+)/\) \.\.\.$",
+    )
+    .unwrap();
+    let caps = re.captures(&line).unwrap_or_else(|| panic!("{line:?}"));
+    let port: u16 = caps[1].parse().unwrap();
+    // Plain HTTP to it gets the plaintext 400.
+    let mut s = util::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = read_response(&mut s, false).expect("a response");
+    assert_eq!(r.status, 400);
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(status.success(), "{status:?}; stderr: {stderr:?}");
+
+    let other = certs.path().join("other.pem");
+    std::fs::write(&other, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let (status, stderr, stdout) = run([
+        "0",
+        "-b",
+        "127.0.0.1",
+        "-d",
+        site.path().to_str().unwrap(),
+        "--tls-cert",
+        cert_pem.to_str().unwrap(),
+        "--tls-key",
+        other.to_str().unwrap(),
+    ]);
+    assert!(!status.success());
+    let err = stderr.trim_end();
+    assert_eq!(err.lines().count(), 1, "{stderr:?}");
+    assert!(
+        err.contains("other.pem") && err.contains("does not match"),
+        "{err:?}"
+    );
+    assert!(
+        !stdout.iter().any(|l| l.starts_with("Serving")),
+        "{stdout:?}"
+    );
+}

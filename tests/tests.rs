@@ -26,3 +26,4 @@ mod modes;
 mod protocol;
 mod ranges;
 mod shutdown;
+mod tls;

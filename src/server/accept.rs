@@ -53,6 +53,20 @@ pub(crate) struct UntilClosed;
 impl<E: Engine> ServeConnection<E> for UntilClosed {
     fn serve(self, mut io: E::Stream, peer: SocketAddr, tracked: Tracked) {
         let serving = &tracked.serving;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &serving.config.tls {
+            crate::tls::serve(
+                &mut io,
+                Some(peer),
+                tls,
+                &*serving.handler,
+                &serving.conn,
+                serving.state(&tracked),
+            );
+            drop(tracked);
+            drop(io);
+            return;
+        }
         conn::serve(
             &mut io,
             Some(peer),

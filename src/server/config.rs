@@ -39,6 +39,8 @@ pub struct Config {
     pub(crate) limits: Limits,
     pub(crate) send_buffer: Option<usize>,
     pub(crate) backlog: i32,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::TlsConfig>,
 }
 
 impl Default for Config {
@@ -56,6 +58,8 @@ impl Default for Config {
             limits: Limits::default(),
             send_buffer: None,
             backlog: 4096,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -169,6 +173,18 @@ impl Config {
     /// accept. Linux caps it at `net.core.somaxconn`.
     pub fn backlog(mut self, n: i32) -> Config {
         self.backlog = n;
+        self
+    }
+
+    /// Serves HTTPS with this TLS configuration (`None`: plain HTTP, the
+    /// default). The handshake is bounded by the header timeout; TLS
+    /// connections do not park when idle. On the coroutine engine the
+    /// handshake needs about 22 KiB of stack: a runtime whose stack is
+    /// under 32 KiB makes [`Server::spawn`](crate::Server::spawn) fail
+    /// (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: Option<crate::TlsConfig>) -> Config {
+        self.tls = tls;
         self
     }
 

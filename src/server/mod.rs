@@ -100,6 +100,10 @@ impl Server {
         // Built now, on this thread's stack, not on a connection's coroutine
         // (see `parse::warm_up`).
         crate::parse::warm_up();
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.config.tls {
+            tls.warm_up();
+        }
         match self.config.engine {
             EngineKind::Coroutine => self.spawn_coroutines(Box::new(handler)),
             EngineKind::Thread => self.spawn_threads(Box::new(handler)),
@@ -129,7 +133,25 @@ impl Server {
         crate::engine::deadline::start()?;
         // Made now, not at the first park: a server out of descriptors by
         // then could not make it.
+        #[cfg(feature = "tls")]
+        let tls = self.config.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        let tls = false;
+        #[cfg(feature = "tls")]
+        if tls && runtime.stack_bytes() < crate::tls::MIN_STACK {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "TLS needs a coroutine stack of at least {} bytes (the handshake uses about \
+                     22 KiB); the runtime's is {}",
+                    crate::tls::MIN_STACK,
+                    runtime.stack_bytes()
+                ),
+            ));
+        }
+        // TLS connections keep their coroutines when idle (`tls.rs`).
         let lot = match Lot::new() {
+            Ok(_) if tls => None,
             Ok(lot) => Some(Arc::new(lot)),
             Err(e) => {
                 log::warn!("idle connections will keep their coroutines: {e}");

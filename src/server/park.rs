@@ -200,13 +200,30 @@ fn serve_parkable<E: Parking>(
             }
         }),
     );
-    let ended = conn::serve(
-        &mut io,
-        Some(peer),
-        &*serving.handler,
-        &serving.conn,
-        serving.state(&tracked),
-    );
+    #[cfg(feature = "tls")]
+    let tls = serving.config.tls.as_ref();
+    #[cfg(not(feature = "tls"))]
+    let tls: Option<&()> = None;
+    let ended = match tls {
+        #[cfg(feature = "tls")]
+        Some(tls) => crate::tls::serve(
+            &mut io,
+            Some(peer),
+            tls,
+            &*serving.handler,
+            &serving.conn,
+            serving.state(&tracked),
+        ),
+        #[cfg(not(feature = "tls"))]
+        Some(_) => unreachable!(),
+        None => conn::serve(
+            &mut io,
+            Some(peer),
+            &*serving.handler,
+            &serving.conn,
+            serving.state(&tracked),
+        ),
+    };
     // No handler runs past this point: from here on the connection is
     // closed or parked (and outlives this coroutine) by the code below.
     E::disarm();

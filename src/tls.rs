@@ -1,0 +1,354 @@
+//! HTTPS: rustls, driven in blocking style on the connection's own
+//! coroutine (or thread).
+//!
+//! A rustls `ServerConnection` is a state machine without I/O: the
+//! handshake and every record go through the connection's
+//! [`Transport`], whose reads and writes park only this coroutine. Once
+//! the handshake is done, [`TlsStream`] is a `Transport` itself, and the
+//! same connection loop serves HTTP/1.1 over it.
+//!
+//! - The handshake is bounded by the header timeout as a whole: a client
+//!   that trickles its ClientHello is a slowloris too.
+//! - Plain HTTP sent to the TLS port gets a plaintext `400` saying so, then
+//!   a close (nginx does the same).
+//! - Closing sends TLS's `close_notify` before the TCP FIN.
+//! - TLS connections do not park (the parking lot holds sockets, and a
+//!   rustls connection may hold plaintext already decrypted): an idle
+//!   HTTPS client keeps its coroutine.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::ServerConfig;
+use rustls::crypto::aws_lc_rs as provider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::conn::{self, ConnConfig, Ended, ServerState};
+use crate::handler::Handler;
+use crate::transport::Transport;
+
+/// The smallest coroutine stack a TLS server accepts: a handshake with
+/// aws-lc-rs touches 21.5-22.5 KiB of it (measured with
+/// `--cfg coserve_stack_report`, TLS 1.3 and 1.2), against about 9 KiB
+/// for plain HTTP.
+pub(crate) const MIN_STACK: usize = 32 * 1024;
+
+/// A TLS configuration for a [`Server`](crate::Server)
+/// ([`Config::tls`](crate::Config::tls)): a certificate chain and its key
+/// read from PEM files, or any `rustls::ServerConfig`.
+///
+/// The one made from files speaks TLS 1.3 and 1.2 with forward-secret
+/// AEAD suites only, prefers the key exchanges X25519MLKEM768, X25519 and
+/// P-256 in that order (rustls' own default puts P-384, several times
+/// slower, before X25519), and offers ALPN `http/1.1`.
+#[derive(Clone)]
+pub struct TlsConfig {
+    pub(crate) server: Arc<ServerConfig>,
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("alpn", &self.server.alpn_protocols)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a TLS configuration could not be made, naming the file.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A file could not be read.
+    Read(PathBuf, io::Error),
+    /// The certificate file holds no PEM certificate.
+    NoCertificate(PathBuf),
+    /// The key file holds no PEM private key (PKCS#8, PKCS#1 or SEC1).
+    NoKey(PathBuf),
+    /// rustls refused the pair: most often, the key does not match the
+    /// certificate.
+    Refused(String),
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::Read(p, e) => write!(f, "{}: {e}", p.display()),
+            TlsError::NoCertificate(p) => {
+                write!(
+                    f,
+                    "{}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+                    p.display()
+                )
+            }
+            TlsError::NoKey(p) => write!(
+                f,
+                "{}: no PEM private key (PKCS#8, RSA or EC; not encrypted) in it",
+                p.display()
+            ),
+            TlsError::Refused(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+impl TlsConfig {
+    /// Reads a certificate chain (the server's certificate first, then
+    /// any intermediates) and its private key from PEM files.
+    pub fn from_pem_files(
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<TlsConfig, TlsError> {
+        let (cert, key) = (cert.as_ref(), key.as_ref());
+        let chain = read_chain(cert)?;
+        let key_der = read_key(key)?;
+        let server = builder().with_single_cert(chain, key_der).map_err(|e| {
+            TlsError::Refused(format!(
+                "{} and {}: {}",
+                cert.display(),
+                key.display(),
+                match e {
+                    rustls::Error::InconsistentKeys(_) => {
+                        "the key does not match the certificate".to_string()
+                    }
+                    other => other.to_string(),
+                }
+            ))
+        })?;
+        Ok(TlsConfig::finish(server))
+    }
+
+    /// Any rustls configuration, for what the PEM files cannot say (client
+    /// certificates, a certificate resolver of one's own). Its ALPN list is
+    /// used as it is: include `http/1.1`.
+    pub fn from_rustls(config: Arc<ServerConfig>) -> TlsConfig {
+        TlsConfig { server: config }
+    }
+
+    /// The rustls configuration.
+    pub fn rustls(&self) -> &Arc<ServerConfig> {
+        &self.server
+    }
+
+    fn finish(mut server: ServerConfig) -> TlsConfig {
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        TlsConfig {
+            server: Arc::new(server),
+        }
+    }
+
+    /// Runs one handshake in memory, so that the provider's lazy statics
+    /// (CPU feature detection, aws-lc's initialisation) are built on the
+    /// caller's stack and not first on a connection's small coroutine
+    /// stack. Called by the server before it accepts.
+    pub(crate) fn warm_up(&self) {
+        let _ = provider::default_provider().key_provider;
+        if let Ok(mut conn) = rustls::ServerConnection::new(Arc::clone(&self.server)) {
+            // Not a ClientHello: refused, after the parser and provider
+            // have been touched.
+            let mut junk: &[u8] = b"\x16\x03\x01\x00\x05hello";
+            let _ = conn.read_tls(&mut junk);
+            let _ = conn.process_new_packets();
+        }
+    }
+}
+
+/// The provider with coserve's key exchange order, TLS 1.3 and 1.2.
+fn builder() -> rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert> {
+    let mut p = provider::default_provider();
+    p.kx_groups = vec![
+        provider::kx_group::X25519MLKEM768,
+        provider::kx_group::X25519,
+        provider::kx_group::SECP256R1,
+    ];
+    ServerConfig::builder_with_provider(Arc::new(p))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("the provider supports TLS 1.2 and 1.3")
+        .with_no_client_auth()
+}
+
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    File::open(path).map_err(|e| TlsError::Read(path.into(), e))?;
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|e| TlsError::Read(path.into(), io::Error::other(e.to_string())))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Read(path.into(), io::Error::other(e.to_string())))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate(path.into()));
+    }
+    Ok(chain)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    File::open(path).map_err(|e| TlsError::Read(path.into(), e))?;
+    PrivateKeyDer::from_pem_file(path).map_err(|_| TlsError::NoKey(path.into()))
+}
+
+/// A TLS connection over a transport, itself a [`Transport`].
+pub(crate) struct TlsStream<'a, T: Transport + ?Sized> {
+    conn: rustls::ServerConnection,
+    io: &'a mut T,
+}
+
+impl<T: Transport + ?Sized> Read for TlsStream<'_, T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match rustls::Stream::new(&mut self.conn, &mut self.io).read(buf) {
+            // A client that closes without close_notify: the end of the
+            // stream, as on a plain socket (every request is framed, so
+            // nothing can be cut short unseen).
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+            other => other,
+        }
+    }
+}
+
+impl<T: Transport + ?Sized> Write for TlsStream<'_, T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.conn.writer().write(buf)?;
+        self.flush_records()?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.conn.writer().flush()?;
+        self.flush_records()?;
+        self.io.flush()
+    }
+}
+
+impl<T: Transport + ?Sized> TlsStream<'_, T> {
+    /// Writes every record rustls has ready.
+    fn flush_records(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut self.io)?;
+        }
+        Ok(())
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for TlsStream<'_, T> {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.io.set_read_timeout(timeout)
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.io.set_write_timeout(timeout)
+    }
+
+    /// `close_notify`, then the FIN.
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.conn.send_close_notify();
+        self.flush_records()?;
+        self.io.shutdown_write()
+    }
+}
+
+/// Reads from a transport with a deadline for all the reads together.
+struct Deadlined<'a, T: Transport + ?Sized> {
+    io: &'a mut T,
+    deadline: Instant,
+}
+
+impl<T: Transport + ?Sized> Read for Deadlined<'_, T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake timed out",
+            ));
+        }
+        self.io.set_read_timeout(Some(left))?;
+        self.io.read(buf)
+    }
+}
+
+impl<T: Transport + ?Sized> Write for Deadlined<'_, T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.io.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.io.flush()
+    }
+}
+
+/// What a plain HTTP request to the TLS port gets.
+const PLAIN_TO_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 48\r\n\
+Connection: close\r\n\
+\r\n\
+This port speaks HTTPS: ask for an https:// URL.\n";
+
+/// Serves one connection over TLS: the handshake, then the connection
+/// loop over the TLS stream. Always ends with the connection closed.
+pub(crate) fn serve<T: Transport + ?Sized>(
+    io: &mut T,
+    peer: Option<SocketAddr>,
+    tls: &TlsConfig,
+    handler: &dyn Handler,
+    config: &ConnConfig,
+    state: ServerState<'_>,
+) -> Ended {
+    let Some(conn) = handshake(io, tls, config.header_timeout) else {
+        return Ended::Closed;
+    };
+    let mut stream = TlsStream { conn, io };
+    let ended = conn::serve(&mut stream, peer, handler, config, state);
+    debug_assert_eq!(ended, Ended::Closed, "TLS connections do not park");
+    Ended::Closed
+}
+
+/// The handshake, within `limit`. `None` (the connection is to be closed)
+/// if it fails, times out, or the client spoke plain HTTP (which gets its
+/// `400` here).
+fn handshake<T: Transport + ?Sized>(
+    io: &mut T,
+    tls: &TlsConfig,
+    limit: Duration,
+) -> Option<rustls::ServerConnection> {
+    let mut conn = rustls::ServerConnection::new(Arc::clone(&tls.server)).ok()?;
+    let mut io = Deadlined {
+        io,
+        deadline: Instant::now() + limit,
+    };
+    // The first bytes say whether this is TLS at all: a handshake record
+    // starts with 0x16.
+    let mut first = [0u8; 512];
+    let n = io.read(&mut first).ok()?;
+    if n == 0 {
+        return None;
+    }
+    if first[0] != 0x16 {
+        if first[0].is_ascii_uppercase() {
+            let _ = io.io.write_all(PLAIN_TO_TLS);
+            let _ = io.io.flush();
+            crate::transport::close_gracefully(io.io, Duration::from_secs(1), 64 * 1024);
+        }
+        return None;
+    }
+    let mut seen: &[u8] = &first[..n];
+    while !seen.is_empty() {
+        conn.read_tls(&mut seen).ok()?;
+    }
+    if conn.process_new_packets().is_err() {
+        // The alert rustls prepared tells the client why.
+        let _ = conn.write_tls(&mut io);
+        return None;
+    }
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut io) {
+            log::debug!("TLS handshake with a client failed: {e}");
+            let _ = conn.write_tls(&mut io);
+            return None;
+        }
+    }
+    Some(conn)
+}

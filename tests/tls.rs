@@ -1,0 +1,257 @@
+//! HTTPS: the same server over rustls, with certificates made here by a
+//! test CA (rcgen), on both engines.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coserve::{TlsConfig, TlsError};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+use crate::util::{TestServer, start_site};
+
+/// A CA, and a certificate it signed for `localhost` and 127.0.0.1, as
+/// PEM files in `dir`; returns the CA certificate.
+fn make_certificates(dir: &Path) -> CertificateDer<'static> {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "coserve test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    ca_cert.der().clone()
+}
+
+/// A server on the standard test site, over TLS, and the CA that signed
+/// its certificate.
+fn tls_site(header_timeout: Duration) -> (TestServer, CertificateDer<'static>) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certificates(dir.path());
+    let tls =
+        TlsConfig::from_pem_files(dir.path().join("cert.pem"), dir.path().join("key.pem")).unwrap();
+    let server = start_site(|c, f| (c.tls(Some(tls)).header_timeout(header_timeout), f));
+    (server, ca)
+}
+
+fn client_config(
+    ca: &CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> Tls {
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let conn = ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut tls = StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).unwrap();
+    }
+    tls
+}
+
+/// A response: status, header fields (names lowercased) and body.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response framed by `Content-Length` (or none, for `HEAD`
+/// and `304`).
+fn read_response(r: &mut impl Read, head: bool) -> Resp {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            r.read(&mut byte).unwrap(),
+            1,
+            "the head ended early: {buf:?}"
+        );
+        buf.push(byte[0]);
+    }
+    let text = String::from_utf8(buf).unwrap();
+    let mut lines = text.split("\r\n");
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    let mut resp = Resp {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let len: usize = match resp.header("content-length") {
+        Some(n) if !head && status != 304 => n.parse().unwrap(),
+        _ => 0,
+    };
+    resp.body = vec![0u8; len];
+    r.read_exact(&mut resp.body).unwrap();
+    resp
+}
+
+fn get(tls: &mut Tls, target: &str, extra: &str) -> Resp {
+    write!(
+        tls,
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n"
+    )
+    .unwrap();
+    tls.flush().unwrap();
+    read_response(tls, false)
+}
+
+const BOTH: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+crate::engine_tests! {
+    /// GET, HEAD, a range and a 304 on one kept-alive TLS connection.
+    #[test]
+    fn https_serves_the_site_as_http_does() {
+        let (server, ca) = tls_site(Duration::from_secs(10));
+        let mut tls = connect(server.addr, client_config(&ca, BOTH));
+        let page = std::fs::read(server.root().join("index.html")).unwrap();
+        let r = get(&mut tls, "/index.html", "");
+        assert_eq!((r.status, &r.body), (200, &page));
+        let etag = r.header("etag").unwrap().to_string();
+        write!(tls, "HEAD /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let head = read_response(&mut tls, true);
+        assert_eq!(head.status, 200);
+        assert_eq!(head.header("content-length"), Some(&*page.len().to_string()));
+        let r = get(&mut tls, "/big.bin", "Range: bytes=251-260\r\n");
+        assert_eq!(r.status, 206);
+        assert_eq!(r.body, (0..10).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+        let r = get(&mut tls, "/index.html", &format!("If-None-Match: {etag}\r\n"));
+        assert_eq!(r.status, 304);
+        // A whole file larger than the socket's buffers.
+        let r = get(&mut tls, "/big.bin", "");
+        assert_eq!(r.body.len(), 1024 * 1024);
+        assert!(r.body.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    }
+
+    /// TLS 1.3 and 1.2 each, with ALPN `http/1.1`.
+    #[test]
+    fn tls_1_2_and_1_3_both_negotiate_http_1_1() {
+        let (server, ca) = tls_site(Duration::from_secs(10));
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let mut tls = connect(server.addr, client_config(&ca, &[version]));
+            assert_eq!(tls.conn.protocol_version(), Some(version.version));
+            assert_eq!(tls.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+            assert_eq!(get(&mut tls, "/", "").status, 200);
+        }
+    }
+
+    /// `Connection: close` ends with close_notify, not just a FIN: the
+    /// client can tell the response was not cut short.
+    #[test]
+    fn a_close_sends_close_notify() {
+        let (server, ca) = tls_site(Duration::from_secs(10));
+        let mut tls = connect(server.addr, client_config(&ca, BOTH));
+        let r = get(&mut tls, "/index.html", "Connection: close\r\n");
+        assert_eq!(r.status, 200);
+        let mut rest = Vec::new();
+        // rustls reports a close without close_notify as UnexpectedEof.
+        tls.read_to_end(&mut rest).expect("a clean close_notify");
+        assert!(rest.is_empty());
+    }
+
+    /// Plain HTTP to the TLS port: a plaintext 400 that says why.
+    #[test]
+    fn plain_http_to_the_tls_port_gets_a_plaintext_400() {
+        let (server, _) = tls_site(Duration::from_secs(10));
+        let mut s = server.connect();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let r = read_response(&mut s, false);
+        assert_eq!(r.status, 400);
+        assert!(String::from_utf8_lossy(&r.body).contains("HTTPS"));
+        assert_eq!(r.header("connection"), Some("close"));
+    }
+
+    /// A client that stops half-way through its ClientHello is closed at
+    /// the header timeout, and others are served meanwhile.
+    #[test]
+    fn a_stalled_handshake_is_closed_at_the_header_timeout() {
+        let (server, ca) = tls_site(Duration::from_millis(500));
+        let mut stalled = server.connect();
+        stalled.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // A handshake record header that promises 512 bytes, and five.
+        stalled.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc").unwrap();
+        let started = Instant::now();
+        let mut tls = connect(server.addr, client_config(&ca, BOTH));
+        assert_eq!(get(&mut tls, "/", "").status, 200);
+        let mut buf = [0u8; 64];
+        let n = stalled.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "the server sent {:?}", &buf[..n]);
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(5), "{waited:?}");
+    }
+}
+
+#[test]
+fn bad_files_are_refused_with_the_file_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let missing = dir.path().join("missing.pem");
+    match TlsConfig::from_pem_files(&missing, &key) {
+        Err(e @ TlsError::Read(..)) => assert!(e.to_string().contains("missing.pem"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "nothing here\n").unwrap();
+    match TlsConfig::from_pem_files(&empty, &key) {
+        Err(e @ TlsError::NoCertificate(_)) => assert!(e.to_string().contains("empty.pem"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    match TlsConfig::from_pem_files(&cert, &empty) {
+        Err(e @ TlsError::NoKey(_)) => assert!(e.to_string().contains("empty.pem"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // Another key than the certificate's.
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    match TlsConfig::from_pem_files(&cert, &other) {
+        Err(e @ TlsError::Refused(_)) => {
+            assert!(e.to_string().contains("does not match"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(TlsConfig::from_pem_files(&cert, &key).is_ok());
+}
