@@ -152,13 +152,16 @@ pub struct Cli {
     pub send_buffer: Option<usize>,
 
     /// Serve HTTPS with this certificate chain (PEM: the server's
-    /// certificate first, then intermediates); needs --tls-key.
+    /// certificate first, then intermediates); needs --tls-key. Repeat the
+    /// pair for several names: each client gets the first certificate for
+    /// the name it asks for (SNI), else the first. SIGHUP reloads them.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
+    pub tls_cert: Vec<PathBuf>,
 
-    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+    /// The private key of the --tls-cert in the same position (PEM:
+    /// PKCS#8, RSA or EC).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
+    pub tls_key: Vec<PathBuf>,
 
     /// The TLS configuration `--tls-cert` and `--tls-key` made, once
     /// `main` has read them (see [`Cli::load_tls`]).
@@ -296,10 +299,19 @@ impl Cli {
 
     /// Reads `--tls-cert` and `--tls-key`, if given, into `self.tls`; the
     /// error names the file and what is wrong with it.
-    pub fn load_tls(&mut self) -> Result<(), coserve::TlsError> {
-        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
-            self.tls = Some(coserve::TlsConfig::from_pem_files(cert, key)?);
+    pub fn load_tls(&mut self) -> Result<(), String> {
+        if self.tls_cert.is_empty() {
+            return Ok(());
         }
+        if self.tls_cert.len() != self.tls_key.len() {
+            return Err(format!(
+                "{} --tls-cert but {} --tls-key: give them in pairs",
+                self.tls_cert.len(),
+                self.tls_key.len()
+            ));
+        }
+        let pairs = self.tls_cert.iter().zip(&self.tls_key);
+        self.tls = Some(coserve::TlsConfig::from_pem_pairs(pairs).map_err(|e| e.to_string())?);
         Ok(())
     }
 

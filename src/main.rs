@@ -31,6 +31,14 @@ fn main() -> ExitCode {
         eprintln!("coserve: TLS: {e}");
         return ExitCode::FAILURE;
     }
+    if let Some(tls) = cli.tls.clone()
+        && supervisor::worker_slot().is_none()
+        && cli.processes <= 1
+        && let Err(e) = reload_on_sighup(tls)
+    {
+        eprintln!("coserve: cannot install a SIGHUP handler: {e}");
+        return ExitCode::FAILURE;
+    }
     let files = match StaticFiles::new(&cli.directory, cli.files()) {
         Ok(files) => files,
         Err(e) => {
@@ -202,6 +210,25 @@ fn cannot_bind(cli: &cli::Cli, e: &std::io::Error) -> ExitCode {
         cli.port
     );
     ExitCode::FAILURE
+}
+
+/// SIGHUP reads the certificates again (certbot's renewals): new
+/// handshakes get the new ones; a broken file keeps the old ones, and
+/// says why. (With `--processes`, SIGHUP replaces the workers instead,
+/// and each new one reads the files.)
+fn reload_on_sighup(tls: coserve::TlsConfig) -> std::io::Result<()> {
+    let mut hups = Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new()
+        .name("coserve-reload".into())
+        .spawn(move || {
+            for _ in hups.forever() {
+                match tls.reload() {
+                    Ok(()) => eprintln!("coserve: SIGHUP: certificates reloaded"),
+                    Err(e) => eprintln!("coserve: SIGHUP: keeping the old certificates: {e}"),
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// The line `python3 -m http.server` prints, for the address bound.

@@ -21,13 +21,15 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use rustls::ServerConfig;
 use rustls::crypto::aws_lc_rs as provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use crate::conn::{self, ConnConfig, Ended, ServerState};
 use crate::handler::Handler;
@@ -50,6 +52,9 @@ pub(crate) const MIN_STACK: usize = 32 * 1024;
 #[derive(Clone)]
 pub struct TlsConfig {
     pub(crate) server: Arc<ServerConfig>,
+    /// The certificates read from files, which [`TlsConfig::reload`]
+    /// reads again; `None` for a rustls configuration given whole.
+    certs: Option<Arc<Certificates>>,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -105,30 +110,57 @@ impl TlsConfig {
         cert: impl AsRef<Path>,
         key: impl AsRef<Path>,
     ) -> Result<TlsConfig, TlsError> {
-        let (cert, key) = (cert.as_ref(), key.as_ref());
-        let chain = read_chain(cert)?;
-        let key_der = read_key(key)?;
-        let server = builder().with_single_cert(chain, key_der).map_err(|e| {
-            TlsError::Refused(format!(
-                "{} and {}: {}",
-                cert.display(),
-                key.display(),
-                match e {
-                    rustls::Error::InconsistentKeys(_) => {
-                        "the key does not match the certificate".to_string()
-                    }
-                    other => other.to_string(),
-                }
-            ))
-        })?;
-        Ok(TlsConfig::finish(server))
+        TlsConfig::from_pem_pairs([(cert, key)])
+    }
+
+    /// Several certificate chains and keys, for several names: each
+    /// handshake gets the first certificate valid for the name the client
+    /// asked for (SNI), or the first one when none is (or the client named
+    /// none). Fails on an empty list.
+    pub fn from_pem_pairs<C: AsRef<Path>, K: AsRef<Path>>(
+        pairs: impl IntoIterator<Item = (C, K)>,
+    ) -> Result<TlsConfig, TlsError> {
+        let files: Vec<(PathBuf, PathBuf)> = pairs
+            .into_iter()
+            .map(|(c, k)| (c.as_ref().to_path_buf(), k.as_ref().to_path_buf()))
+            .collect();
+        if files.is_empty() {
+            return Err(TlsError::Refused("no certificate given".into()));
+        }
+        let loaded = load(&files)?;
+        let certs = Arc::new(Certificates {
+            files,
+            loaded: RwLock::new(Arc::new(loaded)),
+        });
+        let resolver: Arc<dyn ResolvesServerCert> = certs.clone();
+        let server = builder().with_cert_resolver(resolver);
+        let mut tls = TlsConfig::finish(server);
+        tls.certs = Some(certs);
+        Ok(tls)
     }
 
     /// Any rustls configuration, for what the PEM files cannot say (client
     /// certificates, a certificate resolver of one's own). Its ALPN list is
     /// used as it is: include `http/1.1`.
     pub fn from_rustls(config: Arc<ServerConfig>) -> TlsConfig {
-        TlsConfig { server: config }
+        TlsConfig {
+            server: config,
+            certs: None,
+        }
+    }
+
+    /// Reads the certificate and key files again, for the handshakes to
+    /// come (connections already open keep theirs). If any file fails,
+    /// nothing changes and the error says which: a renewal half-written
+    /// keeps the old certificates in use. A configuration made with
+    /// [`TlsConfig::from_rustls`] has nothing to reload.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let Some(certs) = &self.certs else {
+            return Ok(());
+        };
+        let loaded = load(&certs.files)?;
+        *certs.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+        Ok(())
     }
 
     /// The rustls configuration.
@@ -140,6 +172,7 @@ impl TlsConfig {
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         TlsConfig {
             server: Arc::new(server),
+            certs: None,
         }
     }
 
@@ -159,15 +192,77 @@ impl TlsConfig {
     }
 }
 
-/// The provider with coserve's key exchange order, TLS 1.3 and 1.2.
-fn builder() -> rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert> {
+/// The certificates read from files, chosen by SNI.
+#[derive(Debug)]
+struct Certificates {
+    files: Vec<(PathBuf, PathBuf)>,
+    /// Swapped whole by a reload; read (never across I/O) by handshakes.
+    loaded: RwLock<Arc<Vec<Arc<CertifiedKey>>>>,
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let loaded = Arc::clone(&self.loaded.read().unwrap_or_else(|e| e.into_inner()));
+        if let Some(name) = hello
+            .server_name()
+            .and_then(|n| rustls::pki_types::ServerName::try_from(n).ok())
+            && let Some(found) = loaded.iter().find(|ck| valid_for(ck, &name))
+        {
+            return Some(Arc::clone(found));
+        }
+        loaded.first().cloned()
+    }
+}
+
+/// Whether `ck`'s certificate names `name`.
+fn valid_for(ck: &CertifiedKey, name: &rustls::pki_types::ServerName<'_>) -> bool {
+    ck.cert.first().is_some_and(|der| {
+        webpki::EndEntityCert::try_from(der)
+            .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(name).is_ok())
+    })
+}
+
+/// Reads every pair, each key checked against its certificate.
+fn load(files: &[(PathBuf, PathBuf)]) -> Result<Vec<Arc<CertifiedKey>>, TlsError> {
+    let provider = our_provider();
+    files
+        .iter()
+        .map(|(cert, key)| {
+            let chain = read_chain(cert)?;
+            let key_der = read_key(key)?;
+            CertifiedKey::from_der(chain, key_der, &provider)
+                .map(Arc::new)
+                .map_err(|e| {
+                    TlsError::Refused(format!(
+                        "{} and {}: {}",
+                        cert.display(),
+                        key.display(),
+                        match e {
+                            rustls::Error::InconsistentKeys(_) => {
+                                "the key does not match the certificate".to_string()
+                            }
+                            other => other.to_string(),
+                        }
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// aws-lc-rs with coserve's key exchange order.
+fn our_provider() -> rustls::crypto::CryptoProvider {
     let mut p = provider::default_provider();
     p.kx_groups = vec![
         provider::kx_group::X25519MLKEM768,
         provider::kx_group::X25519,
         provider::kx_group::SECP256R1,
     ];
-    ServerConfig::builder_with_provider(Arc::new(p))
+    p
+}
+
+/// The provider with coserve's key exchange order, TLS 1.3 and 1.2.
+fn builder() -> rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert> {
+    ServerConfig::builder_with_provider(Arc::new(our_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .expect("the provider supports TLS 1.2 and 1.3")
         .with_no_client_auth()

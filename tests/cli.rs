@@ -1349,3 +1349,43 @@ fn tls_flags_serve_https_and_a_bad_key_is_a_clear_error() {
         "{stdout:?}"
     );
 }
+
+/// SIGHUP reads the certificate files again: a renewal is picked up
+/// without a restart, and the server keeps running.
+#[test]
+fn sighup_reloads_the_certificates() {
+    let site = make_site();
+    let certs = tempfile::tempdir().unwrap();
+    crate::tls::make_named(certs.path(), "", &["localhost"]);
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let mut server = Coserve::serve(
+        site.path(),
+        &[
+            "-q",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let line = server.stdout_line();
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let renewed = crate::tls::make_named(certs.path(), "", &["localhost"]);
+    let client = crate::tls::client_config(&renewed, crate::tls::BOTH);
+    assert!(crate::tls::try_connect(addr, client.clone(), "localhost").is_err());
+    server.signal(libc::SIGHUP);
+    let reloaded = util::eventually(Duration::from_secs(10), || {
+        crate::tls::try_connect(addr, client.clone(), "localhost").is_ok()
+    });
+    assert!(reloaded, "the renewed certificate was not picked up");
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(status.success(), "{status:?}; stderr: {stderr:?}");
+    assert!(stderr.contains("certificates reloaded"), "{stderr:?}");
+}

@@ -16,6 +16,12 @@ use crate::util::{TestServer, start_site};
 /// A CA, and a certificate it signed for `localhost` and 127.0.0.1, as
 /// PEM files in `dir`; returns the CA certificate.
 fn make_certificates(dir: &Path) -> CertificateDer<'static> {
+    make_named(dir, "", &["localhost", "127.0.0.1"])
+}
+
+/// A new CA, and a certificate it signed for `names`, as `{prefix}cert.pem`
+/// and `{prefix}key.pem` in `dir`; returns the CA certificate.
+pub(crate) fn make_named(dir: &Path, prefix: &str, names: &[&str]) -> CertificateDer<'static> {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -25,12 +31,11 @@ fn make_certificates(dir: &Path) -> CertificateDer<'static> {
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let params = rcgen::CertificateParams::new(names).unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join(format!("{prefix}cert.pem")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{prefix}key.pem")), key.serialize_pem()).unwrap();
     ca_cert.der().clone()
 }
 
@@ -45,7 +50,7 @@ fn tls_site(header_timeout: Duration) -> (TestServer, CertificateDer<'static>) {
     (server, ca)
 }
 
-fn client_config(
+pub(crate) fn client_config(
     ca: &CertificateDer<'static>,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Arc<ClientConfig> {
@@ -61,17 +66,30 @@ fn client_config(
     Arc::new(config)
 }
 
-type Tls = StreamOwned<ClientConnection, TcpStream>;
+pub(crate) type Tls = StreamOwned<ClientConnection, TcpStream>;
 
 fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> Tls {
+    try_connect(addr, config, "localhost").unwrap()
+}
+
+/// A handshake asking for `name`; the error if the client refuses the
+/// server's certificate (or anything else fails).
+pub(crate) fn try_connect(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    name: &str,
+) -> Result<Tls, String> {
     let tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let conn = ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let name = ServerName::try_from(name.to_string()).unwrap();
+    let conn = ClientConnection::new(config, name).unwrap();
     let mut tls = StreamOwned::new(conn, tcp);
     while tls.conn.is_handshaking() {
-        tls.conn.complete_io(&mut tls.sock).unwrap();
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .map_err(|e| e.to_string())?;
     }
-    tls
+    Ok(tls)
 }
 
 /// A response: status, header fields (names lowercased) and body.
@@ -138,7 +156,7 @@ fn get(tls: &mut Tls, target: &str, extra: &str) -> Resp {
     read_response(tls, false)
 }
 
-const BOTH: &[&rustls::SupportedProtocolVersion] =
+pub(crate) const BOTH: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 crate::engine_tests! {
@@ -254,4 +272,70 @@ fn bad_files_are_refused_with_the_file_and_the_reason() {
         other => panic!("{other:?}"),
     }
     assert!(TlsConfig::from_pem_files(&cert, &key).is_ok());
+}
+
+/// Two names, two certificates from two CAs: each client gets the one for
+/// the name it asks for, and a name neither has gets the first.
+#[test]
+fn each_name_gets_its_own_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_a = make_named(dir.path(), "a-", &["a.test"]);
+    let ca_b = make_named(dir.path(), "b-", &["b.test"]);
+    let p = |f: &str| dir.path().join(f);
+    let tls = TlsConfig::from_pem_pairs([
+        (p("a-cert.pem"), p("a-key.pem")),
+        (p("b-cert.pem"), p("b-key.pem")),
+    ])
+    .unwrap();
+    let server = start_site(|c, f| (c.tls(Some(tls)), f));
+    let (a, b) = (client_config(&ca_a, BOTH), client_config(&ca_b, BOTH));
+    let mut tls = try_connect(server.addr, b.clone(), "b.test").unwrap();
+    assert_eq!(get(&mut tls, "/", "").status, 200);
+    assert!(try_connect(server.addr, a.clone(), "a.test").is_ok());
+    // The wrong CA for the name refuses the certificate the server chose.
+    assert!(try_connect(server.addr, a.clone(), "b.test").is_err());
+    // An unknown name gets the first pair's certificate (for a.test), which
+    // a client that trusts A but asked for c.test refuses by name only.
+    let err = try_connect(server.addr, a, "c.test").unwrap_err();
+    assert!(err.contains("valid for DnsName(\"a.test\")"), "{err}");
+    let err = try_connect(server.addr, b, "c.test").unwrap_err();
+    // (Both test CAs have one name, so B's looks like A's issuer, and the
+    // signature tells them apart.)
+    assert!(
+        err.contains("BadSignature") || err.contains("UnknownIssuer"),
+        "{err}"
+    );
+}
+
+/// `reload` reads the files again for new handshakes; a broken file keeps
+/// the old certificate.
+#[test]
+fn reload_takes_new_certificates_and_keeps_the_old_on_a_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_ca = make_certificates(dir.path());
+    let tls =
+        TlsConfig::from_pem_files(dir.path().join("cert.pem"), dir.path().join("key.pem")).unwrap();
+    let server = start_site(|c, f| (c.tls(Some(tls.clone())), f));
+    let (old, new) = (client_config(&old_ca, BOTH), None::<Arc<ClientConfig>>);
+    let mut kept = connect(server.addr, old.clone());
+    // A renewal from another CA.
+    let new_ca = make_certificates(dir.path());
+    let new = new.unwrap_or_else(|| client_config(&new_ca, BOTH));
+    assert!(
+        try_connect(server.addr, new.clone(), "localhost").is_err(),
+        "not yet reloaded"
+    );
+    tls.reload().unwrap();
+    assert!(try_connect(server.addr, new.clone(), "localhost").is_ok());
+    assert!(try_connect(server.addr, old, "localhost").is_err());
+    // The connection made before goes on with its own.
+    assert_eq!(get(&mut kept, "/", "").status, 200);
+    // A half-written key: refused, and the certificate in use stays.
+    std::fs::write(
+        dir.path().join("key.pem"),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n",
+    )
+    .unwrap();
+    assert!(tls.reload().is_err());
+    assert!(try_connect(server.addr, new, "localhost").is_ok());
 }
