@@ -163,6 +163,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Vec<PathBuf>,
 
+    /// Also listen on this port for plain HTTP, and answer every request
+    /// there with a 308 to the same host and path over HTTPS.
+    #[arg(long, value_name = "PORT", requires = "tls_cert")]
+    pub redirect_http: Option<u16>,
+
     /// The TLS configuration `--tls-cert` and `--tls-key` made, once
     /// `main` has read them (see [`Cli::load_tls`]).
     #[arg(skip)]

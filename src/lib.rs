@@ -146,7 +146,7 @@ pub use server::{Config, Server, ServerHandle, serve_connection};
 pub use status::{InvalidStatusCode, StatusCode};
 pub use sys::raise_open_files_limit;
 #[cfg(feature = "tls")]
-pub use tls::{TlsConfig, TlsError};
+pub use tls::{RedirectToHttps, TlsConfig, TlsError};
 pub use transport::Transport;
 
 /// The parsers of hostile input, for the fuzz targets, benchmarks and

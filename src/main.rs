@@ -31,6 +31,10 @@ fn main() -> ExitCode {
         eprintln!("coserve: TLS: {e}");
         return ExitCode::FAILURE;
     }
+    if cli.redirect_http.is_some() && cli.processes > 1 {
+        eprintln!("coserve: --redirect-http does not work with --processes yet");
+        return ExitCode::FAILURE;
+    }
     if let Some(tls) = cli.tls.clone()
         && supervisor::worker_slot().is_none()
         && cli.processes <= 1
@@ -96,6 +100,33 @@ fn main() -> ExitCode {
             eprintln!("coserve: cannot start: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    // The plain-HTTP port that sends everyone to HTTPS.
+    let _redirect = match cli.redirect_http {
+        Some(port) => {
+            let https = handle.local_addr().port();
+            let started = bind_port(&cli, port, &cli.config().tls(None), 1)
+                .and_then(|mut s| s.remove(0).spawn(coserve::RedirectToHttps::new(https)));
+            match started {
+                Ok(redirect) => {
+                    if worker.is_none() {
+                        let bound = redirect.local_addr();
+                        println!(
+                            "Redirecting HTTP on {} port {} to HTTPS port {https}",
+                            bound.ip(),
+                            bound.port()
+                        );
+                    }
+                    Some(redirect)
+                }
+                Err(e) => {
+                    eprintln!("coserve: --redirect-http {port}: {e}");
+                    handle.shutdown();
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
     };
     if worker.is_some() {
         supervisor::report_ready();
@@ -168,11 +199,21 @@ impl Handler for Site {
 /// its addresses that binds), or with none, `::` taking IPv4 too, or
 /// `0.0.0.0` where the system has no IPv6.
 fn bind(cli: &cli::Cli, n: usize) -> std::io::Result<Vec<Server>> {
+    bind_port(cli, cli.port, &cli.config(), n)
+}
+
+/// [`bind`] on another port, with another configuration.
+fn bind_port(
+    cli: &cli::Cli,
+    port: u16,
+    config: &coserve::Config,
+    n: usize,
+) -> std::io::Result<Vec<Server>> {
     let one = |addr: &[SocketAddr]| {
         if n > 1 {
-            Server::bind_shared(addr, cli.config())
+            Server::bind_shared(addr, config.clone())
         } else {
-            Server::bind(addr, cli.config())
+            Server::bind(addr, config.clone())
         }
     };
     let first = match cli.bind.as_deref() {
@@ -182,17 +223,17 @@ fn bind(cli: &cli::Cli, n: usize) -> std::io::Result<Vec<Server>> {
                 .strip_prefix('[')
                 .and_then(|h| h.strip_suffix(']'))
                 .unwrap_or(host);
-            let addrs: Vec<SocketAddr> = (host, cli.port).to_socket_addrs()?.collect();
+            let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
             one(&addrs)?
         }
-        None => one(&[(Ipv6Addr::UNSPECIFIED, cli.port).into()]).or_else(|e| {
-            match e.raw_os_error() {
+        None => {
+            one(&[(Ipv6Addr::UNSPECIFIED, port).into()]).or_else(|e| match e.raw_os_error() {
                 Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT) => {
-                    one(&[(Ipv4Addr::UNSPECIFIED, cli.port).into()])
+                    one(&[(Ipv4Addr::UNSPECIFIED, port).into()])
                 }
                 _ => Err(e),
-            }
-        })?,
+            })?
+        }
     };
     let addr = first.local_addr();
     let mut servers = vec![first];

@@ -447,3 +447,59 @@ fn handshake<T: Transport + ?Sized>(
     }
     Some(conn)
 }
+
+/// A handler that sends every request to the same host and target over
+/// HTTPS, with `308 Permanent Redirect` (the method and body are kept):
+/// for the plain-HTTP port beside an HTTPS server (`--redirect-http`).
+///
+/// The host is the request's `Host` (which the parser has already checked
+/// is a host name or address with an optional port), its port replaced by
+/// the HTTPS one; a request without `Host` (HTTP/1.0) gets `400`. The
+/// target is the request's path and query as sent, so the redirect can
+/// only point at this host.
+#[derive(Debug, Clone, Copy)]
+pub struct RedirectToHttps {
+    port: u16,
+}
+
+impl RedirectToHttps {
+    /// Redirects to HTTPS on `port` (left out of the URL when it is 443).
+    pub fn new(port: u16) -> RedirectToHttps {
+        RedirectToHttps { port }
+    }
+
+    /// Where `req` is sent, if it names a host.
+    pub fn location(&self, req: &crate::Request) -> Option<String> {
+        let host = req.header_str("host")?.trim();
+        // `[v6]:port`, `name:port`, or either without a port.
+        let name = match host.strip_prefix('[') {
+            Some(rest) => &host[..rest.find(']')? + 2],
+            None => host.split(':').next()?,
+        };
+        if name.is_empty() {
+            return None;
+        }
+        let path = req.path();
+        let path = if path.starts_with('/') { path } else { "/" };
+        let mut url = format!("https://{name}");
+        if self.port != 443 {
+            url.push(':');
+            url.push_str(&self.port.to_string());
+        }
+        url.push_str(path);
+        if let Some(q) = req.query() {
+            url.push('?');
+            url.push_str(q);
+        }
+        Some(url)
+    }
+}
+
+impl Handler for RedirectToHttps {
+    fn handle(&self, req: &crate::Request) -> crate::Response {
+        match self.location(req) {
+            Some(url) => crate::Response::redirect(crate::StatusCode::PERMANENT_REDIRECT, &url),
+            None => crate::Response::error(crate::StatusCode::BAD_REQUEST),
+        }
+    }
+}

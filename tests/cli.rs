@@ -1389,3 +1389,49 @@ fn sighup_reloads_the_certificates() {
     assert!(status.success(), "{status:?}; stderr: {stderr:?}");
     assert!(stderr.contains("certificates reloaded"), "{stderr:?}");
 }
+
+/// `--redirect-http PORT`: plain HTTP there gets a 308 to HTTPS.
+#[test]
+fn redirect_http_sends_plain_http_to_https() {
+    let site = make_site();
+    let certs = tempfile::tempdir().unwrap();
+    crate::tls::make_named(certs.path(), "", &["localhost"]);
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let mut server = Coserve::serve(
+        site.path(),
+        &[
+            "-q",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--redirect-http",
+            "0",
+        ],
+    );
+    let https_line = server.stdout_line();
+    let https: u16 = https_line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{https_line:?}"));
+    let line = server.stdout_line();
+    let re =
+        Regex::new(r"^Redirecting HTTP on 127\.0\.0\.1 port (\d+) to HTTPS port (\d+)$").unwrap();
+    let caps = re.captures(&line).unwrap_or_else(|| panic!("{line:?}"));
+    assert_eq!(caps[2].parse::<u16>().unwrap(), https);
+    let plain = SocketAddr::from(([127, 0, 0, 1], caps[1].parse::<u16>().unwrap()));
+    let mut s = util::connect(plain);
+    s.write_all(b"GET /sub/page.html?x=1 HTTP/1.1\r\nHost: localhost:8080\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, false).expect("a response");
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location"),
+        Some(&*format!("https://localhost:{https}/sub/page.html?x=1"))
+    );
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(status.success(), "{status:?}; stderr: {stderr:?}");
+}

@@ -339,3 +339,37 @@ fn reload_takes_new_certificates_and_keeps_the_old_on_a_broken_file() {
     assert!(tls.reload().is_err());
     assert!(try_connect(server.addr, new, "localhost").is_ok());
 }
+
+#[test]
+fn the_redirect_keeps_host_path_and_query_and_swaps_the_port() {
+    let at = |port: u16, raw: &str| {
+        let req = coserve::Request::parse(raw.as_bytes()).unwrap();
+        coserve::RedirectToHttps::new(port).location(&req)
+    };
+    assert_eq!(
+        at(
+            8443,
+            "GET /a/b?c=d HTTP/1.1\r\nHost: example.test:8080\r\n\r\n"
+        )
+        .as_deref(),
+        Some("https://example.test:8443/a/b?c=d")
+    );
+    assert_eq!(
+        at(443, "GET / HTTP/1.1\r\nHost: example.test\r\n\r\n").as_deref(),
+        Some("https://example.test/")
+    );
+    assert_eq!(
+        at(443, "GET /x HTTP/1.1\r\nHost: [::1]:80\r\n\r\n").as_deref(),
+        Some("https://[::1]/x")
+    );
+    // Absolute-form: the path only; the Host field names the host.
+    assert_eq!(
+        at(
+            443,
+            "GET http://other.test/p HTTP/1.1\r\nHost: example.test\r\n\r\n"
+        )
+        .as_deref(),
+        Some("https://example.test/p")
+    );
+    assert_eq!(at(443, "GET / HTTP/1.0\r\n\r\n"), None);
+}
