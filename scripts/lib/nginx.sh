@@ -4,10 +4,11 @@
 # Writes DIR/nginx.conf: WORKERS worker processes serving ROOT on
 # 127.0.0.1:PORT, sendfile and tcp_nopush on, no access log, keep-alive
 # connections that last, every temporary path inside DIR; EXTRA is added to
-# the http block (such as `open_file_cache max=10000;`).
-#   nginx_conf DIR PORT ROOT WORKERS [EXTRA]
+# the http block (such as `open_file_cache max=10000;`), and LISTEN to the
+# listen directive (`ssl` for HTTPS, with the certificate in EXTRA).
+#   nginx_conf DIR PORT ROOT WORKERS [EXTRA] [LISTEN]
 nginx_conf() {
-    local dir=$1 port=$2 root=$3 workers=$4 extra=${5:-}
+    local dir=$1 port=$2 root=$3 workers=$4 extra=${5:-} listen=${6:-}
     mkdir -p "$dir"
     cat >"$dir/nginx.conf" <<NGX
 worker_processes $workers;
@@ -31,7 +32,7 @@ http {
     uwsgi_temp_path $dir;
     scgi_temp_path $dir;
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$port $listen;
         root $root;
     }
 }
