@@ -380,7 +380,7 @@ impl<T: Transport + ?Sized> Write for Deadlined<'_, T> {
 /// What a plain HTTP request to the TLS port gets.
 const PLAIN_TO_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\
-Content-Length: 48\r\n\
+Content-Length: 49\r\n\
 Connection: close\r\n\
 \r\n\
 This port speaks HTTPS: ask for an https:// URL.\n";

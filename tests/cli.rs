@@ -1320,6 +1320,11 @@ fn tls_flags_serve_https_and_a_bad_key_is_a_clear_error() {
     s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let r = read_response(&mut s, false).expect("a response");
     assert_eq!(r.status, 400);
+    // Then the close: end of stream, with nothing after the 400.
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    drop(s);
     server.signal(libc::SIGTERM);
     let (status, stderr, _) = server.finish();
     assert!(status.success(), "{status:?}; stderr: {stderr:?}");
