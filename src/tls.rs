@@ -401,6 +401,10 @@ pub(crate) fn serve<T: Transport + ?Sized>(
     let mut stream = TlsStream { conn, io };
     let ended = conn::serve(&mut stream, peer, handler, config, state);
     debug_assert_eq!(ended, Ended::Closed, "TLS connections do not park");
+    // However the loop ended (a close it chose, or the server shutting
+    // down and ending its reads), the client gets close_notify, once.
+    stream.conn.send_close_notify();
+    let _ = stream.flush_records();
     Ended::Closed
 }
 

@@ -222,6 +222,42 @@ crate::engine_tests! {
         assert_eq!(r.header("connection"), Some("close"));
     }
 
+    /// Clients that vanish mid-handshake (after part of a ClientHello, or
+    /// with a reset) leave nothing behind, and others are served.
+    #[test]
+    fn clients_vanishing_mid_handshake_leave_nothing_behind() {
+        let (server, ca) = tls_site(Duration::from_secs(10));
+        for i in 0..300 {
+            let mut s = server.connect();
+            let _ = s.write_all(&b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..3 + i % 9]);
+            if i % 2 == 0 {
+                // SO_LINGER 0: the close is a reset.
+                let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            }
+            drop(s);
+        }
+        let mut tls = connect(server.addr, client_config(&ca, BOTH));
+        assert_eq!(get(&mut tls, "/", "").status, 200);
+        drop(tls);
+        let gone = crate::util::eventually(Duration::from_secs(10), || {
+            server.handle.active_connections() == 0
+        });
+        assert!(gone, "{} connections left", server.handle.active_connections());
+    }
+
+    /// Shutting the server down closes an idle kept-alive HTTPS
+    /// connection with close_notify.
+    #[test]
+    fn shutdown_closes_idle_connections_with_close_notify() {
+        let (server, ca) = tls_site(Duration::from_secs(10));
+        let mut tls = connect(server.addr, client_config(&ca, BOTH));
+        assert_eq!(get(&mut tls, "/", "").status, 200);
+        server.handle.shutdown();
+        let mut rest = Vec::new();
+        tls.read_to_end(&mut rest).expect("a clean close_notify");
+        assert!(rest.is_empty());
+    }
+
     /// A client that stops half-way through its ClientHello is closed at
     /// the header timeout, and others are served meanwhile.
     #[test]
