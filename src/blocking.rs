@@ -54,14 +54,9 @@ where
     T: Send + 'static,
 {
     let (tx, rx) = may::sync::mpsc::channel();
-    let job: Job = Box::new(move || {
+    submit(Box::new(move || {
         let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
-    });
-    pool()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send(job)
-        .expect("the blocking pool runs for the life of the process");
+    }));
     // may's channel parks a coroutine without blocking its worker thread.
     match rx.recv().expect("the job always answers") {
         Ok(value) => value,
@@ -75,11 +70,15 @@ pub(crate) fn spawn<F>(f: F)
 where
     F: FnOnce() + Send + 'static,
 {
-    let job: Job = Box::new(move || {
+    submit(Box::new(move || {
         if catch_unwind(AssertUnwindSafe(f)).is_err() {
             log::error!("a background job panicked");
         }
-    });
+    }));
+}
+
+/// Hands a job to the pool's threads.
+fn submit(job: Job) {
     pool()
         .lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -30,12 +30,7 @@ fn check(result: libc::c_long) -> io::Result<libc::c_long> {
 /// raise it at start for the same reason. The `coserve` binary calls this
 /// before it binds; a program that embeds a server decides for itself.
 pub fn raise_open_files_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into `lim`, which is valid.
-    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }.into())?;
+    let mut lim = open_files_limits()?;
     if lim.rlim_cur < lim.rlim_max {
         let raised = libc::rlimit {
             rlim_cur: lim.rlim_max,
@@ -48,6 +43,23 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
     }
     // RLIM_INFINITY is u64::MAX already on Linux.
     Ok(lim.rlim_cur)
+}
+
+/// `getrlimit(RLIMIT_NOFILE)`: the soft and hard limits on open
+/// descriptors.
+fn open_files_limits() -> io::Result<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into `lim`, which is valid.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }.into())?;
+    Ok(lim)
+}
+
+/// The soft limit on open descriptors (`ulimit -n`).
+pub(crate) fn open_files_limit() -> io::Result<u64> {
+    open_files_limits().map(|lim| lim.rlim_cur)
 }
 
 /// Reads a clock with `clock_gettime(2)`.

@@ -272,9 +272,8 @@ fn builder() -> rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerC
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    File::open(path).map_err(|e| TlsError::Read(path.into(), e))?;
-    let chain = CertificateDer::pem_file_iter(path)
-        .map_err(|e| TlsError::Read(path.into(), io::Error::other(e.to_string())))?
+    let file = File::open(path).map_err(|e| TlsError::Read(path.into(), e))?;
+    let chain = CertificateDer::pem_reader_iter(io::BufReader::new(file))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Read(path.into(), io::Error::other(e.to_string())))?;
     if chain.is_empty() {
@@ -284,8 +283,9 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    File::open(path).map_err(|e| TlsError::Read(path.into(), e))?;
-    PrivateKeyDer::from_pem_file(path).map_err(|_| TlsError::NoKey(path.into()))
+    let file = File::open(path).map_err(|e| TlsError::Read(path.into(), e))?;
+    PrivateKeyDer::from_pem_reader(io::BufReader::new(file))
+        .map_err(|_| TlsError::NoKey(path.into()))
 }
 
 /// A TLS connection over a transport, itself a [`Transport`].

@@ -383,7 +383,9 @@ pub(crate) struct FileCache {
 impl FileCache {
     pub(crate) fn new(options: CacheOptions) -> FileCache {
         FileCache {
-            max_open: options.max_open.min(descriptor_limit() / 4),
+            max_open: options.max_open.min(
+                usize::try_from(sys::open_files_limit().unwrap_or(1024)).unwrap_or(usize::MAX) / 4,
+            ),
             swept: AtomicU64::new(now_ms()),
             options,
             hasher: RandomState::default(),
@@ -577,19 +579,6 @@ fn stat_at(root: &impl AsFd, rel: &CString) -> Option<FileId> {
     })
     .ok()
     .flatten()
-}
-
-/// The process's soft limit on open descriptors.
-fn descriptor_limit() -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into `lim`, which is valid.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 1024;
-    }
-    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
 }
 
 /// Now, in milliseconds of [`crate::clock::monotonic`].

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use crate::conn;
 use crate::engine::Engine;
 use crate::response::{ConnectionField, Response, write_head};
 use crate::status::StatusCode;
@@ -52,28 +51,7 @@ pub(crate) struct UntilClosed;
 
 impl<E: Engine> ServeConnection<E> for UntilClosed {
     fn serve(self, mut io: E::Stream, peer: SocketAddr, tracked: Tracked) {
-        let serving = &tracked.serving;
-        #[cfg(feature = "tls")]
-        if let Some(tls) = &serving.config.tls {
-            crate::tls::serve(
-                &mut io,
-                Some(peer),
-                tls,
-                &*serving.handler,
-                &serving.conn,
-                serving.state(&tracked),
-            );
-            drop(tracked);
-            drop(io);
-            return;
-        }
-        conn::serve(
-            &mut io,
-            Some(peer),
-            &*serving.handler,
-            &serving.conn,
-            serving.state(&tracked),
-        );
+        tracked.serving.serve(&mut io, peer, &tracked);
         // Deregistered before the socket closes (see `Tracked`).
         drop(tracked);
         drop(io);

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::conn::{self, Ended};
+use crate::conn::Ended;
 use crate::engine::Parking;
 use crate::sys::{self, Epoll};
 
@@ -200,30 +200,7 @@ fn serve_parkable<E: Parking>(
             }
         }),
     );
-    #[cfg(feature = "tls")]
-    let tls = serving.config.tls.as_ref();
-    #[cfg(not(feature = "tls"))]
-    let tls: Option<&()> = None;
-    let ended = match tls {
-        #[cfg(feature = "tls")]
-        Some(tls) => crate::tls::serve(
-            &mut io,
-            Some(peer),
-            tls,
-            &*serving.handler,
-            &serving.conn,
-            serving.state(&tracked),
-        ),
-        #[cfg(not(feature = "tls"))]
-        Some(_) => unreachable!(),
-        None => conn::serve(
-            &mut io,
-            Some(peer),
-            &*serving.handler,
-            &serving.conn,
-            serving.state(&tracked),
-        ),
-    };
+    let ended = serving.serve(&mut io, peer, &tracked);
     // No handler runs past this point: from here on the connection is
     // closed or parked (and outlives this coroutine) by the code below.
     E::disarm();

@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::conn::{ConnConfig, ServerState};
+use crate::conn::{ConnConfig, Ended, ServerState};
 use crate::handler::Handler;
 use crate::sys;
+use crate::transport::Transport;
 
 use super::config::Config;
 
@@ -97,6 +98,34 @@ impl Serving {
             released: &self.released,
             answered: &tracked.answered,
         }
+    }
+
+    /// Serves one accepted connection: over TLS when the server has a TLS
+    /// configuration, else plain HTTP. What both engines' connections run.
+    pub(crate) fn serve<T: Transport + ?Sized>(
+        &self,
+        io: &mut T,
+        peer: SocketAddr,
+        tracked: &Tracked,
+    ) -> Ended {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.config.tls {
+            return crate::tls::serve(
+                io,
+                Some(peer),
+                tls,
+                &*self.handler,
+                &self.conn,
+                self.state(tracked),
+            );
+        }
+        crate::conn::serve(
+            io,
+            Some(peer),
+            &*self.handler,
+            &self.conn,
+            self.state(tracked),
+        )
     }
 
     pub(crate) fn is_stopping(&self) -> bool {
