@@ -1284,39 +1284,42 @@ fn no_compress_sends_files_as_they_are() {
     }
 }
 
-/// `--tls-cert` and `--tls-key`: HTTPS, announced as such; a key that is
-/// not the certificate's is a one-line error naming both files.
-#[test]
-fn tls_flags_serve_https_and_a_bad_key_is_a_clear_error() {
-    let site = make_site();
-    let certs = tempfile::tempdir().unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let (cert_pem, key_pem) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    std::fs::write(&cert_pem, cert.pem()).unwrap();
-    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
-    let mut server = Coserve::serve(
-        site.path(),
-        &[
-            "-q",
-            "--tls-cert",
-            cert_pem.to_str().unwrap(),
-            "--tls-key",
-            key_pem.to_str().unwrap(),
-        ],
-    );
+/// The binary serving `site` over HTTPS (`-q`, with `extra` flags), with a
+/// certificate for `localhost` that a new test CA signed, in `certs`;
+/// checks its startup line and returns its HTTPS address.
+fn serve_https(site: &Path, certs: &Path, extra: &[&str]) -> (Coserve, SocketAddr) {
+    crate::tls::make_named(certs, "", &["localhost"]);
+    let (cert, key) = (certs.join("cert.pem"), certs.join("key.pem"));
+    let mut args = vec![
+        "-q",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let server = Coserve::serve(site, &args);
     let line = server.stdout_line();
     let re = Regex::new(
         r"^Serving HTTPS on 127\.0\.0\.1 port (\d+) \(https://127\.0\.0\.1:(\d+)/\) \.\.\.$",
     )
     .unwrap();
     let caps = re.captures(&line).unwrap_or_else(|| panic!("{line:?}"));
+    assert_eq!(&caps[1], &caps[2], "ports differ in {line:?}");
     let port: u16 = caps[1].parse().unwrap();
+    (server, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// `--tls-cert` and `--tls-key`: HTTPS, announced as such; a key that is
+/// not the certificate's is a one-line error naming both files.
+#[test]
+fn tls_flags_serve_https_and_a_bad_key_is_a_clear_error() {
+    let site = make_site();
+    let certs = tempfile::tempdir().unwrap();
+    let (mut server, addr) = serve_https(site.path(), certs.path(), &[]);
+    let cert_pem = certs.path().join("cert.pem");
     // Plain HTTP to it gets the plaintext 400.
-    let mut s = util::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut s = util::connect(addr);
     s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let r = read_response(&mut s, false).expect("a response");
     assert_eq!(r.status, 400);
@@ -1361,26 +1364,7 @@ fn tls_flags_serve_https_and_a_bad_key_is_a_clear_error() {
 fn sighup_reloads_the_certificates() {
     let site = make_site();
     let certs = tempfile::tempdir().unwrap();
-    crate::tls::make_named(certs.path(), "", &["localhost"]);
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    let mut server = Coserve::serve(
-        site.path(),
-        &[
-            "-q",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
-    let line = server.stdout_line();
-    let port: u16 = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{line:?}"));
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (mut server, addr) = serve_https(site.path(), certs.path(), &[]);
     let renewed = crate::tls::make_named(certs.path(), "", &["localhost"]);
     let client = crate::tls::client_config(&renewed, crate::tls::BOTH);
     assert!(crate::tls::try_connect(addr, client.clone(), "localhost").is_err());
@@ -1400,27 +1384,8 @@ fn sighup_reloads_the_certificates() {
 fn redirect_http_sends_plain_http_to_https() {
     let site = make_site();
     let certs = tempfile::tempdir().unwrap();
-    crate::tls::make_named(certs.path(), "", &["localhost"]);
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    let mut server = Coserve::serve(
-        site.path(),
-        &[
-            "-q",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--redirect-http",
-            "0",
-        ],
-    );
-    let https_line = server.stdout_line();
-    let https: u16 = https_line
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{https_line:?}"));
+    let (mut server, addr) = serve_https(site.path(), certs.path(), &["--redirect-http", "0"]);
+    let https = addr.port();
     let line = server.stdout_line();
     let re =
         Regex::new(r"^Redirecting HTTP on 127\.0\.0\.1 port (\d+) to HTTPS port (\d+)$").unwrap();
