@@ -11,6 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use crate::body::{self, BodyError, Framing};
 use crate::clock;
 use crate::handler::Handler;
 use crate::parse::{Fields, Limits, ParseError, Status, Version, parse_head_into};
-use crate::request::{Method, Request};
+use crate::request::{Method, Request, TlsInfo};
 use crate::response::{
     Body, ChunkedWriter, ConnectionField, Inner, Part, Response, Stream, write_head,
 };
@@ -184,6 +185,7 @@ fn fill<T: Transport + ?Sized>(
 struct Conn<'a, T: Transport + ?Sized> {
     io: &'a mut T,
     peer: Option<SocketAddr>,
+    tls: Option<Arc<TlsInfo>>,
     config: &'a ConnConfig,
     server: ServerState<'a>,
     rbuf: BytesMut,
@@ -197,6 +199,7 @@ struct Conn<'a, T: Transport + ?Sized> {
 pub(crate) fn serve<T: Transport + ?Sized>(
     io: &mut T,
     peer: Option<SocketAddr>,
+    tls: Option<Arc<TlsInfo>>,
     handler: &dyn Handler,
     config: &ConnConfig,
     server: ServerState<'_>,
@@ -205,6 +208,7 @@ pub(crate) fn serve<T: Transport + ?Sized>(
     let mut conn = Conn {
         io,
         peer,
+        tls,
         config,
         server,
         rbuf: BytesMut::new(),
@@ -279,6 +283,7 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
             started = !self.rbuf.is_empty();
             head_deadline = None;
             let mut req = Request::new(raw, head, self.peer);
+            req.set_tls(self.tls.clone());
             if let Err(status) = self.read_body(&mut req) {
                 return self.fail(status, Some(&req));
             }

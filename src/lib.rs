@@ -138,7 +138,7 @@ pub use engine::EngineKind;
 pub use files::{CacheOptions, CacheStats, FilesOptions, StaticFiles, Symlinks};
 pub use handler::{Error, Handler, IntoResponse};
 pub use parse::{ParseError, Version};
-pub use request::{Method, Request};
+pub use request::{Method, Request, TlsInfo};
 pub use response::{Body, HeaderError, Response};
 pub use router::Router;
 pub use runtime::Runtime;

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
@@ -96,6 +97,38 @@ pub struct Request {
     head: Head,
     body: Bytes,
     peer: Option<SocketAddr>,
+    tls: Option<Arc<TlsInfo>>,
+}
+
+/// What the TLS handshake of a request's connection settled
+/// ([`Request::tls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    version: &'static str,
+    server_name: Option<Box<str>>,
+}
+
+impl TlsInfo {
+    /// `version`: as OpenSSL and nginx's `$ssl_protocol` name it
+    /// (`"TLSv1.3"`); `server_name`: the SNI name the client asked for.
+    pub fn new(version: &'static str, server_name: Option<&str>) -> TlsInfo {
+        TlsInfo {
+            version,
+            server_name: server_name.map(Box::from),
+        }
+    }
+
+    /// The protocol version, as OpenSSL and nginx's `$ssl_protocol` name
+    /// it: `"TLSv1.3"` or `"TLSv1.2"`.
+    pub fn version(&self) -> &'static str {
+        self.version
+    }
+
+    /// The host name the client asked for with SNI (`$ssl_server_name`), if
+    /// it sent one; clients send none when they connect to an IP address.
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
+    }
 }
 
 impl Request {
@@ -111,7 +144,13 @@ impl Request {
             head,
             body: Bytes::new(),
             peer,
+            tls: None,
         }
+    }
+
+    /// Sets what TLS negotiated on the request's connection.
+    pub(crate) fn set_tls(&mut self, tls: Option<Arc<TlsInfo>>) {
+        self.tls = tls;
     }
 
     /// Parses a request from `bytes`, which must hold a complete head; a
@@ -292,6 +331,12 @@ impl Request {
     /// The client's address, when the request came over a socket.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    /// What TLS negotiated, when the request came over HTTPS: the
+    /// protocol version and the SNI name. `None` for plain HTTP.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_deref()
     }
 
     /// Whether the client asked to keep the connection open: HTTP/1.1 unless

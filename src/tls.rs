@@ -12,9 +12,13 @@
 //! - Plain HTTP sent to the TLS port gets a plaintext `400` saying so, then
 //!   a close (nginx does the same).
 //! - Closing sends TLS's `close_notify` before the TCP FIN.
-//! - TLS connections do not park (the parking lot holds sockets, and a
-//!   rustls connection may hold plaintext already decrypted): an idle
-//!   HTTPS client keeps its coroutine.
+//! - An idle TLS connection parks like a plain one (coroutine engine): its
+//!   rustls session ([`Session`]) waits in the parking lot beside the
+//!   socket, and the coroutine that picks the socket up again goes on with
+//!   it, without a new handshake. Only a session holding no decrypted
+//!   plaintext and no unsent records parks; the others are closed (the
+//!   connection loop reads all plaintext before it calls a connection
+//!   idle, so that never happens).
 
 use std::fmt;
 use std::fs::File;
@@ -33,6 +37,7 @@ use rustls::sign::CertifiedKey;
 
 use crate::conn::{self, ConnConfig, Ended, ServerState};
 use crate::handler::Handler;
+use crate::request::TlsInfo;
 use crate::transport::Transport;
 
 /// The smallest coroutine stack a TLS server accepts: a handshake with
@@ -290,13 +295,46 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// A TLS connection over a transport, itself a [`Transport`].
 pub(crate) struct TlsStream<'a, T: Transport + ?Sized> {
-    conn: rustls::ServerConnection,
+    /// Boxed: it is about 1 KiB, which would otherwise sit in the frame of
+    /// every TLS connection's stack, and it moves to the parking lot whole.
+    conn: Box<rustls::ServerConnection>,
     io: &'a mut T,
+}
+
+/// An idle TLS connection's rustls session, parked with its socket: keys,
+/// sequence numbers and any part of a record already read.
+pub(crate) struct Session(Box<rustls::ServerConnection>);
+
+impl Session {
+    /// Sends `close_notify` on a parked connection's socket that is to be
+    /// closed (idle too long, or the server stopping), as far as the socket
+    /// takes it without waiting: an alert of a few dozen bytes, to a client
+    /// that has been sending nothing.
+    pub(crate) fn close_notify(mut self, mut sock: &std::net::TcpStream) {
+        self.0.send_close_notify();
+        while self.0.wants_write() {
+            if self.0.write_tls(&mut sock).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+impl<T: Transport + ?Sized> TlsStream<'_, T> {
+    /// Whether the session can wait without this stream: no decrypted
+    /// plaintext left to read and no record left to send.
+    fn parkable(&mut self) -> bool {
+        !self.conn.wants_write()
+            && self
+                .conn
+                .process_new_packets()
+                .is_ok_and(|state| state.plaintext_bytes_to_read() == 0)
+    }
 }
 
 impl<T: Transport + ?Sized> Read for TlsStream<'_, T> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match rustls::Stream::new(&mut self.conn, &mut self.io).read(buf) {
+        match rustls::Stream::new(&mut *self.conn, &mut self.io).read(buf) {
             // A client that closes without close_notify: the end of the
             // stream, as on a plain socket (every request is framed, so
             // nothing can be cut short unseen).
@@ -385,27 +423,48 @@ Connection: close\r\n\
 \r\n\
 This port speaks HTTPS: ask for an https:// URL.\n";
 
-/// Serves one connection over TLS: the handshake, then the connection
-/// loop over the TLS stream. Always ends with the connection closed.
+/// Serves one connection over TLS: the handshake (or the parked `session`
+/// of a connection back from the parking lot), then the connection loop
+/// over the TLS stream. Ends with the connection closed, or idle with its
+/// session in `session` (see [`ConnConfig::park`]).
 pub(crate) fn serve<T: Transport + ?Sized>(
     io: &mut T,
     peer: Option<SocketAddr>,
     tls: &TlsConfig,
+    session: &mut Option<Session>,
     handler: &dyn Handler,
     config: &ConnConfig,
     state: ServerState<'_>,
 ) -> Ended {
-    let Some(conn) = handshake(io, tls, config.header_timeout) else {
-        return Ended::Closed;
+    let conn = match session.take() {
+        Some(Session(conn)) => conn,
+        None => match handshake(io, tls, config.header_timeout) {
+            Some(conn) => conn,
+            None => return Ended::Closed,
+        },
     };
+    let info = Arc::new(info(&conn));
     let mut stream = TlsStream { conn, io };
-    let ended = conn::serve(&mut stream, peer, handler, config, state);
-    debug_assert_eq!(ended, Ended::Closed, "TLS connections do not park");
+    let ended = conn::serve(&mut stream, peer, Some(info), handler, config, state);
+    if ended == Ended::Idle && stream.parkable() {
+        *session = Some(Session(stream.conn));
+        return Ended::Idle;
+    }
     // However the loop ended (a close it chose, or the server shutting
     // down and ending its reads), the client gets close_notify, once.
     stream.conn.send_close_notify();
     let _ = stream.flush_records();
     Ended::Closed
+}
+
+/// What handlers see of a connection's TLS ([`crate::Request::tls`]).
+fn info(conn: &rustls::ServerConnection) -> TlsInfo {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLS",
+    };
+    TlsInfo::new(version, conn.server_name())
 }
 
 /// The handshake, within `limit`. `None` (the connection is to be closed)
@@ -415,8 +474,8 @@ fn handshake<T: Transport + ?Sized>(
     io: &mut T,
     tls: &TlsConfig,
     limit: Duration,
-) -> Option<rustls::ServerConnection> {
-    let mut conn = rustls::ServerConnection::new(Arc::clone(&tls.server)).ok()?;
+) -> Option<Box<rustls::ServerConnection>> {
+    let mut conn = Box::new(rustls::ServerConnection::new(Arc::clone(&tls.server)).ok()?);
     let mut io = Deadlined {
         io,
         deadline: Instant::now() + limit,

@@ -42,12 +42,39 @@ pub(crate) fn make_named(dir: &Path, prefix: &str, names: &[&str]) -> Certificat
 /// A server on the standard test site, over TLS, and the CA that signed
 /// its certificate.
 fn tls_site(header_timeout: Duration) -> (TestServer, CertificateDer<'static>) {
+    tls_site_with(|c| c.header_timeout(header_timeout))
+}
+
+/// [`tls_site`] with settings of the test's own.
+fn tls_site_with(
+    configure: impl FnOnce(coserve::Config) -> coserve::Config,
+) -> (TestServer, CertificateDer<'static>) {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_certificates(dir.path());
     let tls =
         TlsConfig::from_pem_files(dir.path().join("cert.pem"), dir.path().join("key.pem")).unwrap();
-    let server = start_site(|c, f| (c.tls(Some(tls)).header_timeout(header_timeout), f));
+    let server = start_site(|c, f| (configure(c.tls(Some(tls))), f));
     (server, ca)
+}
+
+/// Waits until `n` connections have given back their buffers: parked with
+/// their TLS sessions on the coroutine engine, waiting without buffers on
+/// the thread engine, which never parks.
+fn wait_released(s: &TestServer, n: usize) {
+    let released = crate::util::eventually(Duration::from_secs(10), || {
+        s.handle.released_connections() == n
+    });
+    assert!(
+        released,
+        "{} released, expected {n}",
+        s.handle.released_connections()
+    );
+    let parked = if crate::util::engine() == coserve::EngineKind::Thread {
+        0
+    } else {
+        n
+    };
+    assert_eq!(s.handle.parked_connections(), parked);
 }
 
 pub(crate) fn client_config(
@@ -256,6 +283,86 @@ crate::engine_tests! {
         let mut rest = Vec::new();
         tls.read_to_end(&mut rest).expect("a clean close_notify");
         assert!(rest.is_empty());
+    }
+
+    /// An idle HTTPS connection parks with its session (coroutine engine)
+    /// and goes on with it, without a new handshake, any number of times;
+    /// many at once all come back.
+    #[test]
+    fn idle_tls_connections_park_and_come_back_on_the_same_session() {
+        let (server, ca) =
+            tls_site_with(|c| c.release_idle_after(Duration::from_millis(50)));
+        let config = client_config(&ca, BOTH);
+        let mut conns: Vec<Tls> = (0..50).map(|_| connect(server.addr, config.clone())).collect();
+        for round in 0..3 {
+            for tls in &mut conns {
+                let r = get(tls, "/style.css", "");
+                assert_eq!((r.status, r.body.as_slice()), (200, &b"body { color: black; }\n"[..]));
+            }
+            wait_released(&server, conns.len());
+            // Pipelined, and over more than one record: the session's
+            // state (keys, sequence numbers) came back whole.
+            let tls = &mut conns[round];
+            write!(tls, "GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\nGET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+            tls.flush().unwrap();
+            assert_eq!(read_response(tls, false).body.len(), 1024 * 1024);
+            assert_eq!(read_response(tls, false).status, 200);
+            wait_released(&server, conns.len());
+        }
+    }
+
+    /// A parked HTTPS connection closed at its idle timeout, or by
+    /// shutdown, gets close_notify like one that was not parked.
+    #[test]
+    fn parked_tls_connections_close_with_close_notify() {
+        let (server, ca) = tls_site_with(|c| {
+            c.release_idle_after(Duration::from_millis(50))
+                .idle_timeout(Duration::from_millis(700))
+        });
+        let config = client_config(&ca, BOTH);
+        let mut timed_out = connect(server.addr, config.clone());
+        assert_eq!(get(&mut timed_out, "/", "").status, 200);
+        let mut rest = Vec::new();
+        timed_out.read_to_end(&mut rest).expect("close_notify at the idle timeout");
+        assert!(rest.is_empty());
+        let mut stopped = connect(server.addr, config);
+        assert_eq!(get(&mut stopped, "/", "").status, 200);
+        wait_released(&server, 1);
+        server.handle.shutdown();
+        stopped.read_to_end(&mut rest).expect("close_notify at shutdown");
+        assert!(rest.is_empty());
+    }
+
+    /// A handler sees the TLS version and the SNI name of its request's
+    /// connection, also after the connection parked; plain HTTP has none.
+    #[test]
+    fn handlers_see_the_tls_version_and_server_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = make_certificates(dir.path());
+        let tls = TlsConfig::from_pem_files(dir.path().join("cert.pem"), dir.path().join("key.pem"))
+            .unwrap();
+        let describe = |req: &coserve::Request| {
+            let text = match req.tls() {
+                Some(t) => format!("{} {}", t.version(), t.server_name().unwrap_or("-")),
+                None => "plain".to_string(),
+            };
+            coserve::Response::text(text)
+        };
+        let config = crate::util::test_config().release_idle_after(Duration::from_millis(50));
+        let server = crate::util::start(config.clone().tls(Some(tls)), describe);
+        for (version, name, want) in [
+            (&rustls::version::TLS13, "localhost", "TLSv1.3 localhost"),
+            (&rustls::version::TLS12, "localhost", "TLSv1.2 localhost"),
+            // No SNI is sent for an address.
+            (&rustls::version::TLS13, "127.0.0.1", "TLSv1.3 -"),
+        ] {
+            let mut tls = try_connect(server.addr, client_config(&ca, &[version]), name).unwrap();
+            assert_eq!(String::from_utf8(get(&mut tls, "/", "").body).unwrap(), want);
+            wait_released(&server, 1);
+            assert_eq!(String::from_utf8(get(&mut tls, "/", "").body).unwrap(), want);
+        }
+        let plain = crate::util::start(config, describe);
+        assert_eq!(crate::util::request(&plain, "GET", "/", &[]).text(), "plain");
     }
 
     /// A client that stops half-way through its ClientHello is closed at

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Server memory per idle keep-alive connection.
 
-    scripts/bench/idle_rss.py HOST PORT COUNT PID [PID ...]
+    scripts/bench/idle_rss.py [--tls] HOST PORT COUNT PID [PID ...]
 
 Reads the resident memory of the server processes (summed, so nginx's
 master and workers count together), opens COUNT keep-alive connections that
@@ -10,10 +10,12 @@ waits until the server's RSS stops moving, reads it again, and prints
 
     idle conns=COUNT rss_before_kib=... rss_held_kib=... per_conn_kib=...
 
-The connections are then closed. Loopback only; every connection is checked
+With --tls the connections speak HTTPS (any certificate is trusted: this
+is for loopback measurements). The connections are then closed. Loopback only; every connection is checked
 (status 200, the whole body read), and a failure ends the run with status 1.
 """
 import os
+import ssl
 import sys
 import time
 
@@ -39,8 +41,8 @@ def settled(pids, within=10.0):
     return last
 
 
-def one_request(host, port, path):
-    c = Conn(host, port, timeout=30)
+def one_request(host, port, path, tls):
+    c = Conn(host, port, timeout=30, tls=tls)
     c.send(get(path, host))
     r = c.response()
     if r.status != 200:
@@ -49,15 +51,19 @@ def one_request(host, port, path):
 
 
 def main():
-    host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    pids = [int(p) for p in sys.argv[4:]]
+    args = sys.argv[1:]
+    tls = args[:1] == ["--tls"]
+    if tls:
+        args = args[1:]
+    host, port, count = args[0], int(args[1]), int(args[2])
+    pids = [int(p) for p in args[3:]]
     path = "/"
     raise_nofile()
     before = settled(pids)
     socks = []
     try:
         for _ in range(count):
-            socks.append(one_request(host, port, path))
+            socks.append(one_request(host, port, path, tls))
     except Exception as e:  # noqa: BLE001
         print(f"idle failed after {len(socks)} connections: {e}", file=sys.stderr)
         return 1
@@ -73,7 +79,7 @@ def main():
             if s.recv(1) == b"":
                 print("idle failed: a connection was closed", file=sys.stderr)
                 return 1
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError):
             pass
     per = (held - before) / count
     print(f"idle conns={count} rss_before_kib={before} rss_held_kib={held} per_conn_kib={per:.2f}")

@@ -10,6 +10,9 @@
 #   handshake  full handshakes, no resumption (`openssl s_time -new`, one
 #              GET of the 1 KiB file each): handshakes/s, and the server's
 #              CPU per handshake
+#   idle       IDLE (10,000) HTTPS keep-alive connections that each made one
+#              GET and wait: the server's RSS per connection, in KiB
+#              (scripts/bench/idle_rss.py --tls; the "per s" column holds it)
 #
 # Every scenario also gives the server's CPU per request (its utime and
 # stime over the run, from /proc, divided by the requests).
@@ -27,7 +30,8 @@ bin=${1:-target/release/coserve}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 SERVERS=${SERVERS:-"coserve nginx"}
-SCENARIOS=${SCENARIOS:-"small c1000 large handshake"}
+SCENARIOS=${SCENARIOS:-"small c1000 large handshake idle"}
+IDLE=${IDLE:-10000}
 OUT=${OUT:-docs/results/$(date -u +%Y-%m-%d)-tls}
 mkdir -p "$OUT"
 [[ $bin != target/release/coserve ]] || cargo build --release --bin coserve 2>&1 | tail -1
@@ -55,7 +59,7 @@ start() {
     case $name in
     coserve)
         taskset -c 0 "$bin" "$port" -b 127.0.0.1 -d "$work/site" --workers 1 -q \
-            --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" >/dev/null 2>&1 &
+            --max-connections 20000 --idle-timeout 60 --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" >/dev/null 2>&1 &
         ;;
     nginx)
         nginx_conf "$work/nginx" "$port" "$work/site" 1 \
@@ -110,6 +114,13 @@ run() {
         after=$(cpu_ticks)
         count=$(awk '/connections in/ && /real seconds/ {print $1; exit}' "$log")
         rate=$(awk -v n="$count" -v d="$DURATION" 'BEGIN {printf "%.1f", n / d}')
+        ;;
+    idle)
+        before=0 after=0 count=1
+        # shellcheck disable=SC2046
+        python3 scripts/bench/idle_rss.py --tls 127.0.0.1 "$port" "$IDLE" \
+            "$pid" $(pgrep -P "$pid") >"$log"
+        rate=$(sed -n 's/.*per_conn_kib=\([0-9.]*\).*/\1/p' "$log")
         ;;
     esac
     kill "$pid"

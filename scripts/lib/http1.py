@@ -77,16 +77,37 @@ class Resp:
         return s
 
 
+def _insecure_tls():
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
 class Conn:
     """One client connection with its own read buffer."""
 
-    def __init__(self, host: str, port: int, timeout: float = 2.0, rcvbuf: Optional[int] = None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float = 2.0,
+        rcvbuf: Optional[int] = None,
+        tls: bool = False,
+    ):
+        """`tls`: speak HTTPS, trusting any certificate (loopback
+        measurements only)."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             if rcvbuf:
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             self.sock.settimeout(timeout)
             self.sock.connect((host, port))
+            if tls:
+                self.sock = _insecure_tls().wrap_socket(self.sock, server_hostname=host)
         except OSError:
             self.sock.close()
             raise

@@ -15,7 +15,7 @@ use crate::response::{ConnectionField, Response, write_head};
 use crate::status::StatusCode;
 use crate::transport::{Transport, close_gracefully};
 
-use super::registry::{Serving, Tracked};
+use super::registry::{Serving, Session, Tracked};
 
 /// How an engine serves an admitted connection on the flow of control it
 /// is given.
@@ -51,7 +51,8 @@ pub(crate) struct UntilClosed;
 
 impl<E: Engine> ServeConnection<E> for UntilClosed {
     fn serve(self, mut io: E::Stream, peer: SocketAddr, tracked: Tracked) {
-        tracked.serving.serve(&mut io, peer, &tracked);
+        let mut session = Session::default();
+        tracked.serving.serve(&mut io, peer, &tracked, &mut session);
         // Deregistered before the socket closes (see `Tracked`).
         drop(tracked);
         drop(io);

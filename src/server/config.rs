@@ -177,8 +177,9 @@ impl Config {
     }
 
     /// Serves HTTPS with this TLS configuration (`None`: plain HTTP, the
-    /// default). The handshake is bounded by the header timeout; TLS
-    /// connections do not park when idle. On the coroutine engine the
+    /// default). The handshake is bounded by the header timeout; idle TLS
+    /// connections park with their session like plain ones (coroutine
+    /// engine, [`Config::release_idle_after`]). On the coroutine engine the
     /// handshake needs about 22 KiB of stack: a runtime whose stack is
     /// under 32 KiB makes [`Server::spawn`](crate::Server::spawn) fail
     /// (feature `tls`).

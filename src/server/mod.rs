@@ -31,7 +31,7 @@ use crate::runtime::Runtime;
 use crate::transport::Transport;
 
 use self::park::Lot;
-use self::registry::{Serving, Tracked};
+use self::registry::Serving;
 
 /// A bound server, not yet serving.
 ///
@@ -149,9 +149,7 @@ impl Server {
                 ),
             ));
         }
-        // TLS connections keep their coroutines when idle (`tls.rs`).
         let lot = match Lot::new() {
-            Ok(_) if tls => None,
             Ok(lot) => Some(Arc::new(lot)),
             Err(e) => {
                 log::warn!("idle connections will keep their coroutines: {e}");
@@ -193,6 +191,7 @@ pub fn serve_connection<T: Transport + ?Sized>(
     conn::serve(
         io,
         peer,
+        None,
         handler,
         &config.conn_config(false),
         ServerState {
@@ -255,7 +254,7 @@ impl std::os::fd::AsFd for Server {
 #[derive(Clone)]
 pub struct ServerHandle {
     serving: Arc<Serving>,
-    lot: Option<Arc<Lot<Tracked>>>,
+    lot: Option<Arc<Lot<park::Kept>>>,
 }
 
 impl std::fmt::Debug for ServerHandle {

@@ -13,7 +13,8 @@
 //!
 //! The connection keeps its slot and registration (`Tracked`) while
 //! parked, so limits and shutdown see it as open: shutdown ends its read
-//! side like any other, which wakes it here, and it is closed.
+//! side like any other, which wakes it here, and it is closed. A TLS
+//! connection parks its rustls session beside the socket (`Session`).
 //!
 //! [`Config::release_idle_after`]: crate::Config::release_idle_after
 
@@ -30,7 +31,7 @@ use crate::engine::Parking;
 use crate::sys::{self, Epoll};
 
 use super::accept::ServeConnection;
-use super::registry::{Serving, Tracked};
+use super::registry::{Serving, Session, Tracked};
 
 /// How often the lot's thread looks at the server even with nothing to do.
 const TICK: Duration = Duration::from_millis(250);
@@ -158,26 +159,47 @@ impl<T> Lot<T> {
     }
 }
 
+/// What a parked connection keeps besides its socket: its slot, dropped
+/// first (see [`Parked::token`]), and its TLS session if any.
+pub(crate) struct Kept {
+    tracked: Tracked,
+    session: Session,
+}
+
+/// Closes a parked connection: `close_notify` for TLS, then the slot is
+/// given back, then the socket closed.
+fn close(parked: Parked<Kept>) {
+    let Parked {
+        token: Kept { tracked, session },
+        stream,
+        ..
+    } = parked;
+    session.close(&stream);
+    drop(tracked);
+    drop(stream);
+}
+
 /// Serves a connection on the current coroutine until it closes, or until
 /// it is idle long enough to park in its lot, where it outlives the
 /// coroutine until its next request. Without a lot (it could not be made),
 /// idle connections keep their coroutines.
 #[derive(Clone)]
 pub(crate) struct Parkable {
-    pub lot: Option<Arc<Lot<Tracked>>>,
+    pub lot: Option<Arc<Lot<Kept>>>,
 }
 
 impl<E: Parking> ServeConnection<E> for Parkable {
     fn serve(self, io: E::Stream, peer: SocketAddr, tracked: Tracked) {
-        serve_parkable::<E>(self.lot.as_ref(), io, peer, tracked);
+        serve_parkable::<E>(self.lot.as_ref(), io, peer, tracked, Session::default());
     }
 }
 
 fn serve_parkable<E: Parking>(
-    lot: Option<&Arc<Lot<Tracked>>>,
+    lot: Option<&Arc<Lot<Kept>>>,
     mut io: E::Stream,
     peer: SocketAddr,
     tracked: Tracked,
+    mut session: Session,
 ) {
     let serving = tracked.serving.clone();
     // If may abandons this coroutine (a handler overflowed its stack), `io`
@@ -200,7 +222,7 @@ fn serve_parkable<E: Parking>(
             }
         }),
     );
-    let ended = serving.serve(&mut io, peer, &tracked);
+    let ended = serving.serve(&mut io, peer, &tracked, &mut session);
     // No handler runs past this point: from here on the connection is
     // closed or parked (and outlives this coroutine) by the code below.
     E::disarm();
@@ -215,30 +237,31 @@ fn serve_parkable<E: Parking>(
             .idle_timeout
             .saturating_sub(serving.config.release_idle_after);
         let parked = Parked {
-            token: tracked,
+            token: Kept { tracked, session },
             stream: E::into_std(io),
             peer,
         };
         // One that cannot park is closed: it is idle, so nothing is lost.
         if let Err(parked) = lot.park(parked, idle) {
-            drop(parked);
+            close(parked);
         }
         return;
     }
     drop(tracked);
+    drop(session);
     drop(io);
 }
 
 /// The parking lot's thread: hands readable connections to new coroutines,
 /// closes expired ones, and closes all of them once the server is
 /// stopping. Ends when the server is gone.
-pub(crate) fn parking_thread<E: Parking>(lot: Arc<Lot<Tracked>>, serving: Weak<Serving>) {
+pub(crate) fn parking_thread<E: Parking>(lot: Arc<Lot<Kept>>, serving: Weak<Serving>) {
     loop {
         let Some(serving) = serving.upgrade() else {
             return;
         };
         if serving.is_stopping() {
-            drop(lot.drain());
+            lot.drain().into_iter().for_each(close);
         }
         for wake in lot.wait() {
             let parked = match wake {
@@ -246,19 +269,19 @@ pub(crate) fn parking_thread<E: Parking>(lot: Arc<Lot<Tracked>>, serving: Weak<S
                 // Expired, or the server is stopping: an idle connection
                 // is simply closed.
                 Wake::Ready(parked) | Wake::Expired(parked) => {
-                    drop(parked);
+                    close(parked);
                     continue;
                 }
             };
             let resumed = lot.clone();
             let spawned = E::spawn(serving.stack_bytes, move || {
                 let Parked {
-                    token,
+                    token: Kept { tracked, session },
                     stream,
                     peer,
                 } = parked;
                 match E::from_std(stream) {
-                    Ok(io) => serve_parkable::<E>(Some(&resumed), io, peer, token),
+                    Ok(io) => serve_parkable::<E>(Some(&resumed), io, peer, tracked, session),
                     Err(e) => log::warn!("cannot resume a parked connection: {e}"),
                 }
             });

@@ -17,6 +17,27 @@ use crate::transport::Transport;
 
 use super::config::Config;
 
+/// What an idle connection keeps besides its socket while it waits in the
+/// parking lot: its TLS session, when it speaks TLS. Plain HTTP keeps
+/// nothing.
+#[derive(Default)]
+pub(crate) struct Session {
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::Session>,
+}
+
+impl Session {
+    /// Closes a parked connection's session: TLS says `close_notify`.
+    pub(crate) fn close(self, stream: &std::net::TcpStream) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls {
+            tls.close_notify(stream);
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = stream;
+    }
+}
+
 /// A running server's shared state.
 pub(crate) struct Serving {
     pub addr: SocketAddr,
@@ -102,11 +123,14 @@ impl Serving {
 
     /// Serves one accepted connection: over TLS when the server has a TLS
     /// configuration, else plain HTTP. What both engines' connections run.
+    /// A connection that ends idle (to park) leaves in `session` what it
+    /// needs to go on, and gets it back there when it is served again.
     pub(crate) fn serve<T: Transport + ?Sized>(
         &self,
         io: &mut T,
         peer: SocketAddr,
         tracked: &Tracked,
+        session: &mut Session,
     ) -> Ended {
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.config.tls {
@@ -114,14 +138,17 @@ impl Serving {
                 io,
                 Some(peer),
                 tls,
+                &mut session.tls,
                 &*self.handler,
                 &self.conn,
                 self.state(tracked),
             );
         }
+        let _ = session;
         crate::conn::serve(
             io,
             Some(peer),
+            None,
             &*self.handler,
             &self.conn,
             self.state(tracked),
