@@ -4,8 +4,10 @@
 //! Needs Debian's `chromium` and `chromium-driver` packages. Without them the
 //! test fails when `CI` is set and is skipped (with a notice) otherwise.
 //!
-//! It also saves a screenshot of the listing to `target/listing.png`, and to
-//! `docs/listing.png` when `COSERVE_UPDATE_SCREENSHOT=1`.
+//! Two tests: the directory listing, and the bundled site (`html/`) over
+//! HTTPS with the test certificate's public key pinned. Each saves a
+//! screenshot to `target/` (`listing.png`, `https.png`), and to `docs/`
+//! when `COSERVE_UPDATE_SCREENSHOT=1`.
 
 use std::fs::{self, File};
 use std::net::TcpListener;
@@ -41,17 +43,26 @@ const TEXT_FILES: &[(&str, &str)] = &[
     ("README.md", "# Project\n\nRead me first."),
 ];
 
+/// Whether Chromium and chromedriver are installed. Without them, panics
+/// when `CI` is set, else prints a notice that `test` is skipped.
+fn browser_installed(test: &str) -> bool {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return true;
+    }
+    let msg = format!(
+        "the browser test needs {CHROMIUM} and {CHROMEDRIVER}: \
+         apt-get install -y chromium chromium-driver"
+    );
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg}");
+    }
+    eprintln!("skipping {test}: {msg}");
+    false
+}
+
 #[test]
 fn listing_in_a_browser() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        let msg = format!(
-            "the browser test needs {CHROMIUM} and {CHROMEDRIVER}: \
-             apt-get install -y chromium chromium-driver"
-        );
-        if std::env::var_os("CI").is_some() {
-            panic!("{msg}");
-        }
-        eprintln!("skipping listing_in_a_browser: {msg}");
+    if !browser_installed("listing_in_a_browser") {
         return;
     }
 
@@ -59,7 +70,7 @@ fn listing_in_a_browser() {
     // shuts down.
     let server = listing_server(make_tree());
     let base = format!("http://{}/", server.addr);
-    let driver = Driver::start();
+    let driver = Driver::start(&[]);
 
     // The root listing.
     driver.goto(&base);
@@ -68,7 +79,7 @@ fn listing_in_a_browser() {
         driver.text(&driver.find("css selector", "h1")),
         "Index of /"
     );
-    save_screenshot(&driver.screenshot());
+    save_screenshot("listing.png", &driver.screenshot());
 
     let source = driver.source();
     assert!(!source.contains("secret"), "a dotfile is listed: {source}");
@@ -186,19 +197,131 @@ fn set_mtime(path: &Path, secs: u64) {
         .unwrap();
 }
 
-/// Writes the screenshot to `target/listing.png`, and to `docs/listing.png`
-/// when `COSERVE_UPDATE_SCREENSHOT=1`.
-fn save_screenshot(png: &[u8]) {
+#[test]
+fn the_bundled_site_over_https_with_the_key_pinned() {
+    if !browser_installed("the_bundled_site_over_https_with_the_key_pinned") {
+        return;
+    }
+
+    // Two certificates for localhost, each signed by a test CA of its own
+    // that Chromium does not trust; only the first one's key is pinned.
+    let certs = tempfile::tempdir().unwrap();
+    for prefix in ["pinned-", "other-"] {
+        crate::tls::make_named(certs.path(), prefix, &["localhost", "127.0.0.1"]);
+    }
+    let pin = spki_sha256_base64(certs.path(), "pinned-");
+    assert_ne!(pin, spki_sha256_base64(certs.path(), "other-"));
+    // Declared before the driver, so the browser is gone before the servers
+    // shut down.
+    let pinned = https_site(certs.path(), "pinned-");
+    let other = https_site(certs.path(), "other-");
+    let driver = Driver::start(&[format!("--ignore-certificate-errors-spki-list={pin}")]);
+
+    let base = format!("https://localhost:{}/", pinned.addr.port());
+    driver.goto(&base);
+    assert_eq!(driver.current_url(), base);
+    assert_eq!(driver.title(), "Welcome to coserve");
+    let page = driver.script(
+        "const nav = performance.getEntriesByType('navigation')[0];
+         const img = document.images[0];
+         const sheet = document.styleSheets[0];
+         return {
+             protocol: location.protocol,
+             status: nav.responseStatus,
+             alpn: nav.nextHopProtocol,
+             images: document.images.length,
+             img: [new URL(img.src).pathname, img.complete, img.naturalWidth, img.naturalHeight],
+             sheets: document.styleSheets.length,
+             sheet: [new URL(sheet.href).pathname, sheet.cssRules.length > 0],
+             fontSize: getComputedStyle(document.body).fontSize,
+             maxWidth: getComputedStyle(document.querySelector('main')).maxWidth,
+             resources: performance.getEntriesByType('resource')
+                 .map(e => [new URL(e.name).pathname, e.initiatorType, e.responseStatus]),
+         };",
+    );
+    assert_eq!(page["protocol"], "https:", "{page}");
+    assert_eq!(page["status"], 200, "{page}");
+    assert_eq!(page["alpn"], "http/1.1", "{page}");
+    // The one image is the logo, decoded at its own size (128 by 128).
+    assert_eq!(page["images"], 1, "{page}");
+    assert_eq!(page["img"], json!(["/logo.png", true, 128, 128]), "{page}");
+    // The one stylesheet loaded and applies: html/style.css sets the body
+    // to 17px (the default is 16px) and main's max-width to 42rem.
+    assert_eq!(page["sheets"], 1, "{page}");
+    assert_eq!(page["sheet"], json!(["/style.css", true]), "{page}");
+    assert_eq!(page["fontSize"], "17px", "{page}");
+    assert_eq!(page["maxWidth"], "672px", "{page}");
+    // Every resource the page fetched came back 200: the stylesheet and
+    // the logo (as the image, and maybe again as the icon), nothing else.
+    let resources = page["resources"].as_array().expect("an array");
+    assert!(resources.iter().all(|r| r[2] == 200), "{page}");
+    let mut paths: Vec<&str> = resources.iter().filter_map(|r| r[0].as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    assert_eq!(paths, ["/logo.png", "/style.css"], "{page}");
+    save_screenshot("https.png", &driver.screenshot());
+
+    // The same site behind a certificate whose key is not pinned: Chromium
+    // refuses it and shows its interstitial instead of the page.
+    let unpinned = format!("https://localhost:{}/", other.addr.port());
+    driver.goto(&unpinned);
+    let title = driver.title();
+    let body = driver.body_text();
+    assert_ne!(title, "Welcome to coserve", "{body}");
+    assert!(
+        body.contains("ERR_CERT_AUTHORITY_INVALID"),
+        "{unpinned}: {title}: {body}"
+    );
+}
+
+/// The bundled site, `html/`, served over HTTPS on 127.0.0.1:0 with
+/// `{prefix}cert.pem` and `{prefix}key.pem` from `dir`.
+fn https_site(dir: &Path, prefix: &str) -> TestServer {
+    let tls = coserve::TlsConfig::from_pem_files(
+        dir.join(format!("{prefix}cert.pem")),
+        dir.join(format!("{prefix}key.pem")),
+    )
+    .unwrap();
+    let html = Path::new(env!("CARGO_MANIFEST_DIR")).join("html");
+    start_files(html, test_config().tls(Some(tls)), test_files())
+}
+
+/// What Chromium's `--ignore-certificate-errors-spki-list` takes for the
+/// certificate `{prefix}cert.pem` in `dir`: the base64 of the SHA-256 of
+/// its SubjectPublicKeyInfo (DER), taken from the key, `{prefix}key.pem`.
+fn spki_sha256_base64(dir: &Path, prefix: &str) -> String {
+    use base64::Engine as _;
+    use rcgen::PublicKeyData as _;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    use sha2::{Digest as _, Sha256};
+
+    let key = fs::read_to_string(dir.join(format!("{prefix}key.pem"))).unwrap();
+    let spki = rcgen::KeyPair::from_pem(&key)
+        .unwrap()
+        .subject_public_key_info();
+    // The certificate holds that same SubjectPublicKeyInfo.
+    let cert = CertificateDer::from_pem_file(dir.join(format!("{prefix}cert.pem"))).unwrap();
+    assert!(
+        cert.windows(spki.len()).any(|w| w == spki),
+        "{prefix}cert.pem does not hold {prefix}key.pem's public key"
+    );
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&spki))
+}
+
+/// Writes the screenshot to `target/{name}`, and to `docs/{name}` when
+/// `COSERVE_UPDATE_SCREENSHOT=1`.
+fn save_screenshot(name: &str, png: &[u8]) {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .expect("the target directory")
-        .join("listing.png");
+        .join(name);
     fs::write(&target, png).unwrap();
     if std::env::var("COSERVE_UPDATE_SCREENSHOT").as_deref() == Ok("1") {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
         fs::create_dir_all(&docs).unwrap();
-        fs::write(docs.join("listing.png"), png).unwrap();
+        fs::write(docs.join(name), png).unwrap();
     }
 }
 
@@ -290,8 +413,9 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    /// Starts chromedriver, waits until it is ready and opens a session.
-    fn start() -> Driver {
+    /// Starts chromedriver, waits until it is ready and opens a session in
+    /// a Chromium started with the harness's flags and `extra_args`.
+    fn start(extra_args: &[String]) -> Driver {
         let tmp = tempfile::tempdir().unwrap();
         let log = tmp.path().join("chromedriver.log");
         // The port may be taken again before chromedriver binds it; then
@@ -311,26 +435,31 @@ impl Driver {
             _tmp: tmp,
         };
         let profile = driver._tmp.path().join("profile");
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-proxy-server",
+            "--window-size=1000,720",
+            "--force-device-scale-factor=1",
+            "--hide-scrollbars",
+        ]
+        .map(String::from)
+        .into();
+        // Chromium honours `--ignore-certificate-errors-spki-list` only
+        // with a `--user-data-dir`.
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend_from_slice(extra_args);
         let caps = json!({"capabilities": {"alwaysMatch": {
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-proxy-server",
-                    "--window-size=1000,720",
-                    "--force-device-scale-factor=1",
-                    "--hide-scrollbars",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            },
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+            // Certificate errors stay errors (the default, said outright).
+            "acceptInsecureCerts": false,
             "timeouts": {"implicit": 0, "pageLoad": 20_000, "script": 10_000},
         }}});
         let value = driver.call("POST", "/session", Some(caps));
@@ -439,6 +568,15 @@ impl Driver {
     /// The rendered text of the page's body.
     fn body_text(&self) -> String {
         self.text(&self.find("css selector", "body"))
+    }
+
+    /// Runs `script` (a function body) in the page; what it returns.
+    fn script(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
     }
 
     /// A PNG of the viewport.
