@@ -457,6 +457,26 @@ pub(crate) fn serve<T: Transport + ?Sized>(
     Ended::Closed
 }
 
+/// Answers a connection over a limit: the handshake (within `limit`), then
+/// `refusal` (a whole response), close_notify, and the client's close.
+pub(crate) fn refuse<T: Transport + ?Sized>(
+    io: &mut T,
+    tls: &TlsConfig,
+    refusal: &[u8],
+    limit: Duration,
+) {
+    let Some(conn) = handshake(io, tls, limit) else {
+        return;
+    };
+    let mut stream = TlsStream { conn, io };
+    if stream.set_write_timeout(Some(limit)).is_ok()
+        && stream.write_all(refusal).is_ok()
+        && stream.flush().is_ok()
+    {
+        crate::transport::close_gracefully(&mut stream, limit, 64 * 1024);
+    }
+}
+
 /// What handlers see of a connection's TLS ([`crate::Request::tls`]).
 fn info(conn: &rustls::ServerConnection) -> TlsInfo {
     let version = match conn.protocol_version() {

@@ -365,6 +365,39 @@ crate::engine_tests! {
         assert_eq!(crate::util::request(&plain, "GET", "/", &[]).text(), "plain");
     }
 
+    /// A connection over the cap (overall, or per client address) gets its
+    /// 503 over TLS, after a handshake, with close_notify; the others are
+    /// served, and a freed slot is taken again.
+    #[test]
+    fn connections_over_the_caps_get_a_503_over_tls() {
+        for per_ip in [false, true] {
+            let (server, ca) = tls_site_with(|c| {
+                if per_ip {
+                    c.max_connections_per_ip(Some(1))
+                } else {
+                    c.max_connections(1)
+                }
+            });
+            let config = client_config(&ca, BOTH);
+            let mut first = connect(server.addr, config.clone());
+            assert_eq!(get(&mut first, "/", "").status, 200);
+            let mut over = connect(server.addr, config.clone());
+            let r = read_response(&mut over, false);
+            assert_eq!((r.status, r.header("retry-after")), (503, Some("1")));
+            let mut rest = Vec::new();
+            over.read_to_end(&mut rest).expect("a clean close_notify");
+            assert!(rest.is_empty());
+            assert_eq!(get(&mut first, "/", "").status, 200);
+            drop(first);
+            let freed = crate::util::eventually(Duration::from_secs(10), || {
+                server.handle.active_connections() == 0
+            });
+            assert!(freed);
+            let mut again = connect(server.addr, config);
+            assert_eq!(get(&mut again, "/", "").status, 200);
+        }
+    }
+
     /// A client that stops half-way through its ClientHello is closed at
     /// the header timeout, and others are served meanwhile.
     #[test]

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use crate::engine::Engine;
 use crate::response::{ConnectionField, Response, write_head};
 use crate::status::StatusCode;
-use crate::transport::{Transport, close_gracefully};
+use crate::transport::Transport;
 
 use super::registry::{Serving, Session, Tracked};
 
@@ -189,24 +189,31 @@ fn refusal() -> BytesMut {
 /// Answers a connection over a limit with 503 and closes it. Normally that
 /// happens on a small flow of control of its own, which drains what the
 /// client sent so that the close is a FIN, not a reset that could destroy
-/// the 503; the accept loop never waits on a client. Past a bound on those
-/// (a flood), the 503 is written at once and the socket closed: a fresh
-/// socket's buffer always takes it without waiting.
+/// the 503; the accept loop never waits on a client. Over TLS the 503
+/// follows a handshake, bounded by a second, on that flow of control.
+/// Past a bound on those (a flood), the 503 is written at once and the
+/// socket closed: a fresh socket's buffer always takes it without waiting;
+/// a TLS client is only closed (it could not read a plaintext 503).
 fn reject<E: Engine>(mut io: E::Stream, serving: &Arc<Serving>) {
     const MAX_REJECTING: usize = 2048;
     if serving.rejecting.fetch_add(1, Ordering::AcqRel) >= MAX_REJECTING {
         serving.rejecting.fetch_sub(1, Ordering::AcqRel);
-        let _ = io.set_write_timeout(Some(Duration::from_millis(10)));
-        let _ = io.write_all(&refusal());
-        let _ = io.shutdown_write();
+        if !serving.is_tls() {
+            let _ = io.set_write_timeout(Some(Duration::from_millis(10)));
+            let _ = io.write_all(&refusal());
+            let _ = io.shutdown_write();
+        }
         return;
     }
     let rejecting = serving.clone();
-    let spawned = E::spawn(32 * 1024, move || {
-        let second = Duration::from_secs(1);
-        if io.set_write_timeout(Some(second)).is_ok() && io.write_all(&refusal()).is_ok() {
-            close_gracefully(&mut io, second, 64 * 1024);
-        }
+    // A TLS handshake needs a connection's stack.
+    let stack = if serving.is_tls() {
+        serving.stack_bytes
+    } else {
+        32 * 1024
+    };
+    let spawned = E::spawn(stack, move || {
+        rejecting.refuse(&mut io, &refusal());
         drop(io);
         rejecting.rejecting.fetch_sub(1, Ordering::AcqRel);
     });

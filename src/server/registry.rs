@@ -155,6 +155,29 @@ impl Serving {
         )
     }
 
+    /// Sends `refusal` (a whole response) to a connection over a limit and
+    /// closes it, over TLS when the server speaks TLS; a second for each
+    /// step (the handshake, the write, the client's close).
+    pub(crate) fn refuse<T: Transport + ?Sized>(&self, io: &mut T, refusal: &[u8]) {
+        let second = Duration::from_secs(1);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.config.tls {
+            crate::tls::refuse(io, tls, refusal, second);
+            return;
+        }
+        if io.set_write_timeout(Some(second)).is_ok() && io.write_all(refusal).is_ok() {
+            crate::transport::close_gracefully(io, second, 64 * 1024);
+        }
+    }
+
+    /// Whether connections speak TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.config.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
