@@ -230,13 +230,21 @@ fn valid_for(ck: &CertifiedKey, name: &rustls::pki_types::ServerName<'_>) -> boo
     })
 }
 
-/// Reads every pair, each key checked against its certificate.
+/// Reads every pair, each key checked against its certificate. A
+/// certificate that has expired or is not valid yet is served all the same
+/// (a clock may be wrong; a renewal may be on its way), with a warning.
 fn load(files: &[(PathBuf, PathBuf)]) -> Result<Vec<Arc<CertifiedKey>>, TlsError> {
     let provider = our_provider();
     files
         .iter()
         .map(|(cert, key)| {
             let chain = read_chain(cert)?;
+            if let Some(problem) = chain
+                .first()
+                .and_then(|leaf| validity_problem(leaf, now_unix()))
+            {
+                log::warn!("certificate {}: {problem}", cert.display());
+            }
             let key_der = read_key(key)?;
             CertifiedKey::from_der(chain, key_der, &provider)
                 .map(Arc::new)
@@ -255,6 +263,160 @@ fn load(files: &[(PathBuf, PathBuf)]) -> Result<Vec<Arc<CertifiedKey>>, TlsError
                 })
         })
         .collect()
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// What is wrong with a certificate's validity period at `now` (Unix
+/// seconds): expired, or not valid yet. `None` if it is valid then, or if
+/// the period cannot be read (rustls has accepted the certificate, and
+/// clients judge the period themselves).
+fn validity_problem(cert: &[u8], now: i64) -> Option<String> {
+    let (not_before, not_after) = der::validity(cert)?;
+    if now > not_after {
+        Some(format!(
+            "expired on {}: clients will refuse it",
+            der::Utc(not_after)
+        ))
+    } else if now < not_before {
+        Some(format!(
+            "not valid until {}: clients will refuse it until then",
+            der::Utc(not_before)
+        ))
+    } else {
+        None
+    }
+}
+
+/// Just enough DER to read an X.509 certificate's validity period.
+mod der {
+    use std::fmt;
+
+    /// The next element of `input`: its tag, its contents, and what
+    /// follows it.
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |len, &b| (len << 8) | usize::from(b));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+
+    /// `notBefore` and `notAfter`, in Unix seconds.
+    pub(super) fn validity(cert: &[u8]) -> Option<(i64, i64)> {
+        const SEQUENCE: u8 = 0x30;
+        let (SEQUENCE, cert, _) = element(cert)? else {
+            return None;
+        };
+        let (SEQUENCE, mut tbs, _) = element(cert)? else {
+            return None;
+        };
+        // [0] version (optional), serial number, signature algorithm,
+        // issuer, then the validity.
+        if tbs.first() == Some(&0xa0) {
+            tbs = element(tbs)?.2;
+        }
+        for _ in 0..3 {
+            tbs = element(tbs)?.2;
+        }
+        let (SEQUENCE, validity, _) = element(tbs)? else {
+            return None;
+        };
+        let (tag, not_before, rest) = element(validity)?;
+        let not_before = time(tag, not_before)?;
+        let (tag, not_after, _) = element(rest)?;
+        Some((not_before, time(tag, not_after)?))
+    }
+
+    /// A UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`),
+    /// as RFC 5280 allows them, in Unix seconds.
+    fn time(tag: u8, text: &[u8]) -> Option<i64> {
+        let digits = |s: &[u8]| -> Option<i64> {
+            s.iter().try_fold(0i64, |n, &b| {
+                b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+            })
+        };
+        let (year, rest) = match (tag, text.len()) {
+            (0x17, 13) => {
+                let yy = digits(&text[..2])?;
+                (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
+            }
+            (0x18, 15) => (digits(&text[..4])?, &text[4..]),
+            _ => return None,
+        };
+        if rest[10] != b'Z' {
+            return None;
+        }
+        let field = |i: usize| digits(&rest[i..i + 2]);
+        let (month, day) = (field(0)?, field(2)?);
+        let (hour, minute, second) = (field(4)?, field(6)?, field(8)?);
+        if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+            return None;
+        }
+        Some(days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second)
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard
+    /// Hinnant's algorithm).
+    fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (month + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    /// Unix seconds, shown as a UTC date and time.
+    pub(super) struct Utc(pub i64);
+
+    impl fmt::Display for Utc {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let t = httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(self.0.max(0).unsigned_abs()),
+            );
+            f.write_str(&t)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn dates_count_days_from_the_epoch() {
+            assert_eq!(days_from_civil(1970, 1, 1), 0);
+            assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+            assert_eq!(time(0x17, b"491231235959Z"), Some(2_524_607_999));
+            assert_eq!(time(0x17, b"500101000000Z"), Some(-631_152_000));
+            assert_eq!(time(0x18, b"20261206120000Z"), Some(1_796_558_400));
+            assert_eq!(time(0x18, b"2026120612000Z"), None);
+            assert_eq!(time(0x17, b"261306120000Z"), None);
+        }
+
+        #[test]
+        fn short_or_broken_der_is_none() {
+            assert_eq!(validity(b""), None);
+            assert_eq!(validity(b"\x30\x82\xff"), None);
+            assert_eq!(validity(b"\x30\x03\x30\x01\x00"), None);
+        }
+    }
 }
 
 /// aws-lc-rs with coserve's key exchange order.
@@ -587,5 +749,43 @@ impl Handler for RedirectToHttps {
             Some(url) => crate::Response::redirect(crate::StatusCode::PERMANENT_REDIRECT, &url),
             None => crate::Response::error(crate::StatusCode::BAD_REQUEST),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate valid from `not_before` to `not_after`.
+    fn cert(not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> (Vec<u8>, i64, i64) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let (from, to) = (
+            params.not_before.unix_timestamp(),
+            params.not_after.unix_timestamp(),
+        );
+        let cert = params.self_signed(&key).unwrap();
+        (cert.der().to_vec(), from, to)
+    }
+
+    #[test]
+    fn the_validity_period_is_read_from_the_certificate() {
+        // UTCTime before 2050, GeneralizedTime from 2050 on.
+        let (der, from, to) = cert((2020, 2, 29), (2051, 7, 1));
+        assert_eq!(der::validity(&der), Some((from, to)));
+        assert_eq!(validity_problem(&der, from + 1), None);
+        assert_eq!(validity_problem(&der, to), None);
+        let expired = validity_problem(&der, to + 1).unwrap();
+        assert!(
+            expired.starts_with("expired on Sat, 01 Jul 2051 00:00:00 GMT"),
+            "{expired}"
+        );
+        let early = validity_problem(&der, from - 1).unwrap();
+        assert!(
+            early.starts_with("not valid until Sat, 29 Feb 2020 00:00:00 GMT"),
+            "{early}"
+        );
     }
 }

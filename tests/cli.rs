@@ -1405,3 +1405,40 @@ fn redirect_http_sends_plain_http_to_https() {
     let (status, stderr, _) = server.finish();
     assert!(status.success(), "{status:?}; stderr: {stderr:?}");
 }
+
+/// An expired certificate is served all the same (the clock may be wrong,
+/// a renewal may be on its way), with a warning at start that names the
+/// file and the date.
+#[test]
+fn an_expired_certificate_is_served_with_a_warning() {
+    let site = make_site();
+    let certs = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2002, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_pem, key_pem) = (certs.path().join("old.pem"), certs.path().join("old.key"));
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    let mut server = Coserve::serve(
+        site.path(),
+        &[
+            "-q",
+            "--tls-cert",
+            cert_pem.to_str().unwrap(),
+            "--tls-key",
+            key_pem.to_str().unwrap(),
+        ],
+    );
+    assert!(server.stdout_line().starts_with("Serving HTTPS on"));
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(status.success(), "{status:?}; stderr: {stderr:?}");
+    let warning = stderr.lines().next().unwrap_or_default();
+    assert!(
+        warning.starts_with("coserve: WARN: certificate ")
+            && warning.contains("old.pem: expired on Tue, 01 Jan 2002 00:00:00 GMT"),
+        "{stderr:?}"
+    );
+}
