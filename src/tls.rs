@@ -40,12 +40,6 @@ use crate::handler::Handler;
 use crate::request::TlsInfo;
 use crate::transport::Transport;
 
-/// The smallest coroutine stack a TLS server accepts: a handshake with
-/// aws-lc-rs touches 21.5-22.5 KiB of it (measured with
-/// `--cfg coserve_stack_report`, TLS 1.3 and 1.2), against about 9 KiB
-/// for plain HTTP.
-pub(crate) const MIN_STACK: usize = 32 * 1024;
-
 /// A TLS configuration for a [`Server`](crate::Server)
 /// ([`Config::tls`](crate::Config::tls)): a certificate chain and its key
 /// read from PEM files, or any `rustls::ServerConfig`.
@@ -183,6 +177,19 @@ impl TlsConfig {
             certs: None,
         }
     }
+
+    /// The smallest coroutine stack a TLS server accepts
+    /// ([`Runtime::stack_size`](crate::Runtime::stack_size)), about twice
+    /// what a handshake uses: 20.5 KiB (TLS 1.3) and 21.5 KiB (TLS 1.2) in
+    /// release builds, 63 and 70 KiB in debug builds, against about 9 KiB
+    /// for plain HTTP, as `scripts/bench/stack_use.sh` (built with
+    /// `--cfg coserve_stack_report`) reports it. A smaller stack makes
+    /// [`Server::spawn`](crate::Server::spawn) fail.
+    pub const MIN_STACK_SIZE: usize = if cfg!(debug_assertions) {
+        160 * 1024
+    } else {
+        48 * 1024
+    };
 
     /// Runs one handshake in memory, so that the provider's lazy statics
     /// (CPU feature detection, aws-lc's initialisation) are built on the

@@ -94,11 +94,12 @@ impl Coserve {
         }
     }
 
-    /// Reads the startup line and returns the address it announces.
+    /// Reads the startup line and returns the address it announces (HTTP
+    /// or HTTPS).
     fn announced_addr(&self) -> SocketAddr {
         let line = self.stdout_line();
         let re = Regex::new(
-            r"^Serving HTTP on 127\.0\.0\.1 port (\d+) \(http://127\.0\.0\.1:(\d+)/\) \.\.\.$",
+            r"^Serving HTTPS? on 127\.0\.0\.1 port (\d+) \(https?://127\.0\.0\.1:(\d+)/\) \.\.\.$",
         )
         .unwrap();
         let caps = re
@@ -1439,6 +1440,83 @@ fn an_expired_certificate_is_served_with_a_warning() {
     assert!(
         warning.starts_with("coserve: WARN: certificate ")
             && warning.contains("old.pem: expired on Tue, 01 Jan 2002 00:00:00 GMT"),
+        "{stderr:?}"
+    );
+}
+
+/// The smallest stack a TLS server accepts is enough for its handshakes,
+/// TLS 1.3 (X25519MLKEM768, X25519, P-256) and 1.2 (X25519, P-256), then requests
+/// on the same connection; one byte less is refused at start.
+#[test]
+fn the_smallest_tls_stack_serves_handshakes() {
+    use rustls::crypto::aws_lc_rs::kx_group::{SECP256R1, X25519, X25519MLKEM768};
+    let site = make_site();
+    let certs = tempfile::tempdir().unwrap();
+    let ca = crate::tls::make_named(certs.path(), "", &["localhost"]);
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let min = coserve::TlsConfig::MIN_STACK_SIZE;
+    let args = |stack: usize| {
+        [
+            "--workers",
+            "1",
+            "--stack-size",
+            &stack.to_string(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ]
+        .map(String::from)
+    };
+    let smallest = args(min);
+    let smallest: Vec<&str> = smallest.iter().map(String::as_str).collect();
+    let mut server = Coserve::serve(site.path(), &smallest);
+    let addr = server.announced_addr();
+    for version in crate::tls::BOTH {
+        for group in [X25519MLKEM768, X25519, SECP256R1] {
+            // The hybrid is TLS 1.3's only.
+            if version.version == rustls::ProtocolVersion::TLSv1_2
+                && group.name() == X25519MLKEM768.name()
+            {
+                continue;
+            }
+            let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+            provider.kx_groups = vec![group];
+            let config = crate::tls::client_config_with(&ca, &[version], provider);
+            let mut tls = crate::tls::try_connect(addr, config, "localhost")
+                .unwrap_or_else(|e| panic!("{version:?} {:?}: {e}", group.name()));
+            for _ in 0..2 {
+                write!(
+                    tls,
+                    "GET /sub/page.html HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                )
+                .unwrap();
+                tls.flush().unwrap();
+                let r = crate::tls::read_response(&mut tls, false);
+                assert_eq!(r.status, 200, "{version:?} {:?}", group.name());
+            }
+        }
+    }
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr: {stderr:?}"
+    );
+    assert!(!stderr.contains("overflow"), "{stderr}");
+
+    let mut below = vec![
+        "0".to_string(),
+        "-b".into(),
+        "127.0.0.1".into(),
+        "-d".into(),
+    ];
+    below.push(site.path().to_str().unwrap().into());
+    below.extend(args(min - 8));
+    let (status, stderr, _) = run(below);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("TLS needs a coroutine stack of at least"),
         "{stderr:?}"
     );
 }

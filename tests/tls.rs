@@ -81,9 +81,18 @@ pub(crate) fn client_config(
     ca: &CertificateDer<'static>,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Arc<ClientConfig> {
+    client_config_with(ca, versions, rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// [`client_config`] with a provider of the test's own (key exchanges).
+pub(crate) fn client_config_with(
+    ca: &CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    provider: rustls::crypto::CryptoProvider,
+) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(provider);
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .unwrap()
@@ -121,8 +130,8 @@ pub(crate) fn try_connect(
 
 /// A response: status, header fields (names lowercased) and body.
 #[derive(Debug)]
-struct Resp {
-    status: u16,
+pub(crate) struct Resp {
+    pub status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -138,7 +147,7 @@ impl Resp {
 
 /// Reads one response framed by `Content-Length` (or none, for `HEAD`
 /// and `304`).
-fn read_response(r: &mut impl Read, head: bool) -> Resp {
+pub(crate) fn read_response(r: &mut impl Read, head: bool) -> Resp {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {

@@ -181,7 +181,8 @@ impl Config {
     /// connections park with their session like plain ones (coroutine
     /// engine, [`Config::release_idle_after`]). On the coroutine engine the
     /// handshake needs about 22 KiB of stack: a runtime whose stack is
-    /// under 32 KiB makes [`Server::spawn`](crate::Server::spawn) fail
+    /// under [`TlsConfig::MIN_STACK_SIZE`](crate::TlsConfig::MIN_STACK_SIZE)
+    /// makes [`Server::spawn`](crate::Server::spawn) fail
     /// (feature `tls`).
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: Option<crate::TlsConfig>) -> Config {

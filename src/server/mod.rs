@@ -138,13 +138,13 @@ impl Server {
         #[cfg(not(feature = "tls"))]
         let tls = false;
         #[cfg(feature = "tls")]
-        if tls && runtime.stack_bytes() < crate::tls::MIN_STACK {
+        if tls && runtime.stack_bytes() < crate::TlsConfig::MIN_STACK_SIZE {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "TLS needs a coroutine stack of at least {} bytes (the handshake uses about \
-                     22 KiB); the runtime's is {}",
-                    crate::tls::MIN_STACK,
+                    "TLS needs a coroutine stack of at least {} bytes (a handshake uses about \
+                     half of that); the runtime's is {}",
+                    crate::TlsConfig::MIN_STACK_SIZE,
                     runtime.stack_bytes()
                 ),
             ));
