@@ -14,6 +14,7 @@ use coserve::{
 /// A fast, safe HTTP/1.1 static-file server on may coroutines.
 #[derive(Debug, Parser)]
 #[command(name = "coserve", version, about)]
+#[command(group(clap::ArgGroup::new("https").args(["tls_cert", "tls_dir"]).multiple(true)))]
 pub struct Cli {
     /// Port to listen on; 0 picks a free port.
     #[arg(default_value_t = 8000)]
@@ -159,13 +160,23 @@ pub struct Cli {
     pub tls_cert: Vec<PathBuf>,
 
     /// The private key of the --tls-cert in the same position (PEM:
-    /// PKCS#8, RSA or EC).
+    /// PKCS#8, RSA or EC; encrypted PKCS#8 with --tls-password-file).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Vec<PathBuf>,
 
+    /// Serve HTTPS with every NAME.crt and NAME.key pair in this directory
+    /// (the first name in order is the default certificate); SIGHUP lists
+    /// it again.
+    #[arg(long, value_name = "DIR", conflicts_with = "tls_cert")]
+    pub tls_dir: Option<PathBuf>,
+
+    /// The password of encrypted keys: this file's first line.
+    #[arg(long, value_name = "FILE", requires = "https")]
+    pub tls_password_file: Option<PathBuf>,
+
     /// Also listen on this port for plain HTTP, and answer every request
     /// there with a 308 to the same host and path over HTTPS.
-    #[arg(long, value_name = "PORT", requires = "tls_cert")]
+    #[arg(long, value_name = "PORT", requires = "https")]
     pub redirect_http: Option<u16>,
 
     /// The TLS configuration `--tls-cert` and `--tls-key` made, once
@@ -210,6 +221,15 @@ pub struct Cli {
     /// Index file name for directories; repeatable [default: index.html].
     #[arg(long = "index", value_name = "NAME")]
     pub index: Vec<String>,
+}
+
+/// A password file's first line, without its line ending (as python's
+/// `http.server --tls-password-file` reads it).
+fn read_password(file: &std::path::Path) -> Result<Vec<u8>, String> {
+    let text =
+        std::fs::read(file).map_err(|e| format!("--tls-password-file {}: {e}", file.display()))?;
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    Ok(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
 }
 
 /// A stack size within the server's bounds (`MIN_STACK_SIZE` to
@@ -302,10 +322,11 @@ impl Cli {
             .tls(self.tls.clone())
     }
 
-    /// Reads `--tls-cert` and `--tls-key`, if given, into `self.tls`; the
-    /// error names the file and what is wrong with it.
+    /// Reads `--tls-cert` and `--tls-key` (or `--tls-dir`), with
+    /// `--tls-password-file`, if given, into `self.tls`; the error names
+    /// the file and what is wrong with it.
     pub fn load_tls(&mut self) -> Result<(), String> {
-        if self.tls_cert.is_empty() {
+        if self.tls_cert.is_empty() && self.tls_dir.is_none() {
             return Ok(());
         }
         if self.tls_cert.len() != self.tls_key.len() {
@@ -315,8 +336,18 @@ impl Cli {
                 self.tls_key.len()
             ));
         }
-        let pairs = self.tls_cert.iter().zip(&self.tls_key);
-        self.tls = Some(coserve::TlsConfig::from_pem_pairs(pairs).map_err(|e| e.to_string())?);
+        let password = match &self.tls_password_file {
+            Some(file) => Some(read_password(file)?),
+            None => None,
+        };
+        let tls = match &self.tls_dir {
+            Some(dir) => coserve::TlsConfig::from_pem_dir(dir, password.as_deref()),
+            None => {
+                let pairs = self.tls_cert.iter().zip(&self.tls_key);
+                coserve::TlsConfig::from_pem_pairs_with_password(pairs, password.as_deref())
+            }
+        };
+        self.tls = Some(tls.map_err(|e| e.to_string())?);
         Ok(())
     }
 

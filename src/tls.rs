@@ -77,6 +77,9 @@ pub enum TlsError {
     /// rustls refused the pair: most often, the key does not match the
     /// certificate.
     Refused(String),
+    /// The key is encrypted and no password was given, or the password
+    /// does not decrypt it.
+    Password(PathBuf, &'static str),
 }
 
 impl fmt::Display for TlsError {
@@ -92,10 +95,11 @@ impl fmt::Display for TlsError {
             }
             TlsError::NoKey(p) => write!(
                 f,
-                "{}: no PEM private key (PKCS#8, RSA or EC; not encrypted) in it",
+                "{}: no PEM private key (PKCS#8, RSA or EC) in it",
                 p.display()
             ),
             TlsError::Refused(why) => write!(f, "{why}"),
+            TlsError::Password(p, why) => write!(f, "{}: {why}", p.display()),
         }
     }
 }
@@ -119,6 +123,18 @@ impl TlsConfig {
     pub fn from_pem_pairs<C: AsRef<Path>, K: AsRef<Path>>(
         pairs: impl IntoIterator<Item = (C, K)>,
     ) -> Result<TlsConfig, TlsError> {
+        TlsConfig::from_pem_pairs_with_password(pairs, None)
+    }
+
+    /// [`TlsConfig::from_pem_pairs`], with the password of encrypted keys
+    /// (PKCS#8 `ENCRYPTED PRIVATE KEY`, as `openssl genpkey -aes256` and
+    /// OpenSSL 3's `req` without `-noenc` write them; PBES2 with PBKDF2 or
+    /// scrypt). Keys that are not encrypted are read as they are. The
+    /// password is kept for [`TlsConfig::reload`].
+    pub fn from_pem_pairs_with_password<C: AsRef<Path>, K: AsRef<Path>>(
+        pairs: impl IntoIterator<Item = (C, K)>,
+        password: Option<&[u8]>,
+    ) -> Result<TlsConfig, TlsError> {
         let files: Vec<(PathBuf, PathBuf)> = pairs
             .into_iter()
             .map(|(c, k)| (c.as_ref().to_path_buf(), k.as_ref().to_path_buf()))
@@ -126,9 +142,27 @@ impl TlsConfig {
         if files.is_empty() {
             return Err(TlsError::Refused("no certificate given".into()));
         }
-        let loaded = load(&files)?;
+        TlsConfig::from_source(Source::Pairs(files), password)
+    }
+
+    /// Every `NAME.crt` in `dir` with its `NAME.key`, as
+    /// [`TlsConfig::from_pem_pairs_with_password`] takes pairs: in order of
+    /// name, so the first name is the default certificate. A reload lists
+    /// the directory again, so a pair added later is picked up. Fails if a
+    /// `.crt` has no `.key`, or there is no pair at all.
+    pub fn from_pem_dir(
+        dir: impl AsRef<Path>,
+        password: Option<&[u8]>,
+    ) -> Result<TlsConfig, TlsError> {
+        TlsConfig::from_source(Source::Dir(dir.as_ref().to_path_buf()), password)
+    }
+
+    fn from_source(source: Source, password: Option<&[u8]>) -> Result<TlsConfig, TlsError> {
+        let password = password.map(Box::from);
+        let loaded = load(&source.pairs()?, password.as_deref())?;
         let certs = Arc::new(Certificates {
-            files,
+            source,
+            password,
             loaded: RwLock::new(Arc::new(loaded)),
         });
         let resolver: Arc<dyn ResolvesServerCert> = certs.clone();
@@ -157,7 +191,7 @@ impl TlsConfig {
         let Some(certs) = &self.certs else {
             return Ok(());
         };
-        let loaded = load(&certs.files)?;
+        let loaded = load(&certs.source.pairs()?, certs.password.as_deref())?;
         *certs.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
         Ok(())
     }
@@ -210,9 +244,49 @@ impl TlsConfig {
 /// The certificates read from files, chosen by SNI.
 #[derive(Debug)]
 struct Certificates {
-    files: Vec<(PathBuf, PathBuf)>,
+    source: Source,
+    /// For encrypted keys.
+    password: Option<Box<[u8]>>,
     /// Swapped whole by a reload; read (never across I/O) by handshakes.
     loaded: RwLock<Arc<Vec<Arc<CertifiedKey>>>>,
+}
+
+/// Where the certificate and key files are.
+#[derive(Debug)]
+enum Source {
+    /// These pairs.
+    Pairs(Vec<(PathBuf, PathBuf)>),
+    /// Every `NAME.crt` and `NAME.key` in a directory, listed at each load.
+    Dir(PathBuf),
+}
+
+impl Source {
+    /// The (certificate, key) pairs, in order.
+    fn pairs(&self) -> Result<Vec<(PathBuf, PathBuf)>, TlsError> {
+        let dir = match self {
+            Source::Pairs(pairs) => return Ok(pairs.clone()),
+            Source::Dir(dir) => dir,
+        };
+        let mut certs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| TlsError::Read(dir.clone(), e))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "crt"))
+            .collect();
+        certs.sort();
+        if certs.is_empty() {
+            return Err(TlsError::Refused(format!(
+                "{}: no NAME.crt and NAME.key pairs in it",
+                dir.display()
+            )));
+        }
+        Ok(certs
+            .into_iter()
+            .map(|cert| {
+                let key = cert.with_extension("key");
+                (cert, key)
+            })
+            .collect())
+    }
 }
 
 impl ResolvesServerCert for Certificates {
@@ -240,7 +314,10 @@ fn valid_for(ck: &CertifiedKey, name: &rustls::pki_types::ServerName<'_>) -> boo
 /// Reads every pair, each key checked against its certificate. A
 /// certificate that has expired or is not valid yet is served all the same
 /// (a clock may be wrong; a renewal may be on its way), with a warning.
-fn load(files: &[(PathBuf, PathBuf)]) -> Result<Vec<Arc<CertifiedKey>>, TlsError> {
+fn load(
+    files: &[(PathBuf, PathBuf)],
+    password: Option<&[u8]>,
+) -> Result<Vec<Arc<CertifiedKey>>, TlsError> {
     let provider = our_provider();
     files
         .iter()
@@ -252,7 +329,7 @@ fn load(files: &[(PathBuf, PathBuf)]) -> Result<Vec<Arc<CertifiedKey>>, TlsError
             {
                 log::warn!("certificate {}: {problem}", cert.display());
             }
-            let key_der = read_key(key)?;
+            let key_der = read_key(key, password)?;
             CertifiedKey::from_der(chain, key_der, &provider)
                 .map(Arc::new)
                 .map_err(|e| {
@@ -456,10 +533,46 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(chain)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let file = File::open(path).map_err(|e| TlsError::Read(path.into(), e))?;
-    PrivateKeyDer::from_pem_reader(io::BufReader::new(file))
-        .map_err(|_| TlsError::NoKey(path.into()))
+/// The first private key in a PEM file, decrypted with `password` if it is
+/// an encrypted PKCS#8 key.
+fn read_key(path: &Path, password: Option<&[u8]>) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let text = std::fs::read(path).map_err(|e| TlsError::Read(path.into(), e))?;
+    if let Ok(key) = PrivateKeyDer::from_pem_slice(&text) {
+        return Ok(key);
+    }
+    let text = String::from_utf8_lossy(&text);
+    // OpenSSL's older "traditional" encryption (`Proc-Type: 4,ENCRYPTED`).
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(TlsError::Password(
+            path.into(),
+            "a key in OpenSSL's legacy encrypted format: convert it with \
+             `openssl pkcs8 -topk8 -in OLD -out NEW` (PKCS#8 encryption)",
+        ));
+    }
+    let Some(start) = text.find("-----BEGIN ENCRYPTED PRIVATE KEY-----") else {
+        return Err(TlsError::NoKey(path.into()));
+    };
+    let Some(password) = password else {
+        return Err(TlsError::Password(
+            path.into(),
+            "the key is encrypted: give its password (--tls-password-file)",
+        ));
+    };
+    let end = "-----END ENCRYPTED PRIVATE KEY-----";
+    let pem = match text[start..].find(end) {
+        Some(at) => &text[start..start + at + end.len()],
+        None => return Err(TlsError::NoKey(path.into())),
+    };
+    let wrong = || TlsError::Password(path.into(), "cannot decrypt the key: wrong password?");
+    let (_, doc) =
+        pkcs8::SecretDocument::from_pem(pem).map_err(|_| TlsError::NoKey(path.into()))?;
+    let encrypted = pkcs8::EncryptedPrivateKeyInfoRef::try_from(doc.as_bytes())
+        .map_err(|_| TlsError::NoKey(path.into()))?;
+    let decrypted = encrypted.decrypt(password).map_err(|_| wrong())?;
+    // A wrong password can decrypt to padding that happens to check out,
+    // and then to bytes that are no key.
+    pkcs8::PrivateKeyInfoRef::try_from(decrypted.as_bytes()).map_err(|_| wrong())?;
+    Ok(PrivateKeyDer::Pkcs8(decrypted.as_bytes().to_vec().into()))
 }
 
 /// A TLS connection over a transport, itself a [`Transport`].

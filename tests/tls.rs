@@ -558,3 +558,119 @@ fn the_redirect_keeps_host_path_and_query_and_swaps_the_port() {
     );
     assert_eq!(at(443, "GET / HTTP/1.0\r\n\r\n"), None);
 }
+
+/// `key.pem` of `dir` (from [`make_named`]) encrypted with `password` as
+/// OpenSSL 3 encrypts keys (PKCS#8, PBES2: PBKDF2-SHA256 and AES-256-CBC).
+pub(crate) fn encrypt_key(dir: &Path, prefix: &str, password: &str) {
+    use pkcs8::der::pem::LineEnding;
+    let path = dir.join(format!("{prefix}key.pem"));
+    let pem = std::fs::read_to_string(&path).unwrap();
+    let (_, doc) = pkcs8::SecretDocument::from_pem(&pem).unwrap();
+    let info = pkcs8::PrivateKeyInfoRef::try_from(doc.as_bytes()).unwrap();
+    let params = pkcs8::pkcs5::pbes2::Parameters::generate_pbkdf2_sha256_aes256cbc(
+        2048,
+        b"sixteen byte salt",
+        [7; 16],
+    )
+    .unwrap();
+    let encrypted = info.encrypt_with_params(params, password).unwrap();
+    let pem = encrypted
+        .to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)
+        .unwrap();
+    std::fs::write(&path, pem.as_bytes()).unwrap();
+}
+
+/// An encrypted key is read with its password; without one, with a wrong
+/// one, or in OpenSSL's legacy format, the error says so and names the file.
+#[test]
+fn encrypted_keys_need_their_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certificates(dir.path());
+    encrypt_key(dir.path(), "", "correct horse");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let with = |password: Option<&str>| {
+        TlsConfig::from_pem_pairs_with_password([(&cert, &key)], password.map(str::as_bytes))
+    };
+    let tls = with(Some("correct horse")).unwrap();
+    let server = start_site(|c, f| (c.tls(Some(tls)), f));
+    let mut conn = connect(server.addr, client_config(&ca, BOTH));
+    assert_eq!(get(&mut conn, "/", "").status, 200);
+    for (password, why) in [
+        (None, "the key is encrypted"),
+        (Some("wrong"), "wrong password"),
+        (Some(""), "wrong password"),
+    ] {
+        match with(password) {
+            Err(e @ TlsError::Password(..)) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("key.pem") && e.contains(why),
+                    "{password:?}: {e}"
+                );
+            }
+            other => panic!("{password:?}: {other:?}"),
+        }
+    }
+    let legacy = dir.path().join("legacy.pem");
+    std::fs::write(
+        &legacy,
+        "-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\
+         DEK-Info: AES-256-CBC,00000000000000000000000000000000\n\nAAAA\n\
+         -----END EC PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    match TlsConfig::from_pem_pairs_with_password([(&cert, &legacy)], Some(b"x")) {
+        Err(e @ TlsError::Password(..)) => {
+            assert!(e.to_string().contains("openssl pkcs8 -topk8"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `from_pem_dir`: every NAME.crt with its NAME.key, chosen by SNI, the
+/// first name the default; a reload picks up a pair added since; a .crt
+/// without its .key, or no pair at all, is an error naming the file.
+#[test]
+fn a_directory_of_pairs_serves_each_name_and_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let rename = |prefix: &str, name: &str| {
+        for (from, to) in [("cert.pem", "crt"), ("key.pem", "key")] {
+            std::fs::rename(
+                dir.path().join(format!("{prefix}{from}")),
+                dir.path().join(format!("{name}.{to}")),
+            )
+            .unwrap();
+        }
+    };
+    let a = make_named(dir.path(), "a-", &["a.test"]);
+    rename("a-", "a.test");
+    let b = make_named(dir.path(), "b-", &["b.test"]);
+    rename("b-", "b.test");
+    let tls = TlsConfig::from_pem_dir(dir.path(), None).unwrap();
+    let server = start_site(|c, f| (c.tls(Some(tls.clone())), f));
+    let ok = |ca: &CertificateDer<'static>, name: &str| {
+        try_connect(server.addr, client_config(ca, BOTH), name).is_ok()
+    };
+    assert!(ok(&a, "a.test") && ok(&b, "b.test"));
+    // Another name gets the first certificate (a.test's), which it refuses.
+    assert!(!ok(&a, "c.test"));
+    let c = make_named(dir.path(), "c-", &["c.test"]);
+    rename("c-", "c.test");
+    assert!(!ok(&c, "c.test"));
+    tls.reload().unwrap();
+    assert!(ok(&c, "c.test") && ok(&a, "a.test"));
+
+    std::fs::copy(dir.path().join("c.test.crt"), dir.path().join("d.crt")).unwrap();
+    match TlsConfig::from_pem_dir(dir.path(), None) {
+        Err(e @ TlsError::Read(..)) => assert!(e.to_string().contains("d.key"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let empty = tempfile::tempdir().unwrap();
+    match TlsConfig::from_pem_dir(empty.path(), None) {
+        Err(e) => assert!(
+            e.to_string().contains("no NAME.crt and NAME.key pairs"),
+            "{e}"
+        ),
+        Ok(_) => panic!("an empty directory made a configuration"),
+    }
+}
