@@ -31,8 +31,14 @@ fn main() -> ExitCode {
         eprintln!("coserve: TLS: {e}");
         return ExitCode::FAILURE;
     }
-    if cli.redirect_http.is_some() && cli.processes > 1 {
-        eprintln!("coserve: --redirect-http does not work with --processes yet");
+    // Under --processes both ports are shared with SO_REUSEPORT, which
+    // would let them share one port, the kernel sending half the HTTPS
+    // clients to the redirect.
+    if let Some(port) = cli.redirect_http
+        && port != 0
+        && port == cli.port
+    {
+        eprintln!("coserve: --redirect-http {port}: the HTTPS port itself");
         return ExitCode::FAILURE;
     }
     if let Some(tls) = cli.tls.clone()
@@ -71,12 +77,28 @@ fn main() -> ExitCode {
         // The supervisor serves nothing itself: the workers open the site
         // (checked above, so that a bad directory fails here, once).
         drop(site);
-        let sockets = match bind(&cli, usize::from(cli.processes)) {
+        let n = usize::from(cli.processes);
+        let sockets = match bind(&cli, n) {
             Ok(sockets) => sockets,
             Err(e) => return cannot_bind(&cli, &e),
         };
-        announce(sockets[0].local_addr(), cli.tls.is_some());
-        return supervisor::run(sockets, signals);
+        // The redirect's sockets too, one per worker like the others.
+        let redirects = match cli.redirect_http {
+            Some(port) => match bind_port(&cli, port, &redirect_config(&cli), n) {
+                Ok(redirects) => redirects,
+                Err(e) => {
+                    eprintln!("coserve: --redirect-http {port}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => Vec::new(),
+        };
+        let https = sockets[0].local_addr();
+        announce(https, cli.tls.is_some());
+        if let Some(redirect) = redirects.first() {
+            announce_redirect(redirect.local_addr(), https.port());
+        }
+        return supervisor::run(sockets, redirects, signals);
     }
     if let Err(e) = cli.runtime().start() {
         eprintln!("coserve: cannot start: {e}");
@@ -101,21 +123,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The plain-HTTP port that sends everyone to HTTPS.
-    let _redirect = match cli.redirect_http {
+    // The plain-HTTP port that sends everyone to HTTPS: a worker's comes
+    // from its supervisor, as its HTTPS one does.
+    let redirect = match cli.redirect_http {
         Some(port) => {
             let https = handle.local_addr().port();
-            let started = bind_port(&cli, port, &cli.config().tls(None), 1)
-                .and_then(|mut s| s.remove(0).spawn(coserve::RedirectToHttps::new(https)));
+            let server = match worker {
+                Some(_) => supervisor::inherited_redirect(redirect_config(&cli)),
+                None => bind_port(&cli, port, &redirect_config(&cli), 1).map(|mut s| s.remove(0)),
+            };
+            let started = server.and_then(|s| s.spawn(coserve::RedirectToHttps::new(https)));
             match started {
                 Ok(redirect) => {
                     if worker.is_none() {
-                        let bound = redirect.local_addr();
-                        println!(
-                            "Redirecting HTTP on {} port {} to HTTPS port {https}",
-                            bound.ip(),
-                            bound.port()
-                        );
+                        announce_redirect(redirect.local_addr(), https);
                     }
                     Some(redirect)
                 }
@@ -132,6 +153,7 @@ fn main() -> ExitCode {
         supervisor::report_ready();
     }
     let stopper = handle.clone();
+    let redirect_stopper = redirect.clone();
     let grace = cli.shutdown_grace;
     let who = worker.map_or(String::new(), |slot| format!("worker {slot}: "));
     let watching = std::thread::Builder::new()
@@ -156,9 +178,21 @@ fn main() -> ExitCode {
                     "coserve: {who}{}: shutting down{draining}{hint}",
                     signal_name(sig)
                 );
-                let shutting = std::thread::Builder::new()
-                    .name("coserve-shutdown".into())
-                    .spawn(move || stopper.shutdown());
+                // The redirect stops with the site (a replaced worker
+                // leaves its redirect socket to the new one), on a thread
+                // of its own so that neither waits for the other.
+                let redirecting = match redirect_stopper {
+                    Some(redirect) => std::thread::Builder::new()
+                        .name("coserve-shutdown-redirect".into())
+                        .spawn(move || redirect.shutdown())
+                        .map(drop),
+                    None => Ok(()),
+                };
+                let shutting = redirecting.and_then(|()| {
+                    std::thread::Builder::new()
+                        .name("coserve-shutdown".into())
+                        .spawn(move || stopper.shutdown())
+                });
                 if let Err(e) = shutting {
                     eprintln!("coserve: cannot start the shutdown ({e}): exiting at once");
                     std::process::exit(1);
@@ -176,7 +210,16 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     handle.join();
+    if let Some(redirect) = redirect {
+        redirect.join();
+    }
     ExitCode::SUCCESS
+}
+
+/// The `--redirect-http` server's configuration: the site's, in plain
+/// HTTP.
+fn redirect_config(cli: &cli::Cli) -> coserve::Config {
+    cli.config().tls(None)
 }
 
 /// The static files, behind Basic auth when `--auth` asks for it.
@@ -286,6 +329,18 @@ fn announce(bound: SocketAddr, https: bool) {
         bound.ip(),
         bound.port(),
         if https { "https" } else { "http" },
+        bound.port()
+    );
+    let _ = out.flush();
+}
+
+/// The line that says where `--redirect-http` listens.
+fn announce_redirect(bound: SocketAddr, https: u16) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "Redirecting HTTP on {} port {} to HTTPS port {https}",
+        bound.ip(),
         bound.port()
     );
     let _ = out.flush();

@@ -7,6 +7,11 @@
 //! same flags, its socket as descriptor 3 and a readiness pipe as 4. Each
 //! worker runs the usual engine on its socket.
 //!
+//! With `--redirect-http`, the supervisor binds N sockets on that port too,
+//! the same way, and each worker gets its slot's as descriptor 5 and serves
+//! the redirect to HTTPS on it: a port in use fails once, at start, and a
+//! replaced worker takes over its slot's redirect socket like its main one.
+//!
 //! The supervisor keeps every socket open itself. A worker that dies (and
 //! is started again) or is replaced leaves its socket listening: connections
 //! that arrive meanwhile wait in its queue for the next worker instead of
@@ -39,6 +44,8 @@ pub const WORKER_ENV: &str = "COSERVE_WORKER";
 const LISTEN_FD: RawFd = 3;
 /// Where a worker writes one byte once it is serving.
 const READY_FD: RawFd = 4;
+/// Where a worker finds its `--redirect-http` socket, when there is one.
+const REDIRECT_FD: RawFd = 5;
 /// A worker that dies younger than this is started again only after it.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 /// How long a reload waits for a new worker to serve.
@@ -54,7 +61,26 @@ pub fn inherited_server(config: Config) -> std::io::Result<Server> {
     // SAFETY: the supervisor started this process with its listening
     // socket as LISTEN_FD (and WORKER_ENV set, which is how we got here);
     // nothing else in this process owns that descriptor.
-    let listener = unsafe { std::net::TcpListener::from_raw_fd(LISTEN_FD) };
+    unsafe { inherited(LISTEN_FD, config) }
+}
+
+/// In a worker started with `--redirect-http`: the plain-HTTP socket the
+/// supervisor handed over for it.
+pub fn inherited_redirect(config: Config) -> std::io::Result<Server> {
+    // SAFETY: a supervisor whose flags (the same as this worker's) have
+    // `--redirect-http` starts every worker with that port's socket as
+    // REDIRECT_FD; nothing else in this process owns that descriptor.
+    unsafe { inherited(REDIRECT_FD, config) }
+}
+
+/// The listening socket at `fd`, inherited.
+///
+/// # Safety
+///
+/// `fd` must be open, owned by nothing else in this process.
+unsafe fn inherited(fd: RawFd, config: Config) -> std::io::Result<Server> {
+    // SAFETY: as the caller promises.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
     socket2::SockRef::from(&listener).set_cloexec(true)?;
     Server::from_listener(listener, config)
 }
@@ -92,6 +118,9 @@ struct Supervisor {
     args: Vec<OsString>,
     /// One listening socket per slot; dropped when shutting down.
     sockets: Vec<Server>,
+    /// One `--redirect-http` socket per slot, or none; dropped with
+    /// `sockets`.
+    redirects: Vec<Server>,
     /// The worker serving each slot.
     slots: Vec<Option<u32>>,
     started: HashMap<u32, Instant>,
@@ -105,7 +134,13 @@ struct Supervisor {
 
 /// Runs the supervisor over `sockets` (bound and listening, sharing a
 /// port) until every worker has exited after SIGINT or SIGTERM.
-pub fn run(sockets: Vec<Server>, mut signals: Signals) -> ExitCode {
+/// `redirects`, if not empty, has one `--redirect-http` socket per slot
+/// (bound and listening, sharing that port).
+pub fn run(sockets: Vec<Server>, redirects: Vec<Server>, mut signals: Signals) -> ExitCode {
+    assert!(
+        redirects.is_empty() || redirects.len() == sockets.len(),
+        "one redirect socket per slot, or none"
+    );
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
@@ -137,6 +172,7 @@ pub fn run(sockets: Vec<Server>, mut signals: Signals) -> ExitCode {
         exe,
         args: std::env::args_os().skip(1).collect(),
         sockets,
+        redirects,
         slots: vec![None; n],
         started: HashMap::new(),
         retiring: HashSet::new(),
@@ -189,6 +225,7 @@ impl Supervisor {
     fn spawn(&self, slot: usize) -> std::io::Result<u32> {
         let (mut ready_rx, ready_tx) = std::io::pipe()?;
         let listen = self.sockets[slot].as_fd().as_raw_fd();
+        let redirect = self.redirects.get(slot).map(|s| s.as_fd().as_raw_fd());
         let ready = ready_tx.as_raw_fd();
         let mut cmd = Command::new(&self.exe);
         cmd.args(&self.args)
@@ -199,7 +236,7 @@ impl Supervisor {
         // makes only async-signal-safe system calls on descriptors that
         // are open in the parent (and so in the child) at fork.
         unsafe {
-            cmd.pre_exec(move || prepare_worker(listen, ready));
+            cmd.pre_exec(move || prepare_worker(listen, ready, redirect));
         }
         let mut child = cmd.spawn()?;
         drop(ready_tx);
@@ -259,8 +296,9 @@ impl Supervisor {
                 if n == 1 { "" } else { "s" }
             );
             // New connections are refused from now on; each worker closes
-            // its own copy of its socket when it stops accepting.
+            // its own copy of its sockets when it stops accepting.
             self.sockets.clear();
+            self.redirects.clear();
             self.reload = None;
         } else {
             eprintln!("coserve: second signal: workers exit at once");
@@ -415,10 +453,11 @@ fn send(pid: u32, sig: i32) {
     }
 }
 
-/// In the child, before exec: the socket becomes LISTEN_FD and the pipe
-/// READY_FD (without close-on-exec), in a process group of its own, with a
-/// SIGTERM should the supervisor die.
-fn prepare_worker(listen: RawFd, ready: RawFd) -> std::io::Result<()> {
+/// In the child, before exec: the socket becomes LISTEN_FD, the pipe
+/// READY_FD and the redirect socket, if any, REDIRECT_FD (without
+/// close-on-exec), in a process group of its own, with a SIGTERM should
+/// the supervisor die.
+fn prepare_worker(listen: RawFd, ready: RawFd, redirect: Option<RawFd>) -> std::io::Result<()> {
     fn check(r: libc::c_int) -> std::io::Result<libc::c_int> {
         if r < 0 {
             Err(std::io::Error::last_os_error())
@@ -427,13 +466,20 @@ fn prepare_worker(listen: RawFd, ready: RawFd) -> std::io::Result<()> {
         }
     }
     // SAFETY: async-signal-safe calls on descriptors open in this child;
-    // copying both above the targets first keeps one from overwriting the
-    // other, and dup2 leaves the copies without close-on-exec.
+    // copying them all above the targets first keeps one from overwriting
+    // another, and dup2 leaves the copies without close-on-exec.
     unsafe {
         let listen_hi = check(libc::fcntl(listen, libc::F_DUPFD_CLOEXEC, 10))?;
         let ready_hi = check(libc::fcntl(ready, libc::F_DUPFD_CLOEXEC, 10))?;
+        let redirect_hi = match redirect {
+            Some(fd) => Some(check(libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10))?),
+            None => None,
+        };
         check(libc::dup2(listen_hi, LISTEN_FD))?;
         check(libc::dup2(ready_hi, READY_FD))?;
+        if let Some(fd) = redirect_hi {
+            check(libc::dup2(fd, REDIRECT_FD))?;
+        }
         check(libc::setpgid(0, 0))?;
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM))?;
     }

@@ -1520,3 +1520,266 @@ fn the_smallest_tls_stack_serves_handshakes() {
         "{stderr:?}"
     );
 }
+
+/// Reads the `--redirect-http` startup line, checks the HTTPS port it
+/// names, and returns the plain-HTTP address it announces.
+fn redirect_addr(server: &Coserve, https: u16) -> SocketAddr {
+    let line = server.stdout_line();
+    let re =
+        Regex::new(r"^Redirecting HTTP on 127\.0\.0\.1 port (\d+) to HTTPS port (\d+)$").unwrap();
+    let caps = re.captures(&line).unwrap_or_else(|| panic!("{line:?}"));
+    assert_eq!(caps[2].parse::<u16>().unwrap(), https, "{line:?}");
+    let port: u16 = caps[1].parse().unwrap();
+    assert_ne!(port, 0, "{line:?}");
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A plain `GET /sub/page.html?x=1` to `plain`: the `Location` of its 308,
+/// or why there was none.
+fn redirected(plain: SocketAddr) -> Result<String, String> {
+    let mut s = std::net::TcpStream::connect(plain).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(WAIT)).map_err(|e| e.to_string())?;
+    s.write_all(b"GET /sub/page.html?x=1 HTTP/1.1\r\nHost: localhost:8080\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let r = read_response(&mut s, false).ok_or("closed without a response")?;
+    match (r.status, r.header("location")) {
+        (308, Some(location)) => Ok(location.to_string()),
+        (status, location) => Err(format!("{status} {location:?}")),
+    }
+}
+
+/// `--redirect-http` with `--processes`: the supervisor binds the port and
+/// says so once; every worker redirects on it, the HTTPS port serves, and
+/// a SIGHUP's new workers (with renewed certificates) take both over with
+/// not one redirect lost.
+#[test]
+fn redirect_http_works_with_processes_and_survives_a_reload() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let site = make_site();
+    let certs = tempfile::tempdir().unwrap();
+    let (mut server, addr) = serve_https(
+        site.path(),
+        certs.path(),
+        &["--processes", "2", "--workers", "1", "--redirect-http", "0"],
+    );
+    let https = addr.port();
+    let plain = redirect_addr(&server, https);
+    assert_ne!(plain.port(), https);
+    let expected = format!("https://localhost:{https}/sub/page.html?x=1");
+    let pid = server.child.id();
+    assert!(
+        util::eventually(WAIT, || children(pid).len() == 2),
+        "no two workers"
+    );
+    let before = children(pid);
+    for _ in 0..10 {
+        assert_eq!(redirected(plain).as_deref(), Ok(&*expected));
+    }
+    // The HTTPS port is the workers' too: plain HTTP there gets its 400.
+    let mut s = util::connect(addr);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(
+        read_response(&mut s, false).expect("a response").status,
+        400
+    );
+    drop(s);
+
+    // A client keeps asking the redirect port throughout a reload.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let client = {
+        let (stop, ok, expected) = (stop.clone(), ok.clone(), expected.clone());
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < 3 * WAIT {
+                match redirected(plain) {
+                    Ok(location) if location == expected => ok.fetch_add(1, Ordering::Relaxed),
+                    other => {
+                        failures.push(other);
+                        0
+                    }
+                };
+            }
+            failures
+        })
+    };
+    assert!(util::eventually(WAIT, || ok.load(Ordering::Relaxed) > 10));
+    // New workers read the certificate files: a renewal shows they serve.
+    let renewed = crate::tls::make_named(certs.path(), "", &["localhost"]);
+    let tls_client = crate::tls::client_config(&renewed, crate::tls::BOTH);
+    server.signal(libc::SIGHUP);
+    let replaced = util::eventually(WAIT, || {
+        let now = children(pid);
+        now.len() == 2 && now.iter().all(|p| !before.contains(p))
+    });
+    let served_during = ok.load(Ordering::Relaxed);
+    assert!(util::eventually(WAIT, || ok.load(Ordering::Relaxed) > served_during + 10));
+    stop.store(true, Ordering::Relaxed);
+    let failures = client.join().unwrap();
+    assert!(
+        replaced,
+        "workers {before:?} still there: {:?}",
+        children(pid)
+    );
+    assert!(
+        failures.is_empty(),
+        "redirects lost in a reload ({} answered): {failures:?}",
+        ok.load(Ordering::Relaxed)
+    );
+    assert_eq!(redirected(plain).as_deref(), Ok(&*expected));
+    // Every new worker serves HTTPS with the renewed certificate.
+    for _ in 0..10 {
+        let mut tls = crate::tls::try_connect(addr, tls_client.clone(), "localhost")
+            .expect("the renewed certificate");
+        write!(
+            tls,
+            "GET /sub/page.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        tls.flush().unwrap();
+        assert_eq!(crate::tls::read_response(&mut tls, false).status, 200);
+    }
+
+    let workers = children(pid);
+    server.signal(libc::SIGTERM);
+    let (status, stderr, stdout) = server.finish();
+    assert!(status.success(), "{status:?}; stderr: {stderr:?}");
+    assert!(stderr.contains("reload done"), "{stderr}");
+    assert!(stdout.is_empty(), "two startup lines only: {stdout:?}");
+    for worker in workers {
+        assert!(
+            !Path::new(&format!("/proc/{worker}")).exists(),
+            "worker {worker} outlived the supervisor"
+        );
+    }
+}
+
+/// With `--processes`, a `--redirect-http` port in use is one error at
+/// start that names it, before any worker starts; and the HTTPS port
+/// itself (which SO_REUSEPORT would otherwise share) is refused.
+#[test]
+fn redirect_http_port_in_use_with_processes_is_one_error_at_start() {
+    let site = make_site();
+    let certs = tempfile::tempdir().unwrap();
+    crate::tls::make_named(certs.path(), "", &["localhost"]);
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let args = |https: &str, redirect: &str| {
+        [
+            https,
+            "-b",
+            "127.0.0.1",
+            "-d",
+            site.path().to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--processes",
+            "2",
+            "--redirect-http",
+            redirect,
+        ]
+        .map(String::from)
+    };
+    let started = Instant::now();
+    let (status, stderr, stdout) = run(args("0", &port));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!status.success(), "{status:?}");
+    let err = stderr.trim_end();
+    assert_eq!(err.lines().count(), 1, "a one-line error: {stderr:?}");
+    assert!(
+        err.starts_with(&format!("coserve: --redirect-http {port}: "))
+            && err.to_ascii_lowercase().contains("in use"),
+        "{err:?}"
+    );
+    assert!(stdout.is_empty(), "{stdout:?}");
+    drop(taken);
+
+    // A free port, asked for twice: refused before it is bound.
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let (status, stderr, stdout) = run(args(&free, &free));
+    assert!(!status.success(), "{status:?}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!("coserve: --redirect-http {free}: the HTTPS port itself")
+    );
+    assert!(stdout.is_empty(), "{stdout:?}");
+}
+
+/// `--tls-dir` with `--tls-password-file`: a directory of NAME.crt and
+/// NAME.key pairs, the keys encrypted, the password the file's first line;
+/// a wrong password stops the program with one line naming the key.
+#[test]
+fn tls_dir_and_password_file_serve_https() {
+    let site = make_site();
+    let certs = tempfile::tempdir().unwrap();
+    let ca = crate::tls::make_named(certs.path(), "", &["localhost"]);
+    crate::tls::encrypt_key(certs.path(), "", "pass phrase");
+    std::fs::rename(
+        certs.path().join("cert.pem"),
+        certs.path().join("localhost.crt"),
+    )
+    .unwrap();
+    std::fs::rename(
+        certs.path().join("key.pem"),
+        certs.path().join("localhost.key"),
+    )
+    .unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let password = secrets.path().join("password");
+    std::fs::write(&password, "pass phrase\r\nnot this line\n").unwrap();
+    let (dir, password) = (certs.path().to_str().unwrap(), password.to_str().unwrap());
+    let mut server = Coserve::serve(
+        site.path(),
+        &["-q", "--tls-dir", dir, "--tls-password-file", password],
+    );
+    let addr = server.announced_addr();
+    let mut tls = crate::tls::try_connect(
+        addr,
+        crate::tls::client_config(&ca, crate::tls::BOTH),
+        "localhost",
+    )
+    .unwrap();
+    write!(
+        tls,
+        "GET /sub/page.html HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    )
+    .unwrap();
+    tls.flush().unwrap();
+    assert_eq!(crate::tls::read_response(&mut tls, false).status, 200);
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(status.success(), "{status:?}; stderr: {stderr:?}");
+
+    let wrong = secrets.path().join("wrong");
+    std::fs::write(&wrong, "guess\n").unwrap();
+    let (status, stderr, _) = run([
+        "0",
+        "-b",
+        "127.0.0.1",
+        "--tls-dir",
+        dir,
+        "--tls-password-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert!(!status.success());
+    let err = stderr.trim_end();
+    assert_eq!(err.lines().count(), 1, "{stderr:?}");
+    assert!(
+        err.contains("localhost.key") && err.contains("wrong password"),
+        "{err:?}"
+    );
+}
