@@ -174,6 +174,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", requires = "https")]
     pub tls_password_file: Option<PathBuf>,
 
+    /// Hand HTTPS connections to the kernel's TLS (kTLS) after the
+    /// handshake, where the kernel has it, so that files go out with
+    /// sendfile; a warning at start says when it has not.
+    #[arg(long, requires = "https")]
+    pub ktls: bool,
+
     /// Also listen on this port for plain HTTP, and answer every request
     /// there with a 308 to the same host and path over HTTPS.
     #[arg(long, value_name = "PORT", requires = "https")]
@@ -347,7 +353,7 @@ impl Cli {
                 coserve::TlsConfig::from_pem_pairs_with_password(pairs, password.as_deref())
             }
         };
-        self.tls = Some(tls.map_err(|e| e.to_string())?);
+        self.tls = Some(tls.map_err(|e| e.to_string())?.ktls(self.ktls));
         Ok(())
     }
 

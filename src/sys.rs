@@ -319,3 +319,109 @@ impl Epoll {
         &events[..n.max(0) as usize]
     }
 }
+
+/// The socket option level of kTLS (`linux/socket.h`).
+#[cfg(feature = "tls")]
+pub(crate) const SOL_TLS: libc::c_int = 282;
+/// kTLS's control messages: a record's content type, to send or received.
+#[cfg(feature = "tls")]
+const TLS_SET_RECORD_TYPE: libc::c_int = 1;
+#[cfg(feature = "tls")]
+const TLS_GET_RECORD_TYPE: libc::c_int = 2;
+
+/// `setsockopt` with a value given as bytes.
+#[cfg(feature = "tls")]
+pub(crate) fn setsockopt_bytes(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &[u8],
+) -> io::Result<()> {
+    // SAFETY: `value` is valid for its length during the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            value.as_ptr().cast(),
+            value.len() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The control message buffer of one `TLS_*_RECORD_TYPE` (a byte), aligned
+/// as `cmsghdr` wants.
+#[cfg(feature = "tls")]
+#[repr(C, align(8))]
+struct Control([u8; 32]);
+
+/// Sends `data` as one record of content type `kind` on a kTLS socket,
+/// without waiting.
+#[cfg(feature = "tls")]
+pub(crate) fn send_tls_record(fd: RawFd, kind: u8, data: &[u8]) -> io::Result<usize> {
+    let mut control = Control([0; 32]);
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: zeroed msghdr is valid; every pointer set below outlives the
+    // call, and CMSG_* stay inside `control`, which holds a whole
+    // control message of one byte.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(1) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = SOL_TLS;
+        (*cmsg).cmsg_type = TLS_SET_RECORD_TYPE;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(1) as _;
+        *libc::CMSG_DATA(cmsg) = kind;
+        let n = libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+/// Receives one record from a kTLS socket, with its content type
+/// (`data_type` when the kernel names none), without waiting: for the
+/// record that a plain read refused (not application data).
+#[cfg(feature = "tls")]
+pub(crate) fn recv_tls_record(fd: RawFd, buf: &mut [u8], data_type: u8) -> io::Result<(u8, usize)> {
+    let mut control = Control([0; 32]);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: as in `send_tls_record`; the kernel writes at most
+    // `msg_controllen` bytes of control data and `buf.len()` of data.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = control.0.len() as _;
+        let n = libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut kind = data_type;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == SOL_TLS && (*cmsg).cmsg_type == TLS_GET_RECORD_TYPE {
+                kind = *libc::CMSG_DATA(cmsg);
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        Ok((kind, n as usize))
+    }
+}

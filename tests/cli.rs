@@ -1783,3 +1783,48 @@ fn tls_dir_and_password_file_serve_https() {
         "{err:?}"
     );
 }
+
+/// `--ktls` on a kernel without kTLS (this project's machines have none):
+/// a warning at start that says why, and HTTPS served through rustls all
+/// the same, files included. On a kernel with kTLS it says nothing and the
+/// same requests are served by the kernel's TLS.
+#[test]
+fn ktls_falls_back_to_rustls_with_a_warning() {
+    let site = make_site();
+    let certs = tempfile::tempdir().unwrap();
+    let ca = crate::tls::make_named(certs.path(), "", &["localhost"]);
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let mut server = Coserve::serve(
+        site.path(),
+        &[
+            "-q",
+            "--ktls",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let addr = server.announced_addr();
+    for version in crate::tls::BOTH {
+        let config = crate::tls::client_config(&ca, &[version]);
+        let mut tls = crate::tls::try_connect(addr, config, "localhost").unwrap();
+        for _ in 0..2 {
+            write!(tls, "GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+            tls.flush().unwrap();
+            let r = crate::tls::read_response(&mut tls, false);
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body, std::fs::read(site.path().join("big.bin")).unwrap());
+        }
+    }
+    server.signal(libc::SIGTERM);
+    let (status, stderr, _) = server.finish();
+    assert!(status.success(), "{status:?}; stderr: {stderr:?}");
+    let ulps = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp").unwrap_or_default();
+    let warned = stderr.contains("coserve: WARN: kTLS: not available (");
+    if ulps.split_whitespace().any(|u| u == "tls") {
+        assert!(!warned, "{stderr:?}");
+    } else {
+        assert!(warned, "{stderr:?}");
+    }
+}

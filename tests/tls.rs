@@ -133,7 +133,7 @@ pub(crate) fn try_connect(
 pub(crate) struct Resp {
     pub status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub body: Vec<u8>,
 }
 
 impl Resp {

@@ -131,14 +131,8 @@ impl Server {
     fn spawn_coroutines(self, handler: Box<dyn Handler>) -> io::Result<ServerHandle> {
         let runtime = Runtime::get_or_start();
         crate::engine::deadline::start()?;
-        // Made now, not at the first park: a server out of descriptors by
-        // then could not make it.
         #[cfg(feature = "tls")]
-        let tls = self.config.tls.is_some();
-        #[cfg(not(feature = "tls"))]
-        let tls = false;
-        #[cfg(feature = "tls")]
-        if tls && runtime.stack_bytes() < crate::TlsConfig::MIN_STACK_SIZE {
+        if self.config.tls.is_some() && runtime.stack_bytes() < crate::TlsConfig::MIN_STACK_SIZE {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -149,6 +143,8 @@ impl Server {
                 ),
             ));
         }
+        // Made now, not at the first park: a server out of descriptors by
+        // then could not make it.
         let lot = match Lot::new() {
             Ok(lot) => Some(Arc::new(lot)),
             Err(e) => {

@@ -125,7 +125,7 @@ impl Serving {
     /// configuration, else plain HTTP. What both engines' connections run.
     /// A connection that ends idle (to park) leaves in `session` what it
     /// needs to go on, and gets it back there when it is served again.
-    pub(crate) fn serve<T: Transport + ?Sized>(
+    pub(crate) fn serve<T: Transport + std::os::fd::AsRawFd + ?Sized>(
         &self,
         io: &mut T,
         peer: SocketAddr,
@@ -134,8 +134,10 @@ impl Serving {
     ) -> Ended {
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.config.tls {
+            let fd = io.as_raw_fd();
             return crate::tls::serve(
                 io,
+                Some(fd),
                 Some(peer),
                 tls,
                 &mut session.tls,

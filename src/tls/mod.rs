@@ -40,6 +40,8 @@ use crate::handler::Handler;
 use crate::request::TlsInfo;
 use crate::transport::Transport;
 
+mod ktls;
+
 /// A TLS configuration for a [`Server`](crate::Server)
 /// ([`Config::tls`](crate::Config::tls)): a certificate chain and its key
 /// read from PEM files, or any `rustls::ServerConfig`.
@@ -54,6 +56,8 @@ pub struct TlsConfig {
     /// The certificates read from files, which [`TlsConfig::reload`]
     /// reads again; `None` for a rustls configuration given whole.
     certs: Option<Arc<Certificates>>,
+    /// Whether to hand connections to the kernel's TLS (see `ktls.rs`).
+    ktls: bool,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -179,6 +183,7 @@ impl TlsConfig {
         TlsConfig {
             server: config,
             certs: None,
+            ktls: false,
         }
     }
 
@@ -209,7 +214,31 @@ impl TlsConfig {
         TlsConfig {
             server: Arc::new(server),
             certs: None,
+            ktls: false,
         }
+    }
+
+    /// Hands each connection to the kernel's TLS (kTLS) after the
+    /// handshake, where the kernel has it, so that file bodies go out with
+    /// `sendfile` (off by default). At start, a probe finds which ciphers
+    /// the kernel takes; connections with another cipher, and every
+    /// connection on a kernel without kTLS (with a warning at start), stay
+    /// with rustls. A TLS 1.3 key update from a client ends its
+    /// connection. Not yet run against a kernel with kTLS: the machines
+    /// coserve is tested on have none.
+    pub fn ktls(mut self, on: bool) -> TlsConfig {
+        self.ktls = on;
+        if on && !self.server.enable_secret_extraction {
+            let mut server = (*self.server).clone();
+            server.enable_secret_extraction = true;
+            self.server = Arc::new(server);
+        }
+        self
+    }
+
+    /// Whether connections are handed to the kernel's TLS where it can.
+    fn ktls_planned(&self) -> bool {
+        self.ktls && matches!(ktls::kernel(), ktls::Kernel::Ciphers(_))
     }
 
     /// The smallest coroutine stack a TLS server accepts
@@ -231,6 +260,14 @@ impl TlsConfig {
     /// stack. Called by the server before it accepts.
     pub(crate) fn warm_up(&self) {
         let _ = provider::default_provider().key_provider;
+        if self.ktls {
+            match ktls::kernel() {
+                ktls::Kernel::Ciphers(ciphers) => log::info!("kTLS: the kernel takes {ciphers:?}"),
+                ktls::Kernel::Unavailable(why) => {
+                    log::warn!("kTLS: not available ({why}); HTTPS bodies go through rustls")
+                }
+            }
+        }
         if let Ok(mut conn) = rustls::ServerConnection::new(Arc::clone(&self.server)) {
             // Not a ClientHello: refused, after the parser and provider
             // have been touched.
@@ -583,21 +620,64 @@ pub(crate) struct TlsStream<'a, T: Transport + ?Sized> {
     io: &'a mut T,
 }
 
-/// An idle TLS connection's rustls session, parked with its socket: keys,
-/// sequence numbers and any part of a record already read.
-pub(crate) struct Session(Box<rustls::ServerConnection>);
+/// An idle TLS connection's session, parked with its socket: rustls'
+/// (keys, sequence numbers and any part of a record already read), or,
+/// for a connection the kernel's TLS took over, only what handlers see.
+pub(crate) enum Session {
+    Rustls(Box<rustls::ServerConnection>),
+    Kernel(Arc<TlsInfo>),
+}
 
 impl Session {
     /// Sends `close_notify` on a parked connection's socket that is to be
     /// closed (idle too long, or the server stopping), as far as the socket
     /// takes it without waiting: an alert of a few dozen bytes, to a client
     /// that has been sending nothing.
-    pub(crate) fn close_notify(mut self, mut sock: &std::net::TcpStream) {
-        self.0.send_close_notify();
-        while self.0.wants_write() {
-            if self.0.write_tls(&mut sock).is_err() {
-                break;
+    pub(crate) fn close_notify(self, mut sock: &std::net::TcpStream) {
+        match self {
+            Session::Rustls(mut conn) => {
+                conn.send_close_notify();
+                while conn.wants_write() {
+                    if conn.write_tls(&mut sock).is_err() {
+                        break;
+                    }
+                }
             }
+            Session::Kernel(_) => ktls::close_notify(std::os::fd::AsRawFd::as_raw_fd(sock)),
+        }
+    }
+}
+
+impl<'a, T: Transport + ?Sized> TlsStream<'a, T> {
+    /// Hands the connection to the kernel's TLS: rustls' last records sent,
+    /// the plaintext it has decrypted taken out, then the keys given to
+    /// the socket. The transport and that plaintext; or the stream back
+    /// untouched if the socket refused; or `None` if it failed half-way
+    /// (the connection must close).
+    #[allow(clippy::type_complexity)]
+    fn into_kernel(
+        mut self,
+        fd: std::os::fd::RawFd,
+    ) -> Result<(&'a mut T, Vec<u8>), Option<TlsStream<'a, T>>> {
+        if self.flush_records().is_err() {
+            return Err(None);
+        }
+        let mut early = Vec::new();
+        match self.conn.reader().read_to_end(&mut early) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // The client's close_notify, or an error: nothing to hand over.
+            _ => return Err(None),
+        }
+        let TlsStream { conn, io } = self;
+        match ktls::hand_over(fd, conn) {
+            Ok(Ok(())) => Ok((io, early)),
+            Ok(Err(e)) => {
+                log::debug!("kTLS hand-over failed: {e}");
+                Err(None)
+            }
+            Err(conn) if early.is_empty() => Err(Some(TlsStream { conn, io })),
+            // rustls' plaintext was read out and cannot go back.
+            Err(_) => Err(None),
         }
     }
 }
@@ -671,6 +751,8 @@ impl<T: Transport + ?Sized> Transport for TlsStream<'_, T> {
 struct Deadlined<'a, T: Transport + ?Sized> {
     io: &'a mut T,
     deadline: Instant,
+    /// Reads whole records only, for a hand-over to kTLS.
+    records: Option<ktls::RecordReader>,
 }
 
 impl<T: Transport + ?Sized> Read for Deadlined<'_, T> {
@@ -683,7 +765,13 @@ impl<T: Transport + ?Sized> Read for Deadlined<'_, T> {
             ));
         }
         self.io.set_read_timeout(Some(left))?;
-        self.io.read(buf)
+        let Some(records) = &mut self.records else {
+            return self.io.read(buf);
+        };
+        let limit = buf.len().min(records.limit());
+        let n = self.io.read(&mut buf[..limit])?;
+        records.seen(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -707,10 +795,14 @@ This port speaks HTTPS: ask for an https:// URL.\n";
 
 /// Serves one connection over TLS: the handshake (or the parked `session`
 /// of a connection back from the parking lot), then the connection loop
-/// over the TLS stream. Ends with the connection closed, or idle with its
-/// session in `session` (see [`ConnConfig::park`]).
+/// over the TLS stream: rustls', or the kernel's when the configuration
+/// asks for kTLS and the kernel has it (`fd` is the socket's). Ends with
+/// the connection closed, or idle with its session in `session` (see
+/// [`ConnConfig::park`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn serve<T: Transport + ?Sized>(
     io: &mut T,
+    fd: Option<std::os::fd::RawFd>,
     peer: Option<SocketAddr>,
     tls: &TlsConfig,
     session: &mut Option<Session>,
@@ -719,23 +811,85 @@ pub(crate) fn serve<T: Transport + ?Sized>(
     state: ServerState<'_>,
 ) -> Ended {
     let conn = match session.take() {
-        Some(Session(conn)) => conn,
-        None => match handshake(io, tls, config.header_timeout) {
-            Some(conn) => conn,
-            None => return Ended::Closed,
-        },
+        Some(Session::Rustls(conn)) => conn,
+        Some(Session::Kernel(info)) => {
+            let Some(fd) = fd else {
+                return Ended::Closed;
+            };
+            return serve_ktls(
+                io,
+                fd,
+                Vec::new(),
+                info,
+                session,
+                peer,
+                handler,
+                config,
+                state,
+            );
+        }
+        None => {
+            let records = tls.ktls_planned() && fd.is_some();
+            match handshake(io, tls, config.header_timeout, records) {
+                Some(conn) => conn,
+                None => return Ended::Closed,
+            }
+        }
     };
     let info = Arc::new(info(&conn));
     let mut stream = TlsStream { conn, io };
+    if let Some(fd) = fd
+        && tls.ktls_planned()
+        && let Some(suite) = stream.conn.negotiated_cipher_suite()
+        && let ktls::Decision::Kernel(_) = ktls::decide(true, ktls::kernel(), suite.suite())
+    {
+        match stream.into_kernel(fd) {
+            Ok((io, early)) => {
+                return serve_ktls(io, fd, early, info, session, peer, handler, config, state);
+            }
+            Err(Some(back)) => stream = back,
+            Err(None) => return Ended::Closed,
+        }
+    }
     let ended = conn::serve(&mut stream, peer, Some(info), handler, config, state);
     if ended == Ended::Idle && stream.parkable() {
-        *session = Some(Session(stream.conn));
+        *session = Some(Session::Rustls(stream.conn));
         return Ended::Idle;
     }
     // However the loop ended (a close it chose, or the server shutting
     // down and ending its reads), the client gets close_notify, once.
     stream.conn.send_close_notify();
     let _ = stream.flush_records();
+    Ended::Closed
+}
+
+/// The connection loop over a connection the kernel's TLS has taken over.
+#[allow(clippy::too_many_arguments)]
+fn serve_ktls<T: Transport + ?Sized>(
+    io: &mut T,
+    fd: std::os::fd::RawFd,
+    early: Vec<u8>,
+    info: Arc<TlsInfo>,
+    session: &mut Option<Session>,
+    peer: Option<SocketAddr>,
+    handler: &dyn Handler,
+    config: &ConnConfig,
+    state: ServerState<'_>,
+) -> Ended {
+    let mut stream = ktls::KtlsStream { io, fd, early };
+    let ended = conn::serve(
+        &mut stream,
+        peer,
+        Some(info.clone()),
+        handler,
+        config,
+        state,
+    );
+    if ended == Ended::Idle && stream.early.is_empty() {
+        *session = Some(Session::Kernel(info));
+        return Ended::Idle;
+    }
+    ktls::close_notify(fd);
     Ended::Closed
 }
 
@@ -747,7 +901,7 @@ pub(crate) fn refuse<T: Transport + ?Sized>(
     refusal: &[u8],
     limit: Duration,
 ) {
-    let Some(conn) = handshake(io, tls, limit) else {
+    let Some(conn) = handshake(io, tls, limit, false) else {
         return;
     };
     let mut stream = TlsStream { conn, io };
@@ -776,11 +930,13 @@ fn handshake<T: Transport + ?Sized>(
     io: &mut T,
     tls: &TlsConfig,
     limit: Duration,
+    whole_records: bool,
 ) -> Option<Box<rustls::ServerConnection>> {
     let mut conn = Box::new(rustls::ServerConnection::new(Arc::clone(&tls.server)).ok()?);
     let mut io = Deadlined {
         io,
         deadline: Instant::now() + limit,
+        records: whole_records.then(ktls::RecordReader::new),
     };
     // The first bytes say whether this is TLS at all: a handshake record
     // starts with 0x16.
@@ -907,5 +1063,111 @@ mod tests {
             early.starts_with("not valid until Sat, 29 Feb 2020 00:00:00 GMT"),
             "{early}"
         );
+    }
+
+    /// A std socket as a transport, for the handshake tests.
+    struct Plain(std::net::TcpStream);
+
+    impl Read for Plain {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl Write for Plain {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.0.flush()
+        }
+    }
+
+    impl Transport for Plain {
+        fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+            self.0.set_read_timeout(timeout)
+        }
+        fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+            self.0.set_write_timeout(timeout)
+        }
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            self.0.shutdown(std::net::Shutdown::Write)
+        }
+    }
+
+    /// A client that sends its `Finished` and a request in one write, and
+    /// the server's side of the handshake (reading whole records or not):
+    /// what rustls holds after it, and what is left in the socket.
+    fn handshake_then_request(whole_records: bool) -> (Vec<u8>, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
+        let tls =
+            TlsConfig::from_pem_files(dir.path().join("c.pem"), dir.path().join("k.pem")).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let client_config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut sock = std::net::TcpStream::connect(addr).unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut conn = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+            while conn.is_handshaking() {
+                while conn.wants_write() {
+                    conn.write_tls(&mut sock).unwrap();
+                }
+                if conn.is_handshaking() {
+                    conn.read_tls(&mut sock).unwrap();
+                    conn.process_new_packets().unwrap();
+                }
+            }
+            // Finished is queued: the request joins it in one write.
+            conn.writer().write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+            let mut out = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut out).unwrap();
+            }
+            sock.write_all(&out).unwrap();
+            sock
+        });
+        let (server, _) = listener.accept().unwrap();
+        let mut io = Plain(server.try_clone().unwrap());
+        let mut conn = handshake(&mut io, &tls, Duration::from_secs(10), whole_records).unwrap();
+        let _client = client.join().unwrap();
+        let mut held = Vec::new();
+        let _ = conn.process_new_packets();
+        let _ = conn.reader().read_to_end(&mut held);
+        server.set_nonblocking(true).unwrap();
+        let mut left = vec![0u8; 4096];
+        let n = (&server).read(&mut left).unwrap_or(0);
+        left.truncate(n);
+        (held, left)
+    }
+
+    /// For a hand-over to kTLS, the handshake reads whole records and no
+    /// further: a request sent with the client's `Finished` stays in the
+    /// socket, as one application-data record. Reading as usual, rustls
+    /// would hold it.
+    #[test]
+    fn a_handshake_for_ktls_leaves_what_follows_in_the_socket() {
+        let (held, left) = handshake_then_request(true);
+        assert!(held.is_empty(), "{held:?}");
+        assert!(left.len() > 5 && left[0] == 23, "{left:?}");
+        assert_eq!(
+            usize::from(u16::from_be_bytes([left[3], left[4]])) + 5,
+            left.len()
+        );
+        let (held, left) = handshake_then_request(false);
+        assert_eq!(held, b"GET / HTTP/1.1\r\n\r\n");
+        assert!(left.is_empty(), "{left:?}");
     }
 }
