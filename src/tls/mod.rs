@@ -254,12 +254,15 @@ impl TlsConfig {
         48 * 1024
     };
 
-    /// Runs one handshake in memory, so that the provider's lazy statics
-    /// (CPU feature detection, aws-lc's initialisation) are built on the
-    /// caller's stack and not first on a connection's small coroutine
-    /// stack. Called by the server before it accepts.
+    /// Runs handshakes in memory, one for each key exchange we offer, so
+    /// that the provider's lazy statics (CPU feature detection, aws-lc's
+    /// one-time initialisations of its key exchange and signature code)
+    /// are built on the caller's stack and not first on a connection's
+    /// small coroutine stack, where an overflow would abandon them half
+    /// done. Called by the server before it accepts. The client trusts no
+    /// certificate, so each handshake ends at its verification, after the
+    /// server has done its key exchange and signed.
     pub(crate) fn warm_up(&self) {
-        let _ = provider::default_provider().key_provider;
         if self.ktls {
             match ktls::kernel() {
                 ktls::Kernel::Ciphers(ciphers) => log::info!("kTLS: the kernel takes {ciphers:?}"),
@@ -268,13 +271,47 @@ impl TlsConfig {
                 }
             }
         }
-        if let Ok(mut conn) = rustls::ServerConnection::new(Arc::clone(&self.server)) {
-            // Not a ClientHello: refused, after the parser and provider
-            // have been touched.
-            let mut junk: &[u8] = b"\x16\x03\x01\x00\x05hello";
-            let _ = conn.read_tls(&mut junk);
-            let _ = conn.process_new_packets();
+        for group in provider::ALL_KX_GROUPS {
+            if !self.handshake_in_memory(*group) {
+                log::debug!("TLS warm-up: no handshake with {:?}", group.name());
+            }
         }
+    }
+
+    /// One handshake in memory with a client that offers only `group` and
+    /// trusts no certificate; whether the server got as far as its signed
+    /// flight (`Finished` in TLS 1.3, `ServerKeyExchange` in 1.2).
+    fn handshake_in_memory(&self, group: &'static dyn rustls::crypto::SupportedKxGroup) -> bool {
+        let mut client_provider = provider::default_provider();
+        client_provider.kx_groups = vec![group];
+        let Ok(builder) = rustls::ClientConfig::builder_with_provider(Arc::new(client_provider))
+            .with_safe_default_protocol_versions()
+        else {
+            return false;
+        };
+        let client = builder
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+        let (Ok(mut client), Ok(mut server)) = (
+            rustls::ClientConnection::new(Arc::new(client), name),
+            rustls::ServerConnection::new(Arc::clone(&self.server)),
+        ) else {
+            return false;
+        };
+        let mut wire = Vec::new();
+        while client.wants_write() && client.write_tls(&mut wire).is_ok() {}
+        if server.read_tls(&mut &wire[..]).is_err() || server.process_new_packets().is_err() {
+            return false;
+        }
+        wire.clear();
+        while server.wants_write() && server.write_tls(&mut wire).is_ok() {}
+        // The client refuses the certificate here: the server's work is done.
+        let _ = client.read_tls(&mut &wire[..]);
+        let _ = client.process_new_packets();
+        // ServerHello and the encrypted rest (TLS 1.3), or ServerHello,
+        // Certificate, ServerKeyExchange and ServerHelloDone (TLS 1.2).
+        wire.len() > 300
     }
 }
 
@@ -1169,5 +1206,28 @@ mod tests {
         let (held, left) = handshake_then_request(false);
         assert_eq!(held, b"GET / HTTP/1.1\r\n\r\n");
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// The warm-up really runs the server's side of a handshake with each
+    /// key exchange (an empty wire would warm up nothing).
+    #[test]
+    fn the_warm_up_handshakes_with_every_key_exchange() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
+        let tls =
+            TlsConfig::from_pem_files(dir.path().join("c.pem"), dir.path().join("k.pem")).unwrap();
+        for group in [
+            provider::kx_group::X25519MLKEM768,
+            provider::kx_group::X25519,
+            provider::kx_group::SECP256R1,
+        ] {
+            assert!(tls.handshake_in_memory(group), "{:?}", group.name());
+        }
+        // A group the server does not offer gets no handshake.
+        assert!(!tls.handshake_in_memory(provider::kx_group::SECP384R1));
     }
 }
