@@ -28,6 +28,7 @@ use crate::response::{
 };
 use crate::status::StatusCode;
 use crate::transport::{Transport, close_gracefully};
+use crate::upgrade::{Lent, Upgrade, Upgraded};
 
 /// Per-connection settings, shared by every connection of a server.
 #[derive(Debug, Clone)]
@@ -95,12 +96,25 @@ fn unsendable(req: Option<&Request>, resp: &Response) -> Response {
     let line = req.map_or("-", Request::request_line);
     match resp.refused_header() {
         Some(refused) => log::error!("{line}: the handler's response was not sent: {refused}"),
+        None if resp.body_ref().is_upgrade() => log::error!(
+            "{line}: the handler's upgrade was not sent: only a 101 to an HTTP/1.1 request \
+             that is not HEAD can upgrade"
+        ),
         None => log::error!(
             "{line}: the handler's response was not sent: {} is informational, never a final response",
             resp.status()
         ),
     }
     Response::error(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// Whether `resp`, an upgrade, may answer `req`: a `101` to an HTTP/1.1
+/// request that is not `HEAD`, with a valid header section.
+fn upgradable(req: &Request, resp: &Response) -> bool {
+    resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        && resp.refused_header().is_none()
+        && req.version() == Version::Http11
+        && req.method() != &Method::Head
 }
 
 /// Why a request was refused before its handler ran: its head says the
@@ -417,6 +431,13 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         if !self.server.answered.load(Ordering::Relaxed) {
             self.server.answered.store(true, Ordering::Release);
         }
+        let upgrade = resp.body_ref().is_upgrade();
+        if upgrade {
+            return match req {
+                Some(req) if upgradable(req, &resp) => self.upgrade(req, resp),
+                _ => self.respond(req, unsendable(req, &resp)),
+            };
+        }
         if resp.refused_header().is_some() || resp.status().as_u16() < 200 {
             resp = unsendable(req, &resp);
         }
@@ -476,6 +497,36 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
     /// Runs a streamed body's closure against the connection. Returns the
     /// body bytes written. A closure that fails or panics leaves the
     /// response unterminated, and the connection is closed.
+    /// Sends a `101` and hands the connection to the response's closure;
+    /// the connection closes when it returns.
+    #[inline(never)]
+    fn upgrade(&mut self, req: &Request, resp: Response) -> bool {
+        write_head(&mut self.wbuf, &resp, ConnectionField::Upgrade, false);
+        access_log::log(self.peer, Some(req), resp.status(), 0);
+        if self.flush().is_err() {
+            return false;
+        }
+        let Body(Inner::Upgrade(Upgrade(on_upgrade))) = resp.into_body() else {
+            return false;
+        };
+        // What the client sent after its request head belongs to the new
+        // protocol.
+        let read = self.rbuf.split().freeze();
+        if self
+            .io
+            .set_read_timeout(Some(self.config.idle_timeout))
+            .is_err()
+        {
+            return false;
+        }
+        let mut lent = Lent(&mut *self.io);
+        let upgraded = Upgraded::new(&mut lent, read, self.server.stopping, req);
+        if catch_unwind(AssertUnwindSafe(|| on_upgrade(upgraded))).is_err() {
+            log::error!("{:?}: an upgraded connection's handler panicked", self.peer);
+        }
+        false
+    }
+
     fn write_stream(&mut self, stream: Stream, chunked: bool) -> io::Result<u64> {
         self.flush()?;
         let mut out = ChunkedWriter::new(&mut *self.io, chunked);
@@ -500,6 +551,8 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
             Inner::File { file, offset, len } => self.queue_file(&file, offset, len),
             // `respond` writes streams itself: they cannot be batched.
             Inner::Stream(_) => Err(io::Error::other("a streamed body cannot be queued")),
+            // `respond` hands upgrades over itself.
+            Inner::Upgrade(_) => Err(io::Error::other("an upgrade has no body to queue")),
             Inner::Parts { file, parts } => {
                 for part in parts {
                     match part {

@@ -126,11 +126,15 @@ mod response;
 mod router;
 mod runtime;
 mod server;
+pub mod sse;
 mod status;
 mod sys;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
+mod upgrade;
+#[cfg(feature = "websocket")]
+pub mod ws;
 
 pub use auth::{AuthError, BasicAuth, Credential, Protected};
 pub use blocking::blocking;
@@ -148,6 +152,7 @@ pub use sys::raise_open_files_limit;
 #[cfg(feature = "tls")]
 pub use tls::{RedirectToHttps, TlsConfig, TlsError};
 pub use transport::Transport;
+pub use upgrade::Upgraded;
 
 /// The parsers of hostile input, for the fuzz targets, benchmarks and
 /// property tests. Not part of the API: it changes without notice.

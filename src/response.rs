@@ -46,6 +46,8 @@ pub(crate) enum Inner {
         file: File,
         parts: Vec<Part>,
     },
+    /// What runs on the connection after a `101` (see `upgrade.rs`).
+    Upgrade(crate::upgrade::Upgrade),
 }
 
 /// The writer behind a streamed body.
@@ -119,6 +121,11 @@ impl Body {
         Body(Inner::Parts { file, parts })
     }
 
+    /// Whether this is an upgrade's closure ([`Response::upgrade`]).
+    pub fn is_upgrade(&self) -> bool {
+        matches!(self.0, Inner::Upgrade(_))
+    }
+
     /// The length in bytes; `None` for a stream, whose length is not known
     /// until it has been written.
     pub fn len(&self) -> Option<u64> {
@@ -158,7 +165,7 @@ impl Body {
     /// The `Content-Length` of the body (0 for a stream).
     pub(crate) fn wire_len(&self) -> u64 {
         match &self.0 {
-            Inner::Empty | Inner::Stream(_) => 0,
+            Inner::Empty | Inner::Stream(_) | Inner::Upgrade(_) => 0,
             Inner::Bytes(b) => b.len() as u64,
             Inner::File { len, .. } => *len,
             Inner::Parts { parts, .. } => parts.iter().map(Part::len).sum(),
@@ -331,6 +338,41 @@ impl Response {
             .body(body)
     }
 
+    /// `101 Switching Protocols` to `protocol` (the `Upgrade` field;
+    /// `Connection: Upgrade` is added): once the head is sent, the
+    /// connection leaves HTTP and `on_upgrade` runs on it, on the same
+    /// coroutine, in blocking style; the connection closes when it
+    /// returns. Only an HTTP/1.1 request (not `HEAD`) can be upgraded;
+    /// answering another with it is a handler error (`500`).
+    /// [`WebSocket`](crate::ws) is built on it.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use coserve::{Request, Response};
+    ///
+    /// // An echo protocol: whatever comes is sent back.
+    /// fn handler(_req: &Request) -> Response {
+    ///     Response::upgrade("echo", |mut conn| {
+    ///         let mut buf = [0u8; 1024];
+    ///         while let Ok(n @ 1..) = conn.read(&mut buf) {
+    ///             if conn.write_all(&buf[..n]).and_then(|()| conn.flush()).is_err() {
+    ///                 break;
+    ///             }
+    ///         }
+    ///     })
+    /// }
+    /// ```
+    pub fn upgrade<F>(protocol: &str, on_upgrade: F) -> Response
+    where
+        F: for<'a> FnOnce(crate::Upgraded<'a>) + Send + 'static,
+    {
+        Response::new(StatusCode::SWITCHING_PROTOCOLS)
+            .header("Upgrade", protocol)
+            .body(Body(Inner::Upgrade(crate::upgrade::Upgrade(Box::new(
+                on_upgrade,
+            )))))
+    }
+
     /// A redirect (`301`, `302`, `303`, `307` or `308`) to `location`, with a
     /// short text body. A location holding CR, LF or another control
     /// character makes the response a `500` (see [`Response::header`]).
@@ -477,6 +519,8 @@ pub(crate) enum ConnectionField {
     Close,
     /// `Connection: keep-alive` (an HTTP/1.0 client that asked for it).
     KeepAlive,
+    /// `Connection: Upgrade`, with a `101`.
+    Upgrade,
 }
 
 /// Appends a response head to `buf`. `chunked` says whether a streamed
@@ -516,6 +560,7 @@ pub(crate) fn write_head(
         ConnectionField::Default => {}
         ConnectionField::Close => buf.put_slice(b"\r\nConnection: close"),
         ConnectionField::KeepAlive => buf.put_slice(b"\r\nConnection: keep-alive"),
+        ConnectionField::Upgrade => buf.put_slice(b"\r\nConnection: Upgrade"),
     }
     put_fields(buf, resp);
     buf.put_slice(b"\r\n\r\n");

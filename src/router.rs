@@ -143,6 +143,26 @@ impl Router {
         self.add(Pattern::Prefix(prefix.into()), None, handler)
     }
 
+    /// A WebSocket endpoint on exactly `path` (feature `websocket`): see
+    /// [`ws`](crate::ws).
+    ///
+    /// ```
+    /// use coserve::Router;
+    /// use coserve::ws::Ws;
+    ///
+    /// let app = Router::new().ws("/echo", Ws::new(|_req, mut ws| {
+    ///     while let Ok(msg) = ws.recv() {
+    ///         if ws.send(msg).is_err() {
+    ///             break;
+    ///         }
+    ///     }
+    /// }));
+    /// ```
+    #[cfg(feature = "websocket")]
+    pub fn ws(self, path: &str, ws: crate::ws::Ws) -> Router {
+        self.add(Pattern::Exact(path.into()), None, ws)
+    }
+
     /// Answers what no route matches: a [`StaticFiles`](crate::StaticFiles),
     /// another router, or any [`Handler`]. Without one, that is a 404.
     pub fn fallback(mut self, handler: impl Handler) -> Router {

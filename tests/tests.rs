@@ -26,4 +26,6 @@ mod modes;
 mod protocol;
 mod ranges;
 mod shutdown;
+mod sse;
 mod tls;
+mod websocket;

@@ -1,0 +1,166 @@
+//! Taking a connection over after `101 Switching Protocols`: what
+//! WebSocket (and any other protocol a client upgrades to) runs on.
+//!
+//! A handler answers with [`Response::upgrade`](crate::Response::upgrade);
+//! the connection loop sends the `101` head, then calls the closure on the
+//! same coroutine (or thread) with the connection as an [`Upgraded`]: a
+//! blocking `Read + Write` that first gives back the bytes the client sent
+//! after its request head. When the closure returns, the connection
+//! closes; it never goes back to HTTP. The connection keeps its slot
+//! (the caps still count it) and its registration, so shutdown ends its
+//! reads like any other's: [`Upgraded::is_stopping`] then says why a read
+//! saw the end of the stream, for the protocol to say goodbye (WebSocket's
+//! close 1001) within the grace period.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+
+use crate::request::Request;
+use crate::transport::Transport;
+
+/// What a handler runs on the connection once the `101` has gone out.
+pub(crate) type OnUpgrade = Box<dyn for<'a> FnOnce(Upgraded<'a>) + Send>;
+
+/// The closure of an upgrade response.
+pub(crate) struct Upgrade(pub(crate) OnUpgrade);
+
+impl fmt::Debug for Upgrade {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Upgrade(..)")
+    }
+}
+
+/// A connection taken over after `101 Switching Protocols`: blocking
+/// reads and writes that park only this coroutine. Reads first return what
+/// the client sent after its request head, then read the connection
+/// (over TLS, the decrypted stream).
+///
+/// Reads wait at most the read timeout, [`Config::idle_timeout`] unless
+/// [`Upgraded::set_read_timeout`] says otherwise; a read that times out
+/// fails with `TimedOut` or `WouldBlock`. Writes wait at most
+/// [`Config::write_timeout`].
+///
+/// [`Config::idle_timeout`]: crate::Config::idle_timeout
+/// [`Config::write_timeout`]: crate::Config::write_timeout
+pub struct Upgraded<'a> {
+    io: &'a mut dyn Transport,
+    read: Bytes,
+    stopping: &'a AtomicBool,
+    request: &'a Request,
+}
+
+impl<'a> Upgraded<'a> {
+    pub(crate) fn new(
+        io: &'a mut dyn Transport,
+        read: Bytes,
+        stopping: &'a AtomicBool,
+        request: &'a Request,
+    ) -> Upgraded<'a> {
+        Upgraded {
+            io,
+            read,
+            stopping,
+            request,
+        }
+    }
+
+    /// The request that was upgraded.
+    pub fn request(&self) -> &'a Request {
+        self.request
+    }
+
+    /// Bounds the reads to come (`None`: wait for ever).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.io.set_read_timeout(timeout)
+    }
+
+    /// Bounds each write (`None`: wait for ever).
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.io.set_write_timeout(timeout)
+    }
+
+    /// Whether the server is shutting down: it has ended this connection's
+    /// reads (they see the end of the stream), and waits for the
+    /// connection to close within its grace period. Writes still work.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Sends the end of the stream (TCP's FIN; over TLS, `close_notify`
+    /// first). Reads go on until the client closes too.
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
+        self.io.shutdown_write()
+    }
+}
+
+impl Read for Upgraded<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.read.is_empty() {
+            let n = buf.len().min(self.read.len());
+            buf[..n].copy_from_slice(&self.read[..n]);
+            self.read.advance(n);
+            return Ok(n);
+        }
+        self.io.read(buf)
+    }
+}
+
+impl Write for Upgraded<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.io.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.io.flush()
+    }
+}
+
+impl fmt::Debug for Upgraded<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upgraded")
+            .field("read_ahead", &self.read.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transport of any size as a sized one, so that it can be lent out as
+/// `&mut dyn Transport`.
+pub(crate) struct Lent<'a, T: Transport + ?Sized>(pub &'a mut T);
+
+impl<T: Transport + ?Sized> Read for Lent<'_, T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<T: Transport + ?Sized> Write for Lent<'_, T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for Lent<'_, T> {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.set_read_timeout(timeout)
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.0.set_write_timeout(timeout)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.0.shutdown_write()
+    }
+
+    fn read_spare(&mut self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+        self.0.read_spare(buf)
+    }
+}
