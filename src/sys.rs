@@ -425,3 +425,63 @@ pub(crate) fn recv_tls_record(fd: RawFd, buf: &mut [u8], data_type: u8) -> io::R
         Ok((kind, n as usize))
     }
 }
+
+/// A new eventfd (non-blocking, close-on-exec): what wakes a thread
+/// engine's read from another thread.
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: no pointers; a descriptor or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just made and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds one to an eventfd's count: it becomes readable.
+pub(crate) fn eventfd_signal(fd: BorrowedFd<'_>) {
+    let one: u64 = 1;
+    // SAFETY: writes the 8 bytes of `one`.
+    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+}
+
+/// Waits until `sock` is readable (or closed) or `wake` was signalled, at
+/// most `timeout` (`None`: for ever). Returns (socket ready, woken); a
+/// wake-up is consumed. Interrupted waits are retried.
+pub(crate) fn poll_read_or_wake(
+    sock: BorrowedFd<'_>,
+    wake: BorrowedFd<'_>,
+    timeout: Option<Duration>,
+) -> io::Result<(bool, bool)> {
+    let mut fds = [
+        libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLRDHUP,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
+    loop {
+        // SAFETY: `fds` is valid for its two entries during the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        if n >= 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    let woken = fds[1].revents != 0;
+    if woken {
+        let mut count = 0u64;
+        // SAFETY: reads at most 8 bytes into `count`.
+        unsafe { libc::read(wake.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+    }
+    Ok((fds[0].revents != 0, woken))
+}

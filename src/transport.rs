@@ -50,7 +50,21 @@ pub trait Transport: Read + Write {
         self.write_all(head)?;
         copy_file(self, file, offset, len)
     }
+
+    /// Something another coroutine or thread can call to make a read
+    /// waiting on this transport (or its next one) return early with
+    /// `WouldBlock`; `None` if it cannot be woken (the default). The
+    /// server's sockets can, and a TLS stream over them: WebSocket senders
+    /// use it.
+    #[doc(hidden)]
+    fn read_waker(&mut self) -> Option<ReadWaker> {
+        None
+    }
 }
+
+/// What [`Transport::read_waker`] gives.
+#[doc(hidden)]
+pub type ReadWaker = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// Copies part of a file to a writer with a bounded buffer.
 fn copy_file<W: Write + ?Sized>(

@@ -90,6 +90,11 @@ impl<'a> Upgraded<'a> {
         self.stopping.load(Ordering::Acquire)
     }
 
+    /// What makes this connection's waiting read return early.
+    pub(crate) fn read_waker(&mut self) -> Option<crate::transport::ReadWaker> {
+        self.io.read_waker()
+    }
+
     /// Sends the end of the stream (TCP's FIN; over TLS, `close_notify`
     /// first). Reads go on until the client closes too.
     pub fn shutdown_write(&mut self) -> io::Result<()> {
@@ -162,5 +167,9 @@ impl<T: Transport + ?Sized> Transport for Lent<'_, T> {
 
     fn read_spare(&mut self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
         self.0.read_spare(buf)
+    }
+
+    fn read_waker(&mut self) -> Option<crate::transport::ReadWaker> {
+        self.0.read_waker()
     }
 }

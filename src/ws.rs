@@ -36,9 +36,11 @@
 //! - **Shutdown.** When the server shuts down, [`WebSocket::recv`] sends
 //!   close 1001 and returns [`WsError::ShuttingDown`].
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -50,6 +52,7 @@ use crate::parse::Version;
 use crate::request::{Method, Request};
 use crate::response::Response;
 use crate::status::StatusCode;
+use crate::transport::ReadWaker;
 use crate::upgrade::Upgraded;
 
 /// A WebSocket message.
@@ -261,6 +264,13 @@ impl Handler for Ws {
 /// The GUID of RFC 6455 §1.3.
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+fn to_tungstenite(msg: Message) -> tungstenite::Message {
+    match msg {
+        Message::Text(text) => tungstenite::Message::Text(text.into()),
+        Message::Binary(bytes) => tungstenite::Message::Binary(bytes),
+    }
+}
+
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`.
 pub fn accept_key(key: &str) -> String {
     use base64::Engine as _;
@@ -334,15 +344,100 @@ fn check(req: &Request, options: &WsOptions) -> Result<(String, Option<String>),
 }
 
 /// An open WebSocket connection, in blocking style: [`WebSocket::recv`]
-/// parks this coroutine until a message comes.
+/// parks this coroutine until a message comes; [`WebSocket::sender`] lets
+/// other coroutines send on it.
 pub struct WebSocket<'a> {
     ws: tungstenite::WebSocket<Upgraded<'a>>,
     protocol: Option<String>,
     ping_interval: Duration,
     idle_timeout: Duration,
     heard: Instant,
+    /// When the last ping went out, if one did since `heard`.
+    pinged: Option<Instant>,
     done: bool,
+    outbox: Option<Arc<Outbox>>,
 }
+
+/// Messages other coroutines have given a connection to send.
+struct Outbox {
+    queue: Mutex<VecDeque<Message>>,
+    /// Cleared when the connection ends: sends then fail.
+    open: AtomicBool,
+    /// Makes the connection's waiting read return, to send them.
+    wake: Option<ReadWaker>,
+}
+
+/// The most messages a sender may queue for one connection before
+/// [`WsSender::send`] refuses more: a client that does not read cannot make
+/// the server hold more.
+pub const MAX_QUEUED: usize = 1024;
+
+/// Sends on a [`WebSocket`] from any coroutine or thread: a cheap,
+/// cloneable handle, for broadcast hubs and the like. A message is queued
+/// and the connection's coroutine, waiting in [`WebSocket::recv`], is woken
+/// to send it; messages go out in the order they were queued. A
+/// connection's coroutine sends only while it is in `recv` (or
+/// `send`): queue from elsewhere while it does other work, and they go out
+/// at its next `recv`.
+#[derive(Clone)]
+pub struct WsSender {
+    outbox: Arc<Outbox>,
+}
+
+impl fmt::Debug for WsSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsSender")
+            .field("open", &self.is_open())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsSender {
+    /// Queues `msg` for the connection. Fails with [`WsError::Closed`] once
+    /// the connection has ended, and with `Io(WouldBlock)` when
+    /// [`MAX_QUEUED`] messages already wait (a client that does not read).
+    pub fn send(&self, msg: impl Into<Message>) -> Result<(), WsError> {
+        if !self.is_open() {
+            return Err(WsError::Closed(None));
+        }
+        {
+            let mut queue = self.outbox.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if queue.len() >= MAX_QUEUED {
+                return Err(WsError::Io(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "the connection's send queue is full",
+                )));
+            }
+            queue.push_back(msg.into());
+        }
+        if let Some(wake) = &self.outbox.wake {
+            wake();
+        }
+        Ok(())
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_open(&self) -> bool {
+        self.outbox.open.load(Ordering::Acquire)
+    }
+
+    /// Whether both handles send on the same connection.
+    pub fn same_connection(&self, other: &WsSender) -> bool {
+        Arc::ptr_eq(&self.outbox, &other.outbox)
+    }
+}
+
+impl Drop for WebSocket<'_> {
+    fn drop(&mut self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.open.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// How often a connection whose reads cannot be woken (a transport of
+/// one's own) looks at its queue.
+const POLL_QUEUE: Duration = Duration::from_millis(20);
 
 impl fmt::Debug for WebSocket<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -367,7 +462,59 @@ impl<'a> WebSocket<'a> {
             ping_interval: options.ping_interval,
             idle_timeout: options.idle_timeout,
             heard: Instant::now(),
+            pinged: None,
             done: false,
+            outbox: None,
+        }
+    }
+
+    /// A handle other coroutines can send on this connection with.
+    pub fn sender(&mut self) -> WsSender {
+        if self.outbox.is_none() {
+            let wake = self.ws.get_mut().read_waker();
+            if wake.is_none() {
+                let wait = self.ping_interval.min(self.idle_timeout).min(POLL_QUEUE);
+                let _ = self.ws.get_mut().set_read_timeout(Some(wait));
+            }
+            self.outbox = Some(Arc::new(Outbox {
+                queue: Mutex::new(VecDeque::new()),
+                open: AtomicBool::new(!self.done),
+                wake,
+            }));
+        }
+        WsSender {
+            outbox: Arc::clone(self.outbox.as_ref().expect("just made")),
+        }
+    }
+
+    /// Sends what other coroutines queued.
+    fn send_queued(&mut self) -> Result<(), WsError> {
+        let Some(outbox) = &self.outbox else {
+            return Ok(());
+        };
+        let queued: Vec<Message> = {
+            let mut queue = outbox.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.drain(..).collect()
+        };
+        if queued.is_empty() {
+            return Ok(());
+        }
+        for msg in queued {
+            self.ws
+                .write(to_tungstenite(msg))
+                .map_err(|e| self.write_failed(e))?;
+        }
+        self.ws.flush().map_err(|e| self.write_failed(e))
+    }
+
+    fn write_failed(&mut self, e: tungstenite::Error) -> WsError {
+        self.done = true;
+        if let Some(outbox) = &self.outbox {
+            outbox.open.store(false, Ordering::Release);
+        }
+        match e {
+            tungstenite::Error::Io(e) => WsError::Io(e),
+            other => WsError::Protocol(other.to_string()),
         }
     }
 
@@ -384,13 +531,16 @@ impl<'a> WebSocket<'a> {
             if self.done {
                 return Err(WsError::Closed(None));
             }
+            self.send_queued()?;
             match self.ws.read() {
                 Ok(tungstenite::Message::Text(text)) => {
                     self.heard = Instant::now();
+                    self.pinged = None;
                     return Ok(Message::Text(text.as_str().to_string()));
                 }
                 Ok(tungstenite::Message::Binary(bytes)) => {
                     self.heard = Instant::now();
+                    self.pinged = None;
                     return Ok(Message::Binary(bytes));
                 }
                 Ok(tungstenite::Message::Close(frame)) => {
@@ -404,6 +554,7 @@ impl<'a> WebSocket<'a> {
                 Ok(_) => {
                     // A ping (answered) or a pong.
                     self.heard = Instant::now();
+                    self.pinged = None;
                     let _ = self.ws.flush();
                 }
                 Err(e) => {
@@ -436,14 +587,21 @@ impl<'a> WebSocket<'a> {
                 if silent >= self.idle_timeout {
                     return Some(self.close_with(CloseCode::Away, "idle", WsError::TimedOut));
                 }
-                if silent >= self.ping_interval.saturating_sub(Duration::from_millis(1))
-                    && self
+                // One ping per interval of silence, however often a sender
+                // wakes the read.
+                let interval = self.ping_interval.saturating_sub(Duration::from_millis(1));
+                let due =
+                    silent >= interval && self.pinged.is_none_or(|at| at.elapsed() >= interval);
+                if due {
+                    self.pinged = Some(Instant::now());
+                    if self
                         .ws
                         .send(tungstenite::Message::Ping(Bytes::new()))
                         .is_err()
-                {
-                    self.done = true;
-                    return Some(WsError::Closed(None));
+                    {
+                        self.done = true;
+                        return Some(WsError::Closed(None));
+                    }
                 }
                 None
             }
@@ -493,22 +651,19 @@ impl<'a> WebSocket<'a> {
             let _ = out.write_all(&raw).and_then(|()| out.flush());
         }
         self.done = true;
+        if let Some(outbox) = &self.outbox {
+            outbox.open.store(false, Ordering::Release);
+        }
         err
     }
 
-    /// Sends a message (and flushes it).
+    /// Sends a message (and flushes it), after any that other coroutines
+    /// queued.
     pub fn send(&mut self, msg: impl Into<Message>) -> Result<(), WsError> {
-        let msg = match msg.into() {
-            Message::Text(text) => tungstenite::Message::Text(text.into()),
-            Message::Binary(bytes) => tungstenite::Message::Binary(bytes),
-        };
-        self.ws.send(msg).map_err(|e| {
-            self.done = true;
-            match e {
-                tungstenite::Error::Io(e) => WsError::Io(e),
-                other => WsError::Protocol(other.to_string()),
-            }
-        })
+        self.send_queued()?;
+        self.ws
+            .send(to_tungstenite(msg.into()))
+            .map_err(|e| self.write_failed(e))
     }
 
     /// Closes the connection with `code` (1000: normal) and `reason`, and

@@ -292,6 +292,38 @@ crate::engine_tests! {
         }
     }
 
+    /// Every client gets every message, its own included, in order, sent
+    /// from the coroutine (or thread) of the client that sent it; a client
+    /// that left is dropped from the hub.
+    #[test]
+    fn senders_on_other_coroutines_reach_every_client() {
+        let server = start(test_config(), Router::new().ws("/hub", hub()));
+        let mut clients: Vec<Client> = Vec::new();
+        for i in 0..5 {
+            clients.push(connect_with(server.addr, "/hub", "", b""));
+            // Its hello reaching everyone, itself included, proves it is
+            // registered.
+            let hello = format!("hello from {i}");
+            clients[i].send(tungstenite::Message::Text(hello.clone().into())).unwrap();
+            for (j, c) in clients.iter_mut().enumerate() {
+                assert_eq!(texts(c, 1), [hello.clone()], "client {j}");
+            }
+        }
+        for round in 0..3 {
+            clients[round].send(tungstenite::Message::Text(format!("round {round}").into())).unwrap();
+            for (i, c) in clients.iter_mut().enumerate() {
+                assert_eq!(texts(c, 1), [format!("round {round}")], "client {i}");
+            }
+        }
+        let mut gone = clients.remove(4);
+        gone.close(None).unwrap();
+        while gone.read().is_ok() {}
+        clients[0].send(tungstenite::Message::Text("after".into())).unwrap();
+        for c in &mut clients {
+            assert_eq!(texts(c, 1), ["after"]);
+        }
+    }
+
     /// Shutdown sends close 1001 to an open WebSocket and the handler ends.
     #[test]
     fn shutdown_sends_going_away() {
@@ -353,7 +385,60 @@ crate::engine_tests! {
     }
 }
 
-/// The same echo over TLS, on both engines.
+/// A broadcast hub: each connection registers a sender; a text from any
+/// client goes to every client, the sender included, from the coroutine
+/// (or thread) that received it.
+fn hub() -> Ws {
+    let clients: Arc<std::sync::Mutex<Vec<coserve::ws::WsSender>>> = Arc::default();
+    Ws::new(move |_req, mut ws: WebSocket<'_>| {
+        let me = ws.sender();
+        clients.lock().unwrap().push(me.clone());
+        while let Ok(msg) = ws.recv() {
+            let all = clients.lock().unwrap().clone();
+            for client in all {
+                let _ = client.send(msg.clone());
+            }
+        }
+        clients.lock().unwrap().retain(|c| !c.same_connection(&me));
+    })
+}
+
+/// Reads text messages until `n` have come (answering pings).
+fn texts(c: &mut Client, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match c.read().unwrap() {
+            tungstenite::Message::Text(t) => got.push(t.as_str().to_string()),
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    got
+}
+
+/// A sender outlives its connection and then refuses to send.
+#[test]
+fn a_sender_to_a_closed_connection_fails() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ws = Ws::new(move |_req, mut ws: WebSocket<'_>| {
+        tx.send(ws.sender()).unwrap();
+        while ws.recv().is_ok() {}
+    });
+    let server = start(test_config(), Router::new().ws("/x", ws));
+    let mut c = connect_with(server.addr, "/x", "", b"");
+    let sender = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(sender.is_open());
+    sender.send("queued").unwrap();
+    assert_eq!(texts(&mut c, 1), ["queued"]);
+    c.close(None).unwrap();
+    while c.read().is_ok() {}
+    let closed = crate::util::eventually(Duration::from_secs(10), || !sender.is_open());
+    assert!(closed);
+    assert!(matches!(sender.send("late"), Err(WsError::Closed(_))));
+}
+
+/// The same echo over TLS, and a hub whose sender wakes a connection
+/// waiting in a TLS read, on both engines.
 #[test]
 fn websocket_over_tls() {
     for engine in [coserve::EngineKind::Coroutine, coserve::EngineKind::Thread] {
@@ -366,28 +451,30 @@ fn websocket_over_tls() {
         )
         .unwrap();
         let ended = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let app = Router::new().ws("/echo", echo(ended.clone()));
+        let app = Router::new()
+            .ws("/echo", echo(ended.clone()))
+            .ws("/hub", hub());
         let server = start(test_config().tls(Some(tls)), app);
-        let mut tls = crate::tls::try_connect(
-            server.addr,
-            crate::tls::client_config(&ca, crate::tls::BOTH),
-            "localhost",
-        )
-        .unwrap();
-        tls.write_all(handshake_request("/echo", "").as_bytes())
+        let connect_tls = |path: &str| {
+            let mut tls = crate::tls::try_connect(
+                server.addr,
+                crate::tls::client_config(&ca, crate::tls::BOTH),
+                "localhost",
+            )
             .unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(tls.read(&mut byte).unwrap(), 1);
-            head.push(byte[0]);
-        }
-        assert!(
-            head.starts_with(b"HTTP/1.1 101 "),
-            "{:?}",
-            String::from_utf8_lossy(&head)
-        );
-        let mut c = tungstenite::WebSocket::from_raw_socket(tls, Role::Client, None);
+            tls.write_all(handshake_request(path, "").as_bytes())
+                .unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                assert_eq!(tls.read(&mut byte).unwrap(), 1);
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8(head).unwrap();
+            assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+            tungstenite::WebSocket::from_raw_socket(tls, Role::Client, None)
+        };
+        let mut c = connect_tls("/echo");
         for text in ["over", "TLS"] {
             c.send(tungstenite::Message::Text(text.into())).unwrap();
             assert_eq!(c.read().unwrap(), tungstenite::Message::Text(text.into()));
@@ -398,6 +485,32 @@ fn websocket_over_tls() {
             !ended.lock().unwrap().is_empty()
         });
         assert!(ok);
-        let _ = Message::from("x");
+        let (mut a, mut b) = (connect_tls("/hub"), connect_tls("/hub"));
+        for (who, c) in [("a", &mut a), ("b", &mut b)] {
+            c.send(tungstenite::Message::Text(format!("{who} here").into()))
+                .unwrap();
+            let mut got = String::new();
+            while got != format!("{who} here") {
+                if let tungstenite::Message::Text(t) = c.read().unwrap() {
+                    got = t.as_str().to_string();
+                }
+            }
+        }
+        // b waits in a TLS read; a's message is queued for it and wakes it.
+        a.send(tungstenite::Message::Text("to all".into())).unwrap();
+        // a also has b's hello to read first.
+        assert_eq!(texts_of(&mut a, 2), ["b here", "to all"]);
+        assert_eq!(texts_of(&mut b, 1), ["to all"]);
     }
+}
+
+/// `texts` for any stream.
+fn texts_of<S: Read + Write>(c: &mut tungstenite::WebSocket<S>, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        if let tungstenite::Message::Text(t) = c.read().unwrap() {
+            got.push(t.as_str().to_string());
+        }
+    }
+    got
 }

@@ -122,12 +122,26 @@ impl CoStream {
                 self.waiting.0.set(Some(deadline));
             }
             wait_first = false;
+            if self.waiting.0.take_woken() {
+                return Err(woken());
+            }
             // Until data, a close, a shutdown, or the sweeper's wake at the
             // deadline; a write's EPOLLOUT alone is no reason to read.
             while self.stream.wait_io() & READABLE == 0 {}
             self.waiting.0.set(None);
+            if self.waiting.0.take_woken() {
+                // The events this wait took may include data: the next read
+                // tries the socket before it waits.
+                self.drained = false;
+                return Err(woken());
+            }
         }
     }
+}
+
+/// What a read woken by [`Transport::read_waker`] returns.
+fn woken() -> io::Error {
+    io::Error::new(io::ErrorKind::WouldBlock, "woken to send")
 }
 
 impl Read for CoStream {
@@ -220,6 +234,11 @@ impl Transport for CoStream {
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.stream.shutdown(Shutdown::Write)
+    }
+
+    fn read_waker(&mut self) -> Option<crate::transport::ReadWaker> {
+        let waiting = self.waiting.0.clone();
+        Some(Arc::new(move || waiting.wake()))
     }
 
     /// `recv(2)` straight into the buffer's spare capacity.

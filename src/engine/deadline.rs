@@ -30,6 +30,8 @@ pub(crate) struct Waiting {
     deadline: AtomicU64,
     /// Set when the connection is gone; the sweeper then forgets it.
     closed: AtomicBool,
+    /// Set by [`Waiting::wake`]: the read waiting now returns early.
+    woken: AtomicBool,
     waker: may::io::WaitIoWaker,
 }
 
@@ -39,6 +41,7 @@ impl Waiting {
         let waiting = Arc::new(Waiting {
             deadline: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
             waker,
         });
         SWEEPER
@@ -59,6 +62,18 @@ impl Waiting {
     /// The connection is gone.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+
+    /// Makes the connection's waiting read (or its next one) return early,
+    /// with `WouldBlock`: another coroutine has something for it to send.
+    pub(crate) fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wakeup();
+    }
+
+    /// Whether [`Waiting::wake`] was called since the last look.
+    pub(crate) fn take_woken(&self) -> bool {
+        self.woken.load(Ordering::Acquire) && self.woken.swap(false, Ordering::AcqRel)
     }
 }
 

@@ -5,7 +5,8 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -18,10 +19,33 @@ use crate::transport::Transport;
 pub(crate) struct ThreadStream {
     stream: TcpStream,
     read_timeout: Option<Duration>,
+    /// Once a read waker was asked for: the eventfd it signals, which reads
+    /// then wait on beside the socket.
+    wake: Option<Arc<OwnedFd>>,
+}
+
+impl ThreadStream {
+    /// Before a read: with a waker, waits for the socket or the waker (at
+    /// most the read timeout), and says `WouldBlock` if woken or timed out.
+    fn ready_to_read(&self) -> io::Result<()> {
+        let Some(wake) = &self.wake else {
+            return Ok(());
+        };
+        let (readable, woken) =
+            sys::poll_read_or_wake(self.stream.as_fd(), wake.as_fd(), self.read_timeout)?;
+        if woken || !readable {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "woken or timed out",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Read for ThreadStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.ready_to_read()?;
         self.stream.read(buf)
     }
 }
@@ -61,7 +85,16 @@ impl Transport for ThreadStream {
     /// `recv(2)` straight into the buffer's spare capacity; the socket's
     /// receive timeout (SO_RCVTIMEO) makes a stalled read fail with EAGAIN.
     fn read_spare(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        self.ready_to_read()?;
         sys::recv_into(self.stream.as_fd(), buf)
+    }
+
+    fn read_waker(&mut self) -> Option<crate::transport::ReadWaker> {
+        if self.wake.is_none() {
+            self.wake = Some(Arc::new(sys::eventfd().ok()?));
+        }
+        let wake = self.wake.clone()?;
+        Some(Arc::new(move || sys::eventfd_signal(wake.as_fd())))
     }
 
     /// `sendfile(2)` on a blocking socket: it blocks in the kernel, and the
@@ -93,6 +126,7 @@ impl Engine for Threads {
             ThreadStream {
                 stream,
                 read_timeout: None,
+                wake: None,
             },
             peer,
         ))

@@ -306,6 +306,10 @@ impl<T: Transport + ?Sized> Transport for KtlsStream<'_, T> {
         self.io.shutdown_write()
     }
 
+    fn read_waker(&mut self) -> Option<crate::transport::ReadWaker> {
+        self.io.read_waker()
+    }
+
     fn send_file(
         &mut self,
         head: &[u8],

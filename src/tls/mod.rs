@@ -782,6 +782,10 @@ impl<T: Transport + ?Sized> Transport for TlsStream<'_, T> {
         self.flush_records()?;
         self.io.shutdown_write()
     }
+
+    fn read_waker(&mut self) -> Option<crate::transport::ReadWaker> {
+        self.io.read_waker()
+    }
 }
 
 /// Reads from a transport with a deadline for all the reads together.
