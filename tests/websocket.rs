@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use coserve::ws::{Message, WebSocket, Ws, WsError, WsOptions};
+use coserve::ws::{WebSocket, Ws, WsError, WsOptions};
 use coserve::{Request, Response, Router};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
@@ -306,7 +306,7 @@ crate::engine_tests! {
             let hello = format!("hello from {i}");
             clients[i].send(tungstenite::Message::Text(hello.clone().into())).unwrap();
             for (j, c) in clients.iter_mut().enumerate() {
-                assert_eq!(texts(c, 1), [hello.clone()], "client {j}");
+                assert_eq!(texts(c, 1), std::slice::from_ref(&hello), "client {j}");
             }
         }
         for round in 0..3 {
