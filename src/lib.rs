@@ -129,6 +129,7 @@ mod server;
 pub mod sse;
 mod status;
 mod sys;
+mod timeout;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
@@ -149,6 +150,7 @@ pub use runtime::Runtime;
 pub use server::{Config, Server, ServerHandle, serve_connection};
 pub use status::{InvalidStatusCode, StatusCode};
 pub use sys::raise_open_files_limit;
+pub use timeout::Timeout;
 #[cfg(feature = "tls")]
 pub use tls::{RedirectToHttps, TlsConfig, TlsError};
 pub use transport::Transport;

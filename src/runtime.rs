@@ -178,6 +178,12 @@ impl Runtime {
         Ok(Runtime { workers, ..self })
     }
 
+    /// The worker threads: as set, or, in [`Runtime::current`], as
+    /// resolved (0, one per core, becomes the core count).
+    pub fn worker_count(&self) -> usize {
+        self.workers
+    }
+
     /// The coroutine stack size, in bytes.
     pub(crate) fn stack_bytes(&self) -> usize {
         self.stack_size

@@ -27,5 +27,6 @@ mod protocol;
 mod ranges;
 mod shutdown;
 mod sse;
+mod timeout;
 mod tls;
 mod websocket;

@@ -354,6 +354,19 @@ impl Parking for Coroutines {
     }
 }
 
+/// Cancels a coroutine: at its next yield point (an I/O wait, a sleep, a
+/// may channel or lock) it unwinds with may's cancel panic, running the
+/// destructors of what it holds. What [`Timeout`](crate::Timeout) does to
+/// a handler past its limit; the only place coserve cancels.
+pub(crate) fn cancel(co: &may::coroutine::Coroutine) {
+    // SAFETY: may marks cancel unsafe because the coroutine is unwound from
+    // wherever it next yields. The one coroutine cancelled is a Timeout's,
+    // which runs only the handler, under catch_unwind, with the request it
+    // owns; server state is behind std locks that are never held across a
+    // yield, so the unwinding leaves none of them held.
+    unsafe { co.cancel() }
+}
+
 /// Turns a bound std listener into a may listener.
 pub(crate) fn listener(std: std::net::TcpListener) -> io::Result<may::net::TcpListener> {
     std.set_nonblocking(true)?;
