@@ -106,6 +106,31 @@ engine_tests! {
         assert!(rest.is_empty(), "{rest:?}");
     }
 
+    /// A request and the client's FIN in one write: the server answers
+    /// and then sees the end of the stream at once. (They can arrive in
+    /// one readiness event; a read that waited for the next event after
+    /// taking the request waited until the connection parked, or, for an
+    /// upgraded connection, for ever.)
+    #[test]
+    fn a_request_and_its_fin_in_one_write_close_at_once() {
+        let s = start_site(|c, f| {
+            (c.release_idle_after(Duration::from_secs(20)).idle_timeout(Duration::from_secs(30)), f)
+        });
+        for _ in 0..5 {
+            let mut conn = s.connect();
+            // The first request makes the server wait for the next one.
+            assert_eq!(get(&mut conn, "/index.html").status, 200);
+            conn.write_all(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            conn.shutdown(Shutdown::Write).unwrap();
+            let r = read_response(&mut conn, false).expect("a response");
+            assert_eq!(r.status, 200);
+            let started = Instant::now();
+            let mut rest = Vec::new();
+            conn.read_to_end(&mut rest).unwrap();
+            assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+        }
+    }
+
     #[test]
     fn an_idle_connection_still_times_out() {
         let idle = Duration::from_millis(600);

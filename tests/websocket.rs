@@ -514,3 +514,104 @@ fn texts_of<S: Read + Write>(c: &mut tungstenite::WebSocket<S>, n: usize) -> Vec
     }
     got
 }
+
+/// A frame as a hostile client might write it: any opcode, FIN or not,
+/// masked or not, a length field that may lie (up to 2^63), and a payload
+/// of its own length.
+fn hostile_frame() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    (
+        any::<bool>(),
+        0u8..16,
+        any::<bool>(),
+        prop_oneof![0u64..200, 100_000u64..200_000, Just(u64::MAX >> 1)],
+        proptest::collection::vec(any::<u8>(), 0..300),
+        any::<[u8; 4]>(),
+    )
+        .prop_map(|(fin, opcode, masked, claimed, payload, mask)| {
+            let mut f = vec![(u8::from(fin) << 7) | opcode];
+            let m = u8::from(masked) << 7;
+            match claimed {
+                n if n < 126 => f.push(m | n as u8),
+                n if n < 65536 => {
+                    f.push(m | 126);
+                    f.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                n => {
+                    f.push(m | 127);
+                    f.extend_from_slice(&n.to_be_bytes());
+                }
+            }
+            if masked {
+                f.extend_from_slice(&mask);
+            }
+            f.extend_from_slice(&payload);
+            f
+        })
+}
+
+/// Random frames, and random bytes, after a good handshake: the server
+/// never panics or hangs (each connection ends once the client has sent
+/// its last byte), never answers a lying length by reading or holding more
+/// than the limits (a claim over them is refused at once), and serves the
+/// next client.
+#[test]
+fn hostile_frames_never_panic_hang_or_grow() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let echo = echo_server(WsOptions::new().max_message(64 * 1024).max_frame(16 * 1024));
+    let addr = echo.server.addr;
+    let input = prop_oneof![
+        proptest::collection::vec(hostile_frame(), 1..6).prop_map(|fs| fs.concat()),
+        proptest::collection::vec(any::<u8>(), 0..600),
+    ];
+    let mut runner = TestRunner::new(Config {
+        failure_persistence: None,
+        ..Config::with_cases(300)
+    });
+    runner
+        .run(&input, |bytes| {
+            let mut c = connect_with(addr, "/echo", "", b"");
+            let raw = c.get_mut();
+            let _ = raw.write_all(&bytes);
+            let _ = raw.shutdown(std::net::Shutdown::Write);
+            let started = Instant::now();
+            let mut sink = [0u8; 4096];
+            let mut total = 0usize;
+            loop {
+                match raw.read(&mut sink) {
+                    Ok(0) | Err(_) => break,
+                    // Echoes of what fitted the limits, at most.
+                    Ok(n) => total += n,
+                }
+            }
+            prop_assert!(
+                started.elapsed() < Duration::from_secs(9),
+                "hung: {:?}",
+                started.elapsed()
+            );
+            prop_assert!(
+                total <= bytes.len() + 1024,
+                "sent {} for {} in",
+                total,
+                bytes.len()
+            );
+            Ok(())
+        })
+        .unwrap();
+    // A length claim of 2^62 is refused with 1009 before a byte of it.
+    let mut c = connect(addr);
+    let mut claim = vec![0x82, 0x80 | 127];
+    claim.extend_from_slice(&(1u64 << 62).to_be_bytes());
+    claim.extend_from_slice(&[1, 2, 3, 4]);
+    c.get_mut().write_all(&claim).unwrap();
+    assert_eq!(close_code(&mut c), Some(1009));
+    // And the server still echoes.
+    let mut c = connect(addr);
+    c.send(tungstenite::Message::Text("still fine".into()))
+        .unwrap();
+    assert_eq!(
+        c.read().unwrap(),
+        tungstenite::Message::Text("still fine".into())
+    );
+}

@@ -33,6 +33,9 @@ pub(crate) struct CoStream {
     /// the read that would fail with EAGAIN while the client is still
     /// reading our response.
     drained: bool,
+    /// Whether a wait has seen the client close (or the socket fail): then
+    /// no read waits first, since no further event will come to end it.
+    hung_up: bool,
 }
 
 /// What to do if may abandons the current coroutine (see
@@ -81,9 +84,13 @@ impl CoStream {
             write_timeout: None,
             waiting,
             drained: false,
+            hung_up: false,
         }
     }
 }
+
+/// The events that say the client closed (or the socket failed).
+const HUNG_UP: usize = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as usize;
 
 /// The events that make a read worth trying: data, a close, an error, or
 /// the deadline sweeper's wake-up (may's `WaitIoWaker` sets the top bit).
@@ -103,7 +110,7 @@ impl CoStream {
         // before trying again. may's epoll is edge-triggered and `wait_io`
         // returns the events seen since it last returned, so data that came
         // after the last read is never missed.
-        let mut wait_first = self.drained;
+        let mut wait_first = self.drained && !self.hung_up;
         loop {
             if !wait_first {
                 match op(self) {
@@ -127,7 +134,17 @@ impl CoStream {
             }
             // Until data, a close, a shutdown, or the sweeper's wake at the
             // deadline; a write's EPOLLOUT alone is no reason to read.
-            while self.stream.wait_io() & READABLE == 0 {}
+            let events = loop {
+                let events = self.stream.wait_io();
+                if events & READABLE != 0 {
+                    break events;
+                }
+            };
+            // Data and the client's FIN can come in one event: a read that
+            // then takes the data must not wait for another event.
+            if events & HUNG_UP != 0 {
+                self.hung_up = true;
+            }
             self.waiting.0.set(None);
             if self.waiting.0.take_woken() {
                 // The events this wait took may include data: the next read
