@@ -1106,6 +1106,24 @@ mod tests {
         );
     }
 
+    /// A configuration with a self-signed certificate for `localhost`, the
+    /// directory of its files, and the certificate.
+    fn self_signed() -> (
+        tempfile::TempDir,
+        TlsConfig,
+        rustls::pki_types::CertificateDer<'static>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
+        let tls =
+            TlsConfig::from_pem_files(dir.path().join("c.pem"), dir.path().join("k.pem")).unwrap();
+        (dir, tls, cert.der().clone())
+    }
+
     /// A std socket as a transport, for the handshake tests.
     struct Plain(std::net::TcpStream);
 
@@ -1140,16 +1158,9 @@ mod tests {
     /// the server's side of the handshake (reading whole records or not):
     /// what rustls holds after it, and what is left in the socket.
     fn handshake_then_request(whole_records: bool) -> (Vec<u8>, Vec<u8>) {
-        let dir = tempfile::tempdir().unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
-        let tls =
-            TlsConfig::from_pem_files(dir.path().join("c.pem"), dir.path().join("k.pem")).unwrap();
+        let (_dir, tls, cert) = self_signed();
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert.der().clone()).unwrap();
+        roots.add(cert).unwrap();
         let client_config =
             rustls::ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
                 .with_protocol_versions(&[&rustls::version::TLS13])
@@ -1216,14 +1227,7 @@ mod tests {
     /// key exchange (an empty wire would warm up nothing).
     #[test]
     fn the_warm_up_handshakes_with_every_key_exchange() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
-        let tls =
-            TlsConfig::from_pem_files(dir.path().join("c.pem"), dir.path().join("k.pem")).unwrap();
+        let (_dir, tls, _) = self_signed();
         for group in [
             provider::kx_group::X25519MLKEM768,
             provider::kx_group::X25519,
