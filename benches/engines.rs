@@ -11,6 +11,11 @@
 //! Writes a table to stdout and `target/engines.csv`; the chart is drawn
 //! from the CSV by `cargo run -p coserve-chart -- engines target/engines.csv
 //! target/engines.svg`.
+//!
+//! Then the WebSocket scenarios (long-lived connections, coserve's two
+//! engines: `engines/ws.rs`) print a second table and write
+//! `target/engines-ws.csv`. `COSERVE_BENCH_ONLY=http` or `=ws` runs one
+//! half alone (and writes only its CSV).
 
 use std::fmt::Write as _;
 use std::io;
@@ -28,6 +33,9 @@ use coserve::{
 use coserve_http1::procfs::{self, Process};
 use coserve_http1::{Connection, Framing, Latencies};
 use coserve_peers::FixedBody;
+
+#[path = "engines/ws.rs"]
+mod ws;
 
 /// Size of the small file and of the sleep handler's body.
 const SMALL: usize = 1024;
@@ -309,7 +317,16 @@ fn start(engine: Engine, root: &Path) -> io::Result<Target> {
 fn spawn_co<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> io::Result<may::coroutine::JoinHandle<T>> {
-    let words = (CLIENT_STACK / std::mem::size_of::<usize>() + 1) & !1;
+    spawn_co_sized(CLIENT_STACK, f)
+}
+
+/// A load-generator coroutine with a stack of `stack` bytes.
+fn spawn_co_sized<T: Send + 'static>(
+    stack: usize,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<may::coroutine::JoinHandle<T>> {
+    // An even number of words: may prints the stack use of odd ones.
+    let words = (stack / std::mem::size_of::<usize>() + 1) & !1;
     // SAFETY: the load generator holds no thread-locals or std lock guards
     // across a yield.
     unsafe { may::coroutine::Builder::new().stack_size(words).spawn(f) }
@@ -763,6 +780,12 @@ fn target_dir() -> PathBuf {
 
 fn main() {
     let s = Settings::from_env();
+    let only = std::env::var("COSERVE_BENCH_ONLY").unwrap_or_default();
+    let (run_http, run_ws) = match only.as_str() {
+        "http" => (true, false),
+        "ws" => (false, true),
+        _ => (true, true),
+    };
     // may's runtime, shared by both coserve servers, may_minihttp and the
     // load generator: coserve's settings (a worker per core, not pinned,
     // its default coroutine stack), set once before anything uses may.
@@ -800,13 +823,14 @@ fn main() {
          per held idle connection."
     );
     println!("# may_minihttp answers a fixed body from memory (no files): the may ceiling.");
-    println!();
-    print_header_row();
-
     let engines = [Engine::Coroutine, Engine::Thread, Engine::MayMinihttp];
     let list = scenarios(&s, max_conns);
     let mut rows = Vec::new();
-    for &engine in &engines {
+    if run_http {
+        println!();
+        print_header_row();
+    }
+    for &engine in engines.iter().filter(|_| run_http) {
         let target = match start(engine, dir.path()) {
             Ok(t) => t,
             Err(e) => {
@@ -822,20 +846,34 @@ fn main() {
         target.settle();
         target.stop();
     }
+    let ws_rows = if run_ws {
+        ws::run(&s, nofile)
+    } else {
+        Vec::new()
+    };
 
     let out = target_dir();
     let _ = std::fs::create_dir_all(&out);
-    let csv = out.join("engines.csv");
-
-    match write_csv(&rows, &csv) {
-        Ok(()) => println!("\nwrote {}", csv.display()),
-        Err(e) => println!("\ncannot write {}: {e}", csv.display()),
+    println!();
+    if run_http {
+        let csv = out.join("engines.csv");
+        match write_csv(&rows, &csv) {
+            Ok(()) => println!("wrote {}", csv.display()),
+            Err(e) => println!("cannot write {}: {e}", csv.display()),
+        }
+        println!(
+            "chart: cargo run -p coserve-chart -- engines {} {}",
+            csv.display(),
+            out.join("engines.svg").display()
+        );
     }
-    println!(
-        "chart: cargo run -p coserve-chart -- engines {} {}",
-        csv.display(),
-        out.join("engines.svg").display()
-    );
+    if run_ws {
+        let csv = out.join("engines-ws.csv");
+        match ws::write_csv(&ws_rows, &csv) {
+            Ok(()) => println!("wrote {}", csv.display()),
+            Err(e) => println!("cannot write {}: {e}", csv.display()),
+        }
+    }
 
     if s.quick {
         let mut failures = Vec::new();
@@ -857,8 +895,11 @@ fn main() {
                 ));
             }
         }
-        if rows.len() != engines.len() * list.len() {
+        if run_http && rows.len() != engines.len() * list.len() {
             failures.push("not every engine ran".into());
+        }
+        if run_ws {
+            failures.extend(ws::quick_failures(&ws_rows));
         }
         if !failures.is_empty() {
             eprintln!("quick run failed:\n  {}", failures.join("\n  "));

@@ -1,0 +1,913 @@
+//! The WebSocket scenarios of `cargo bench --bench engines` (issue 20):
+//! long-lived connections, coserve's coroutine engine against its thread
+//! engine (may_minihttp has no WebSocket, so it sits these out).
+//!
+//! - `ws idle xN`: N connections to `/echo`, each sends one 64-byte message
+//!   and reads its echo, then all are held idle (the client keeps only the
+//!   sockets) for a while; the RSS growth per connection and the process's
+//!   thread count while they are held.
+//! - `ws echo xC`: C clients, closed loop, each sending a 64-byte binary
+//!   message and waiting for its echo: echoes per second, p50/p99 round
+//!   trip.
+//! - `ws broadcast xN`: N subscribers on `/hub` (each registers a
+//!   `WsSender`), then a publisher on `/publish` sends one text, which the
+//!   server hands to every subscriber's sender: the time from the
+//!   publisher's send until the last subscriber has it, over a few rounds.
+//!
+//! The clients are tungstenite over may's `TcpStream`, after a handshake
+//! written here, on may coroutines in this process (as the HTTP load
+//! generator is): their memory, threads and CPU are counted with the
+//! server's. Each reports through a channel, so that one that never ends
+//! (a stack overflow abandons a coroutine) is counted, not waited for.
+
+use std::fmt::Write as _;
+use std::io::{self, Read as _, Write as _};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use coserve::ws::{Ws, WsOptions, WsSender};
+use coserve::{EngineKind, Router, Server};
+use coserve_http1::Latencies;
+use tungstenite::Message;
+use tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::{
+    Engine, Phase, Running, Sampler, Settings, Target, connect, coserve_config, fmt_ms, mib,
+    proc_status, spawn_co_sized, trim_heap,
+};
+
+/// Stack of each WebSocket client coroutine. Measured (an odd size makes
+/// may report each coroutine's use): at most 5.2 KiB, the first to call
+/// tungstenite's masking RNG on a worker; about 4.7 KiB otherwise. Twice
+/// the HTTP client's, for the error paths; only touched pages are resident.
+const WS_CLIENT_STACK: usize = 64 * 1024;
+/// The key of RFC 6455's example, and its accept value.
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+/// Size of the echoed messages.
+const ECHO_LEN: usize = 64;
+/// How many messages the publisher broadcasts, one at a time.
+const ROUNDS: usize = 5;
+/// The server's ping interval and idle timeout: long, so that no ping
+/// happens during a scenario.
+const QUIET: Duration = Duration::from_secs(600);
+
+/// The connection counts, capped by the descriptor limit.
+struct Sizes {
+    idle: usize,
+    echo: usize,
+    broadcast: usize,
+}
+
+/// Both ends of every connection are in this process: two descriptors per
+/// connection, and three per broadcast subscriber on the thread engine,
+/// whose `WsSender` wakes the connection's thread through an eventfd. The
+/// broadcast uses the smaller cap on both engines, so that they are
+/// compared at the same N.
+fn sizes(quick: bool, nofile: u64) -> Sizes {
+    let spare = nofile.saturating_sub(500);
+    let two = (spare / 2).max(1) as usize;
+    let three = (spare / 3).max(1) as usize;
+    let (idle, echo, broadcast) = if quick {
+        (300, 50, 200)
+    } else {
+        (10_000, 1_000, 10_000)
+    };
+    Sizes {
+        idle: idle.min(two),
+        echo: echo.min(two),
+        broadcast: broadcast.min(three),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The server
+
+/// The broadcast hub: the senders of the connections on `/hub`.
+#[derive(Default)]
+struct Hub {
+    senders: Mutex<Vec<WsSender>>,
+    /// Connections on `/hub` that have registered their sender.
+    registered: AtomicUsize,
+}
+
+impl Hub {
+    fn senders(&self) -> MutexGuard<'_, Vec<WsSender>> {
+        self.senders.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `/echo` echoes every message; `/hub` registers the connection's sender
+/// and waits (sending what is queued for it); `/publish` hands every
+/// message to every registered sender and answers `"SENDERS FAILED"`.
+fn app(hub: &Arc<Hub>) -> Router {
+    let options = WsOptions::new()
+        .max_message(64 * 1024)
+        .ping_interval(QUIET)
+        .idle_timeout(QUIET);
+    let echo = Ws::new(|_req, mut ws| {
+        while let Ok(msg) = ws.recv() {
+            if ws.send(msg).is_err() {
+                break;
+            }
+        }
+    });
+    let h = Arc::clone(hub);
+    let subscribe = Ws::new(move |_req, mut ws| {
+        let me = ws.sender();
+        h.senders().push(me.clone());
+        h.registered.fetch_add(1, Ordering::AcqRel);
+        while ws.recv().is_ok() {}
+        h.senders().retain(|s| !s.same_connection(&me));
+        h.registered.fetch_sub(1, Ordering::AcqRel);
+    });
+    let h = Arc::clone(hub);
+    let publish = Ws::new(move |_req, mut ws| {
+        while let Ok(msg) = ws.recv() {
+            let all = h.senders().clone();
+            let failed = all.iter().filter(|s| s.send(msg.clone()).is_err()).count();
+            if ws.send(format!("{} {failed}", all.len())).is_err() {
+                break;
+            }
+        }
+    });
+    Router::new()
+        .ws("/echo", echo.options(options.clone()))
+        .ws("/hub", subscribe.options(options.clone()))
+        .ws("/publish", publish.options(options))
+}
+
+fn start_ws(engine: Engine) -> io::Result<(Target, Arc<Hub>)> {
+    let kind = match engine {
+        Engine::Thread => EngineKind::Thread,
+        _ => EngineKind::Coroutine,
+    };
+    let hub = Arc::new(Hub::default());
+    let server = Server::bind("127.0.0.1:0", coserve_config(kind))?;
+    let addr = server.local_addr();
+    let handle = server.spawn(app(&hub))?;
+    Ok((
+        Target {
+            addr,
+            running: Running::Coserve(handle),
+        },
+        hub,
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// The client
+
+type Client = tungstenite::WebSocket<may::net::TcpStream>;
+
+fn spawn_ws<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<may::coroutine::JoinHandle<T>> {
+    spawn_co_sized(WS_CLIENT_STACK, f)
+}
+
+/// Connects, sends the handshake for `path`, checks the `101` and its
+/// accept value, and hands the socket (with any bytes read past the head)
+/// to tungstenite.
+fn ws_connect(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Client, String> {
+    let mut st = connect(addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+    );
+    st.write_all(request.as_bytes())
+        .map_err(|e| format!("handshake: {e}"))?;
+    let mut head = Vec::with_capacity(256);
+    let mut chunk = [0u8; 512];
+    let end = loop {
+        let n = st.read(&mut chunk).map_err(|e| format!("handshake: {e}"))?;
+        if n == 0 {
+            return Err("closed during the handshake".into());
+        }
+        head.extend_from_slice(&chunk[..n]);
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if head.len() > 8192 {
+            return Err("handshake: response head too long".into());
+        }
+    };
+    let rest = head.split_off(end);
+    let text = String::from_utf8_lossy(&head);
+    if !text.starts_with("HTTP/1.1 101 ") || !text.contains(ACCEPT) {
+        let line = text.lines().next().unwrap_or("");
+        return Err(format!("handshake refused: {line}"));
+    }
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    Ok(tungstenite::WebSocket::from_partially_read(
+        st,
+        rest,
+        Role::Client,
+        Some(config),
+    ))
+}
+
+/// The next text or binary message (pings and pongs skipped).
+fn read_data(ws: &mut Client) -> Result<Message, String> {
+    loop {
+        match ws.read() {
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => return Ok(m),
+            Ok(Message::Close(frame)) => return Err(format!("closed by the server: {frame:?}")),
+            Ok(_) => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+/// A 64-byte message that says which client sent it and when.
+fn payload(id: usize, seq: u64) -> Bytes {
+    let mut b = [b'x'; ECHO_LEN];
+    b[..8].copy_from_slice(&(id as u64).to_le_bytes());
+    b[8..16].copy_from_slice(&seq.to_le_bytes());
+    Bytes::copy_from_slice(&b)
+}
+
+/// Sends `msg` and reads one message back, which must be the same.
+fn exchange(ws: &mut Client, msg: Bytes) -> Result<(), String> {
+    ws.send(Message::Binary(msg.clone()))
+        .map_err(|e| format!("send: {e}"))?;
+    match read_data(ws)? {
+        Message::Binary(b) if b == msg => Ok(()),
+        Message::Binary(b) => Err(format!("echo differs ({} bytes)", b.len())),
+        other => Err(format!("echo differs: {other:?}")),
+    }
+}
+
+/// What one client (or opener) reports.
+#[derive(Default)]
+struct Report {
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+    latencies: Latencies,
+}
+
+impl Report {
+    fn note(&mut self, e: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(e);
+    }
+
+    fn add(&mut self, r: Report) {
+        self.ok += r.ok;
+        self.errors += r.errors;
+        self.latencies.extend(&r.latencies);
+        if self.first_error.is_none() {
+            self.first_error = r.first_error;
+        }
+    }
+}
+
+/// Collects `expected` reports until `deadline`; what did not come is
+/// counted in `unfinished`.
+fn collect<T>(rx: &mpsc::Receiver<T>, expected: usize, deadline: Instant) -> (Vec<T>, usize) {
+    let mut got = Vec::with_capacity(expected);
+    while got.len() < expected {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(r) => got.push(r),
+            Err(_) => break,
+        }
+    }
+    let missing = expected - got.len();
+    (got, missing)
+}
+
+// ---------------------------------------------------------------------------
+// Results
+
+pub(super) struct WsRow {
+    engine: Engine,
+    scenario: String,
+    kind: &'static str,
+    conns: usize,
+    secs: f64,
+    /// idle: connections held; echo: echoes in the window; broadcast:
+    /// deliveries.
+    ok: u64,
+    /// What `ok` should be (0: at least one).
+    expected: u64,
+    errors: u64,
+    /// Client coroutines that never reported.
+    unfinished: usize,
+    msg_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    last_median_ms: f64,
+    last_max_ms: f64,
+    rss_before_mib: f64,
+    peak_rss_mib: f64,
+    rss_delta_mib: f64,
+    threads: u64,
+    kib_per_conn: f64,
+    first_error: String,
+}
+
+impl WsRow {
+    fn fill(&mut self, r: Report) {
+        self.ok = r.ok;
+        self.errors += r.errors;
+        let mut latencies = r.latencies;
+        self.p50_ms = latencies.percentile_ms(50.0).unwrap_or(f64::NAN);
+        self.p99_ms = latencies.percentile_ms(99.0).unwrap_or(f64::NAN);
+        if let Some(e) = r.first_error
+            && self.first_error.is_empty()
+        {
+            self.first_error = e;
+        }
+    }
+}
+
+/// Settles the server, then runs `f` between an RSS reading and the
+/// sampler's peaks.
+fn measure(
+    engine: Engine,
+    target: &Target,
+    kind: &'static str,
+    conns: usize,
+    f: impl FnOnce(&mut WsRow, u64),
+) -> WsRow {
+    target.settle();
+    let before = proc_status().rss_kib;
+    let sampler = Sampler::start();
+    let mut row = WsRow {
+        engine,
+        scenario: format!("ws {kind} x{conns}"),
+        kind,
+        conns,
+        secs: 0.0,
+        ok: 0,
+        expected: 0,
+        errors: 0,
+        unfinished: 0,
+        msg_s: f64::NAN,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        last_median_ms: f64::NAN,
+        last_max_ms: f64::NAN,
+        rss_before_mib: mib(before),
+        peak_rss_mib: 0.0,
+        rss_delta_mib: 0.0,
+        threads: 0,
+        kib_per_conn: f64::NAN,
+        first_error: String::new(),
+    };
+    f(&mut row, before);
+    let (peak, threads) = sampler.finish();
+    row.peak_rss_mib = mib(peak);
+    row.rss_delta_mib = mib(peak.saturating_sub(before));
+    if row.threads == 0 {
+        row.threads = threads;
+    }
+    if row.unfinished > 0 {
+        let _ = write!(
+            row.first_error,
+            " ({} client coroutines never reported)",
+            row.unfinished
+        );
+    }
+    row
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios
+
+/// `ws idle xN`: opens `n` connections (100 coroutines open them in turn,
+/// one 64-byte echo each), holds only their sockets, and reads the RSS
+/// (heap trimmed first, as before the scenario) and the thread count.
+fn idle(target: &Target, n: usize, s: &Settings, row: &mut WsRow, before_kib: u64) {
+    let addr = target.addr;
+    let openers = 100.min(n);
+    let (tx, rx) = mpsc::channel();
+    let mut spawned = 0;
+    for k in 0..openers {
+        let count = n / openers + usize::from(k < n % openers);
+        let (tx, timeout) = (tx.clone(), s.io_timeout);
+        let opener = spawn_ws(move || {
+            let mut held = Vec::with_capacity(count);
+            let mut report = Report::default();
+            for i in 0..count {
+                let opened = ws_connect(addr, "/echo", timeout).and_then(|mut ws| {
+                    exchange(&mut ws, payload(k * count + i, 0))?;
+                    Ok(ws.into_inner())
+                });
+                match opened {
+                    Ok(st) => {
+                        report.ok += 1;
+                        held.push(st);
+                    }
+                    Err(e) => report.note(e),
+                }
+            }
+            let _ = tx.send((held, report));
+        });
+        match opener {
+            Ok(_) => spawned += 1,
+            Err(e) => {
+                row.errors += count as u64;
+                row.first_error = format!("spawn: {e}");
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(if s.quick { 30 } else { 180 });
+    let (reports, missing) = collect(&rx, spawned, deadline);
+    row.unfinished = missing;
+    let mut held = Vec::with_capacity(n);
+    let mut total = Report::default();
+    for (streams, report) in reports {
+        held.extend(streams);
+        total.add(report);
+    }
+    row.fill(total);
+    row.expected = n as u64;
+    // Let the server park everything, then look.
+    thread::sleep(if s.quick {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(2)
+    });
+    trim_heap();
+    let st = proc_status();
+    let server_active = target.active();
+    row.threads = st.threads;
+    if !held.is_empty() {
+        row.kib_per_conn = st.rss_kib.saturating_sub(before_kib) as f64 / held.len() as f64;
+    }
+    if let Some(active) = server_active
+        && active != held.len()
+    {
+        row.errors += 1;
+        let _ = write!(
+            row.first_error,
+            " (server had {active} open, {} held)",
+            held.len()
+        );
+    }
+    drop(held);
+}
+
+/// `ws echo xC`: `c` clients in a closed loop for the window, each
+/// sending a 64-byte binary message and reading its echo (which must be
+/// the same bytes).
+fn echo(addr: SocketAddr, c: usize, s: &Settings, row: &mut WsRow) {
+    let phase = Arc::new(Phase {
+        base: Instant::now(),
+        start_ns: AtomicU64::new(u64::MAX),
+        end_ns: AtomicU64::new(u64::MAX),
+        connected: AtomicUsize::new(0),
+    });
+    let (tx, rx) = mpsc::channel();
+    let mut spawned = 0;
+    let ramp_deadline = Instant::now() + Duration::from_secs(if s.quick { 10 } else { 30 });
+    for id in 0..c {
+        let (p, tx, timeout) = (phase.clone(), tx.clone(), s.io_timeout);
+        let client = spawn_ws(move || {
+            let phase = p;
+            let mut report = Report::default();
+            let ws = ws_connect(addr, "/echo", timeout).and_then(|mut ws| {
+                exchange(&mut ws, payload(id, 0))?;
+                Ok(ws)
+            });
+            phase.connected.fetch_add(1, Ordering::AcqRel);
+            let mut ws = match ws {
+                Ok(ws) => ws,
+                Err(e) => {
+                    report.note(e);
+                    let _ = tx.send(report);
+                    return;
+                }
+            };
+            while phase.start_ns.load(Ordering::Acquire) == u64::MAX {
+                may::coroutine::sleep(Duration::from_millis(5));
+            }
+            let start = phase.start_ns.load(Ordering::Acquire);
+            let end = phase.end_ns.load(Ordering::Acquire);
+            let mut seq = 0;
+            while phase.now() < end {
+                seq += 1;
+                let t0 = phase.now();
+                if let Err(e) = exchange(&mut ws, payload(id, seq)) {
+                    report.note(e);
+                    break;
+                }
+                let t1 = phase.now();
+                if t0 >= start && t1 <= end {
+                    report.ok += 1;
+                    report.latencies.record(Duration::from_nanos(t1 - t0));
+                }
+            }
+            let _ = tx.send(report);
+        });
+        match client {
+            Ok(_) => spawned += 1,
+            Err(e) => {
+                row.errors += 1;
+                row.first_error = format!("spawn: {e}");
+            }
+        }
+        // Ramp up in batches so the listen backlog is not flooded.
+        if id % 256 == 255 {
+            while phase.connected.load(Ordering::Acquire) + 64 < spawned
+                && Instant::now() < ramp_deadline
+            {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    while phase.connected.load(Ordering::Acquire) < spawned && Instant::now() < ramp_deadline {
+        thread::sleep(Duration::from_millis(2));
+    }
+    let start = phase.now();
+    let end = start + s.duration.as_nanos() as u64;
+    phase.end_ns.store(end, Ordering::Release);
+    phase.start_ns.store(start, Ordering::Release);
+    let deadline = Instant::now() + s.duration + s.io_timeout * 2;
+    let (reports, missing) = collect(&rx, spawned, deadline);
+    row.unfinished = missing;
+    let mut total = Report::default();
+    for r in reports {
+        total.add(r);
+    }
+    row.fill(total);
+    row.secs = s.duration.as_secs_f64();
+    row.msg_s = row.ok as f64 / row.secs;
+}
+
+/// One broadcast: when the publisher sent it, how many subscribers have
+/// it, and when the last one got it (nanoseconds since `Phase::base`).
+#[derive(Default)]
+struct Round {
+    sent_ns: AtomicU64,
+    received: AtomicUsize,
+    last_ns: AtomicU64,
+}
+
+fn round_text(r: usize) -> String {
+    format!("broadcast round {r}")
+}
+
+/// `ws broadcast xN`: `n` subscribers connect to `/hub` and wait; once
+/// the hub has registered them all, a publisher sends a text on
+/// `/publish` [`ROUNDS`] times, waiting each time until every subscriber
+/// has it. Each subscriber notes when it got each one; the time to the
+/// last of them is the round's result.
+fn broadcast(addr: SocketAddr, hub: &Hub, n: usize, s: &Settings, row: &mut WsRow) {
+    let phase = Arc::new(Phase {
+        base: Instant::now(),
+        start_ns: AtomicU64::new(0),
+        end_ns: AtomicU64::new(0),
+        connected: AtomicUsize::new(0),
+    });
+    let rounds: Arc<[Round]> = (0..ROUNDS).map(|_| Round::default()).collect();
+    // Subscribers wait through the ramp and every round.
+    let wait = Duration::from_secs(if s.quick { 30 } else { 120 });
+    let (tx, rx) = mpsc::channel();
+    let mut spawned = 0;
+    let ramp_deadline = Instant::now() + Duration::from_secs(if s.quick { 10 } else { 60 });
+    for id in 0..n {
+        let (p, rounds, tx, timeout) = (phase.clone(), rounds.clone(), tx.clone(), s.io_timeout);
+        let subscriber = spawn_ws(move || {
+            let phase = p;
+            let mut report = Report::default();
+            let ws = ws_connect(addr, "/hub", timeout).and_then(|ws| {
+                ws.get_ref()
+                    .set_read_timeout(Some(wait))
+                    .map_err(|e| format!("set_read_timeout: {e}"))?;
+                Ok(ws)
+            });
+            phase.connected.fetch_add(1, Ordering::AcqRel);
+            let mut ws = match ws {
+                Ok(ws) => ws,
+                Err(e) => {
+                    report.note(e);
+                    let _ = tx.send(report);
+                    return;
+                }
+            };
+            for (r, round) in rounds.iter().enumerate() {
+                match read_data(&mut ws) {
+                    Ok(Message::Text(t)) if t.as_str() == round_text(r) => {
+                        let now = phase.now();
+                        round.last_ns.fetch_max(now, Ordering::AcqRel);
+                        round.received.fetch_add(1, Ordering::AcqRel);
+                        report.ok += 1;
+                        let sent = round.sent_ns.load(Ordering::Acquire);
+                        report
+                            .latencies
+                            .record(Duration::from_nanos(now.saturating_sub(sent)));
+                    }
+                    Ok(other) => {
+                        report.note(format!("subscriber {id}, round {r}: got {other:?}"));
+                        break;
+                    }
+                    Err(e) => {
+                        report.note(format!("subscriber {id}, round {r}: {e}"));
+                        break;
+                    }
+                }
+            }
+            let _ = tx.send(report);
+        });
+        match subscriber {
+            Ok(_) => spawned += 1,
+            Err(e) => {
+                row.errors += 1;
+                row.first_error = format!("spawn: {e}");
+            }
+        }
+        if id % 256 == 255 {
+            while phase.connected.load(Ordering::Acquire) + 64 < spawned
+                && Instant::now() < ramp_deadline
+            {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    // Every subscriber connected and its sender in the hub.
+    while (phase.connected.load(Ordering::Acquire) < spawned
+        || hub.registered.load(Ordering::Acquire) < spawned)
+        && Instant::now() < ramp_deadline
+    {
+        thread::sleep(Duration::from_millis(2));
+    }
+    let registered = hub.registered.load(Ordering::Acquire);
+
+    // The publisher, on a coroutine of its own.
+    let (ptx, prx) = mpsc::channel();
+    let (p, rs, timeout) = (phase.clone(), rounds.clone(), s.io_timeout);
+    let per_round = s.io_timeout * 2;
+    let publisher = spawn_ws(move || {
+        let mut report = Report::default();
+        let mut lasts = Vec::with_capacity(ROUNDS);
+        let started = Instant::now();
+        let mut ws = match ws_connect(addr, "/publish", timeout) {
+            Ok(ws) => ws,
+            Err(e) => {
+                report.note(format!("publisher: {e}"));
+                let _ = ptx.send((report, lasts, started.elapsed()));
+                return;
+            }
+        };
+        for (r, round) in rs.iter().enumerate() {
+            // A pause between rounds, for what the last one left.
+            may::coroutine::sleep(Duration::from_millis(50));
+            round.sent_ns.store(p.now(), Ordering::Release);
+            let sent = ws
+                .send(Message::Text(round_text(r).into()))
+                .map_err(|e| format!("publisher: send: {e}"));
+            let ack = sent.and_then(|()| read_data(&mut ws));
+            match ack {
+                Ok(Message::Text(t)) if t.as_str() == format!("{registered} 0") => {}
+                Ok(other) => report.note(format!(
+                    "round {r}: the hub answered {other:?}, expected \"{registered} 0\""
+                )),
+                Err(e) => {
+                    report.note(format!("round {r}: {e}"));
+                    break;
+                }
+            }
+            let until = Instant::now() + per_round;
+            while round.received.load(Ordering::Acquire) < registered && Instant::now() < until {
+                may::coroutine::sleep(Duration::from_millis(1));
+            }
+            let got = round.received.load(Ordering::Acquire);
+            if got < registered {
+                report.note(format!(
+                    "round {r}: {got} of {registered} subscribers got it"
+                ));
+                break;
+            }
+            let last = round.last_ns.load(Ordering::Acquire);
+            let sent = round.sent_ns.load(Ordering::Acquire);
+            lasts.push(Duration::from_nanos(last.saturating_sub(sent)));
+        }
+        let _ = ptx.send((report, lasts, started.elapsed()));
+    });
+    let mut total = Report::default();
+    match publisher {
+        Ok(_) => {
+            let deadline = Instant::now() + per_round * (ROUNDS as u32 + 1);
+            match prx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok((report, mut lasts, took)) => {
+                    total.add(report);
+                    row.secs = took.as_secs_f64();
+                    lasts.sort_unstable();
+                    if lasts.len() == ROUNDS {
+                        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+                        row.last_median_ms = ms(lasts[ROUNDS / 2]);
+                        row.last_max_ms = ms(lasts[ROUNDS - 1]);
+                    }
+                }
+                Err(_) => {
+                    total.note("the publisher never reported".into());
+                    row.unfinished += 1;
+                }
+            }
+        }
+        Err(e) => total.note(format!("spawn the publisher: {e}")),
+    }
+    // The subscribers that got every round have reported already.
+    let (reports, missing) = collect(&rx, spawned, Instant::now() + s.io_timeout);
+    row.unfinished += missing;
+    for r in reports {
+        total.add(r);
+    }
+    if registered != n {
+        total.note(format!(
+            "the hub registered {registered} of {n} subscribers"
+        ));
+    }
+    row.fill(total);
+    row.expected = (n * ROUNDS) as u64;
+}
+
+// ---------------------------------------------------------------------------
+// Running and reporting
+
+/// Runs the three scenarios on each coserve engine, printing a table as
+/// it goes.
+pub(super) fn run(s: &Settings, nofile: u64) -> Vec<WsRow> {
+    let caps = sizes(false, nofile);
+    let sizes = sizes(s.quick, nofile);
+    println!();
+    println!(
+        "# WebSocket, long-lived connections (coserve's engines only; may_minihttp has none). \
+         Connections capped by the fd limit, both ends being here: 2 descriptors each, 3 per \
+         broadcast subscriber (the thread engine's WsSender holds an eventfd): idle and echo \
+         at most {}, broadcast at most {} on both engines.",
+        caps.idle, caps.broadcast,
+    );
+    println!(
+        "# ws idle: connections to /echo, one 64-byte echo each, then held {} (the client keeps \
+         only the sockets); ok = held; threads = process threads while held (other rows: the \
+         peak); KiB/conn = RSS growth per held connection, heap trimmed before both readings, \
+         client side included (memory the earlier scenarios left resident, such as may's pool of \
+         1,000 coroutines and glibc's cached thread stacks, is reused: small at full size).",
+        if s.quick { "0.2 s" } else { "2 s" }
+    );
+    println!(
+        "# ws echo: closed loop, 64-byte binary messages; ok = identical echoes in the window; \
+         msg/s = echoes per second; p50/p99 = round trip."
+    );
+    println!(
+        "# ws broadcast: subscribers on /hub, a publisher's text handed by the server to every \
+         subscriber's WsSender, {ROUNDS} rounds; ok = deliveries; last med/max = ms from the \
+         publisher's send until the last subscriber has it (median and max of the rounds); \
+         p50/p99 = each subscriber's delivery."
+    );
+    println!();
+    print_header();
+    let mut rows = Vec::new();
+    for engine in [Engine::Coroutine, Engine::Thread] {
+        let (target, hub) = match start_ws(engine) {
+            Ok(t) => t,
+            Err(e) => {
+                println!("{:<13} cannot start: {e}", engine.name());
+                continue;
+            }
+        };
+        let row = measure(engine, &target, "idle", sizes.idle, |row, before| {
+            idle(&target, sizes.idle, s, row, before)
+        });
+        print_row(&row);
+        rows.push(row);
+        let row = measure(engine, &target, "echo", sizes.echo, |row, _| {
+            echo(target.addr, sizes.echo, s, row)
+        });
+        print_row(&row);
+        rows.push(row);
+        let row = measure(engine, &target, "broadcast", sizes.broadcast, |row, _| {
+            broadcast(target.addr, &hub, sizes.broadcast, s, row)
+        });
+        print_row(&row);
+        rows.push(row);
+        target.settle();
+        target.stop();
+    }
+    rows
+}
+
+fn fmt_num(v: f64, decimals: usize) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else {
+        format!("{v:.decimals$}")
+    }
+}
+
+fn print_header() {
+    println!(
+        "{:<13} {:<20} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>9}",
+        "engine",
+        "scenario",
+        "ok",
+        "errors",
+        "msg/s",
+        "p50 ms",
+        "p99 ms",
+        "last med",
+        "last max",
+        "peak MiB",
+        "+MiB",
+        "threads",
+        "KiB/conn"
+    );
+}
+
+fn print_row(r: &WsRow) {
+    println!(
+        "{:<13} {:<20} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>10.1} {:>10.1} {:>8} {:>9}",
+        r.engine.name(),
+        r.scenario,
+        r.ok,
+        r.errors,
+        fmt_num(r.msg_s, 0),
+        fmt_ms(r.p50_ms),
+        fmt_ms(r.p99_ms),
+        fmt_ms(r.last_median_ms),
+        fmt_ms(r.last_max_ms),
+        r.peak_rss_mib,
+        r.rss_delta_mib,
+        r.threads,
+        fmt_num(r.kib_per_conn, 1)
+    );
+    if !r.first_error.is_empty() {
+        println!("{:<13}   first error: {}", "", r.first_error.trim());
+    }
+}
+
+pub(super) fn write_csv(rows: &[WsRow], path: &Path) -> io::Result<()> {
+    let mut out = String::from(
+        "engine,scenario,kind,connections,seconds,ok,errors,msg_per_s,p50_ms,p99_ms,last_median_ms,last_max_ms,rss_before_mib,peak_rss_mib,rss_delta_mib,threads,kib_per_conn,first_error\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{:.3},{},{},{:.1},{:.3},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{},{:.2},\"{}\"",
+            r.engine.name(),
+            r.scenario,
+            r.kind,
+            r.conns,
+            r.secs,
+            r.ok,
+            r.errors,
+            r.msg_s,
+            r.p50_ms,
+            r.p99_ms,
+            r.last_median_ms,
+            r.last_max_ms,
+            r.rss_before_mib,
+            r.peak_rss_mib,
+            r.rss_delta_mib,
+            r.threads,
+            r.kib_per_conn,
+            r.first_error.trim().replace('"', "'")
+        );
+    }
+    std::fs::write(path, out)
+}
+
+/// The QUICK run's sanity checks (never a speed): every scenario ran on
+/// both engines, every client reported, no errors, every echo identical,
+/// every connection held, every broadcast reached every subscriber.
+pub(super) fn quick_failures(rows: &[WsRow]) -> Vec<String> {
+    let mut failures = Vec::new();
+    if rows.len() != 6 {
+        failures.push(format!("ws: {} of 6 rows ran", rows.len()));
+    }
+    for r in rows {
+        let at = format!("{} / {}", r.engine.name(), r.scenario);
+        if r.errors > 0 {
+            failures.push(format!(
+                "{at}: {} errors ({})",
+                r.errors,
+                r.first_error.trim()
+            ));
+        }
+        if r.unfinished > 0 {
+            failures.push(format!("{at}: {} clients never reported", r.unfinished));
+        }
+        if r.ok == 0 || (r.expected > 0 && r.ok != r.expected) {
+            failures.push(format!("{at}: ok {} (expected {})", r.ok, r.expected));
+        }
+        match r.kind {
+            "idle" if r.kib_per_conn.is_nan() => failures.push(format!("{at}: no RSS reading")),
+            "echo" if r.p99_ms.is_nan() => failures.push(format!("{at}: no latencies")),
+            "broadcast" if r.last_max_ms.is_nan() || r.p99_ms.is_nan() => {
+                failures.push(format!("{at}: not every round completed"))
+            }
+            _ => {}
+        }
+    }
+    failures
+}
