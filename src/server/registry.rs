@@ -293,6 +293,10 @@ impl Serving {
                     self.swept_all.store(true, Ordering::Release);
                     self.sweep(false);
                     state = lock(&self.state);
+                    // The last connection may have closed during the sweep,
+                    // its notification sent while the lock was not held:
+                    // look again before waiting.
+                    continue;
                 }
                 let accepting = state.accepting;
                 let mut wait = left;
