@@ -4,10 +4,12 @@
 //! Needs Debian's `chromium` and `chromium-driver` packages. Without them the
 //! test fails when `CI` is set and is skipped (with a notice) otherwise.
 //!
-//! Two tests: the directory listing, and the bundled site (`html/`) over
-//! HTTPS with the test certificate's public key pinned. Each saves a
-//! screenshot to `target/` (`listing.png`, `https.png`), and to `docs/`
-//! when `COSERVE_UPDATE_SCREENSHOT=1`.
+//! Four tests: the directory listing, the bundled site (`html/`) over
+//! HTTPS with the test certificate's public key pinned, and the pages of
+//! the `chat` and `events` examples (tests/examples.rs compiles them in).
+//! Each saves a screenshot to `target/` (`listing.png`, `https.png`,
+//! `chat.png`, `events.png`), and to `docs/` when
+//! `COSERVE_UPDATE_SCREENSHOT=1`.
 
 use std::fs::{self, File};
 use std::net::TcpListener;
@@ -18,7 +20,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::util::{TestServer, start_files, test_config, test_files};
+use crate::examples::{chat, events, heard, join_chat, say};
+use crate::util::{TestServer, start, start_files, test_config, test_files};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -309,6 +312,131 @@ fn spki_sha256_base64(dir: &Path, prefix: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&spki))
 }
 
+#[test]
+fn chat_in_a_browser_with_a_rust_client() {
+    if !browser_installed("chat_in_a_browser_with_a_rust_client") {
+        return;
+    }
+
+    // Declared before the driver, so the browser is gone before the server
+    // shuts down.
+    let server = start(test_config(), chat::app());
+    let driver = Driver::start(&[]);
+    driver.goto(&format!("http://{}/", server.addr));
+    assert_eq!(driver.title(), "coserve chat");
+    let open = driver.wait_for(
+        "the page's WebSocket to open",
+        "return document.body.dataset.state || null;",
+        |state| state == "open",
+    );
+    assert_eq!(open, "open");
+    let input = driver.find("css selector", "#text");
+    let send = driver.find("css selector", "#send");
+    let shown = |n: usize| -> Vec<String> {
+        driver.wait_for(
+            &format!("{n} messages in the page's list"),
+            "return Array.from(document.querySelectorAll('#messages li'), li => li.textContent);",
+            |list| list.as_array().is_some_and(|l| l.len() >= n),
+        );
+        driver
+            .find_all("css selector", "#messages li")
+            .iter()
+            .map(|li| driver.text(li))
+            .collect()
+    };
+
+    // The browser's own message comes back to it, which also shows that
+    // the hub has it: whatever is sent from now on reaches it.
+    driver.send_keys(&input, "browser is here");
+    driver.click(&send);
+    assert_eq!(shown(1), ["browser is here"]);
+
+    // A Rust client joins (it hears its own hello); the browser hears it.
+    let mut rust = join_chat(server.addr, "rust is here");
+    assert_eq!(shown(2), ["browser is here", "rust is here"]);
+
+    // Typed and sent with the button: the Rust client gets exactly that
+    // text, and the browser shows it as text, not markup.
+    let markup = r#"<b>bold?</b> & "quoted" ✓"#;
+    driver.send_keys(&input, markup);
+    driver.click(&send);
+    assert_eq!(heard(&mut rust), markup);
+    assert_eq!(shown(3)[2], markup);
+
+    // From the Rust client to the browser.
+    let from_rust = "<i>from Rust</i> 1 < 2 && 3 > 2";
+    say(&mut rust, from_rust);
+    assert_eq!(heard(&mut rust), from_rust);
+    assert_eq!(shown(4)[3], from_rust);
+
+    // Enter sends too, and the input is emptied.
+    driver.send_keys(&input, "sent with Enter\u{E007}");
+    assert_eq!(heard(&mut rust), "sent with Enter");
+    assert_eq!(
+        shown(5),
+        [
+            "browser is here",
+            "rust is here",
+            markup,
+            from_rust,
+            "sent with Enter"
+        ]
+    );
+    let page = driver.script(
+        "const list = document.getElementById('messages');
+         return {
+             elements: list.querySelectorAll('li *').length,
+             input: document.getElementById('text').value,
+             status: document.getElementById('status').textContent,
+         };",
+    );
+    assert_eq!(
+        page["elements"], 0,
+        "markup in a message became elements: {page}"
+    );
+    assert_eq!(page["input"], "", "{page}");
+    assert_eq!(page["status"], "connected", "{page}");
+    save_screenshot("chat.png", &driver.screenshot());
+
+    // Both leave, and their connections end.
+    drop((driver, rust));
+    crate::examples::wait_all_closed(&server);
+}
+
+#[test]
+fn events_in_a_browser() {
+    if !browser_installed("events_in_a_browser") {
+        return;
+    }
+
+    // Declared before the driver, so the browser is gone before the server
+    // shuts down.
+    let server = start(test_config(), events::app());
+    let driver = Driver::start(&[]);
+    driver.goto(&format!("http://{}/", server.addr));
+    assert_eq!(driver.title(), "coserve events");
+    // Counts 1, 2, ... a second apart: wait for the second.
+    let seen = driver.wait_for(
+        "#count to reach 2",
+        "return [document.getElementById('count').textContent,
+                 document.getElementById('last-id').textContent,
+                 document.getElementById('status').textContent];",
+        |v| {
+            v[0].as_str()
+                .and_then(|c| c.parse::<u64>().ok())
+                .is_some_and(|n| n >= 2)
+        },
+    );
+    // Each event's id is its count.
+    assert_eq!(seen[0], seen[1], "{seen}");
+    assert_eq!(seen[2], "open", "{seen}");
+    save_screenshot("events.png", &driver.screenshot());
+
+    // With the browser gone, the stream ends at the handler's next writes.
+    drop(driver);
+    crate::examples::wait_all_closed(&server);
+}
+
 /// Writes the screenshot to `target/{name}`, and to `docs/{name}` when
 /// `COSERVE_UPDATE_SCREENSHOT=1`.
 fn save_screenshot(name: &str, png: &[u8]) {
@@ -560,6 +688,15 @@ impl Driver {
         self.cmd("POST", &format!("/element/{element}/click"), None);
     }
 
+    /// Types `text` into an element (`\u{E007}` is Enter).
+    fn send_keys(&self, element: &str, text: &str) {
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
     /// An element's rendered text.
     fn text(&self, element: &str) -> String {
         string(self.cmd("GET", &format!("/element/{element}/text"), None))
@@ -577,6 +714,24 @@ impl Driver {
             "/execute/sync",
             Some(json!({ "script": script, "args": [] })),
         )
+    }
+
+    /// Runs `script` until what it returns satisfies `done`, polling for up
+    /// to 10 s; returns that value. Panics, saying it was waiting for
+    /// `what` and what it saw last, when the time runs out.
+    fn wait_for(&self, what: &str, script: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let value = self.script(script);
+            if done(&value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited 10 s for {what}; last saw {value}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     /// A PNG of the viewport.

@@ -14,6 +14,7 @@ mod client;
 mod conditional;
 mod connection;
 mod encoding;
+mod examples;
 mod faults;
 mod files;
 mod handlers;
