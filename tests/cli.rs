@@ -1287,9 +1287,17 @@ fn no_compress_sends_files_as_they_are() {
 
 /// The binary serving `site` over HTTPS (`-q`, with `extra` flags), with a
 /// certificate for `localhost` that a new test CA signed, in `certs`;
-/// checks its startup line and returns its HTTPS address.
-fn serve_https(site: &Path, certs: &Path, extra: &[&str]) -> (Coserve, SocketAddr) {
-    crate::tls::make_named(certs, "", &["localhost"]);
+/// checks its startup line and returns its HTTPS address and the CA.
+fn serve_https(
+    site: &Path,
+    certs: &Path,
+    extra: &[&str],
+) -> (
+    Coserve,
+    SocketAddr,
+    rustls::pki_types::CertificateDer<'static>,
+) {
+    let ca = crate::tls::make_named(certs, "", &["localhost"]);
     let (cert, key) = (certs.join("cert.pem"), certs.join("key.pem"));
     let mut args = vec![
         "-q",
@@ -1308,7 +1316,7 @@ fn serve_https(site: &Path, certs: &Path, extra: &[&str]) -> (Coserve, SocketAdd
     let caps = re.captures(&line).unwrap_or_else(|| panic!("{line:?}"));
     assert_eq!(&caps[1], &caps[2], "ports differ in {line:?}");
     let port: u16 = caps[1].parse().unwrap();
-    (server, SocketAddr::from(([127, 0, 0, 1], port)))
+    (server, SocketAddr::from(([127, 0, 0, 1], port)), ca)
 }
 
 /// `--tls-cert` and `--tls-key`: HTTPS, announced as such; a key that is
@@ -1317,7 +1325,7 @@ fn serve_https(site: &Path, certs: &Path, extra: &[&str]) -> (Coserve, SocketAdd
 fn tls_flags_serve_https_and_a_bad_key_is_a_clear_error() {
     let site = make_site();
     let certs = tempfile::tempdir().unwrap();
-    let (mut server, addr) = serve_https(site.path(), certs.path(), &[]);
+    let (mut server, addr, _) = serve_https(site.path(), certs.path(), &[]);
     let cert_pem = certs.path().join("cert.pem");
     // Plain HTTP to it gets the plaintext 400.
     let mut s = util::connect(addr);
@@ -1365,7 +1373,7 @@ fn tls_flags_serve_https_and_a_bad_key_is_a_clear_error() {
 fn sighup_reloads_the_certificates() {
     let site = make_site();
     let certs = tempfile::tempdir().unwrap();
-    let (mut server, addr) = serve_https(site.path(), certs.path(), &[]);
+    let (mut server, addr, _) = serve_https(site.path(), certs.path(), &[]);
     let renewed = crate::tls::make_named(certs.path(), "", &["localhost"]);
     let client = crate::tls::client_config(&renewed, crate::tls::BOTH);
     assert!(crate::tls::try_connect(addr, client.clone(), "localhost").is_err());
@@ -1385,7 +1393,7 @@ fn sighup_reloads_the_certificates() {
 fn redirect_http_sends_plain_http_to_https() {
     let site = make_site();
     let certs = tempfile::tempdir().unwrap();
-    let (mut server, addr) = serve_https(site.path(), certs.path(), &["--redirect-http", "0"]);
+    let (mut server, addr, _) = serve_https(site.path(), certs.path(), &["--redirect-http", "0"]);
     let https = addr.port();
     let line = server.stdout_line();
     let re =
@@ -1452,26 +1460,12 @@ fn the_smallest_tls_stack_serves_handshakes() {
     use rustls::crypto::aws_lc_rs::kx_group::{SECP256R1, X25519, X25519MLKEM768};
     let site = make_site();
     let certs = tempfile::tempdir().unwrap();
-    let ca = crate::tls::make_named(certs.path(), "", &["localhost"]);
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    let min = coserve::TlsConfig::MIN_STACK_SIZE;
-    let args = |stack: usize| {
-        [
-            "--workers",
-            "1",
-            "--stack-size",
-            &stack.to_string(),
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ]
-        .map(String::from)
-    };
-    let smallest = args(min);
-    let smallest: Vec<&str> = smallest.iter().map(String::as_str).collect();
-    let mut server = Coserve::serve(site.path(), &smallest);
-    let addr = server.announced_addr();
+    let min = coserve::TlsConfig::MIN_STACK_SIZE.to_string();
+    let (mut server, addr, ca) = serve_https(
+        site.path(),
+        certs.path(),
+        &["--workers", "1", "--stack-size", &min],
+    );
     for version in crate::tls::BOTH {
         for group in [X25519MLKEM768, X25519, SECP256R1] {
             // The hybrid is TLS 1.3's only.
@@ -1505,14 +1499,21 @@ fn the_smallest_tls_stack_serves_handshakes() {
     );
     assert!(!stderr.contains("overflow"), "{stderr}");
 
-    let mut below = vec![
-        "0".to_string(),
-        "-b".into(),
-        "127.0.0.1".into(),
-        "-d".into(),
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let below = (coserve::TlsConfig::MIN_STACK_SIZE - 8).to_string();
+    let below = [
+        "0",
+        "-b",
+        "127.0.0.1",
+        "-d",
+        site.path().to_str().unwrap(),
+        "--stack-size",
+        &below,
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
     ];
-    below.push(site.path().to_str().unwrap().into());
-    below.extend(args(min - 8));
     let (status, stderr, _) = run(below);
     assert!(!status.success());
     assert!(
@@ -1558,7 +1559,7 @@ fn redirect_http_works_with_processes_and_survives_a_reload() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let site = make_site();
     let certs = tempfile::tempdir().unwrap();
-    let (mut server, addr) = serve_https(
+    let (mut server, addr, _) = serve_https(
         site.path(),
         certs.path(),
         &["--processes", "2", "--workers", "1", "--redirect-http", "0"],
@@ -1792,20 +1793,7 @@ fn tls_dir_and_password_file_serve_https() {
 fn ktls_falls_back_to_rustls_with_a_warning() {
     let site = make_site();
     let certs = tempfile::tempdir().unwrap();
-    let ca = crate::tls::make_named(certs.path(), "", &["localhost"]);
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    let mut server = Coserve::serve(
-        site.path(),
-        &[
-            "-q",
-            "--ktls",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
-    let addr = server.announced_addr();
+    let (mut server, addr, ca) = serve_https(site.path(), certs.path(), &["--ktls"]);
     for version in crate::tls::BOTH {
         let config = crate::tls::client_config(&ca, &[version]);
         let mut tls = crate::tls::try_connect(addr, config, "localhost").unwrap();
