@@ -515,14 +515,7 @@ fn echo(addr: SocketAddr, c: usize, s: &Settings, row: &mut WsRow) {
                 row.first_error = format!("spawn: {e}");
             }
         }
-        // Ramp up in batches so the listen backlog is not flooded.
-        if id % 256 == 255 {
-            while phase.connected.load(Ordering::Acquire) + 64 < spawned
-                && Instant::now() < ramp_deadline
-            {
-                thread::sleep(Duration::from_millis(1));
-            }
-        }
+        pace_ramp_up(id, spawned, &phase.connected, ramp_deadline);
     }
     while phase.connected.load(Ordering::Acquire) < spawned && Instant::now() < ramp_deadline {
         thread::sleep(Duration::from_millis(2));
@@ -625,13 +618,7 @@ fn broadcast(addr: SocketAddr, hub: &Hub, n: usize, s: &Settings, row: &mut WsRo
                 row.first_error = format!("spawn: {e}");
             }
         }
-        if id % 256 == 255 {
-            while phase.connected.load(Ordering::Acquire) + 64 < spawned
-                && Instant::now() < ramp_deadline
-            {
-                thread::sleep(Duration::from_millis(1));
-            }
-        }
+        pace_ramp_up(id, spawned, &phase.connected, ramp_deadline);
     }
     // Every subscriber connected and its sender in the hub.
     while (phase.connected.load(Ordering::Acquire) < spawned
@@ -910,4 +897,16 @@ pub(super) fn quick_failures(rows: &[WsRow]) -> Vec<String> {
         }
     }
     failures
+}
+
+/// Ramps up in batches so that the listen backlog is not flooded: after
+/// every 256th client spawned, waits (until `deadline`) for all but 64 of
+/// those spawned to have connected.
+fn pace_ramp_up(id: usize, spawned: usize, connected: &AtomicUsize, deadline: Instant) {
+    if id % 256 != 255 {
+        return;
+    }
+    while connected.load(Ordering::Acquire) + 64 < spawned && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(1));
+    }
 }
