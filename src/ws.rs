@@ -281,15 +281,6 @@ pub fn accept_key(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha.finalize())
 }
 
-/// Whether a comma-separated field holds `token`, compared without case.
-fn has_token(req: &Request, name: &str, token: &str) -> bool {
-    req.headers()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
 /// Checks a handshake: the `Sec-WebSocket-Accept` value and the chosen
 /// subprotocol, or the response that refuses it.
 fn check(req: &Request, options: &WsOptions) -> Result<(String, Option<String>), Response> {
@@ -302,8 +293,8 @@ fn check(req: &Request, options: &WsOptions) -> Result<(String, Option<String>),
             .header("Sec-WebSocket-Version", "13")
     };
     if req.version() != Version::Http11
-        || !has_token(req, "connection", "upgrade")
-        || !has_token(req, "upgrade", "websocket")
+        || !req.header_has_token("connection", "upgrade")
+        || !req.header_has_token("upgrade", "websocket")
     {
         return Err(upgrade_required());
     }
