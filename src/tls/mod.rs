@@ -880,9 +880,8 @@ pub(crate) fn serve<T: Transport + ?Sized>(
     let info = Arc::new(info(&conn));
     let mut stream = TlsStream { conn, io };
     if let Some(fd) = fd
-        && tls.ktls_planned()
         && let Some(suite) = stream.conn.negotiated_cipher_suite()
-        && let ktls::Decision::Kernel(_) = ktls::decide(true, ktls::kernel(), suite.suite())
+        && let ktls::Decision::Kernel(_) = ktls::decide(tls.ktls, ktls::kernel(), suite.suite())
     {
         match stream.into_kernel(fd) {
             Ok((io, early)) => {
