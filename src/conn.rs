@@ -28,7 +28,7 @@ use crate::response::{
 };
 use crate::status::StatusCode;
 use crate::transport::{Transport, close_gracefully};
-use crate::upgrade::{Lent, Upgrade, Upgraded};
+use crate::upgrade::{OnUpgrade, Upgrade, Upgrading};
 
 /// Per-connection settings, shared by every connection of a server.
 #[derive(Debug, Clone)]
@@ -62,13 +62,40 @@ pub(crate) struct ServerState<'a> {
 }
 
 /// How [`serve`] ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
+#[must_use = "an upgrade must be run, and an idle connection parked or closed"]
 pub(crate) enum Ended {
     /// The connection is done: close it.
     Closed,
     /// The connection is idle between requests, with nothing buffered:
     /// park it, and serve it again when it is readable.
     Idle,
+    /// A handler upgraded the connection and its `101` has gone out: run
+    /// the new protocol on it ([`Ended::upgrade_here`] or a flow of control
+    /// of its own), then close it.
+    Upgrade(Box<Upgrading>),
+}
+
+impl Ended {
+    /// Runs an upgrade on `io` now, on this flow of control, which ends the
+    /// connection; any other end is returned as it is.
+    pub(crate) fn upgrade_here<T: Transport + ?Sized>(
+        self,
+        io: &mut T,
+        stopping: &AtomicBool,
+    ) -> Ended {
+        match self {
+            Ended::Upgrade(upgrading) => {
+                upgrading.run(io, stopping);
+                Ended::Closed
+            }
+            other => other,
+        }
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        matches!(self, Ended::Idle)
+    }
 }
 
 /// File bodies up to this size are read into the write buffer and batched
@@ -206,6 +233,9 @@ struct Conn<'a, T: Transport + ?Sized> {
     wbuf: BytesMut,
     /// The last request's field vector, reused by the next parse.
     fields: Fields,
+    /// An upgrade answered by the last response, and what the client sent
+    /// after its head.
+    upgrading: Option<(OnUpgrade, bytes::Bytes)>,
 }
 
 /// Serves one connection until it closes, or (with [`ConnConfig::park`])
@@ -228,6 +258,7 @@ pub(crate) fn serve<T: Transport + ?Sized>(
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
         fields: Fields::new(),
+        upgrading: None,
     };
     conn.run(handler)
 }
@@ -309,7 +340,15 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
                 }
             };
             if !self.respond(Some(&req), resp) {
-                return Ended::Closed;
+                return match self.upgrading.take() {
+                    Some((on_upgrade, read)) => Ended::Upgrade(Upgrading::new(
+                        on_upgrade,
+                        read,
+                        req,
+                        self.config.idle_timeout,
+                    )),
+                    None => Ended::Closed,
+                };
             }
             answered = true;
             self.fields = req.into_fields();
@@ -494,11 +533,8 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         keep_alive
     }
 
-    /// Runs a streamed body's closure against the connection. Returns the
-    /// body bytes written. A closure that fails or panics leaves the
-    /// response unterminated, and the connection is closed.
-    /// Sends a `101` and hands the connection to the response's closure;
-    /// the connection closes when it returns.
+    /// Sends the `101` of an upgrade and keeps its closure for [`Conn::run`]
+    /// to hand back; the loop ends here.
     #[inline(never)]
     fn upgrade(&mut self, req: &Request, resp: Response) -> bool {
         write_head(&mut self.wbuf, &resp, ConnectionField::Upgrade, false);
@@ -512,21 +548,13 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         // What the client sent after its request head belongs to the new
         // protocol.
         let read = self.rbuf.split().freeze();
-        if self
-            .io
-            .set_read_timeout(Some(self.config.idle_timeout))
-            .is_err()
-        {
-            return false;
-        }
-        let mut lent = Lent(&mut *self.io);
-        let upgraded = Upgraded::new(&mut lent, read, self.server.stopping, req);
-        if catch_unwind(AssertUnwindSafe(|| on_upgrade(upgraded))).is_err() {
-            log::error!("{:?}: an upgraded connection's handler panicked", self.peer);
-        }
+        self.upgrading = Some((on_upgrade, read));
         false
     }
 
+    /// Runs a streamed body's closure against the connection. Returns the
+    /// body bytes written. A closure that fails or panics leaves the
+    /// response unterminated, and the connection is closed.
     fn write_stream(&mut self, stream: Stream, chunked: bool) -> io::Result<u64> {
         self.flush()?;
         let mut out = ChunkedWriter::new(&mut *self.io, chunked);

@@ -173,6 +173,17 @@ impl Request {
         self.head.headers
     }
 
+    /// Moves the request's bytes out of the buffers they share (the
+    /// connection's read buffer), for a request kept past its connection
+    /// loop.
+    pub(crate) fn compact(&mut self) {
+        self.raw = Bytes::copy_from_slice(&self.raw);
+        if !self.body.is_empty() {
+            self.body = Bytes::copy_from_slice(&self.body);
+        }
+        self.head.headers.shrink_to_fit();
+    }
+
     pub(crate) fn set_body(&mut self, body: Bytes) {
         self.body = body;
     }

@@ -14,6 +14,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -27,6 +28,62 @@ pub(crate) type OnUpgrade = Box<dyn for<'a> FnOnce(Upgraded<'a>) + Send>;
 
 /// The closure of an upgrade response.
 pub(crate) struct Upgrade(pub(crate) OnUpgrade);
+
+/// An upgrade whose `101` has gone out, to run once the connection loop
+/// has returned: the loop's frames and buffers are gone by then, so an
+/// idle upgraded connection holds only what the new protocol needs (and,
+/// on the coroutine engine, runs on a fresh stack: `server/park.rs`).
+pub(crate) struct Upgrading {
+    on_upgrade: OnUpgrade,
+    /// What the client sent after its request head.
+    read: Bytes,
+    request: Request,
+    /// The first read timeout: the connection's idle timeout.
+    idle_timeout: Duration,
+}
+
+impl fmt::Debug for Upgrading {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upgrading")
+            .field("read_ahead", &self.read.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upgrading {
+    pub(crate) fn new(
+        on_upgrade: OnUpgrade,
+        read: Bytes,
+        mut request: Request,
+        idle_timeout: Duration,
+    ) -> Box<Upgrading> {
+        // The request's bytes still share the connection's 4 KiB read
+        // buffer: a copy of its head lets that buffer go.
+        request.compact();
+        Box::new(Upgrading {
+            on_upgrade,
+            read: Bytes::copy_from_slice(&read),
+            request,
+            idle_timeout,
+        })
+    }
+
+    /// Runs the new protocol on `io` until its closure returns.
+    pub(crate) fn run<T: Transport + ?Sized>(self, io: &mut T, stopping: &AtomicBool) {
+        if io.set_read_timeout(Some(self.idle_timeout)).is_err() {
+            return;
+        }
+        let mut lent = Lent(io);
+        let upgraded = Upgraded::new(&mut lent, self.read, stopping, &self.request);
+        let on_upgrade = self.on_upgrade;
+        if catch_unwind(AssertUnwindSafe(|| on_upgrade(upgraded))).is_err() {
+            log::error!(
+                "{:?}: an upgraded connection's handler panicked",
+                self.request.peer_addr()
+            );
+        }
+    }
+}
 
 impl fmt::Debug for Upgrade {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -443,7 +443,7 @@ impl<'a> WebSocket<'a> {
         let wait = options.ping_interval.min(options.idle_timeout);
         let _ = upgraded.set_read_timeout(Some(wait));
         let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
+            .read_buffer_size(1024)
             .write_buffer_size(0)
             .max_message_size(Some(options.max_message))
             .max_frame_size(Some(options.max_frame));

@@ -52,7 +52,11 @@ pub(crate) struct UntilClosed;
 impl<E: Engine> ServeConnection<E> for UntilClosed {
     fn serve(self, mut io: E::Stream, peer: SocketAddr, tracked: Tracked) {
         let mut session = Session::default();
-        tracked.serving.serve(&mut io, peer, &tracked, &mut session);
+        // An upgraded connection stays on its thread.
+        let _ = tracked
+            .serving
+            .serve(&mut io, peer, &tracked, &mut session)
+            .upgrade_here(&mut io, &tracked.serving.stopping);
         // Deregistered before the socket closes (see `Tracked`).
         drop(tracked);
         drop(io);

@@ -184,7 +184,8 @@ pub fn serve_connection<T: Transport + ?Sized>(
     static NEVER_STOPPING: AtomicBool = AtomicBool::new(false);
     static RELEASED: AtomicUsize = AtomicUsize::new(0);
     let answered = AtomicBool::new(false);
-    conn::serve(
+    // An idle end means closed here: there is no parking lot.
+    let _ = conn::serve(
         io,
         peer,
         None,
@@ -195,7 +196,8 @@ pub fn serve_connection<T: Transport + ?Sized>(
             released: &RELEASED,
             answered: &answered,
         },
-    );
+    )
+    .upgrade_here(io, &NEVER_STOPPING);
 }
 
 /// Binds with SO_REUSEADDR, and SO_REUSEPORT only when `shared`, so that a

@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::conn::Ended;
 use crate::engine::Parking;
 use crate::sys::{self, Epoll};
 
@@ -222,13 +221,18 @@ fn serve_parkable<E: Parking>(
             }
         }),
     );
-    let ended = serving.serve(&mut io, peer, &tracked, &mut session);
+    // An upgraded connection's new protocol runs here, once the frames of
+    // the HTTP loop have returned: an idle WebSocket then keeps fewer stack
+    // pages hot (docs/performance.md#websocket).
+    let ended = serving
+        .serve(&mut io, peer, &tracked, &mut session)
+        .upgrade_here(&mut io, &serving.stopping);
     // No handler runs past this point: from here on the connection is
     // closed or parked (and outlives this coroutine) by the code below.
     E::disarm();
     // Only a server with a parking lot lets connections end idle
     // (`ConnConfig::park`).
-    if ended == Ended::Idle
+    if ended.is_idle()
         && !serving.is_stopping()
         && let Some(lot) = lot
     {

@@ -891,8 +891,10 @@ pub(crate) fn serve<T: Transport + ?Sized>(
             Err(None) => return Ended::Closed,
         }
     }
-    let ended = conn::serve(&mut stream, peer, Some(info), handler, config, state);
-    if ended == Ended::Idle && stream.parkable() {
+    let stopping = state.stopping;
+    let ended = conn::serve(&mut stream, peer, Some(info), handler, config, state)
+        .upgrade_here(&mut stream, stopping);
+    if ended.is_idle() && stream.parkable() {
         *session = Some(Session::Rustls(stream.conn));
         return Ended::Idle;
     }
@@ -917,6 +919,7 @@ fn serve_ktls<T: Transport + ?Sized>(
     state: ServerState<'_>,
 ) -> Ended {
     let mut stream = ktls::KtlsStream { io, fd, early };
+    let stopping = state.stopping;
     let ended = conn::serve(
         &mut stream,
         peer,
@@ -924,8 +927,9 @@ fn serve_ktls<T: Transport + ?Sized>(
         handler,
         config,
         state,
-    );
-    if ended == Ended::Idle && stream.early.is_empty() {
+    )
+    .upgrade_here(&mut stream, stopping);
+    if ended.is_idle() && stream.early.is_empty() {
         *session = Some(Session::Kernel(info));
         return Ended::Idle;
     }
