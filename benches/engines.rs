@@ -779,6 +779,11 @@ fn target_dir() -> PathBuf {
 }
 
 fn main() {
+    // A WebSocket client process (this executable run again by ws.rs) runs
+    // its scenario and exits here; then, if asked, the pinning, before any
+    // thread starts.
+    ws::client_main_if_asked();
+    ws::pin_if_asked();
     let s = Settings::from_env();
     let only = std::env::var("COSERVE_BENCH_ONLY").unwrap_or_default();
     let (run_http, run_ws) = match only.as_str() {

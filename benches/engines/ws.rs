@@ -4,7 +4,7 @@
 //!
 //! - `ws idle xN`: N connections to `/echo`, each sends one 64-byte message
 //!   and reads its echo, then all are held idle (the client keeps only the
-//!   sockets) for a while; the RSS growth per connection and the process's
+//!   sockets) for a while; the server's RSS growth per connection and its
 //!   thread count while they are held.
 //! - `ws echo xC`: C clients, closed loop, each sending a 64-byte binary
 //!   message and waiting for its echo: echoes per second, p50/p99 round
@@ -14,24 +14,53 @@
 //!   server hands to every subscriber's sender: the time from the
 //!   publisher's send until the last subscriber has it, over a few rounds.
 //!
-//! The clients are tungstenite over may's `TcpStream`, after a handshake
-//! written here, on may coroutines in this process (as the HTTP load
-//! generator is): their memory, threads and CPU are counted with the
-//! server's. Each reports through a channel, so that one that never ends
-//! (a stack overflow abandons a coroutine) is counted, not waited for.
+//! The server runs in this process; the clients run in **another
+//! process**: for each scenario the bench runs its own executable again
+//! with `COSERVE_WS_CLIENT` set to the scenario and its parameters
+//! (`client_main_if_asked`, first thing in `main`, runs that client side
+//! and exits). So the RSS, threads and peaks in the table are the
+//! server's alone (plus this process's bookkeeping: the main thread, the
+//! `/proc` sampler and the thread that reads the client's output), and
+//! the descriptor limit is the server's alone. The clients are tungstenite
+//! over may's `TcpStream`, after a handshake written here, on may
+//! coroutines in the client process (its own may runtime, configured as
+//! `main` configures this one). Each reports through a channel, so that
+//! one that never ends (a stack overflow abandons a coroutine) is counted,
+//! not waited for.
+//!
+//! The two processes speak in lines of text: the client writes to its
+//! stdout `held ...` (idle: its connections are open), `subscribed`
+//! (broadcast: its subscribers are connected) and `result ...`, each a word
+//! and `key=value` fields, its first error last as `error=<the rest of the
+//! line>`; the bench writes to the client's stdin `go registered=K`
+//! (broadcast: the hub has K subscribers, publish) and closes it when the
+//! client should close everything and exit (idle). Every wait for the
+//! client has a deadline: a client that dies or hangs becomes an error in
+//! its row, and is killed; every client process is reaped.
+//!
+//! `COSERVE_BENCH_PIN=1` pins the bench (the server, and the HTTP half's
+//! server and load generator too) to CPU 0 before any thread starts, and
+//! each client process to CPU 1, so that server and clients do not take
+//! each other's CPU; may then runs one worker in each process (its worker
+//! count follows the CPUs a process may use). Unpinned, the default, both
+//! processes have a worker per core and share every core.
 
 use std::fmt::Write as _;
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use coserve::ws::{Ws, WsOptions, WsSender};
-use coserve::{EngineKind, Router, Server};
+use coserve::{EngineKind, Router, Runtime, Server};
 use coserve_http1::Latencies;
 use tungstenite::Message;
 use tungstenite::protocol::{Role, WebSocketConfig};
@@ -56,6 +85,39 @@ const ROUNDS: usize = 5;
 /// The server's ping interval and idle timeout: long, so that no ping
 /// happens during a scenario.
 const QUIET: Duration = Duration::from_secs(600);
+/// Set in a client process's environment: the scenario and its parameters.
+const CLIENT_ENV: &str = "COSERVE_WS_CLIENT";
+/// `1` pins the bench to CPU 0 and the client processes to CPU 1.
+const PIN_ENV: &str = "COSERVE_BENCH_PIN";
+/// What the bench allows a client process beyond the client's own
+/// deadlines: its start (exec, may's runtime) and its exit.
+const CLIENT_SLACK: Duration = Duration::from_secs(15);
+
+/// A duration that depends on the mode: short for QUICK, long for full
+/// runs.
+fn quick_or(s: &Settings, quick_secs: u64, full_secs: u64) -> Duration {
+    Duration::from_secs(if s.quick { quick_secs } else { full_secs })
+}
+
+/// How long the idle client may take to open its connections.
+fn idle_open_time(s: &Settings) -> Duration {
+    quick_or(s, 30, 180)
+}
+
+/// How long the echo clients may take to connect.
+fn echo_ramp_time(s: &Settings) -> Duration {
+    quick_or(s, 10, 30)
+}
+
+/// How long the broadcast subscribers may take to connect.
+fn broadcast_ramp_time(s: &Settings) -> Duration {
+    quick_or(s, 10, 60)
+}
+
+/// How long the publisher waits for one round to reach every subscriber.
+fn round_time(s: &Settings) -> Duration {
+    s.io_timeout * 2
+}
 
 /// The connection counts, capped by the descriptor limit.
 struct Sizes {
@@ -64,24 +126,24 @@ struct Sizes {
     broadcast: usize,
 }
 
-/// Both ends of every connection are in this process: two descriptors per
-/// connection, and three per broadcast subscriber on the thread engine,
-/// whose `WsSender` wakes the connection's thread through an eventfd. The
-/// broadcast uses the smaller cap on both engines, so that they are
-/// compared at the same N.
-fn sizes(quick: bool, nofile: u64) -> Sizes {
+/// Only the server's descriptors are in this process (the clients' are in
+/// theirs): one per connection, and two per broadcast subscriber on the
+/// thread engine, whose `WsSender` wakes the connection's thread through
+/// an eventfd. So the thread engine's broadcast may have fewer
+/// subscribers than the coroutine engine's (the table says how many).
+fn sizes(engine: Engine, quick: bool, nofile: u64) -> Sizes {
     let spare = nofile.saturating_sub(500);
-    let two = (spare / 2).max(1) as usize;
-    let three = (spare / 3).max(1) as usize;
+    let cap = |per_conn: u64| (spare / per_conn).max(1) as usize;
+    let per_subscriber = if engine == Engine::Thread { 2 } else { 1 };
     let (idle, echo, broadcast) = if quick {
         (300, 50, 200)
     } else {
         (10_000, 1_000, 10_000)
     };
     Sizes {
-        idle: idle.min(two),
-        echo: echo.min(two),
-        broadcast: broadcast.min(three),
+        idle: idle.min(cap(1)),
+        echo: echo.min(cap(1)),
+        broadcast: broadcast.min(cap(per_subscriber)),
     }
 }
 
@@ -158,6 +220,271 @@ fn start_ws(engine: Engine) -> io::Result<(Target, Arc<Hub>)> {
         },
         hub,
     ))
+}
+
+// ---------------------------------------------------------------------------
+// The client process, as the bench sees it
+
+/// A line of the protocol: a word, `key=value` fields, and an error (the
+/// rest of the line after ` error=`, which may hold spaces).
+struct Fields {
+    word: String,
+    pairs: Vec<(String, String)>,
+    error: String,
+}
+
+impl Fields {
+    fn parse(line: &str) -> Fields {
+        let (head, error) = line.split_once(" error=").unwrap_or((line, ""));
+        let mut words = head.split_whitespace();
+        let word = words.next().unwrap_or("").to_string();
+        let pairs = words
+            .filter_map(|w| w.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Fields {
+            word,
+            pairs,
+            error: error.trim().to_string(),
+        }
+    }
+
+    fn get<T: FromStr>(&self, key: &str) -> Result<T, String> {
+        let value = self
+            .pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .ok_or_else(|| format!("`{}` without {key}", self.word))?;
+        value
+            .parse()
+            .map_err(|_| format!("`{}`: {key}={value} does not parse", self.word))
+    }
+}
+
+/// A client process: its stdin (what the bench tells it), the lines of its
+/// stdout (read by a thread, so that every wait can have a deadline).
+struct ClientProc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl ClientProc {
+    /// Runs this executable again as the client side of `scenario`. Its
+    /// arguments are left out: the client reads only its environment.
+    fn spawn(scenario: &str, addr: SocketAddr, n: usize, s: &Settings) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let spec = format!(
+            "{scenario} addr={addr} n={n} window_ms={} io_ms={} quick={}",
+            s.duration.as_millis(),
+            s.io_timeout.as_millis(),
+            u8::from(s.quick)
+        );
+        let mut cmd = Command::new(exe);
+        cmd.env(CLIENT_ENV, spec)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if pinned() {
+            // SAFETY: between fork and exec the closure only makes a
+            // system call on a set built on the stack (no allocation, no
+            // lock).
+            unsafe { cmd.pre_exec(|| pin_to_cpu(1)) };
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("start the client process: {e}"))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, lines) = mpsc::channel();
+        let reader = thread::Builder::new()
+            .name("ws-client-out".into())
+            .spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        let mut proc = ClientProc {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            reader: None,
+        };
+        // On failure, dropping `proc` kills and reaps the child.
+        proc.reader = Some(reader.map_err(|e| format!("spawn the reader: {e}"))?);
+        Ok(proc)
+    }
+
+    /// Waits until `deadline` for the client's line that starts with
+    /// `word` (other lines go to stderr).
+    fn expect(&mut self, word: &str, deadline: Instant) -> Result<Fields, String> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let fields = Fields::parse(&line);
+                    if fields.word == word {
+                        return Ok(fields);
+                    }
+                    eprintln!("ws client: {line}");
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!("the client process sent no `{word}` in time"));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = match self.reap(Instant::now() + Duration::from_secs(1)) {
+                        Ok(status) => status.to_string(),
+                        Err(e) => e,
+                    };
+                    return Err(format!(
+                        "the client process ended before `{word}` ({status})"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn tell(&mut self, line: &str) -> Result<(), String> {
+        let stdin = self.stdin.as_mut().ok_or("the client's stdin is closed")?;
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("tell the client process {line:?}: {e}"))
+    }
+
+    /// Closes the client's stdin (its cue to close everything and exit)
+    /// and reaps it; an error unless it exited by itself, successfully.
+    fn finish(mut self) -> Result<(), String> {
+        self.stdin = None;
+        let status = self.reap(Instant::now() + CLIENT_SLACK)?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("the client process failed ({status})"))
+        }
+    }
+
+    /// Waits until `deadline` for the client to exit; then kills it.
+    fn reap(&mut self, deadline: Instant) -> Result<ExitStatus, String> {
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Ok(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                Ok(None) => break,
+                Err(e) => return Err(format!("wait for the client process: {e}")),
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Err("the client process did not exit in time; killed".into())
+    }
+}
+
+impl Drop for ClientProc {
+    /// Kills a client still running (a scenario that gave up on it) and
+    /// reaps it; its output then ends, and so does the reader.
+    fn drop(&mut self) {
+        self.stdin = None;
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+fn pinned() -> bool {
+    std::env::var(PIN_ENV).is_ok_and(|v| v == "1")
+}
+
+/// Pins the calling thread, and the threads it starts later, to `cpu`.
+fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET and
+    // sched_setaffinity only read and write it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// With `COSERVE_BENCH_PIN=1`, pins this process to CPU 0 (the client
+/// processes go to CPU 1). Call it before any thread starts: threads
+/// inherit it, and may sizes its workers by it.
+pub(super) fn pin_if_asked() {
+    if pinned()
+        && let Err(e) = pin_to_cpu(0)
+    {
+        eprintln!("{PIN_ENV}: cannot pin to CPU 0: {e}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The client process, inside
+
+/// If this process is a client process (`COSERVE_WS_CLIENT` is set), runs
+/// the client side of its scenario and exits; otherwise returns. Call it
+/// first thing in `main`: the client ignores the arguments (`cargo bench`
+/// passes `--bench`), and may must be configured before anything uses it.
+pub(super) fn client_main_if_asked() {
+    let Ok(spec) = std::env::var(CLIENT_ENV) else {
+        return;
+    };
+    // As `main` does: may's runtime with coserve's settings, before
+    // anything uses may, and as many descriptors as allowed.
+    let started = Runtime::new()
+        .start()
+        .map_err(|e| format!("start may's runtime: {e}"));
+    let _ = coserve::raise_open_files_limit();
+    match started.and_then(|()| client_main(&spec)) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("ws client ({spec}): {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn client_main(spec: &str) -> Result<(), String> {
+    let f = Fields::parse(spec);
+    let addr: SocketAddr = f.get("addr")?;
+    let n: usize = f.get("n")?;
+    let s = Settings {
+        quick: f.get::<u8>("quick")? == 1,
+        duration: Duration::from_millis(f.get("window_ms")?),
+        scale: 1,
+        io_timeout: Duration::from_millis(f.get("io_ms")?),
+    };
+    match f.word.as_str() {
+        "idle" => idle_client(addr, n, &s),
+        "echo" => echo_client(addr, n, &s),
+        "broadcast" => broadcast_client(addr, n, &s),
+        other => Err(format!("no client scenario {other:?}")),
+    }
+}
+
+/// Writes a line to the bench.
+fn say(line: &str) -> Result<(), String> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("write to the bench: {e}"))
+}
+
+/// The bench's next line; `None` once it has closed the client's stdin.
+fn hear() -> Option<String> {
+    let mut line = String::new();
+    match io::stdin().lock().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim().to_string()),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -266,6 +593,25 @@ impl Report {
             self.first_error = r.first_error;
         }
     }
+
+    /// The line that tells the bench about it: `word ok= errors=
+    /// unfinished= p50_ms= p99_ms=`, then `extra` (more fields), then the
+    /// first error on one line.
+    fn line(mut self, word: &str, unfinished: usize, extra: &str) -> String {
+        let p50 = self.latencies.percentile_ms(50.0).unwrap_or(f64::NAN);
+        let p99 = self.latencies.percentile_ms(99.0).unwrap_or(f64::NAN);
+        let mut line = format!(
+            "{word} ok={} errors={} unfinished={unfinished} p50_ms={p50} p99_ms={p99}",
+            self.ok, self.errors
+        );
+        if !extra.is_empty() {
+            let _ = write!(line, " {extra}");
+        }
+        if let Some(e) = self.first_error {
+            let _ = write!(line, " error={}", e.replace(['\r', '\n'], " "));
+        }
+        line
+    }
 }
 
 /// Collects `expected` reports until `deadline`; what did not come is
@@ -281,6 +627,18 @@ fn collect<T>(rx: &mpsc::Receiver<T>, expected: usize, deadline: Instant) -> (Ve
     }
     let missing = expected - got.len();
     (got, missing)
+}
+
+/// Ramps up in batches so that the listen backlog is not flooded: after
+/// every 256th client spawned, waits (until `deadline`) for all but 64 of
+/// those spawned to have connected.
+fn pace_ramp_up(id: usize, spawned: usize, connected: &AtomicUsize, deadline: Instant) {
+    if id % 256 != 255 {
+        return;
+    }
+    while connected.load(Ordering::Acquire) + 64 < spawned && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -314,28 +672,35 @@ pub(super) struct WsRow {
 }
 
 impl WsRow {
-    fn fill(&mut self, r: Report) {
-        self.ok = r.ok;
-        self.errors += r.errors;
-        let mut latencies = r.latencies;
-        self.p50_ms = latencies.percentile_ms(50.0).unwrap_or(f64::NAN);
-        self.p99_ms = latencies.percentile_ms(99.0).unwrap_or(f64::NAN);
-        if let Some(e) = r.first_error
-            && self.first_error.is_empty()
-        {
+    fn note(&mut self, e: String) {
+        self.errors += 1;
+        if self.first_error.is_empty() {
             self.first_error = e;
         }
+    }
+
+    /// Takes what a client process reported (`Report::line`).
+    fn take(&mut self, f: &Fields) -> Result<(), String> {
+        self.ok = f.get("ok")?;
+        self.errors += f.get::<u64>("errors")?;
+        self.unfinished += f.get::<usize>("unfinished")?;
+        self.p50_ms = f.get("p50_ms")?;
+        self.p99_ms = f.get("p99_ms")?;
+        if !f.error.is_empty() && self.first_error.is_empty() {
+            self.first_error = f.error.clone();
+        }
+        Ok(())
     }
 }
 
 /// Settles the server, then runs `f` between an RSS reading and the
-/// sampler's peaks.
+/// sampler's peaks; an error `f` returns counts in the row.
 fn measure(
     engine: Engine,
     target: &Target,
     kind: &'static str,
     conns: usize,
-    f: impl FnOnce(&mut WsRow, u64),
+    f: impl FnOnce(&mut WsRow, u64) -> Result<(), String>,
 ) -> WsRow {
     target.settle();
     let before = proc_status().rss_kib;
@@ -362,7 +727,9 @@ fn measure(
         kib_per_conn: f64::NAN,
         first_error: String::new(),
     };
-    f(&mut row, before);
+    if let Err(e) = f(&mut row, before) {
+        row.note(e);
+    }
     let (peak, threads) = sampler.finish();
     row.peak_rss_mib = mib(peak);
     row.rss_delta_mib = mib(peak.saturating_sub(before));
@@ -380,16 +747,56 @@ fn measure(
 }
 
 // ---------------------------------------------------------------------------
-// Scenarios
+// Scenarios: the bench's side (the server's measurements) and the client
+// process's
 
-/// `ws idle xN`: opens `n` connections (100 coroutines open them in turn,
-/// one 64-byte echo each), holds only their sockets, and reads the RSS
-/// (heap trimmed first, as before the scenario) and the thread count.
-fn idle(target: &Target, n: usize, s: &Settings, row: &mut WsRow, before_kib: u64) {
-    let addr = target.addr;
+/// `ws idle xN`: the client opens `n` connections and holds them; then
+/// the server's RSS (heap trimmed first, as before the scenario) and
+/// thread count, and its count of open connections, which must be the
+/// client's.
+fn idle(
+    target: &Target,
+    n: usize,
+    s: &Settings,
+    row: &mut WsRow,
+    before_kib: u64,
+) -> Result<(), String> {
+    row.expected = n as u64;
+    let mut client = ClientProc::spawn("idle", target.addr, n, s)?;
+    let held = client.expect("held", Instant::now() + idle_open_time(s) + CLIENT_SLACK)?;
+    row.take(&held)?;
+    // Let the server park everything, then look.
+    thread::sleep(if s.quick {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(2)
+    });
+    trim_heap();
+    let st = proc_status();
+    let server_active = target.active();
+    row.threads = st.threads;
+    if row.ok > 0 {
+        row.kib_per_conn = st.rss_kib.saturating_sub(before_kib) as f64 / row.ok as f64;
+    }
+    if let Some(active) = server_active
+        && active as u64 != row.ok
+    {
+        row.note(format!(
+            "the server had {active} open, the client {} held",
+            row.ok
+        ));
+    }
+    client.finish()
+}
+
+/// The client of `ws idle`: 100 coroutines open the `n` connections in
+/// turn (one 64-byte echo each) and keep only the sockets, until the
+/// bench closes stdin.
+fn idle_client(addr: SocketAddr, n: usize, s: &Settings) -> Result<(), String> {
     let openers = 100.min(n);
     let (tx, rx) = mpsc::channel();
     let mut spawned = 0;
+    let mut total = Report::default();
     for k in 0..openers {
         let count = n / openers + usize::from(k < n % openers);
         let (tx, timeout) = (tx.clone(), s.io_timeout);
@@ -414,52 +821,40 @@ fn idle(target: &Target, n: usize, s: &Settings, row: &mut WsRow, before_kib: u6
         match opener {
             Ok(_) => spawned += 1,
             Err(e) => {
-                row.errors += count as u64;
-                row.first_error = format!("spawn: {e}");
+                total.errors += count as u64;
+                total.first_error.get_or_insert(format!("spawn: {e}"));
             }
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(if s.quick { 30 } else { 180 });
-    let (reports, missing) = collect(&rx, spawned, deadline);
-    row.unfinished = missing;
+    let (reports, missing) = collect(&rx, spawned, Instant::now() + idle_open_time(s));
     let mut held = Vec::with_capacity(n);
-    let mut total = Report::default();
     for (streams, report) in reports {
         held.extend(streams);
         total.add(report);
     }
-    row.fill(total);
-    row.expected = n as u64;
-    // Let the server park everything, then look.
-    thread::sleep(if s.quick {
-        Duration::from_millis(200)
-    } else {
-        Duration::from_secs(2)
-    });
-    trim_heap();
-    let st = proc_status();
-    let server_active = target.active();
-    row.threads = st.threads;
-    if !held.is_empty() {
-        row.kib_per_conn = st.rss_kib.saturating_sub(before_kib) as f64 / held.len() as f64;
-    }
-    if let Some(active) = server_active
-        && active != held.len()
-    {
-        row.errors += 1;
-        let _ = write!(
-            row.first_error,
-            " (server had {active} open, {} held)",
-            held.len()
-        );
-    }
+    say(&total.line("held", missing, ""))?;
+    while hear().is_some() {}
     drop(held);
+    Ok(())
 }
 
-/// `ws echo xC`: `c` clients in a closed loop for the window, each
-/// sending a 64-byte binary message and reading its echo (which must be
-/// the same bytes).
-fn echo(addr: SocketAddr, c: usize, s: &Settings, row: &mut WsRow) {
+/// `ws echo xC`: the client runs the closed loop for the window, while
+/// the sampler takes the server's peaks.
+fn echo(addr: SocketAddr, c: usize, s: &Settings, row: &mut WsRow) -> Result<(), String> {
+    let mut client = ClientProc::spawn("echo", addr, c, s)?;
+    let deadline =
+        Instant::now() + echo_ramp_time(s) + s.duration + s.io_timeout * 2 + CLIENT_SLACK;
+    let result = client.expect("result", deadline)?;
+    row.take(&result)?;
+    row.secs = s.duration.as_secs_f64();
+    row.msg_s = row.ok as f64 / row.secs;
+    client.finish()
+}
+
+/// The clients of `ws echo`: `c` of them in a closed loop for the window,
+/// each sending a 64-byte binary message and reading its echo (which must
+/// be the same bytes).
+fn echo_client(addr: SocketAddr, c: usize, s: &Settings) -> Result<(), String> {
     let phase = Arc::new(Phase {
         base: Instant::now(),
         start_ns: AtomicU64::new(u64::MAX),
@@ -468,7 +863,8 @@ fn echo(addr: SocketAddr, c: usize, s: &Settings, row: &mut WsRow) {
     });
     let (tx, rx) = mpsc::channel();
     let mut spawned = 0;
-    let ramp_deadline = Instant::now() + Duration::from_secs(if s.quick { 10 } else { 30 });
+    let mut total = Report::default();
+    let ramp_deadline = Instant::now() + echo_ramp_time(s);
     for id in 0..c {
         let (p, tx, timeout) = (phase.clone(), tx.clone(), s.io_timeout);
         let client = spawn_ws(move || {
@@ -510,10 +906,7 @@ fn echo(addr: SocketAddr, c: usize, s: &Settings, row: &mut WsRow) {
         });
         match client {
             Ok(_) => spawned += 1,
-            Err(e) => {
-                row.errors += 1;
-                row.first_error = format!("spawn: {e}");
-            }
+            Err(e) => total.note(format!("spawn: {e}")),
         }
         pace_ramp_up(id, spawned, &phase.connected, ramp_deadline);
     }
@@ -526,14 +919,10 @@ fn echo(addr: SocketAddr, c: usize, s: &Settings, row: &mut WsRow) {
     phase.start_ns.store(start, Ordering::Release);
     let deadline = Instant::now() + s.duration + s.io_timeout * 2;
     let (reports, missing) = collect(&rx, spawned, deadline);
-    row.unfinished = missing;
-    let mut total = Report::default();
     for r in reports {
         total.add(r);
     }
-    row.fill(total);
-    row.secs = s.duration.as_secs_f64();
-    row.msg_s = row.ok as f64 / row.secs;
+    say(&total.line("result", missing, ""))
 }
 
 /// One broadcast: when the publisher sent it, how many subscribers have
@@ -549,12 +938,50 @@ fn round_text(r: usize) -> String {
     format!("broadcast round {r}")
 }
 
-/// `ws broadcast xN`: `n` subscribers connect to `/hub` and wait; once
-/// the hub has registered them all, a publisher sends a text on
-/// `/publish` [`ROUNDS`] times, waiting each time until every subscriber
-/// has it. Each subscriber notes when it got each one; the time to the
-/// last of them is the round's result.
-fn broadcast(addr: SocketAddr, hub: &Hub, n: usize, s: &Settings, row: &mut WsRow) {
+/// `ws broadcast xN`: once the client's `n` subscribers are connected and
+/// the hub has registered them all, tells the client to publish, and
+/// takes its rounds.
+fn broadcast(
+    addr: SocketAddr,
+    hub: &Hub,
+    n: usize,
+    s: &Settings,
+    row: &mut WsRow,
+) -> Result<(), String> {
+    row.expected = (n * ROUNDS) as u64;
+    let mut client = ClientProc::spawn("broadcast", addr, n, s)?;
+    client.expect(
+        "subscribed",
+        Instant::now() + broadcast_ramp_time(s) + CLIENT_SLACK,
+    )?;
+    // A subscriber's handshake is done before its handler registers it.
+    let until = Instant::now() + s.io_timeout;
+    while hub.registered.load(Ordering::Acquire) < n && Instant::now() < until {
+        thread::sleep(Duration::from_millis(2));
+    }
+    let registered = hub.registered.load(Ordering::Acquire);
+    client.tell(&format!("go registered={registered}"))?;
+    let deadline =
+        Instant::now() + round_time(s) * (ROUNDS as u32 + 1) + s.io_timeout + CLIENT_SLACK;
+    let result = client.expect("result", deadline)?;
+    row.take(&result)?;
+    row.secs = result.get("secs")?;
+    row.last_median_ms = result.get("last_median_ms")?;
+    row.last_max_ms = result.get("last_max_ms")?;
+    if registered != n {
+        row.note(format!(
+            "the hub registered {registered} of {n} subscribers"
+        ));
+    }
+    client.finish()
+}
+
+/// The client of `ws broadcast`: `n` subscribers connect to `/hub` and
+/// wait; once the bench says the hub has registered them, a publisher
+/// sends a text on `/publish` [`ROUNDS`] times, waiting each time until
+/// every subscriber has it. Each subscriber notes when it got each one;
+/// the time to the last of them is the round's result.
+fn broadcast_client(addr: SocketAddr, n: usize, s: &Settings) -> Result<(), String> {
     let phase = Arc::new(Phase {
         base: Instant::now(),
         start_ns: AtomicU64::new(0),
@@ -563,10 +990,11 @@ fn broadcast(addr: SocketAddr, hub: &Hub, n: usize, s: &Settings, row: &mut WsRo
     });
     let rounds: Arc<[Round]> = (0..ROUNDS).map(|_| Round::default()).collect();
     // Subscribers wait through the ramp and every round.
-    let wait = Duration::from_secs(if s.quick { 30 } else { 120 });
+    let wait = quick_or(s, 30, 120);
     let (tx, rx) = mpsc::channel();
     let mut spawned = 0;
-    let ramp_deadline = Instant::now() + Duration::from_secs(if s.quick { 10 } else { 60 });
+    let mut total = Report::default();
+    let ramp_deadline = Instant::now() + broadcast_ramp_time(s);
     for id in 0..n {
         let (p, rounds, tx, timeout) = (phase.clone(), rounds.clone(), tx.clone(), s.io_timeout);
         let subscriber = spawn_ws(move || {
@@ -613,26 +1041,23 @@ fn broadcast(addr: SocketAddr, hub: &Hub, n: usize, s: &Settings, row: &mut WsRo
         });
         match subscriber {
             Ok(_) => spawned += 1,
-            Err(e) => {
-                row.errors += 1;
-                row.first_error = format!("spawn: {e}");
-            }
+            Err(e) => total.note(format!("spawn: {e}")),
         }
         pace_ramp_up(id, spawned, &phase.connected, ramp_deadline);
     }
-    // Every subscriber connected and its sender in the hub.
-    while (phase.connected.load(Ordering::Acquire) < spawned
-        || hub.registered.load(Ordering::Acquire) < spawned)
-        && Instant::now() < ramp_deadline
-    {
+    while phase.connected.load(Ordering::Acquire) < spawned && Instant::now() < ramp_deadline {
         thread::sleep(Duration::from_millis(2));
     }
-    let registered = hub.registered.load(Ordering::Acquire);
+    say("subscribed")?;
+    // The bench says how many its hub registered: every round must reach
+    // that many.
+    let go = hear().ok_or("the bench closed stdin before `go`")?;
+    let registered: usize = Fields::parse(&go).get("registered")?;
 
     // The publisher, on a coroutine of its own.
     let (ptx, prx) = mpsc::channel();
     let (p, rs, timeout) = (phase.clone(), rounds.clone(), s.io_timeout);
-    let per_round = s.io_timeout * 2;
+    let per_round = round_time(s);
     let publisher = spawn_ws(move || {
         let mut report = Report::default();
         let mut lasts = Vec::with_capacity(ROUNDS);
@@ -680,24 +1105,25 @@ fn broadcast(addr: SocketAddr, hub: &Hub, n: usize, s: &Settings, row: &mut WsRo
         }
         let _ = ptx.send((report, lasts, started.elapsed()));
     });
-    let mut total = Report::default();
+    let (mut secs, mut last_median_ms, mut last_max_ms) = (0.0, f64::NAN, f64::NAN);
+    let mut unfinished = 0;
     match publisher {
         Ok(_) => {
             let deadline = Instant::now() + per_round * (ROUNDS as u32 + 1);
             match prx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok((report, mut lasts, took)) => {
                     total.add(report);
-                    row.secs = took.as_secs_f64();
+                    secs = took.as_secs_f64();
                     lasts.sort_unstable();
                     if lasts.len() == ROUNDS {
                         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-                        row.last_median_ms = ms(lasts[ROUNDS / 2]);
-                        row.last_max_ms = ms(lasts[ROUNDS - 1]);
+                        last_median_ms = ms(lasts[ROUNDS / 2]);
+                        last_max_ms = ms(lasts[ROUNDS - 1]);
                     }
                 }
                 Err(_) => {
                     total.note("the publisher never reported".into());
-                    row.unfinished += 1;
+                    unfinished += 1;
                 }
             }
         }
@@ -705,17 +1131,11 @@ fn broadcast(addr: SocketAddr, hub: &Hub, n: usize, s: &Settings, row: &mut WsRo
     }
     // The subscribers that got every round have reported already.
     let (reports, missing) = collect(&rx, spawned, Instant::now() + s.io_timeout);
-    row.unfinished += missing;
     for r in reports {
         total.add(r);
     }
-    if registered != n {
-        total.note(format!(
-            "the hub registered {registered} of {n} subscribers"
-        ));
-    }
-    row.fill(total);
-    row.expected = (n * ROUNDS) as u64;
+    let extra = format!("secs={secs} last_median_ms={last_median_ms} last_max_ms={last_max_ms}");
+    say(&total.line("result", unfinished + missing, &extra))
 }
 
 // ---------------------------------------------------------------------------
@@ -724,22 +1144,33 @@ fn broadcast(addr: SocketAddr, hub: &Hub, n: usize, s: &Settings, row: &mut WsRo
 /// Runs the three scenarios on each coserve engine, printing a table as
 /// it goes.
 pub(super) fn run(s: &Settings, nofile: u64) -> Vec<WsRow> {
-    let caps = sizes(false, nofile);
-    let sizes = sizes(s.quick, nofile);
+    let caps = |engine| sizes(engine, false, nofile);
+    let (co, th) = (caps(Engine::Coroutine), caps(Engine::Thread));
     println!();
     println!(
         "# WebSocket, long-lived connections (coserve's engines only; may_minihttp has none). \
-         Connections capped by the fd limit, both ends being here: 2 descriptors each, 3 per \
-         broadcast subscriber (the thread engine's WsSender holds an eventfd): idle and echo \
-         at most {}, broadcast at most {} on both engines.",
-        caps.idle, caps.broadcast,
+         The server runs in this process, the clients in another (this executable again, \
+         COSERVE_WS_CLIENT): RSS, threads and peaks are the server's (with the bench's main \
+         thread, /proc sampler and the reader of the client's output). Connections capped by \
+         this process's fd limit, the server's descriptors alone: 1 per connection, 2 per \
+         broadcast subscriber on the thread engine (its WsSender holds an eventfd): idle at most \
+         {}, echo at most {}, broadcast at most {} (coroutine) and {} (thread). {}",
+        co.idle,
+        co.echo,
+        co.broadcast,
+        th.broadcast,
+        if pinned() {
+            "Pinned: this process on CPU 0, the clients on CPU 1."
+        } else {
+            "Not pinned: both processes share every core."
+        }
     );
     println!(
         "# ws idle: connections to /echo, one 64-byte echo each, then held {} (the client keeps \
-         only the sockets); ok = held; threads = process threads while held (other rows: the \
-         peak); KiB/conn = RSS growth per held connection, heap trimmed before both readings, \
-         client side included (memory the earlier scenarios left resident, such as may's pool of \
-         1,000 coroutines and glibc's cached thread stacks, is reused: small at full size).",
+         only the sockets); ok = held; threads = the server process's threads while held (other \
+         rows: the peak); KiB/conn = the server's RSS growth per held connection, heap trimmed \
+         before both readings (memory the earlier scenarios left resident, such as may's pool \
+         of 1,000 coroutines and glibc's cached thread stacks, is reused: small at full size).",
         if s.quick { "0.2 s" } else { "2 s" }
     );
     println!(
@@ -756,6 +1187,7 @@ pub(super) fn run(s: &Settings, nofile: u64) -> Vec<WsRow> {
     print_header();
     let mut rows = Vec::new();
     for engine in [Engine::Coroutine, Engine::Thread] {
+        let sizes = sizes(engine, s.quick, nofile);
         let (target, hub) = match start_ws(engine) {
             Ok(t) => t,
             Err(e) => {
@@ -897,16 +1329,4 @@ pub(super) fn quick_failures(rows: &[WsRow]) -> Vec<String> {
         }
     }
     failures
-}
-
-/// Ramps up in batches so that the listen backlog is not flooded: after
-/// every 256th client spawned, waits (until `deadline`) for all but 64 of
-/// those spawned to have connected.
-fn pace_ramp_up(id: usize, spawned: usize, connected: &AtomicUsize, deadline: Instant) {
-    if id % 256 != 255 {
-        return;
-    }
-    while connected.load(Ordering::Acquire) + 64 < spawned && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(1));
-    }
 }
