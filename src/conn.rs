@@ -28,7 +28,7 @@ use crate::response::{
 };
 use crate::status::StatusCode;
 use crate::transport::{Transport, close_gracefully};
-use crate::upgrade::{OnUpgrade, Upgrade, Upgrading};
+use crate::upgrade::{Upgrade, Upgrading};
 
 /// Per-connection settings, shared by every connection of a server.
 #[derive(Debug, Clone)]
@@ -235,7 +235,7 @@ struct Conn<'a, T: Transport + ?Sized> {
     fields: Fields,
     /// An upgrade answered by the last response, and what the client sent
     /// after its head.
-    upgrading: Option<(OnUpgrade, bytes::Bytes)>,
+    upgrading: Option<(Upgrade, bytes::Bytes)>,
 }
 
 /// Serves one connection until it closes, or (with [`ConnConfig::park`])
@@ -341,12 +341,9 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
             };
             if !self.respond(Some(&req), resp) {
                 return match self.upgrading.take() {
-                    Some((on_upgrade, read)) => Ended::Upgrade(Upgrading::new(
-                        on_upgrade,
-                        read,
-                        req,
-                        self.config.idle_timeout,
-                    )),
+                    Some((upgrade, read)) => {
+                        Ended::Upgrade(Upgrading::new(upgrade, read, req, self.config.idle_timeout))
+                    }
                     None => Ended::Closed,
                 };
             }
@@ -542,13 +539,13 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         if self.flush().is_err() {
             return false;
         }
-        let Body(Inner::Upgrade(Upgrade(on_upgrade))) = resp.into_body() else {
+        let Body(Inner::Upgrade(upgrade)) = resp.into_body() else {
             return false;
         };
         // What the client sent after its request head belongs to the new
         // protocol.
         let read = self.rbuf.split().freeze();
-        self.upgrading = Some((on_upgrade, read));
+        self.upgrading = Some((upgrade, read));
         false
     }
 

@@ -366,11 +366,17 @@ impl Response {
     where
         F: for<'a> FnOnce(crate::Upgraded<'a>) + Send + 'static,
     {
+        Response::upgrade_with(
+            protocol,
+            crate::upgrade::Upgrade::Closure(Box::new(on_upgrade)),
+        )
+    }
+
+    /// `101 Switching Protocols` to `protocol`, running `upgrade`.
+    pub(crate) fn upgrade_with(protocol: &str, upgrade: crate::upgrade::Upgrade) -> Response {
         Response::new(StatusCode::SWITCHING_PROTOCOLS)
             .header("Upgrade", protocol)
-            .body(Body(Inner::Upgrade(crate::upgrade::Upgrade(Box::new(
-                on_upgrade,
-            )))))
+            .body(Body(Inner::Upgrade(upgrade)))
     }
 
     /// A redirect (`301`, `302`, `303`, `307` or `308`) to `location`, with a

@@ -159,8 +159,8 @@ impl Router {
     /// }));
     /// ```
     #[cfg(feature = "websocket")]
-    pub fn ws(self, path: &str, ws: crate::ws::Ws) -> Router {
-        self.add(Pattern::Exact(path.into()), None, ws)
+    pub fn ws(self, path: &str, ws: impl Into<crate::ws::Ws>) -> Router {
+        self.add(Pattern::Exact(path.into()), None, ws.into())
     }
 
     /// Answers what no route matches: a [`StaticFiles`](crate::StaticFiles),

@@ -26,15 +26,22 @@ use crate::transport::Transport;
 /// What a handler runs on the connection once the `101` has gone out.
 pub(crate) type OnUpgrade = Box<dyn for<'a> FnOnce(Upgraded<'a>) + Send>;
 
-/// The closure of an upgrade response.
-pub(crate) struct Upgrade(pub(crate) OnUpgrade);
+/// What an upgrade response runs on its connection.
+pub(crate) enum Upgrade {
+    /// A closure that holds the connection until it returns.
+    Closure(OnUpgrade),
+    /// A WebSocket of callbacks ([`crate::ws::Events`]), made from the
+    /// upgraded request: it can park between messages.
+    #[cfg(feature = "websocket")]
+    Events(Box<dyn FnOnce(Request) -> Box<crate::ws::EventsConn> + Send>),
+}
 
 /// An upgrade whose `101` has gone out, to run once the connection loop
 /// has returned: the loop's frames and buffers are gone by then, so an
 /// idle upgraded connection holds only what the new protocol needs (and,
 /// on the coroutine engine, runs on a fresh stack: `server/park.rs`).
 pub(crate) struct Upgrading {
-    on_upgrade: OnUpgrade,
+    upgrade: Upgrade,
     /// What the client sent after its request head.
     read: Bytes,
     request: Request,
@@ -52,7 +59,7 @@ impl fmt::Debug for Upgrading {
 
 impl Upgrading {
     pub(crate) fn new(
-        on_upgrade: OnUpgrade,
+        upgrade: Upgrade,
         read: Bytes,
         mut request: Request,
         idle_timeout: Duration,
@@ -61,21 +68,40 @@ impl Upgrading {
         // buffer: a copy of its head lets that buffer go.
         request.compact();
         Box::new(Upgrading {
-            on_upgrade,
+            upgrade,
             read: Bytes::copy_from_slice(&read),
             request,
             idle_timeout,
         })
     }
 
-    /// Runs the new protocol on `io` until its closure returns.
+    /// A WebSocket of callbacks, to run where it can park, and what the
+    /// client sent after its handshake; any other upgrade is handed back.
+    #[cfg(feature = "websocket")]
+    pub(crate) fn into_events(self) -> Result<(Box<crate::ws::EventsConn>, Bytes), Box<Upgrading>> {
+        match self.upgrade {
+            Upgrade::Events(make) => Ok((make(self.request), self.read)),
+            upgrade => Err(Box::new(Upgrading { upgrade, ..self })),
+        }
+    }
+
+    /// Runs the new protocol on `io` until it ends, on this flow of
+    /// control.
     pub(crate) fn run<T: Transport + ?Sized>(self, io: &mut T, stopping: &AtomicBool) {
         if io.set_read_timeout(Some(self.idle_timeout)).is_err() {
             return;
         }
         let mut lent = Lent(io);
+        let on_upgrade = match self.upgrade {
+            Upgrade::Closure(on_upgrade) => on_upgrade,
+            #[cfg(feature = "websocket")]
+            Upgrade::Events(make) => {
+                let mut conn = make(self.request);
+                let _ = conn.run(&mut lent, self.read, stopping, None);
+                return;
+            }
+        };
         let upgraded = Upgraded::new(&mut lent, self.read, stopping, &self.request);
-        let on_upgrade = self.on_upgrade;
         if catch_unwind(AssertUnwindSafe(|| on_upgrade(upgraded))).is_err() {
             log::error!(
                 "{:?}: an upgraded connection's handler panicked",
@@ -87,7 +113,11 @@ impl Upgrading {
 
 impl fmt::Debug for Upgrade {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Upgrade(..)")
+        match self {
+            Upgrade::Closure(_) => f.write_str("Upgrade::Closure(..)"),
+            #[cfg(feature = "websocket")]
+            Upgrade::Events(_) => f.write_str("Upgrade::Events(..)"),
+        }
     }
 }
 
@@ -148,6 +178,7 @@ impl<'a> Upgraded<'a> {
     }
 
     /// What makes this connection's waiting read return early.
+    #[cfg(feature = "websocket")]
     pub(crate) fn read_waker(&mut self) -> Option<crate::transport::ReadWaker> {
         self.io.read_waker()
     }

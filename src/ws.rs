@@ -39,21 +39,22 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
 
 use crate::handler::Handler;
 use crate::parse::Version;
 use crate::request::{Method, Request};
 use crate::response::Response;
 use crate::status::StatusCode;
-use crate::transport::ReadWaker;
-use crate::upgrade::Upgraded;
+use crate::transport::{ReadWaker, Transport};
+use crate::upgrade::{Upgrade, Upgraded};
 
 /// A WebSocket message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,8 +209,15 @@ type WsHandler = dyn for<'a> Fn(&'a Request, WebSocket<'a>) + Send + Sync;
 /// returns.
 #[derive(Clone)]
 pub struct Ws {
-    handler: Arc<WsHandler>,
+    mode: Mode,
     options: Arc<WsOptions>,
+}
+
+/// What runs on an accepted connection.
+#[derive(Clone)]
+enum Mode {
+    Blocking(Arc<WsHandler>),
+    Events(Arc<Events>),
 }
 
 impl fmt::Debug for Ws {
@@ -227,7 +235,7 @@ impl Ws {
         F: for<'a> Fn(&'a Request, WebSocket<'a>) + Send + Sync + 'static,
     {
         Ws {
-            handler: Arc::new(handler),
+            mode: Mode::Blocking(Arc::new(handler)),
             options: Arc::new(WsOptions::default()),
         }
     }
@@ -245,14 +253,27 @@ impl Handler for Ws {
             Ok(accepted) => accepted,
             Err(refusal) => return refusal,
         };
-        let handler = Arc::clone(&self.handler);
-        let options = Arc::clone(&self.options);
         let chosen = protocol.clone();
-        let mut resp = Response::upgrade("websocket", move |upgraded| {
-            let req = upgraded.request();
-            let ws = WebSocket::new(upgraded, &options, chosen);
-            handler(req, ws);
-        })
+        let mut resp = match &self.mode {
+            Mode::Blocking(handler) => {
+                let handler = Arc::clone(handler);
+                let options = Arc::clone(&self.options);
+                Response::upgrade("websocket", move |upgraded| {
+                    let req = upgraded.request();
+                    let ws = WebSocket::new(upgraded, &options, chosen);
+                    handler(req, ws);
+                })
+            }
+            Mode::Events(events) => {
+                let events = Arc::clone(events);
+                Response::upgrade_with(
+                    "websocket",
+                    Upgrade::Events(Box::new(move |request| {
+                        Box::new(EventsConn::new(events, request, chosen))
+                    })),
+                )
+            }
+        }
         .header("Sec-WebSocket-Accept", accept);
         if let Some(protocol) = protocol {
             resp = resp.header("Sec-WebSocket-Protocol", protocol);
@@ -338,24 +359,105 @@ fn check(req: &Request, options: &WsOptions) -> Result<(String, Option<String>),
 /// parks this coroutine until a message comes; [`WebSocket::sender`] lets
 /// other coroutines send on it.
 pub struct WebSocket<'a> {
-    ws: tungstenite::WebSocket<Upgraded<'a>>,
+    io: Upgraded<'a>,
+    core: Core,
     protocol: Option<String>,
+}
+
+/// The protocol state of one connection apart from its stream: what a
+/// blocking [`WebSocket`] drives while it holds the stream, and what an
+/// [`Events`] connection keeps while it is parked without one.
+struct Core {
+    ctx: WebSocketContext,
     ping_interval: Duration,
     idle_timeout: Duration,
+    /// When the client was last heard (any frame).
     heard: Instant,
     /// When the last ping went out, if one did since `heard`.
     pinged: Option<Instant>,
+    /// When a frame last went either way.
+    active: Instant,
     done: bool,
     outbox: Option<Arc<Outbox>>,
 }
 
+/// Why [`Core::recv`] returned without a message.
+enum Quiet {
+    /// The connection is over.
+    Ended(WsError),
+    /// Nothing happened for the time asked: the connection may park.
+    Park,
+}
+
 /// Messages other coroutines have given a connection to send.
-struct Outbox {
+pub(crate) struct Outbox {
     queue: Mutex<VecDeque<Message>>,
     /// Cleared when the connection ends: sends then fail.
     open: AtomicBool,
-    /// Makes the connection's waiting read return, to send them.
-    wake: Option<ReadWaker>,
+    /// How a sender gets the connection to send what it queued.
+    wake: Mutex<Wake>,
+}
+
+/// How a sender gets a connection to send.
+enum Wake {
+    /// It cannot: the connection looks at its queue every [`POLL_QUEUE`],
+    /// or is about to park and looks once more.
+    Nothing,
+    /// Return its coroutine's waiting read.
+    Read(ReadWaker),
+    /// Take it out of the parking lot onto a coroutine (once).
+    Unpark(Box<dyn FnOnce() + Send>),
+}
+
+impl Outbox {
+    fn new() -> Arc<Outbox> {
+        Arc::new(Outbox {
+            queue: Mutex::new(VecDeque::new()),
+            open: AtomicBool::new(true),
+            wake: Mutex::new(Wake::Nothing),
+        })
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Message>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_wake(&self, wake: Wake) {
+        let old = std::mem::replace(
+            &mut *self.wake.lock().unwrap_or_else(|e| e.into_inner()),
+            wake,
+        );
+        // A stale unpark closure is dropped outside the lock.
+        drop(old);
+    }
+
+    fn wake(&self) {
+        let mut wake = self.wake.lock().unwrap_or_else(|e| e.into_inner());
+        match &*wake {
+            Wake::Nothing => {}
+            Wake::Read(read) => {
+                let read = Arc::clone(read);
+                drop(wake);
+                read();
+            }
+            Wake::Unpark(_) => {
+                let Wake::Unpark(unpark) = std::mem::replace(&mut *wake, Wake::Nothing) else {
+                    unreachable!("matched above");
+                };
+                drop(wake);
+                unpark();
+            }
+        }
+    }
+
+    fn has_queued(&self) -> bool {
+        !self.queue().is_empty()
+    }
+
+    fn end(&self) {
+        self.open.store(false, Ordering::Release);
+        self.set_wake(Wake::Nothing);
+    }
 }
 
 /// The most messages a sender may queue for one connection before
@@ -363,13 +465,14 @@ struct Outbox {
 /// the server hold more.
 pub const MAX_QUEUED: usize = 1024;
 
-/// Sends on a [`WebSocket`] from any coroutine or thread: a cheap,
-/// cloneable handle, for broadcast hubs and the like. A message is queued
-/// and the connection's coroutine, waiting in [`WebSocket::recv`], is woken
-/// to send it; messages go out in the order they were queued. A
-/// connection's coroutine sends only while it is in `recv` (or
-/// `send`): queue from elsewhere while it does other work, and they go out
-/// at its next `recv`.
+/// Sends on a [`WebSocket`] (or an [`Events`] connection) from any
+/// coroutine or thread: a cheap, cloneable handle, for broadcast hubs and
+/// the like. A message is queued and the connection's coroutine, waiting in
+/// [`WebSocket::recv`], is woken to send it (a parked [`Events`]
+/// connection is taken out of the parking lot to send it); messages go out
+/// in the order they were queued. A blocking connection's coroutine sends
+/// only while it is in `recv` (or `send`): queue from elsewhere while it
+/// does other work, and they go out at its next `recv`.
 #[derive(Clone)]
 pub struct WsSender {
     outbox: Arc<Outbox>,
@@ -392,7 +495,7 @@ impl WsSender {
             return Err(WsError::Closed(None));
         }
         {
-            let mut queue = self.outbox.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut queue = self.outbox.queue();
             if queue.len() >= MAX_QUEUED {
                 return Err(WsError::Io(io::Error::new(
                     io::ErrorKind::WouldBlock,
@@ -401,9 +504,7 @@ impl WsSender {
             }
             queue.push_back(msg.into());
         }
-        if let Some(wake) = &self.outbox.wake {
-            wake();
-        }
+        self.outbox.wake();
         Ok(())
     }
 
@@ -418,10 +519,10 @@ impl WsSender {
     }
 }
 
-impl Drop for WebSocket<'_> {
+impl Drop for Core {
     fn drop(&mut self) {
         if let Some(outbox) = &self.outbox {
-            outbox.open.store(false, Ordering::Release);
+            outbox.end();
         }
     }
 }
@@ -438,75 +539,304 @@ impl fmt::Debug for WebSocket<'_> {
     }
 }
 
-impl<'a> WebSocket<'a> {
-    fn new(mut upgraded: Upgraded<'a>, options: &WsOptions, protocol: Option<String>) -> Self {
-        let wait = options.ping_interval.min(options.idle_timeout);
-        let _ = upgraded.set_read_timeout(Some(wait));
+fn is_wait(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+impl Core {
+    fn new(options: &WsOptions) -> Core {
+        // tungstenite's default read buffer of 128 KiB would be held by
+        // every idle connection; 1 KiB holds a burst of small messages, and
+        // a larger frame gets room for its length once its header is read.
         let config = WebSocketConfig::default()
             .read_buffer_size(1024)
             .write_buffer_size(0)
             .max_message_size(Some(options.max_message))
             .max_frame_size(Some(options.max_frame));
-        WebSocket {
-            ws: tungstenite::WebSocket::from_raw_socket(upgraded, Role::Server, Some(config)),
-            protocol,
+        let now = Instant::now();
+        Core {
+            ctx: WebSocketContext::new(Role::Server, Some(config)),
             ping_interval: options.ping_interval,
             idle_timeout: options.idle_timeout,
-            heard: Instant::now(),
+            heard: now,
             pinged: None,
+            active: now,
             done: false,
             outbox: None,
         }
     }
 
-    /// A handle other coroutines can send on this connection with.
-    pub fn sender(&mut self) -> WsSender {
-        if self.outbox.is_none() {
-            let wake = self.ws.get_mut().read_waker();
-            if wake.is_none() {
+    /// The longest a read should wait: the next ping or the idle timeout
+    /// can come no sooner.
+    fn read_wait(&self) -> Duration {
+        self.ping_interval.min(self.idle_timeout)
+    }
+
+    /// The connection's outbox, made on first use, with its wake pointed at
+    /// `io`'s waiting read.
+    fn outbox(&mut self, io: &mut Upgraded<'_>) -> Arc<Outbox> {
+        let outbox = self.outbox.get_or_insert_with(Outbox::new);
+        if self.done {
+            outbox.end();
+            return Arc::clone(outbox);
+        }
+        match io.read_waker() {
+            Some(read) => outbox.set_wake(Wake::Read(read)),
+            None => {
+                outbox.set_wake(Wake::Nothing);
                 let wait = self.ping_interval.min(self.idle_timeout).min(POLL_QUEUE);
-                let _ = self.ws.get_mut().set_read_timeout(Some(wait));
+                let _ = io.set_read_timeout(Some(wait));
             }
-            self.outbox = Some(Arc::new(Outbox {
-                queue: Mutex::new(VecDeque::new()),
-                open: AtomicBool::new(!self.done),
-                wake,
-            }));
         }
-        WsSender {
-            outbox: Arc::clone(self.outbox.as_ref().expect("just made")),
-        }
+        Arc::clone(outbox)
     }
 
     /// Sends what other coroutines queued.
-    fn send_queued(&mut self) -> Result<(), WsError> {
+    fn send_queued(&mut self, io: &mut Upgraded<'_>) -> Result<(), WsError> {
         let Some(outbox) = &self.outbox else {
             return Ok(());
         };
-        let queued: Vec<Message> = {
-            let mut queue = outbox.queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.drain(..).collect()
-        };
+        let queued: Vec<Message> = outbox.queue().drain(..).collect();
         if queued.is_empty() {
             return Ok(());
         }
         for msg in queued {
-            self.ws
-                .write(to_tungstenite(msg))
+            self.ctx
+                .write(io, to_tungstenite(msg))
                 .map_err(|e| self.write_failed(e))?;
         }
-        self.ws.flush().map_err(|e| self.write_failed(e))
+        self.active = Instant::now();
+        self.ctx.flush(io).map_err(|e| self.write_failed(e))
     }
 
     fn write_failed(&mut self, e: tungstenite::Error) -> WsError {
-        self.done = true;
-        if let Some(outbox) = &self.outbox {
-            outbox.open.store(false, Ordering::Release);
-        }
+        self.end();
         match e {
             tungstenite::Error::Io(e) => WsError::Io(e),
             other => WsError::Protocol(other.to_string()),
         }
+    }
+
+    fn end(&mut self) {
+        self.done = true;
+        if let Some(outbox) = &self.outbox {
+            outbox.end();
+        }
+    }
+
+    fn heard_now(&mut self) {
+        self.heard = Instant::now();
+        self.active = self.heard;
+        self.pinged = None;
+    }
+
+    /// The next text or binary message (fragments joined), answering pings
+    /// and pinging a silent client meanwhile. With `park_after`, returns
+    /// [`Quiet::Park`] once nothing has gone either way for that long and
+    /// nothing is queued.
+    fn recv(
+        &mut self,
+        io: &mut Upgraded<'_>,
+        park_after: Option<Duration>,
+    ) -> Result<Message, Quiet> {
+        loop {
+            if self.done {
+                return Err(Quiet::Ended(WsError::Closed(None)));
+            }
+            self.send_queued(io).map_err(Quiet::Ended)?;
+            match self.ctx.read(io) {
+                Ok(tungstenite::Message::Text(text)) => {
+                    self.heard_now();
+                    return Ok(Message::Text(text.as_str().to_string()));
+                }
+                Ok(tungstenite::Message::Binary(bytes)) => {
+                    self.heard_now();
+                    return Ok(Message::Binary(bytes));
+                }
+                Ok(tungstenite::Message::Close(frame)) => {
+                    // tungstenite has queued the answering close.
+                    let _ = self.ctx.flush(io);
+                    self.end();
+                    return Err(Quiet::Ended(WsError::Closed(
+                        frame.map(|f| (u16::from(f.code), f.reason.as_str().to_string())),
+                    )));
+                }
+                Ok(_) => {
+                    // A ping (answered) or a pong.
+                    self.heard_now();
+                    let _ = self.ctx.flush(io);
+                }
+                Err(e) => {
+                    if let Some(err) = self.failed(io, e) {
+                        return Err(Quiet::Ended(err));
+                    }
+                    if let Some(after) = park_after
+                        && self.active.elapsed() >= after
+                        && !self.outbox.as_ref().is_some_and(|o| o.has_queued())
+                    {
+                        return Err(Quiet::Park);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What a failed read means: `None` to read on (a ping may have gone
+    /// out).
+    fn failed(&mut self, io: &mut Upgraded<'_>, e: tungstenite::Error) -> Option<WsError> {
+        use tungstenite::Error as E;
+        if io.is_stopping() {
+            return Some(self.close_with(
+                io,
+                CloseCode::Away,
+                "server shutting down",
+                WsError::ShuttingDown,
+            ));
+        }
+        match e {
+            E::Io(e) if is_wait(&e) => self.silence(io),
+            E::Capacity(_) => {
+                Some(self.close_with(io, CloseCode::Size, "message too large", WsError::TooLarge))
+            }
+            E::Utf8(why) => {
+                let err = WsError::Protocol(format!("text that is not UTF-8: {why}"));
+                Some(self.close_with(io, CloseCode::Invalid, "invalid UTF-8", err))
+            }
+            E::Protocol(why) => {
+                let err = WsError::Protocol(why.to_string());
+                Some(self.close_with(io, CloseCode::Protocol, "protocol error", err))
+            }
+            E::ConnectionClosed | E::AlreadyClosed => {
+                self.end();
+                Some(WsError::Closed(None))
+            }
+            E::Io(e) => {
+                self.end();
+                Some(WsError::Io(e))
+            }
+            other => {
+                self.end();
+                Some(WsError::Protocol(other.to_string()))
+            }
+        }
+    }
+
+    /// Keeps a silent connection alive: one ping per interval of silence
+    /// (however often a sender wakes the read), closed (1001) at the idle
+    /// timeout. `None` while it stays open.
+    fn silence(&mut self, io: &mut Upgraded<'_>) -> Option<WsError> {
+        let silent = self.heard.elapsed();
+        if silent >= self.idle_timeout {
+            return Some(self.close_with(io, CloseCode::Away, "idle", WsError::TimedOut));
+        }
+        let interval = self.ping_interval.saturating_sub(Duration::from_millis(1));
+        let due = silent >= interval && self.pinged.is_none_or(|at| at.elapsed() >= interval);
+        if due {
+            self.pinged = Some(Instant::now());
+            self.active = Instant::now();
+            let ping = self
+                .ctx
+                .write(io, tungstenite::Message::Ping(Bytes::new()))
+                .and_then(|()| self.ctx.flush(io));
+            if ping.is_err() {
+                self.end();
+                return Some(WsError::Closed(None));
+            }
+        }
+        None
+    }
+
+    /// How long until [`Core::silence`] has something to do.
+    fn next_timer(&self) -> Duration {
+        let ping_from = self.pinged.unwrap_or(self.heard);
+        let ping = (ping_from + self.ping_interval).saturating_duration_since(Instant::now());
+        let idle = (self.heard + self.idle_timeout).saturating_duration_since(Instant::now());
+        ping.min(idle)
+    }
+
+    /// Sends a close frame (as far as the socket takes it) and ends.
+    fn close_with(
+        &mut self,
+        io: &mut Upgraded<'_>,
+        code: CloseCode,
+        reason: &str,
+        err: WsError,
+    ) -> WsError {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        if self.ctx.close(io, Some(frame)).is_ok() {
+            let _ = self.ctx.flush(io);
+        } else {
+            // tungstenite has given up on the connection (its reads ended:
+            // the server is shutting down): the frame goes out by hand.
+            let raw = close_frame(code, reason);
+            let _ = io.write_all(&raw).and_then(|()| io.flush());
+        }
+        self.end();
+        err
+    }
+
+    fn send(&mut self, io: &mut Upgraded<'_>, msg: Message) -> Result<(), WsError> {
+        self.send_queued(io)?;
+        self.active = Instant::now();
+        self.ctx
+            .write(io, to_tungstenite(msg))
+            .and_then(|()| self.ctx.flush(io))
+            .map_err(|e| self.write_failed(e))
+    }
+
+    /// Closes with `code` and `reason`, and waits (up to the ping interval)
+    /// for the client's answering close.
+    fn close(&mut self, io: &mut Upgraded<'_>, code: u16, reason: &str) -> Result<(), WsError> {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        let closed = self.ctx.close(io, Some(frame));
+        self.end();
+        closed.map_err(|e| WsError::Protocol(e.to_string()))?;
+        let _ = self.ctx.flush(io);
+        let until = Instant::now() + self.ping_interval;
+        while Instant::now() < until {
+            match self.ctx.read(io) {
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e)) if is_wait(&e) => {}
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An unmasked close frame with `code` and `reason` (cut to fit a
+/// control frame).
+fn close_frame(code: CloseCode, reason: &str) -> Vec<u8> {
+    let reason = &reason.as_bytes()[..reason.len().min(123)];
+    let mut raw = vec![0x88, 2 + reason.len() as u8];
+    raw.extend_from_slice(&u16::from(code).to_be_bytes());
+    raw.extend_from_slice(reason);
+    raw
+}
+
+impl<'a> WebSocket<'a> {
+    fn new(mut io: Upgraded<'a>, options: &WsOptions, protocol: Option<String>) -> Self {
+        let core = Core::new(options);
+        let _ = io.set_read_timeout(Some(core.read_wait()));
+        WebSocket { io, core, protocol }
+    }
+
+    /// A handle other coroutines can send on this connection with.
+    pub fn sender(&mut self) -> WsSender {
+        let outbox = match &self.core.outbox {
+            Some(outbox) => Arc::clone(outbox),
+            None => self.core.outbox(&mut self.io),
+        };
+        WsSender { outbox }
     }
 
     /// The subprotocol chosen in the handshake, if any.
@@ -518,168 +848,346 @@ impl<'a> WebSocket<'a> {
     /// answered and the client pinged when silent, meanwhile. An error
     /// means the connection is over (closed as the error says).
     pub fn recv(&mut self) -> Result<Message, WsError> {
-        loop {
-            if self.done {
-                return Err(WsError::Closed(None));
-            }
-            self.send_queued()?;
-            match self.ws.read() {
-                Ok(tungstenite::Message::Text(text)) => {
-                    self.heard = Instant::now();
-                    self.pinged = None;
-                    return Ok(Message::Text(text.as_str().to_string()));
-                }
-                Ok(tungstenite::Message::Binary(bytes)) => {
-                    self.heard = Instant::now();
-                    self.pinged = None;
-                    return Ok(Message::Binary(bytes));
-                }
-                Ok(tungstenite::Message::Close(frame)) => {
-                    // tungstenite has queued the answering close.
-                    let _ = self.ws.flush();
-                    self.done = true;
-                    return Err(WsError::Closed(
-                        frame.map(|f| (u16::from(f.code), f.reason.as_str().to_string())),
-                    ));
-                }
-                Ok(_) => {
-                    // A ping (answered) or a pong.
-                    self.heard = Instant::now();
-                    self.pinged = None;
-                    let _ = self.ws.flush();
-                }
-                Err(e) => {
-                    if let Some(err) = self.failed(e) {
-                        return Err(err);
-                    }
-                }
-            }
+        match self.core.recv(&mut self.io, None) {
+            Ok(msg) => Ok(msg),
+            Err(Quiet::Ended(e)) => Err(e),
+            Err(Quiet::Park) => unreachable!("recv without park_after never parks"),
         }
-    }
-
-    /// What a failed read means: `None` to read on (a ping was sent).
-    fn failed(&mut self, e: tungstenite::Error) -> Option<WsError> {
-        use tungstenite::Error as E;
-        if self.ws.get_ref().is_stopping() {
-            return Some(self.close_with(
-                CloseCode::Away,
-                "server shutting down",
-                WsError::ShuttingDown,
-            ));
-        }
-        match e {
-            E::Io(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                let silent = self.heard.elapsed();
-                if silent >= self.idle_timeout {
-                    return Some(self.close_with(CloseCode::Away, "idle", WsError::TimedOut));
-                }
-                // One ping per interval of silence, however often a sender
-                // wakes the read.
-                let interval = self.ping_interval.saturating_sub(Duration::from_millis(1));
-                let due =
-                    silent >= interval && self.pinged.is_none_or(|at| at.elapsed() >= interval);
-                if due {
-                    self.pinged = Some(Instant::now());
-                    if self
-                        .ws
-                        .send(tungstenite::Message::Ping(Bytes::new()))
-                        .is_err()
-                    {
-                        self.done = true;
-                        return Some(WsError::Closed(None));
-                    }
-                }
-                None
-            }
-            E::Capacity(_) => {
-                Some(self.close_with(CloseCode::Size, "message too large", WsError::TooLarge))
-            }
-            E::Utf8(why) => {
-                let err = WsError::Protocol(format!("text that is not UTF-8: {why}"));
-                Some(self.close_with(CloseCode::Invalid, "invalid UTF-8", err))
-            }
-            E::Protocol(why) => {
-                let err = WsError::Protocol(why.to_string());
-                Some(self.close_with(CloseCode::Protocol, "protocol error", err))
-            }
-            E::ConnectionClosed | E::AlreadyClosed => {
-                self.done = true;
-                Some(WsError::Closed(None))
-            }
-            E::Io(e) => {
-                self.done = true;
-                Some(WsError::Io(e))
-            }
-            other => {
-                self.done = true;
-                Some(WsError::Protocol(other.to_string()))
-            }
-        }
-    }
-
-    /// Sends a close frame (as far as the socket takes it) and ends.
-    fn close_with(&mut self, code: CloseCode, reason: &str, err: WsError) -> WsError {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        if self.ws.close(Some(frame)).is_ok() {
-            let _ = self.ws.flush();
-        } else {
-            // tungstenite has given up on the connection (its reads ended:
-            // the server is shutting down): the frame goes out by hand, an
-            // unmasked close with its code and reason.
-            let reason = &reason.as_bytes()[..reason.len().min(123)];
-            let mut raw = vec![0x88, 2 + reason.len() as u8];
-            raw.extend_from_slice(&u16::from(code).to_be_bytes());
-            raw.extend_from_slice(reason);
-            let out = self.ws.get_mut();
-            let _ = out.write_all(&raw).and_then(|()| out.flush());
-        }
-        self.done = true;
-        if let Some(outbox) = &self.outbox {
-            outbox.open.store(false, Ordering::Release);
-        }
-        err
     }
 
     /// Sends a message (and flushes it), after any that other coroutines
     /// queued.
     pub fn send(&mut self, msg: impl Into<Message>) -> Result<(), WsError> {
-        self.send_queued()?;
-        self.ws
-            .send(to_tungstenite(msg.into()))
-            .map_err(|e| self.write_failed(e))
+        self.core.send(&mut self.io, msg.into())
     }
 
     /// Closes the connection with `code` (1000: normal) and `reason`, and
     /// waits (up to the ping interval) for the client's answering close.
     pub fn close(mut self, code: u16, reason: &str) -> Result<(), WsError> {
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
+        self.core.close(&mut self.io, code, reason)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Events: a connection that holds no coroutine while it is idle
+
+type OnOpen = dyn Fn(&WsConn<'_>) + Send + Sync;
+type OnMessage = dyn Fn(&WsConn<'_>, Message) + Send + Sync;
+type OnClose = dyn Fn(&WsConn<'_>, &WsError) + Send + Sync;
+
+/// A WebSocket endpoint written as callbacks: `on_message` runs for each
+/// message, on a coroutine (it may block: call a database, sleep), and
+/// between messages the connection holds no coroutine at all. An idle
+/// [`WebSocket`] keeps its coroutine's stack (at least three resident
+/// pages: `docs/performance.md#websocket`); an idle `Events` connection
+/// parks its socket and protocol state in the server's parking lot, like
+/// an idle keep-alive connection, and is picked up again when the client
+/// sends, a [`WsSender`] sends, or a ping is due. For endpoints that hold
+/// many mostly idle connections (notifications, chat rooms, dashboards).
+///
+/// ```no_run
+/// use coserve::ws::{Events, Ws};
+/// use coserve::{Config, Router, Server};
+///
+/// let echo = Events::new(|conn, msg| {
+///     let _ = conn.send(msg);
+/// })
+/// .on_open(|conn| log::info!("{:?} joined", conn.request().peer_addr()));
+/// let app = Router::new().ws("/echo", echo);
+/// Server::bind("127.0.0.1:8080", Config::new())?.serve(app)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// Connections park on the coroutine engine once nothing has gone either
+/// way for [`Config::release_idle_after`](crate::Config::release_idle_after);
+/// on the thread engine and over TLS they keep their thread or coroutine,
+/// and the callbacks run the same way.
+#[derive(Clone)]
+pub struct Events {
+    on_open: Option<Arc<OnOpen>>,
+    on_message: Arc<OnMessage>,
+    on_close: Option<Arc<OnClose>>,
+    options: WsOptions,
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Events {
+    /// An endpoint that calls `on_message` for every text or binary
+    /// message, with the default [`WsOptions`].
+    pub fn new<F>(on_message: F) -> Events
+    where
+        F: Fn(&WsConn<'_>, Message) + Send + Sync + 'static,
+    {
+        Events {
+            on_open: None,
+            on_message: Arc::new(on_message),
+            on_close: None,
+            options: WsOptions::default(),
+        }
+    }
+
+    /// Runs `f` once the connection is open, before its first message.
+    pub fn on_open<F>(mut self, f: F) -> Events
+    where
+        F: Fn(&WsConn<'_>) + Send + Sync + 'static,
+    {
+        self.on_open = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs `f` once when the connection ends, with why (after
+    /// `on_open`, never before it). At shutdown it may run on the parking
+    /// lot's thread: keep it short.
+    pub fn on_close<F>(mut self, f: F) -> Events
+    where
+        F: Fn(&WsConn<'_>, &WsError) + Send + Sync + 'static,
+    {
+        self.on_close = Some(Arc::new(f));
+        self
+    }
+
+    /// The same endpoint with these settings.
+    pub fn options(mut self, options: WsOptions) -> Events {
+        self.options = options;
+        self
+    }
+}
+
+impl From<Events> for Ws {
+    fn from(events: Events) -> Ws {
+        Ws {
+            options: Arc::new(events.options.clone()),
+            mode: Mode::Events(Arc::new(events)),
+        }
+    }
+}
+
+/// An [`Events`] connection, as its callbacks see it.
+pub struct WsConn<'a> {
+    request: &'a Request,
+    protocol: Option<&'a str>,
+    outbox: &'a Arc<Outbox>,
+    closing: &'a Mutex<Option<(u16, String)>>,
+}
+
+impl fmt::Debug for WsConn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsConn")
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsConn<'_> {
+    /// The handshake request.
+    pub fn request(&self) -> &Request {
+        self.request
+    }
+
+    /// The subprotocol chosen in the handshake, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol
+    }
+
+    /// Queues `msg`; it goes out when the callback returns, in order. Fails
+    /// as [`WsSender::send`] does.
+    pub fn send(&self, msg: impl Into<Message>) -> Result<(), WsError> {
+        self.sender().send(msg)
+    }
+
+    /// A handle to send on this connection from anywhere, later.
+    pub fn sender(&self) -> WsSender {
+        WsSender {
+            outbox: Arc::clone(self.outbox),
+        }
+    }
+
+    /// Closes the connection with `code` (1000: normal) and `reason` once
+    /// the callback returns (after what was queued before).
+    pub fn close(&self, code: u16, reason: &str) {
+        *self.closing.lock().unwrap_or_else(|e| e.into_inner()) = Some((code, reason.to_string()));
+    }
+}
+
+/// An [`Events`] connection between its runs: what parks in the lot.
+pub(crate) struct EventsConn {
+    events: Arc<Events>,
+    core: Core,
+    request: Request,
+    protocol: Option<String>,
+    opened: bool,
+    closing: Mutex<Option<(u16, String)>>,
+}
+
+/// How [`EventsConn::run`] ended.
+pub(crate) enum Step {
+    /// The connection is over: close it.
+    Closed,
+    /// Nothing to do for now: park until the client sends, a sender sends,
+    /// or this time has passed (a ping or the idle timeout is due).
+    Park(Duration),
+}
+
+impl fmt::Debug for EventsConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventsConn")
+            .field("opened", &self.opened)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventsConn {
+    fn new(events: Arc<Events>, request: Request, protocol: Option<String>) -> EventsConn {
+        let mut core = Core::new(&events.options);
+        core.outbox = Some(Outbox::new());
+        EventsConn {
+            events,
+            core,
+            request,
+            protocol,
+            opened: false,
+            closing: Mutex::new(None),
+        }
+    }
+
+    /// Runs the connection on `io` (`read`: bytes the client sent after
+    /// its handshake) until it ends, or, with `park_after`, until it has
+    /// been quiet that long.
+    pub(crate) fn run(
+        &mut self,
+        io: &mut dyn Transport,
+        read: Bytes,
+        stopping: &AtomicBool,
+        park_after: Option<Duration>,
+    ) -> Step {
+        let EventsConn {
+            events,
+            core,
+            request,
+            protocol,
+            opened,
+            closing,
+        } = self;
+        let closing: &Mutex<_> = closing;
+        let mut io = Upgraded::new(io, read, stopping, request);
+        let wait = park_after.map_or(core.read_wait(), |p| p.min(core.read_wait()));
+        let _ = io.set_read_timeout(Some(wait));
+        let outbox = core.outbox(&mut io);
+        let conn = WsConn {
+            request,
+            protocol: protocol.as_deref(),
+            outbox: &outbox,
+            closing,
         };
-        self.ws
-            .close(Some(frame))
-            .map_err(|e| WsError::Protocol(e.to_string()))?;
-        let _ = self.ws.flush();
-        let until = Instant::now() + self.ping_interval;
-        while Instant::now() < until {
-            match self.ws.read() {
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => break,
+        let call = |f: &mut dyn FnMut()| {
+            if catch_unwind(AssertUnwindSafe(f)).is_err() {
+                log::error!("{:?}: a WebSocket callback panicked", request.peer_addr());
+                return false;
+            }
+            true
+        };
+        let ended = |core: &mut Core, conn: &WsConn<'_>, why: WsError| {
+            core.end();
+            if let Some(on_close) = &events.on_close {
+                call(&mut || on_close(conn, &why));
+            }
+            Step::Closed
+        };
+        if !*opened {
+            *opened = true;
+            core.active = Instant::now();
+            if let Some(on_open) = &events.on_open
+                && !call(&mut || on_open(&conn))
+            {
+                let err = core.close_with(&mut io, CloseCode::Error, "", WsError::Closed(None));
+                return ended(core, &conn, err);
+            }
+        } else if let Some(err) = core.silence(&mut io) {
+            // Back from the lot for a ping or the idle timeout.
+            return ended(core, &conn, err);
+        }
+        loop {
+            let close = closing.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some((code, reason)) = close {
+                let _ = core.send_queued(&mut io);
+                let err = match core.close(&mut io, code, &reason) {
+                    Ok(()) => WsError::Closed(Some((code, reason))),
+                    Err(e) => e,
+                };
+                return ended(core, &conn, err);
+            }
+            match core.recv(&mut io, park_after) {
+                Ok(msg) => {
+                    if !call(&mut || (events.on_message)(&conn, msg.clone())) {
+                        let err = core.close_with(
+                            &mut io,
+                            CloseCode::Error,
+                            "",
+                            WsError::Protocol("the message callback panicked".into()),
+                        );
+                        return ended(core, &conn, err);
+                    }
+                    let _ = core.send_queued(&mut io);
+                }
+                Err(Quiet::Ended(err)) => return ended(core, &conn, err),
+                Err(Quiet::Park) => {
+                    // A sender that queues from now on finds no wake; the
+                    // lot looks at the queue once it has parked the
+                    // connection (`EventsConn::parked`).
+                    outbox.set_wake(Wake::Nothing);
+                    if outbox.has_queued() {
+                        let _ = io.set_read_timeout(Some(wait));
+                        let _ = core.outbox(&mut io);
+                        continue;
+                    }
+                    return Step::Park(core.next_timer());
+                }
             }
         }
-        Ok(())
+    }
+
+    /// Says how to take the connection out of the lot, once it is parked
+    /// there; if a sender queued meanwhile, does so at once.
+    pub(crate) fn parked(outbox: &Arc<Outbox>, unpark: Box<dyn FnOnce() + Send>) {
+        outbox.set_wake(Wake::Unpark(unpark));
+        if outbox.has_queued() {
+            outbox.wake();
+        }
+    }
+
+    /// The handle [`EventsConn::parked`] takes.
+    pub(crate) fn outbox(&self) -> Arc<Outbox> {
+        Arc::clone(
+            self.core
+                .outbox
+                .as_ref()
+                .expect("an events connection has an outbox"),
+        )
+    }
+
+    /// Ends a parked connection (the server shuts down): close 1001, as
+    /// far as the socket takes it at once, and `on_close`.
+    pub(crate) fn close_parked(mut self, mut stream: &std::net::TcpStream) {
+        let _ = stream.write(&close_frame(CloseCode::Away, "server shutting down"));
+        self.core.end();
+        if let Some(on_close) = &self.events.on_close {
+            let outbox = self.outbox();
+            let conn = WsConn {
+                request: &self.request,
+                protocol: self.protocol.as_deref(),
+                outbox: &outbox,
+                closing: &self.closing,
+            };
+            if catch_unwind(AssertUnwindSafe(|| on_close(&conn, &WsError::ShuttingDown))).is_err() {
+                log::error!("a WebSocket on_close callback panicked");
+            }
+        }
     }
 }

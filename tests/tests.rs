@@ -31,3 +31,4 @@ mod sse;
 mod timeout;
 mod tls;
 mod websocket;
+mod websocket_events;

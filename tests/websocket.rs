@@ -20,7 +20,7 @@ use crate::util::{TestServer, read_response, start, test_config};
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
-fn handshake_request(path: &str, extra: &str) -> String {
+pub(crate) fn handshake_request(path: &str, extra: &str) -> String {
     format!(
         "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: keep-alive, Upgrade\r\n\
          Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
@@ -67,11 +67,11 @@ fn echo_server(options: WsOptions) -> Echo {
     }
 }
 
-type Client = tungstenite::WebSocket<TcpStream>;
+pub(crate) type Client = tungstenite::WebSocket<TcpStream>;
 
 /// A client connected to `path` after a hand-written handshake (and
 /// `first`, sent in the same write as the request).
-fn connect_with(addr: SocketAddr, path: &str, extra: &str, first: &[u8]) -> Client {
+pub(crate) fn connect_with(addr: SocketAddr, path: &str, extra: &str, first: &[u8]) -> Client {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut request = handshake_request(path, extra).into_bytes();
@@ -114,7 +114,7 @@ fn read_head(s: &mut TcpStream) -> String {
 }
 
 /// A masked client frame.
-fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![(u8::from(fin) << 7) | opcode];
     match payload.len() {
         n if n < 126 => f.push(0x80 | n as u8),
@@ -134,7 +134,7 @@ fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// The close code the server sent, reading until its close frame.
-fn close_code(client: &mut Client) -> Option<u16> {
+pub(crate) fn close_code(client: &mut Client) -> Option<u16> {
     loop {
         match client.read() {
             Ok(tungstenite::Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),

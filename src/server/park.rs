@@ -18,7 +18,8 @@
 //!
 //! [`Config::release_idle_after`]: crate::Config::release_idle_after
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, FromRawFd};
@@ -26,6 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "websocket")]
+use crate::conn::Ended;
 use crate::engine::Parking;
 use crate::sys::{self, Epoll};
 
@@ -47,9 +50,10 @@ pub(crate) struct Parked<T> {
 
 struct Inner<T> {
     parked: HashMap<u64, Parked<T>>,
-    /// Parking order, which is deadline order: every connection parks for
-    /// the same time.
-    deadlines: VecDeque<(Instant, u64)>,
+    /// Every parked connection's deadline, soonest first (an idle HTTP
+    /// connection's idle timeout; a WebSocket's next ping), and those of
+    /// connections that have left since, dropped as they come up.
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
 }
 
 /// Idle connections waiting for their next request.
@@ -63,7 +67,8 @@ pub(crate) struct Lot<T> {
 pub(crate) enum Wake<T> {
     /// The client sent something or closed: serve it again.
     Ready(Parked<T>),
-    /// Still idle at its deadline: close it.
+    /// Still idle at its deadline: close it (a WebSocket: serve it, to
+    /// ping or close).
     Expired(Parked<T>),
 }
 
@@ -73,7 +78,7 @@ impl<T> Lot<T> {
             epoll: Epoll::new()?,
             inner: Mutex::new(Inner {
                 parked: HashMap::new(),
-                deadlines: VecDeque::new(),
+                deadlines: BinaryHeap::new(),
             }),
             next: AtomicU64::new(0),
         })
@@ -88,9 +93,9 @@ impl<T> Lot<T> {
         self.lock().parked.len()
     }
 
-    /// Parks a connection until it is readable or `idle` has passed. On
-    /// failure the connection is handed back.
-    pub(crate) fn park(&self, conn: Parked<T>, idle: Duration) -> Result<(), Parked<T>> {
+    /// Parks a connection until it is readable or `idle` has passed, under
+    /// the id it returns. On failure the connection is handed back.
+    pub(crate) fn park(&self, conn: Parked<T>, idle: Duration) -> Result<u64, Parked<T>> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
         // Registered under the lock, after the entry exists: the lot's
@@ -100,8 +105,21 @@ impl<T> Lot<T> {
         if self.epoll.add(stream.as_fd(), events, id).is_err() {
             return Err(inner.parked.remove(&id).expect("just parked"));
         }
-        inner.deadlines.push_back((Instant::now() + idle, id));
-        Ok(())
+        inner.deadlines.push(Reverse((Instant::now() + idle, id)));
+        // Deadlines of connections that left wait until they come up; when
+        // they outnumber the parked ones, they go at once.
+        if inner.deadlines.len() > 2 * inner.parked.len() + 1024 {
+            let Inner { parked, deadlines } = &mut *inner;
+            deadlines.retain(|Reverse((_, id))| parked.contains_key(id));
+        }
+        Ok(id)
+    }
+
+    /// Takes the connection parked under `id` out, if it is still there.
+    #[cfg(feature = "websocket")]
+    pub(crate) fn take(&self, id: u64) -> Option<Parked<T>> {
+        let mut inner = self.lock();
+        self.unpark(&mut inner, id)
     }
 
     /// Takes a connection out of the lot and its epoll.
@@ -116,9 +134,12 @@ impl<T> Lot<T> {
     pub(crate) fn wait(&self) -> Vec<Wake<T>> {
         let timeout = {
             let inner = self.lock();
-            inner.deadlines.front().map_or(TICK, |(deadline, _)| {
-                deadline.saturating_duration_since(Instant::now()).min(TICK)
-            })
+            inner
+                .deadlines
+                .peek()
+                .map_or(TICK, |Reverse((deadline, _))| {
+                    deadline.saturating_duration_since(Instant::now()).min(TICK)
+                })
         };
         let mut events = [sys::Event { events: 0, u64: 0 }; 256];
         let ready = self.epoll.wait(&mut events, timeout);
@@ -131,15 +152,15 @@ impl<T> Lot<T> {
             }
         }
         let now = Instant::now();
-        while let Some(&(deadline, id)) = inner.deadlines.front() {
+        while let Some(&Reverse((deadline, id))) = inner.deadlines.peek() {
             if !inner.parked.contains_key(&id) {
-                inner.deadlines.pop_front();
+                inner.deadlines.pop();
                 continue;
             }
             if deadline > now {
                 break;
             }
-            inner.deadlines.pop_front();
+            inner.deadlines.pop();
             if let Some(conn) = self.unpark(&mut inner, id) {
                 out.push(Wake::Expired(conn));
             }
@@ -163,6 +184,15 @@ impl<T> Lot<T> {
 pub(crate) struct Kept {
     tracked: Tracked,
     session: Session,
+}
+
+impl Kept {
+    fn is_websocket(&self) -> bool {
+        #[cfg(feature = "websocket")]
+        return self.session.ws.is_some();
+        #[cfg(not(feature = "websocket"))]
+        false
+    }
 }
 
 /// Closes a parked connection: `close_notify` for TLS, then the slot is
@@ -221,12 +251,24 @@ fn serve_parkable<E: Parking>(
             }
         }),
     );
+    // A WebSocket of callbacks goes on where it parked.
+    #[cfg(feature = "websocket")]
+    if let Some(ws) = session.ws.take() {
+        return serve_events::<E>(lot, ws, bytes::Bytes::new(), io, peer, tracked);
+    }
+    let ended = serving.serve(&mut io, peer, &tracked, &mut session);
     // An upgraded connection's new protocol runs here, once the frames of
     // the HTTP loop have returned: an idle WebSocket then keeps fewer stack
     // pages hot (docs/performance.md#websocket).
-    let ended = serving
-        .serve(&mut io, peer, &tracked, &mut session)
-        .upgrade_here(&mut io, &serving.stopping);
+    #[cfg(feature = "websocket")]
+    let ended = match ended {
+        Ended::Upgrade(upgrading) => match upgrading.into_events() {
+            Ok((ws, read)) => return serve_events::<E>(lot, ws, read, io, peer, tracked),
+            Err(other) => Ended::Upgrade(other),
+        },
+        other => other,
+    };
+    let ended = ended.upgrade_here(&mut io, &serving.stopping);
     // No handler runs past this point: from here on the connection is
     // closed or parked (and outlives this coroutine) by the code below.
     E::disarm();
@@ -256,6 +298,86 @@ fn serve_parkable<E: Parking>(
     drop(io);
 }
 
+/// Runs a WebSocket of callbacks until it ends or is quiet for
+/// [`Config::release_idle_after`](crate::Config::release_idle_after); then
+/// parks it (socket and protocol state, no coroutine) until the client
+/// sends, a `WsSender` sends, or a ping is due.
+#[cfg(feature = "websocket")]
+fn serve_events<E: Parking>(
+    lot: Option<&Arc<Lot<Kept>>>,
+    mut ws: Box<crate::ws::EventsConn>,
+    read: bytes::Bytes,
+    mut io: E::Stream,
+    peer: SocketAddr,
+    tracked: Tracked,
+) {
+    use crate::ws::{EventsConn, Step};
+    let serving = tracked.serving.clone();
+    let park_after = lot.map(|_| serving.config.release_idle_after);
+    let step = ws.run(&mut io, read, &serving.stopping, park_after);
+    E::disarm();
+    let (Step::Park(wait), Some(lot)) = (step, lot) else {
+        drop(ws);
+        drop(tracked);
+        drop(io);
+        return;
+    };
+    let stream = E::into_std(io);
+    if serving.is_stopping() {
+        ws.close_parked(&stream);
+        drop(tracked);
+        drop(stream);
+        return;
+    }
+    let outbox = ws.outbox();
+    let parked = Parked {
+        token: Kept {
+            tracked,
+            session: Session {
+                ws: Some(ws),
+                ..Session::default()
+            },
+        },
+        stream,
+        peer,
+    };
+    match lot.park(parked, wait.max(Duration::from_millis(1))) {
+        Ok(id) => {
+            let weak = Arc::downgrade(lot);
+            let stack_bytes = serving.stack_bytes;
+            EventsConn::parked(
+                &outbox,
+                Box::new(move || {
+                    if let Some(lot) = weak.upgrade()
+                        && let Some(parked) = lot.take(id)
+                    {
+                        resume::<E>(lot, parked, stack_bytes);
+                    }
+                }),
+            );
+        }
+        Err(parked) => close(parked),
+    }
+}
+
+/// Serves a parked connection again, on a new coroutine.
+fn resume<E: Parking>(lot: Arc<Lot<Kept>>, parked: Parked<Kept>, stack_bytes: usize) {
+    let spawned = E::spawn(stack_bytes, move || {
+        let Parked {
+            token: Kept { tracked, session },
+            stream,
+            peer,
+        } = parked;
+        match E::from_std(stream) {
+            Ok(io) => serve_parkable::<E>(Some(&lot), io, peer, tracked, session),
+            Err(e) => log::warn!("cannot resume a parked connection: {e}"),
+        }
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot resume a parked connection: {e}");
+    }
+}
+
 /// The parking lot's thread: hands readable connections to new coroutines,
 /// closes expired ones, and closes all of them once the server is
 /// stopping. Ends when the server is gone.
@@ -270,6 +392,10 @@ pub(crate) fn parking_thread<E: Parking>(lot: Arc<Lot<Kept>>, serving: Weak<Serv
         for wake in lot.wait() {
             let parked = match wake {
                 Wake::Ready(parked) if !serving.is_stopping() => parked,
+                // A WebSocket's deadline is its next ping or idle timeout.
+                Wake::Expired(parked) if !serving.is_stopping() && parked.token.is_websocket() => {
+                    parked
+                }
                 // Expired, or the server is stopping: an idle connection
                 // is simply closed.
                 Wake::Ready(parked) | Wake::Expired(parked) => {
@@ -277,21 +403,7 @@ pub(crate) fn parking_thread<E: Parking>(lot: Arc<Lot<Kept>>, serving: Weak<Serv
                     continue;
                 }
             };
-            let resumed = lot.clone();
-            let spawned = E::spawn(serving.stack_bytes, move || {
-                let Parked {
-                    token: Kept { tracked, session },
-                    stream,
-                    peer,
-                } = parked;
-                match E::from_std(stream) {
-                    Ok(io) => serve_parkable::<E>(Some(&resumed), io, peer, tracked, session),
-                    Err(e) => log::warn!("cannot resume a parked connection: {e}"),
-                }
-            });
-            if let Err(e) = spawned {
-                log::error!("cannot resume a parked connection: {e}");
-            }
+            resume::<E>(lot.clone(), parked, serving.stack_bytes);
         }
     }
 }

@@ -18,17 +18,25 @@ use crate::transport::Transport;
 use super::config::Config;
 
 /// What an idle connection keeps besides its socket while it waits in the
-/// parking lot: its TLS session, when it speaks TLS. Plain HTTP keeps
-/// nothing.
+/// parking lot: its TLS session, when it speaks TLS, or its WebSocket
+/// state (`ws::Events`). Plain HTTP keeps nothing.
 #[derive(Default)]
 pub(crate) struct Session {
     #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::Session>,
+    /// A WebSocket of callbacks, parked between messages.
+    #[cfg(feature = "websocket")]
+    pub ws: Option<Box<crate::ws::EventsConn>>,
 }
 
 impl Session {
-    /// Closes a parked connection's session: TLS says `close_notify`.
+    /// Closes a parked connection's session: TLS says `close_notify`, a
+    /// WebSocket close 1001.
     pub(crate) fn close(self, stream: &std::net::TcpStream) {
+        #[cfg(feature = "websocket")]
+        if let Some(ws) = self.ws {
+            ws.close_parked(stream);
+        }
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls {
             tls.close_notify(stream);
