@@ -13,6 +13,9 @@
 //!   `WsSender`), then a publisher on `/publish` sends one text, which the
 //!   server hands to every subscriber's sender: the time from the
 //!   publisher's send until the last subscriber has it, over a few rounds.
+//! - `ws idle events xN` and `ws broadcast events xN`: the same on
+//!   `/echo-events` and `/hub-events`, endpoints of callbacks
+//!   (`ws::Events`), whose quiet connections park without a coroutine.
 //!
 //! The server runs in this process; the clients run in **another
 //! process**: for each scenario the bench runs its own executable again
@@ -59,7 +62,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use coserve::ws::{Ws, WsOptions, WsSender};
+use coserve::ws::{Events, Ws, WsOptions, WsSender};
 use coserve::{EngineKind, Router, Runtime, Server};
 use coserve_http1::Latencies;
 use tungstenite::Message;
@@ -198,9 +201,26 @@ fn app(hub: &Arc<Hub>) -> Router {
             }
         }
     });
+    // The same two as `Events` endpoints, which park between messages.
+    let echo_events = Events::new(|conn, msg| {
+        let _ = conn.send(msg);
+    });
+    let (h, g) = (Arc::clone(hub), Arc::clone(hub));
+    let subscribe_events = Events::new(|_conn, _msg| {})
+        .on_open(move |conn| {
+            h.senders().push(conn.sender());
+            h.registered.fetch_add(1, Ordering::AcqRel);
+        })
+        .on_close(move |conn, _why| {
+            let me = conn.sender();
+            g.senders().retain(|s| !s.same_connection(&me));
+            g.registered.fetch_sub(1, Ordering::AcqRel);
+        });
     Router::new()
         .ws("/echo", echo.options(options.clone()))
+        .ws("/echo-events", echo_events.options(options.clone()))
         .ws("/hub", subscribe.options(options.clone()))
+        .ws("/hub-events", subscribe_events.options(options.clone()))
         .ws("/publish", publish.options(options))
 }
 
@@ -463,9 +483,11 @@ fn client_main(spec: &str) -> Result<(), String> {
         io_timeout: Duration::from_millis(f.get("io_ms")?),
     };
     match f.word.as_str() {
-        "idle" => idle_client(addr, n, &s),
+        "idle" => idle_client(addr, n, &s, "/echo"),
+        "idle-events" => idle_client(addr, n, &s, "/echo-events"),
         "echo" => echo_client(addr, n, &s),
-        "broadcast" => broadcast_client(addr, n, &s),
+        "broadcast" => broadcast_client(addr, n, &s, "/hub"),
+        "broadcast-events" => broadcast_client(addr, n, &s, "/hub-events"),
         other => Err(format!("no client scenario {other:?}")),
     }
 }
@@ -760,9 +782,10 @@ fn idle(
     s: &Settings,
     row: &mut WsRow,
     before_kib: u64,
+    client: &str,
 ) -> Result<(), String> {
     row.expected = n as u64;
-    let mut client = ClientProc::spawn("idle", target.addr, n, s)?;
+    let mut client = ClientProc::spawn(client, target.addr, n, s)?;
     let held = client.expect("held", Instant::now() + idle_open_time(s) + CLIENT_SLACK)?;
     row.take(&held)?;
     // Let the server park everything, then look.
@@ -792,7 +815,7 @@ fn idle(
 /// The client of `ws idle`: 100 coroutines open the `n` connections in
 /// turn (one 64-byte echo each) and keep only the sockets, until the
 /// bench closes stdin.
-fn idle_client(addr: SocketAddr, n: usize, s: &Settings) -> Result<(), String> {
+fn idle_client(addr: SocketAddr, n: usize, s: &Settings, path: &'static str) -> Result<(), String> {
     let openers = 100.min(n);
     let (tx, rx) = mpsc::channel();
     let mut spawned = 0;
@@ -804,7 +827,7 @@ fn idle_client(addr: SocketAddr, n: usize, s: &Settings) -> Result<(), String> {
             let mut held = Vec::with_capacity(count);
             let mut report = Report::default();
             for i in 0..count {
-                let opened = ws_connect(addr, "/echo", timeout).and_then(|mut ws| {
+                let opened = ws_connect(addr, path, timeout).and_then(|mut ws| {
                     exchange(&mut ws, payload(k * count + i, 0))?;
                     Ok(ws.into_inner())
                 });
@@ -947,9 +970,10 @@ fn broadcast(
     n: usize,
     s: &Settings,
     row: &mut WsRow,
+    client: &str,
 ) -> Result<(), String> {
     row.expected = (n * ROUNDS) as u64;
-    let mut client = ClientProc::spawn("broadcast", addr, n, s)?;
+    let mut client = ClientProc::spawn(client, addr, n, s)?;
     client.expect(
         "subscribed",
         Instant::now() + broadcast_ramp_time(s) + CLIENT_SLACK,
@@ -981,7 +1005,12 @@ fn broadcast(
 /// sends a text on `/publish` [`ROUNDS`] times, waiting each time until
 /// every subscriber has it. Each subscriber notes when it got each one;
 /// the time to the last of them is the round's result.
-fn broadcast_client(addr: SocketAddr, n: usize, s: &Settings) -> Result<(), String> {
+fn broadcast_client(
+    addr: SocketAddr,
+    n: usize,
+    s: &Settings,
+    path: &'static str,
+) -> Result<(), String> {
     let phase = Arc::new(Phase {
         base: Instant::now(),
         start_ns: AtomicU64::new(0),
@@ -1000,7 +1029,7 @@ fn broadcast_client(addr: SocketAddr, n: usize, s: &Settings) -> Result<(), Stri
         let subscriber = spawn_ws(move || {
             let phase = p;
             let mut report = Report::default();
-            let ws = ws_connect(addr, "/hub", timeout).and_then(|ws| {
+            let ws = ws_connect(addr, path, timeout).and_then(|ws| {
                 ws.get_ref()
                     .set_read_timeout(Some(wait))
                     .map_err(|e| format!("set_read_timeout: {e}"))?;
@@ -1166,7 +1195,8 @@ pub(super) fn run(s: &Settings, nofile: u64) -> Vec<WsRow> {
         }
     );
     println!(
-        "# ws idle: connections to /echo, one 64-byte echo each, then held {} (the client keeps \
+        "# ws idle: connections to /echo (idle events: /echo-events, the same as ws::Events, which \
+         parks a quiet connection without its coroutine), one 64-byte echo each, then held {} (the client keeps \
          only the sockets); ok = held; threads = the server process's threads while held (other \
          rows: the peak); KiB/conn = the server's RSS growth per held connection, heap trimmed \
          before both readings (memory the earlier scenarios left resident, such as may's pool \
@@ -1178,7 +1208,8 @@ pub(super) fn run(s: &Settings, nofile: u64) -> Vec<WsRow> {
          msg/s = echoes per second; p50/p99 = round trip."
     );
     println!(
-        "# ws broadcast: subscribers on /hub, a publisher's text handed by the server to every \
+        "# ws broadcast: subscribers on /hub (broadcast events: /hub-events, ws::Events \
+         subscribers, parked while they wait), a publisher's text handed by the server to every \
          subscriber's WsSender, {ROUNDS} rounds; ok = deliveries; last med/max = ms from the \
          publisher's send until the last subscriber has it (median and max of the rounds); \
          p50/p99 = each subscriber's delivery."
@@ -1196,7 +1227,12 @@ pub(super) fn run(s: &Settings, nofile: u64) -> Vec<WsRow> {
             }
         };
         let row = measure(engine, &target, "idle", sizes.idle, |row, before| {
-            idle(&target, sizes.idle, s, row, before)
+            idle(&target, sizes.idle, s, row, before, "idle")
+        });
+        print_row(&row);
+        rows.push(row);
+        let row = measure(engine, &target, "idle events", sizes.idle, |row, before| {
+            idle(&target, sizes.idle, s, row, before, "idle-events")
         });
         print_row(&row);
         rows.push(row);
@@ -1205,11 +1241,16 @@ pub(super) fn run(s: &Settings, nofile: u64) -> Vec<WsRow> {
         });
         print_row(&row);
         rows.push(row);
-        let row = measure(engine, &target, "broadcast", sizes.broadcast, |row, _| {
-            broadcast(target.addr, &hub, sizes.broadcast, s, row)
-        });
-        print_row(&row);
-        rows.push(row);
+        for (kind, client) in [
+            ("broadcast", "broadcast"),
+            ("broadcast events", "broadcast-events"),
+        ] {
+            let row = measure(engine, &target, kind, sizes.broadcast, |row, _| {
+                broadcast(target.addr, &hub, sizes.broadcast, s, row, client)
+            });
+            print_row(&row);
+            rows.push(row);
+        }
         target.settle();
         target.stop();
     }
@@ -1226,7 +1267,7 @@ fn fmt_num(v: f64, decimals: usize) -> String {
 
 fn print_header() {
     println!(
-        "{:<13} {:<20} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>9}",
+        "{:<13} {:<26} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>9}",
         "engine",
         "scenario",
         "ok",
@@ -1245,7 +1286,7 @@ fn print_header() {
 
 fn print_row(r: &WsRow) {
     println!(
-        "{:<13} {:<20} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>10.1} {:>10.1} {:>8} {:>9}",
+        "{:<13} {:<26} {:>10} {:>8} {:>11} {:>9} {:>9} {:>9} {:>9} {:>10.1} {:>10.1} {:>8} {:>9}",
         r.engine.name(),
         r.scenario,
         r.ok,
@@ -1301,8 +1342,8 @@ pub(super) fn write_csv(rows: &[WsRow], path: &Path) -> io::Result<()> {
 /// every connection held, every broadcast reached every subscriber.
 pub(super) fn quick_failures(rows: &[WsRow]) -> Vec<String> {
     let mut failures = Vec::new();
-    if rows.len() != 6 {
-        failures.push(format!("ws: {} of 6 rows ran", rows.len()));
+    if rows.len() != 10 {
+        failures.push(format!("ws: {} of 10 rows ran", rows.len()));
     }
     for r in rows {
         let at = format!("{} / {}", r.engine.name(), r.scenario);
@@ -1320,9 +1361,11 @@ pub(super) fn quick_failures(rows: &[WsRow]) -> Vec<String> {
             failures.push(format!("{at}: ok {} (expected {})", r.ok, r.expected));
         }
         match r.kind {
-            "idle" if r.kib_per_conn.is_nan() => failures.push(format!("{at}: no RSS reading")),
+            "idle" | "idle events" if r.kib_per_conn.is_nan() => {
+                failures.push(format!("{at}: no RSS reading"))
+            }
             "echo" if r.p99_ms.is_nan() => failures.push(format!("{at}: no latencies")),
-            "broadcast" if r.last_max_ms.is_nan() || r.p99_ms.is_nan() => {
+            "broadcast" | "broadcast events" if r.last_max_ms.is_nan() || r.p99_ms.is_nan() => {
                 failures.push(format!("{at}: not every round completed"))
             }
             _ => {}
