@@ -238,6 +238,12 @@ impl Target {
             }
             None => thread::sleep(Duration::from_millis(300)),
         }
+        // The thread engine's threads outlive their connections' slots a
+        // little: the next scenario starts once they are gone, so that it
+        // does not meet two scenarios' worth of threads.
+        while proc_status().threads > 64 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
         thread::sleep(Duration::from_millis(100));
         trim_heap();
     }

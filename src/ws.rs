@@ -575,13 +575,20 @@ impl Core {
         self.ping_interval.min(self.idle_timeout)
     }
 
-    /// The connection's outbox, made on first use, with its wake pointed at
-    /// `io`'s waiting read.
-    fn outbox(&mut self, io: &mut Upgraded<'_>) -> Arc<Outbox> {
-        let outbox = self.outbox.get_or_insert_with(Outbox::new);
+    /// The connection's outbox, made on first use.
+    fn outbox(&mut self) -> Arc<Outbox> {
+        Arc::clone(self.outbox.get_or_insert_with(Outbox::new))
+    }
+
+    /// Points the outbox's wake at `io`'s waiting read (or, for a transport
+    /// whose reads cannot be woken, makes the reads look at the queue
+    /// often). Done only once there are senders: on the thread engine a
+    /// waker holds a descriptor.
+    fn point_wake(&mut self, io: &mut Upgraded<'_>) {
+        let outbox = self.outbox();
         if self.done {
             outbox.end();
-            return Arc::clone(outbox);
+            return;
         }
         match io.read_waker() {
             Some(read) => outbox.set_wake(Wake::Read(read)),
@@ -591,7 +598,6 @@ impl Core {
                 let _ = io.set_read_timeout(Some(wait));
             }
         }
-        Arc::clone(outbox)
     }
 
     /// Sends what other coroutines queued.
@@ -834,7 +840,10 @@ impl<'a> WebSocket<'a> {
     pub fn sender(&mut self) -> WsSender {
         let outbox = match &self.core.outbox {
             Some(outbox) => Arc::clone(outbox),
-            None => self.core.outbox(&mut self.io),
+            None => {
+                self.core.point_wake(&mut self.io);
+                self.core.outbox()
+            }
         };
         WsSender { outbox }
     }
@@ -1079,7 +1088,14 @@ impl EventsConn {
         let mut io = Upgraded::new(io, read, stopping, request);
         let wait = park_after.map_or(core.read_wait(), |p| p.min(core.read_wait()));
         let _ = io.set_read_timeout(Some(wait));
-        let outbox = core.outbox(&mut io);
+        let outbox = core.outbox();
+        // Beyond the core's handle and this one, any are senders, and a
+        // sender needs a wake (made once there is one).
+        let has_senders = |outbox: &Arc<Outbox>| Arc::strong_count(outbox) > 2;
+        let mut waking = has_senders(&outbox);
+        if waking {
+            core.point_wake(&mut io);
+        }
         let conn = WsConn {
             request,
             protocol: protocol.as_deref(),
@@ -1109,6 +1125,10 @@ impl EventsConn {
                 let err = core.close_with(&mut io, CloseCode::Error, "", WsError::Closed(None));
                 return ended(core, &conn, err);
             }
+            if !waking && has_senders(&outbox) {
+                core.point_wake(&mut io);
+                waking = true;
+            }
         } else if let Some(err) = core.silence(&mut io) {
             // Back from the lot for a ping or the idle timeout.
             return ended(core, &conn, err);
@@ -1125,7 +1145,13 @@ impl EventsConn {
             }
             match core.recv(&mut io, park_after) {
                 Ok(msg) => {
-                    if !call(&mut || (events.on_message)(&conn, msg.clone())) {
+                    let mut msg = Some(msg);
+                    let on_message = &mut || {
+                        if let Some(msg) = msg.take() {
+                            (events.on_message)(&conn, msg);
+                        }
+                    };
+                    if !call(on_message) {
                         let err = core.close_with(
                             &mut io,
                             CloseCode::Error,
@@ -1133,6 +1159,10 @@ impl EventsConn {
                             WsError::Protocol("the message callback panicked".into()),
                         );
                         return ended(core, &conn, err);
+                    }
+                    if !waking && has_senders(&outbox) {
+                        core.point_wake(&mut io);
+                        waking = true;
                     }
                     let _ = core.send_queued(&mut io);
                 }
@@ -1144,7 +1174,7 @@ impl EventsConn {
                     outbox.set_wake(Wake::Nothing);
                     if outbox.has_queued() {
                         let _ = io.set_read_timeout(Some(wait));
-                        let _ = core.outbox(&mut io);
+                        core.point_wake(&mut io);
                         continue;
                     }
                     return Step::Park(core.next_timer());
