@@ -41,6 +41,10 @@
 //! client has a deadline: a client that dies or hangs becomes an error in
 //! its row, and is killed; every client process is reaped.
 //!
+//! `COSERVE_BENCH_WS=coroutine,broadcast` (engines and scenarios, comma
+//! separated: `coroutine`, `thread`, `idle`, `idle-events`, `echo`,
+//! `broadcast`, `broadcast-events`) runs only those.
+//!
 //! `COSERVE_BENCH_PIN=1` pins the bench (the server, and the HTTP half's
 //! server and load generator too) to CPU 0 before any thread starts, and
 //! each client process to CPU 1, so that server and clients do not take
@@ -1218,6 +1222,9 @@ pub(super) fn run(s: &Settings, nofile: u64) -> Vec<WsRow> {
     print_header();
     let mut rows = Vec::new();
     for engine in [Engine::Coroutine, Engine::Thread] {
+        if !wanted(engine.name()) {
+            continue;
+        }
         let sizes = sizes(engine, s.quick, nofile);
         let (target, hub) = match start_ws(engine) {
             Ok(t) => t,
@@ -1226,25 +1233,30 @@ pub(super) fn run(s: &Settings, nofile: u64) -> Vec<WsRow> {
                 continue;
             }
         };
-        let row = measure(engine, &target, "idle", sizes.idle, |row, before| {
-            idle(&target, sizes.idle, s, row, before, "idle")
-        });
-        print_row(&row);
-        rows.push(row);
-        let row = measure(engine, &target, "idle events", sizes.idle, |row, before| {
-            idle(&target, sizes.idle, s, row, before, "idle-events")
-        });
-        print_row(&row);
-        rows.push(row);
-        let row = measure(engine, &target, "echo", sizes.echo, |row, _| {
-            echo(target.addr, sizes.echo, s, row)
-        });
-        print_row(&row);
-        rows.push(row);
+        for (kind, client) in [("idle", "idle"), ("idle events", "idle-events")] {
+            if !wanted(client) {
+                continue;
+            }
+            let row = measure(engine, &target, kind, sizes.idle, |row, before| {
+                idle(&target, sizes.idle, s, row, before, client)
+            });
+            print_row(&row);
+            rows.push(row);
+        }
+        if wanted("echo") {
+            let row = measure(engine, &target, "echo", sizes.echo, |row, _| {
+                echo(target.addr, sizes.echo, s, row)
+            });
+            print_row(&row);
+            rows.push(row);
+        }
         for (kind, client) in [
             ("broadcast", "broadcast"),
             ("broadcast events", "broadcast-events"),
         ] {
+            if !wanted(client) {
+                continue;
+            }
             let row = measure(engine, &target, kind, sizes.broadcast, |row, _| {
                 broadcast(target.addr, &hub, sizes.broadcast, s, row, client)
             });
@@ -1255,6 +1267,20 @@ pub(super) fn run(s: &Settings, nofile: u64) -> Vec<WsRow> {
         target.stop();
     }
     rows
+}
+
+/// Whether `COSERVE_BENCH_WS` (a comma-separated list of engines and
+/// scenarios, such as `coroutine,broadcast`) asks for `name`; everything
+/// runs without it.
+fn wanted(name: &str) -> bool {
+    const ENGINES: [&str; 2] = ["coroutine", "thread"];
+    let Ok(list) = std::env::var("COSERVE_BENCH_WS") else {
+        return true;
+    };
+    let list: Vec<&str> = list.split(',').map(str::trim).collect();
+    let is_engine = ENGINES.contains(&name);
+    let named = |n: &&str| ENGINES.contains(n) == is_engine;
+    !list.iter().any(named) || list.contains(&name)
 }
 
 fn fmt_num(v: f64, decimals: usize) -> String {
@@ -1342,7 +1368,7 @@ pub(super) fn write_csv(rows: &[WsRow], path: &Path) -> io::Result<()> {
 /// every connection held, every broadcast reached every subscriber.
 pub(super) fn quick_failures(rows: &[WsRow]) -> Vec<String> {
     let mut failures = Vec::new();
-    if rows.len() != 10 {
+    if std::env::var("COSERVE_BENCH_WS").is_err() && rows.len() != 10 {
         failures.push(format!("ws: {} of 10 rows ran", rows.len()));
     }
     for r in rows {
