@@ -30,7 +30,7 @@ pub(crate) type OnUpgrade = Box<dyn for<'a> FnOnce(Upgraded<'a>) + Send>;
 pub(crate) enum Upgrade {
     /// A closure that holds the connection until it returns.
     Closure(OnUpgrade),
-    /// A WebSocket of callbacks ([`crate::ws::Events`]), made from the
+    /// A WebSocket of callbacks ([`crate::ws::WsEvents`]), made from the
     /// upgraded request: it can park between messages.
     #[cfg(feature = "websocket")]
     Events(Box<dyn FnOnce(Request) -> Box<crate::ws::EventsConn> + Send>),

@@ -27,7 +27,7 @@
 //!   that the client offers.
 //! - **Limits.** A message or frame over its maximum ends the connection
 //!   with close code 1009 before more of it is read; the read buffer starts
-//!   at 4 KiB (tungstenite's default of 128 KiB would be held by every
+//!   at 1 KiB (tungstenite's default of 128 KiB would be held by every
 //!   idle connection).
 //! - **Keep-alive.** With nothing heard for the ping interval, a ping is
 //!   sent; with nothing heard for the idle timeout, the connection closes
@@ -35,6 +35,9 @@
 //!   close.
 //! - **Shutdown.** When the server shuts down, [`WebSocket::recv`] sends
 //!   close 1001 and returns [`WsError::ShuttingDown`].
+//! - **Many idle connections.** A blocking [`WebSocket`] keeps its
+//!   coroutine while it waits; [`WsEvents`] is the same endpoint written as
+//!   callbacks, whose quiet connections park without one.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -217,7 +220,7 @@ pub struct Ws {
 #[derive(Clone)]
 enum Mode {
     Blocking(Arc<WsHandler>),
-    Events(Arc<Events>),
+    Events(Arc<WsEvents>),
 }
 
 impl fmt::Debug for Ws {
@@ -366,7 +369,7 @@ pub struct WebSocket<'a> {
 
 /// The protocol state of one connection apart from its stream: what a
 /// blocking [`WebSocket`] drives while it holds the stream, and what an
-/// [`Events`] connection keeps while it is parked without one.
+/// [`WsEvents`] connection keeps while it is parked without one.
 struct Core {
     ctx: WebSocketContext,
     ping_interval: Duration,
@@ -465,10 +468,10 @@ impl Outbox {
 /// the server hold more.
 pub const MAX_QUEUED: usize = 1024;
 
-/// Sends on a [`WebSocket`] (or an [`Events`] connection) from any
+/// Sends on a [`WebSocket`] (or a [`WsEvents`] connection) from any
 /// coroutine or thread: a cheap, cloneable handle, for broadcast hubs and
 /// the like. A message is queued and the connection's coroutine, waiting in
-/// [`WebSocket::recv`], is woken to send it (a parked [`Events`]
+/// [`WebSocket::recv`], is woken to send it (a parked [`WsEvents`]
 /// connection is taken out of the parking lot to send it); messages go out
 /// in the order they were queued. A blocking connection's coroutine sends
 /// only while it is in `recv` (or `send`): queue from elsewhere while it
@@ -878,7 +881,7 @@ impl<'a> WebSocket<'a> {
 }
 
 // ---------------------------------------------------------------------------
-// Events: a connection that holds no coroutine while it is idle
+// WsEvents: a connection that holds no coroutine while it is idle
 
 type OnOpen = dyn Fn(&WsConn<'_>) + Send + Sync;
 type OnMessage = dyn Fn(&WsConn<'_>, Message) + Send + Sync;
@@ -888,17 +891,17 @@ type OnClose = dyn Fn(&WsConn<'_>, &WsError) + Send + Sync;
 /// message, on a coroutine (it may block: call a database, sleep), and
 /// between messages the connection holds no coroutine at all. An idle
 /// [`WebSocket`] keeps its coroutine's stack (at least three resident
-/// pages: `docs/performance.md#websocket`); an idle `Events` connection
+/// pages: `docs/performance.md#websocket`); an idle `WsEvents` connection
 /// parks its socket and protocol state in the server's parking lot, like
 /// an idle keep-alive connection, and is picked up again when the client
 /// sends, a [`WsSender`] sends, or a ping is due. For endpoints that hold
 /// many mostly idle connections (notifications, chat rooms, dashboards).
 ///
 /// ```no_run
-/// use coserve::ws::{Events, Ws};
+/// use coserve::ws::WsEvents;
 /// use coserve::{Config, Router, Server};
 ///
-/// let echo = Events::new(|conn, msg| {
+/// let echo = WsEvents::new(|conn, msg| {
 ///     let _ = conn.send(msg);
 /// })
 /// .on_open(|conn| log::info!("{:?} joined", conn.request().peer_addr()));
@@ -912,29 +915,29 @@ type OnClose = dyn Fn(&WsConn<'_>, &WsError) + Send + Sync;
 /// on the thread engine and over TLS they keep their thread or coroutine,
 /// and the callbacks run the same way.
 #[derive(Clone)]
-pub struct Events {
+pub struct WsEvents {
     on_open: Option<Arc<OnOpen>>,
     on_message: Arc<OnMessage>,
     on_close: Option<Arc<OnClose>>,
     options: WsOptions,
 }
 
-impl fmt::Debug for Events {
+impl fmt::Debug for WsEvents {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Events")
+        f.debug_struct("WsEvents")
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
 
-impl Events {
+impl WsEvents {
     /// An endpoint that calls `on_message` for every text or binary
     /// message, with the default [`WsOptions`].
-    pub fn new<F>(on_message: F) -> Events
+    pub fn new<F>(on_message: F) -> WsEvents
     where
         F: Fn(&WsConn<'_>, Message) + Send + Sync + 'static,
     {
-        Events {
+        WsEvents {
             on_open: None,
             on_message: Arc::new(on_message),
             on_close: None,
@@ -943,7 +946,7 @@ impl Events {
     }
 
     /// Runs `f` once the connection is open, before its first message.
-    pub fn on_open<F>(mut self, f: F) -> Events
+    pub fn on_open<F>(mut self, f: F) -> WsEvents
     where
         F: Fn(&WsConn<'_>) + Send + Sync + 'static,
     {
@@ -954,7 +957,7 @@ impl Events {
     /// Runs `f` once when the connection ends, with why (after
     /// `on_open`, never before it). At shutdown it may run on the parking
     /// lot's thread: keep it short.
-    pub fn on_close<F>(mut self, f: F) -> Events
+    pub fn on_close<F>(mut self, f: F) -> WsEvents
     where
         F: Fn(&WsConn<'_>, &WsError) + Send + Sync + 'static,
     {
@@ -963,14 +966,14 @@ impl Events {
     }
 
     /// The same endpoint with these settings.
-    pub fn options(mut self, options: WsOptions) -> Events {
+    pub fn options(mut self, options: WsOptions) -> WsEvents {
         self.options = options;
         self
     }
 }
 
-impl From<Events> for Ws {
-    fn from(events: Events) -> Ws {
+impl From<WsEvents> for Ws {
+    fn from(events: WsEvents) -> Ws {
         Ws {
             options: Arc::new(events.options.clone()),
             mode: Mode::Events(Arc::new(events)),
@@ -978,7 +981,7 @@ impl From<Events> for Ws {
     }
 }
 
-/// An [`Events`] connection, as its callbacks see it.
+/// A [`WsEvents`] connection, as its callbacks see it.
 pub struct WsConn<'a> {
     request: &'a Request,
     protocol: Option<&'a str>,
@@ -1025,9 +1028,9 @@ impl WsConn<'_> {
     }
 }
 
-/// An [`Events`] connection between its runs: what parks in the lot.
+/// A [`WsEvents`] connection between its runs: what parks in the lot.
 pub(crate) struct EventsConn {
-    events: Arc<Events>,
+    events: Arc<WsEvents>,
     core: Core,
     request: Request,
     protocol: Option<String>,
@@ -1053,7 +1056,7 @@ impl fmt::Debug for EventsConn {
 }
 
 impl EventsConn {
-    fn new(events: Arc<Events>, request: Request, protocol: Option<String>) -> EventsConn {
+    fn new(events: Arc<WsEvents>, request: Request, protocol: Option<String>) -> EventsConn {
         let mut core = Core::new(&events.options);
         core.outbox = Some(Outbox::new());
         EventsConn {

@@ -1,4 +1,4 @@
-//! WebSocket endpoints of callbacks (`ws::Events`), on both engines: the
+//! WebSocket endpoints of callbacks (`ws::WsEvents`), on both engines: the
 //! callbacks' order, echo, a connection that parks between messages (on
 //! the coroutine engine) and is taken out again by the client, by a
 //! `WsSender`, or by its ping timer; the idle timeout, a close asked for by
@@ -8,7 +8,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use coserve::ws::{Events, WsConn, WsError, WsOptions, WsSender};
+use coserve::ws::{WsConn, WsError, WsEvents, WsOptions, WsSender};
 use coserve::{Config, EngineKind, Router};
 
 use crate::util::{TestServer, eventually, start, test_config};
@@ -46,7 +46,7 @@ fn events_server(options: WsOptions) -> EventsServer {
     let sender: Arc<Mutex<Option<WsSender>>> = Arc::default();
     let (on_open_log, on_message_log, on_close_log) = (log.clone(), log.clone(), log.clone());
     let opened = sender.clone();
-    let events = Events::new(move |conn: &WsConn<'_>, msg| {
+    let events = WsEvents::new(move |conn: &WsConn<'_>, msg| {
         on_message_log.lock().unwrap().push("message".into());
         match &msg {
             coserve::ws::Message::Text(t) if t == "bye" => conn.close(4000, "bye"),

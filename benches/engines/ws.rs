@@ -15,7 +15,7 @@
 //!   publisher's send until the last subscriber has it, over a few rounds.
 //! - `ws idle events xN` and `ws broadcast events xN`: the same on
 //!   `/echo-events` and `/hub-events`, endpoints of callbacks
-//!   (`ws::Events`), whose quiet connections park without a coroutine.
+//!   (`ws::WsEvents`), whose quiet connections park without a coroutine.
 //!
 //! The server runs in this process; the clients run in **another
 //! process**: for each scenario the bench runs its own executable again
@@ -66,7 +66,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use coserve::ws::{Events, Ws, WsOptions, WsSender};
+use coserve::ws::{Ws, WsEvents, WsOptions, WsSender};
 use coserve::{EngineKind, Router, Runtime, Server};
 use coserve_http1::Latencies;
 use tungstenite::Message;
@@ -205,12 +205,12 @@ fn app(hub: &Arc<Hub>) -> Router {
             }
         }
     });
-    // The same two as `Events` endpoints, which park between messages.
-    let echo_events = Events::new(|conn, msg| {
+    // The same two as `WsEvents` endpoints, which park between messages.
+    let echo_events = WsEvents::new(|conn, msg| {
         let _ = conn.send(msg);
     });
     let (h, g) = (Arc::clone(hub), Arc::clone(hub));
-    let subscribe_events = Events::new(|_conn, _msg| {})
+    let subscribe_events = WsEvents::new(|_conn, _msg| {})
         .on_open(move |conn| {
             h.senders().push(conn.sender());
             h.registered.fetch_add(1, Ordering::AcqRel);
@@ -1199,7 +1199,7 @@ pub(super) fn run(s: &Settings, nofile: u64) -> Vec<WsRow> {
         }
     );
     println!(
-        "# ws idle: connections to /echo (idle events: /echo-events, the same as ws::Events, which \
+        "# ws idle: connections to /echo (idle events: /echo-events, the same as ws::WsEvents, which \
          parks a quiet connection without its coroutine), one 64-byte echo each, then held {} (the client keeps \
          only the sockets); ok = held; threads = the server process's threads while held (other \
          rows: the peak); KiB/conn = the server's RSS growth per held connection, heap trimmed \
@@ -1212,7 +1212,7 @@ pub(super) fn run(s: &Settings, nofile: u64) -> Vec<WsRow> {
          msg/s = echoes per second; p50/p99 = round trip."
     );
     println!(
-        "# ws broadcast: subscribers on /hub (broadcast events: /hub-events, ws::Events \
+        "# ws broadcast: subscribers on /hub (broadcast events: /hub-events, ws::WsEvents \
          subscribers, parked while they wait), a publisher's text handed by the server to every \
          subscriber's WsSender, {ROUNDS} rounds; ok = deliveries; last med/max = ms from the \
          publisher's send until the last subscriber has it (median and max of the rounds); \

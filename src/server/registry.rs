@@ -19,7 +19,7 @@ use super::config::Config;
 
 /// What an idle connection keeps besides its socket while it waits in the
 /// parking lot: its TLS session, when it speaks TLS, or its WebSocket
-/// state (`ws::Events`). Plain HTTP keeps nothing.
+/// state (`ws::WsEvents`). Plain HTTP keeps nothing.
 #[derive(Default)]
 pub(crate) struct Session {
     #[cfg(feature = "tls")]
