@@ -130,6 +130,22 @@ pub(crate) fn send_more(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// `send(2)` that never waits: as much of `buf` as the socket takes now
+/// (`WouldBlock` when it takes nothing), whether the socket blocks or not.
+pub(crate) fn send_nowait(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `sock` is open for the call and `buf` is valid for reads of
+    // its length.
+    let n = check(unsafe {
+        libc::send(
+            sock.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    } as libc::c_long)?;
+    Ok(n as usize)
+}
+
 /// `sendfile(2)`: up to `count` bytes of `file` from `*offset` to `sock`,
 /// advancing `*offset`. Returns the bytes sent (0 at the end of the file).
 pub(crate) fn sendfile(

@@ -60,6 +60,14 @@ pub trait Transport: Read + Write {
     fn read_waker(&mut self) -> Option<ReadWaker> {
         None
     }
+
+    /// The plain socket underneath, when bytes written to it go to the
+    /// peer unchanged (not over TLS): WebSocket senders write whole frames
+    /// to it from other coroutines. `None` by default.
+    #[doc(hidden)]
+    fn raw_socket(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// What [`Transport::read_waker`] gives.

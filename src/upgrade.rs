@@ -177,6 +177,12 @@ impl<'a> Upgraded<'a> {
         self.stopping.load(Ordering::Acquire)
     }
 
+    /// The plain socket underneath, if writes may bypass the transport.
+    #[cfg(feature = "websocket")]
+    pub(crate) fn raw_socket(&self) -> Option<std::os::fd::RawFd> {
+        self.io.raw_socket()
+    }
+
     /// What makes this connection's waiting read return early.
     #[cfg(feature = "websocket")]
     pub(crate) fn read_waker(&mut self) -> Option<crate::transport::ReadWaker> {
@@ -241,6 +247,10 @@ impl<T: Transport + ?Sized> Write for Lent<'_, T> {
 }
 
 impl<T: Transport + ?Sized> Transport for Lent<'_, T> {
+    fn raw_socket(&self) -> Option<std::os::fd::RawFd> {
+        self.0.raw_socket()
+    }
+
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.0.set_read_timeout(timeout)
     }

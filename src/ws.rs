@@ -41,9 +41,9 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -382,6 +382,8 @@ struct Core {
     active: Instant,
     done: bool,
     outbox: Option<Arc<Outbox>>,
+    /// What tungstenite has written, to send (see [`Split`]).
+    pending: Vec<u8>,
 }
 
 /// Why [`Core::recv`] returned without a message.
@@ -399,6 +401,30 @@ pub(crate) struct Outbox {
     open: AtomicBool,
     /// How a sender gets the connection to send what it queued.
     wake: Mutex<Wake>,
+    /// Set while frames are written to the socket: by the connection for
+    /// each batch it writes (the queue drained with it), by a sender for
+    /// the one frame it writes itself. A sender never waits for the socket
+    /// while it holds it. An atomic, not a lock guard: the connection's
+    /// coroutine may wait for the socket, and resume on another thread,
+    /// while it holds it.
+    writing: AtomicBool,
+    /// The plain socket, for senders to write frames to themselves (-1:
+    /// none, over TLS, or the connection has ended). Cleared, with
+    /// `writing` held, before the socket closes.
+    socket: AtomicI32,
+    /// What a sender's own write left unsent: the connection sends it
+    /// before anything else.
+    rest: Mutex<Vec<u8>>,
+}
+
+/// What [`Outbox::send_direct`] did.
+enum Direct {
+    /// The whole frame went out.
+    Sent,
+    /// Part of it went out; the connection must send the rest.
+    Partial,
+    /// Nothing went out: queue the message.
+    NotSent,
 }
 
 /// How a sender gets a connection to send.
@@ -418,6 +444,9 @@ impl Outbox {
             queue: Mutex::new(VecDeque::new()),
             open: AtomicBool::new(true),
             wake: Mutex::new(Wake::Nothing),
+            writing: AtomicBool::new(false),
+            socket: AtomicI32::new(-1),
+            rest: Mutex::new(Vec::new()),
         })
     }
 
@@ -458,8 +487,118 @@ impl Outbox {
     }
 
     fn end(&self) {
+        self.lock_writes();
         self.open.store(false, Ordering::Release);
+        self.socket.store(-1, Ordering::Release);
+        self.unlock_writes();
         self.set_wake(Wake::Nothing);
+    }
+
+    fn rest(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.rest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes `writing`; a sender holds it only for one `send` that does
+    /// not wait.
+    fn lock_writes(&self) {
+        while self.writing.swap(true, Ordering::Acquire) {
+            if may::coroutine::is_coroutine() {
+                may::coroutine::yield_now();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    fn unlock_writes(&self) {
+        self.writing.store(false, Ordering::Release);
+    }
+
+    /// Writes `msg` as one frame straight to the socket, if nothing is
+    /// waiting to go out before it and the socket takes it now: a
+    /// broadcast then costs one `send` per subscriber, without waking the
+    /// connection's coroutine (or taking a parked connection out of the
+    /// lot).
+    fn send_direct(&self, msg: &Message) -> Direct {
+        if self.writing.swap(true, Ordering::Acquire) {
+            return Direct::NotSent;
+        }
+        let sent = self.send_direct_locked(msg);
+        self.unlock_writes();
+        sent
+    }
+
+    fn send_direct_locked(&self, msg: &Message) -> Direct {
+        let fd = self.socket.load(Ordering::Acquire);
+        if fd < 0 || !self.open.load(Ordering::Acquire) || !self.queue().is_empty() {
+            return Direct::NotSent;
+        }
+        let mut rest = self.rest();
+        if !rest.is_empty() {
+            return Direct::NotSent;
+        }
+        let frame = encode_frame(msg);
+        // SAFETY: `socket` is cleared, with `writing` held, before the
+        // connection's socket closes (`Outbox::end`, called by `Core`
+        // before it lets the stream go); `writing` is held here, so `fd`
+        // is still that open socket.
+        let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        match crate::sys::send_nowait(sock, &frame) {
+            Ok(n) if n == frame.len() => Direct::Sent,
+            Ok(n) if n > 0 => {
+                rest.extend_from_slice(&frame[n..]);
+                Direct::Partial
+            }
+            _ => Direct::NotSent,
+        }
+    }
+}
+
+/// `msg` as one unmasked frame, as a server sends it.
+fn encode_frame(msg: &Message) -> Vec<u8> {
+    let (opcode, payload): (u8, &[u8]) = match msg {
+        Message::Text(text) => (0x1, text.as_bytes()),
+        Message::Binary(bytes) => (0x2, bytes),
+    };
+    let mut frame = Vec::with_capacity(payload.len() + 10);
+    frame.push(0x80 | opcode);
+    match payload.len() {
+        n if n < 126 => frame.push(n as u8),
+        n if n <= 0xffff => {
+            frame.push(126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// What tungstenite reads from and writes to: it reads the connection,
+/// and writes into `out`, which the connection then sends whole, in turn
+/// with the frames senders write themselves.
+struct Split<'s, 'a> {
+    io: &'s mut Upgraded<'a>,
+    out: &'s mut Vec<u8>,
+}
+
+impl Read for Split<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io.read(buf)
+    }
+}
+
+impl Write for Split<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -497,6 +636,15 @@ impl WsSender {
         if !self.is_open() {
             return Err(WsError::Closed(None));
         }
+        let msg = msg.into();
+        match self.outbox.send_direct(&msg) {
+            Direct::Sent => return Ok(()),
+            Direct::Partial => {
+                self.outbox.wake();
+                return Ok(());
+            }
+            Direct::NotSent => {}
+        }
         {
             let mut queue = self.outbox.queue();
             if queue.len() >= MAX_QUEUED {
@@ -505,7 +653,7 @@ impl WsSender {
                     "the connection's send queue is full",
                 )));
             }
-            queue.push_back(msg.into());
+            queue.push_back(msg);
         }
         self.outbox.wake();
         Ok(())
@@ -569,6 +717,7 @@ impl Core {
             active: now,
             done: false,
             outbox: None,
+            pending: Vec::new(),
         }
     }
 
@@ -593,6 +742,9 @@ impl Core {
             outbox.end();
             return;
         }
+        if let Some(fd) = io.raw_socket() {
+            outbox.socket.store(fd, Ordering::Release);
+        }
         match io.read_waker() {
             Some(read) => outbox.set_wake(Wake::Read(read)),
             None => {
@@ -605,20 +757,82 @@ impl Core {
 
     /// Sends what other coroutines queued.
     fn send_queued(&mut self, io: &mut Upgraded<'_>) -> Result<(), WsError> {
-        let Some(outbox) = &self.outbox else {
+        let Some(outbox) = self.outbox.clone() else {
             return Ok(());
         };
+        // Drained and written with `writing` held, so that no sender's own
+        // frame overtakes one it queued earlier.
+        outbox.lock_writes();
         let queued: Vec<Message> = outbox.queue().drain(..).collect();
-        if queued.is_empty() {
+        if queued.is_empty() && outbox.rest().is_empty() && self.pending.is_empty() {
+            outbox.unlock_writes();
             return Ok(());
         }
+        let mut written = Ok(());
         for msg in queued {
-            self.ctx
-                .write(io, to_tungstenite(msg))
-                .map_err(|e| self.write_failed(e))?;
+            let mut split = Split {
+                io,
+                out: &mut self.pending,
+            };
+            written = self.ctx.write(&mut split, to_tungstenite(msg));
+            if written.is_err() {
+                break;
+            }
         }
+        let sent = written.map(|()| self.write_out_locked(io, &outbox));
+        outbox.unlock_writes();
         self.active = Instant::now();
-        self.ctx.flush(io).map_err(|e| self.write_failed(e))
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.write_failed(tungstenite::Error::Io(e))),
+            Err(e) => Err(self.write_failed(e)),
+        }
+    }
+
+    /// Sends what a sender left unsent, then what tungstenite wrote; with
+    /// `writing` held.
+    fn write_out_locked(&mut self, io: &mut Upgraded<'_>, outbox: &Outbox) -> io::Result<()> {
+        let rest = std::mem::take(&mut *outbox.rest());
+        let sent = io
+            .write_all(&rest)
+            .and_then(|()| io.write_all(&self.pending))
+            .and_then(|()| io.flush());
+        self.pending.clear();
+        sent
+    }
+
+    /// Sends what tungstenite wrote.
+    fn send_out(&mut self, io: &mut Upgraded<'_>) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        match self.outbox.clone() {
+            Some(outbox) => {
+                outbox.lock_writes();
+                let sent = self.write_out_locked(io, &outbox);
+                outbox.unlock_writes();
+                sent
+            }
+            None => {
+                let sent = io.write_all(&self.pending).and_then(|()| io.flush());
+                self.pending.clear();
+                sent
+            }
+        }
+    }
+
+    /// Runs `op` on tungstenite with the connection, its writes kept for
+    /// [`Core::send_out`].
+    fn with_ctx<R>(
+        &mut self,
+        io: &mut Upgraded<'_>,
+        op: impl FnOnce(&mut WebSocketContext, &mut Split<'_, '_>) -> R,
+    ) -> R {
+        let mut split = Split {
+            io,
+            out: &mut self.pending,
+        };
+        op(&mut self.ctx, &mut split)
     }
 
     fn write_failed(&mut self, e: tungstenite::Error) -> WsError {
@@ -656,7 +870,13 @@ impl Core {
                 return Err(Quiet::Ended(WsError::Closed(None)));
             }
             self.send_queued(io).map_err(Quiet::Ended)?;
-            match self.ctx.read(io) {
+            let read = self.with_ctx(io, |ctx, s| ctx.read(s));
+            // Pongs and the answer to a close, as tungstenite wrote them.
+            if !matches!(read, Ok(tungstenite::Message::Close(_))) && self.send_out(io).is_err() {
+                self.end();
+                return Err(Quiet::Ended(WsError::Closed(None)));
+            }
+            match read {
                 Ok(tungstenite::Message::Text(text)) => {
                     self.heard_now();
                     return Ok(Message::Text(text.as_str().to_string()));
@@ -666,9 +886,11 @@ impl Core {
                     return Ok(Message::Binary(bytes));
                 }
                 Ok(tungstenite::Message::Close(frame)) => {
-                    // tungstenite has queued the answering close.
-                    let _ = self.ctx.flush(io);
+                    // tungstenite has queued the answering close: the last
+                    // frame, so senders stop first.
+                    let _ = self.with_ctx(io, |ctx, s| ctx.flush(s));
                     self.end();
+                    let _ = self.send_out(io);
                     return Err(Quiet::Ended(WsError::Closed(
                         frame.map(|f| (u16::from(f.code), f.reason.as_str().to_string())),
                     )));
@@ -676,7 +898,8 @@ impl Core {
                 Ok(_) => {
                     // A ping (answered) or a pong.
                     self.heard_now();
-                    let _ = self.ctx.flush(io);
+                    let _ = self.with_ctx(io, |ctx, s| ctx.flush(s));
+                    let _ = self.send_out(io);
                 }
                 Err(e) => {
                     if let Some(err) = self.failed(io, e) {
@@ -746,11 +969,11 @@ impl Core {
         if due {
             self.pinged = Some(Instant::now());
             self.active = Instant::now();
-            let ping = self
-                .ctx
-                .write(io, tungstenite::Message::Ping(Bytes::new()))
-                .and_then(|()| self.ctx.flush(io));
-            if ping.is_err() {
+            let ping = self.with_ctx(io, |ctx, s| {
+                ctx.write(s, tungstenite::Message::Ping(Bytes::new()))
+                    .and_then(|()| ctx.flush(s))
+            });
+            if ping.is_err() || self.send_out(io).is_err() {
                 self.end();
                 return Some(WsError::Closed(None));
             }
@@ -778,25 +1001,30 @@ impl Core {
             code,
             reason: reason.into(),
         };
-        if self.ctx.close(io, Some(frame)).is_ok() {
-            let _ = self.ctx.flush(io);
-        } else {
+        let closed = self.with_ctx(io, |ctx, s| {
+            ctx.close(s, Some(frame)).and_then(|()| ctx.flush(s))
+        });
+        if closed.is_err() {
             // tungstenite has given up on the connection (its reads ended:
             // the server is shutting down): the frame goes out by hand.
-            let raw = close_frame(code, reason);
-            let _ = io.write_all(&raw).and_then(|()| io.flush());
+            self.pending.extend_from_slice(&close_frame(code, reason));
         }
+        // The close is the last frame: senders stop first.
         self.end();
+        let _ = self.send_out(io);
         err
     }
 
     fn send(&mut self, io: &mut Upgraded<'_>, msg: Message) -> Result<(), WsError> {
         self.send_queued(io)?;
         self.active = Instant::now();
-        self.ctx
-            .write(io, to_tungstenite(msg))
-            .and_then(|()| self.ctx.flush(io))
-            .map_err(|e| self.write_failed(e))
+        self.with_ctx(io, |ctx, s| {
+            ctx.write(s, to_tungstenite(msg))
+                .and_then(|()| ctx.flush(s))
+        })
+        .map_err(|e| self.write_failed(e))?;
+        self.send_out(io)
+            .map_err(|e| self.write_failed(tungstenite::Error::Io(e)))
     }
 
     /// Closes with `code` and `reason`, and waits (up to the ping interval)
@@ -806,13 +1034,17 @@ impl Core {
             code: CloseCode::from(code),
             reason: reason.into(),
         };
-        let closed = self.ctx.close(io, Some(frame));
+        let _ = self.send_queued(io);
+        let closed = self.with_ctx(io, |ctx, s| ctx.close(s, Some(frame)));
         self.end();
         closed.map_err(|e| WsError::Protocol(e.to_string()))?;
-        let _ = self.ctx.flush(io);
+        let _ = self.with_ctx(io, |ctx, s| ctx.flush(s));
+        let _ = self.send_out(io);
         let until = Instant::now() + self.ping_interval;
         while Instant::now() < until {
-            match self.ctx.read(io) {
+            let read = self.with_ctx(io, |ctx, s| ctx.read(s));
+            let _ = self.send_out(io);
+            match read {
                 Ok(_) => {}
                 Err(tungstenite::Error::Io(e)) if is_wait(&e) => {}
                 Err(_) => break,
@@ -1208,8 +1440,11 @@ impl EventsConn {
     /// Ends a parked connection (the server shuts down): close 1001, as
     /// far as the socket takes it at once, and `on_close`.
     pub(crate) fn close_parked(mut self, mut stream: &std::net::TcpStream) {
-        let _ = stream.write(&close_frame(CloseCode::Away, "server shutting down"));
+        // Senders stop first; what one left unsent goes before the close.
         self.core.end();
+        let mut out = std::mem::take(&mut *self.outbox().rest());
+        out.extend_from_slice(&close_frame(CloseCode::Away, "server shutting down"));
+        let _ = stream.write(&out);
         if let Some(on_close) = &self.events.on_close {
             let outbox = self.outbox();
             let conn = WsConn {

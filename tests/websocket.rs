@@ -324,6 +324,27 @@ crate::engine_tests! {
         }
     }
 
+    /// A blocking connection's senders' frames keep their order and stay
+    /// whole when the client's socket fills.
+    #[test]
+    fn a_blocking_connections_sender_keeps_order_through_a_full_socket() {
+        let slot: Arc<std::sync::Mutex<Option<coserve::ws::WsSender>>> = Arc::default();
+        let opened = slot.clone();
+        let ws = Ws::new(move |_req, mut ws: WebSocket<'_>| {
+            *opened.lock().unwrap() = Some(ws.sender());
+            while let Ok(msg) = ws.recv() {
+                if ws.send(msg).is_err() {
+                    break;
+                }
+            }
+        });
+        let server = start(test_config(), Router::new().ws("/events", ws));
+        let mut c = connect_with(server.addr, "/events", "", b"");
+        assert!(crate::util::eventually(Duration::from_secs(10), || slot.lock().unwrap().is_some()));
+        let sender = slot.lock().unwrap().clone().unwrap();
+        crate::websocket_events::in_order_through_a_full_socket(&sender, &mut c, 1000, 20_000);
+    }
+
     /// Shutdown sends close 1001 to an open WebSocket and the handler ends.
     #[test]
     fn shutdown_sends_going_away() {

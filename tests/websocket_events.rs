@@ -112,7 +112,63 @@ fn logged(s: &EventsServer, n: usize) -> Vec<String> {
     s.log.lock().unwrap().clone()
 }
 
+/// Sends `n` numbered messages of `size` bytes on `sender` from another
+/// thread while the client reads them, slowly at first: the socket fills
+/// and drains, so some frames go out whole from the sender, some in part,
+/// some through the queue. Every one arrives, whole and in order.
+pub(crate) fn in_order_through_a_full_socket(
+    sender: &WsSender,
+    c: &mut Client,
+    n: usize,
+    size: usize,
+) {
+    let sending = sender.clone();
+    let writer = std::thread::spawn(move || {
+        for i in 0..n {
+            let mut text = format!("{i:08} ");
+            text.extend(std::iter::repeat_n(
+                char::from(b'a' + (i % 26) as u8),
+                size - 9,
+            ));
+            // A full queue refuses (a client that does not read); wait.
+            while let Err(WsError::Io(e)) = sending.send(text.clone()) {
+                assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+                std::thread::yield_now();
+            }
+        }
+    });
+    for i in 0..n {
+        if i % 25 == 0 {
+            // Let the socket fill, now and then.
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        let got = text(c);
+        assert_eq!(got.len(), size, "message {i}");
+        assert_eq!(&got[..9], format!("{i:08} "), "message {i} out of order");
+        assert!(
+            got[9..].bytes().all(|b| b == b'a' + (i % 26) as u8),
+            "message {i} mangled"
+        );
+    }
+    writer.join().unwrap();
+}
+
 crate::engine_tests! {
+    /// Frames from a sender keep their order and stay whole when the
+    /// client's socket fills, parked or not.
+    #[test]
+    fn senders_frames_stay_whole_and_in_order() {
+        let s = events_server(WsOptions::new());
+        let mut c = connect(s.server.addr);
+        assert!(eventually(Duration::from_secs(10), || s.sender.lock().unwrap().is_some()));
+        let sender = s.sender.lock().unwrap().clone().unwrap();
+        parked(&s, 1);
+        in_order_through_a_full_socket(&sender, &mut c, 1000, 20_000);
+        // And the connection still answers.
+        c.send(tungstenite::Message::Text("after".into())).unwrap();
+        assert_eq!(text(&mut c), "after");
+    }
+
     /// `on_open`, then `on_message` for each message (echoed), then
     /// `on_close` with the client's close; the connection parks between
     /// messages and answers as before when the client sends again.
@@ -134,13 +190,16 @@ crate::engine_tests! {
         parked(&s, 0);
     }
 
-    /// A sender on another thread reaches a parked connection at once, and
-    /// a ping goes out when one is due, parked or not.
+    /// A sender on another thread reaches a parked connection at once
+    /// (writing the frame itself), and a ping goes out when one is due,
+    /// parked or not.
     #[test]
-    fn a_sender_and_the_ping_timer_take_a_connection_out_of_the_lot() {
+    fn a_sender_reaches_a_parked_connection_and_pings_go_out() {
         let s = events_server(WsOptions::new().ping_interval(Duration::from_millis(300)));
         let mut c = connect(s.server.addr);
         parked(&s, 1);
+        // `on_open` runs once the 101 has gone out.
+        assert!(eventually(Duration::from_secs(10), || s.sender.lock().unwrap().is_some()));
         let sender = s.sender.lock().unwrap().clone().expect("opened");
         let sent = Instant::now();
         sender.send("from elsewhere").unwrap();

@@ -238,6 +238,10 @@ impl Write for CoStream {
 }
 
 impl Transport for CoStream {
+    fn raw_socket(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.stream.as_raw_fd())
+    }
+
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.read_timeout = timeout;
         Ok(())

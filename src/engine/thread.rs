@@ -66,6 +66,10 @@ impl AsRawFd for ThreadStream {
 }
 
 impl Transport for ThreadStream {
+    fn raw_socket(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.stream.as_raw_fd())
+    }
+
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         if timeout != self.read_timeout {
             self.stream.set_read_timeout(timeout)?;
