@@ -1,13 +1,14 @@
 //! The request a handler sees: method, target, header fields and body,
 //! as slices of the bytes the head arrived in.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
-use percent_encoding::percent_decode_str;
+use percent_encoding::{percent_decode, percent_decode_str};
 
 use crate::parse::{
     Fields, Head, Limits, ParseError, Status, Version, find_byte, name_bit, parse_head,
@@ -98,6 +99,31 @@ pub struct Request {
     body: Bytes,
     peer: Option<SocketAddr>,
     tls: Option<Arc<TlsInfo>>,
+    params: Params,
+}
+
+/// The parameters of the pattern route that matched: each name, and where
+/// its value lies in the path.
+pub(crate) type ParamList = Box<[(Arc<str>, Range<usize>)]>;
+
+/// Where a [`Router`](crate::Router) leaves the parameters it matched. The
+/// router sees the request only as `&Request`, and a request crosses
+/// threads (a [`Timeout`](crate::Timeout) runs its handler on another), so
+/// the cell is a `Mutex`; it is locked only to set the list or to copy a
+/// range out of it, never across a call that could park.
+#[derive(Debug, Default)]
+struct Params(Mutex<Option<ParamList>>);
+
+impl Params {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<ParamList>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Clone for Params {
+    fn clone(&self) -> Params {
+        Params(Mutex::new(self.lock().clone()))
+    }
 }
 
 /// What the TLS handshake of a request's connection settled
@@ -145,7 +171,14 @@ impl Request {
             body: Bytes::new(),
             peer,
             tls: None,
+            params: Params::default(),
         }
+    }
+
+    /// Sets the parameters a pattern route matched, replacing any an outer
+    /// router set: each range lies within [`Request::path`].
+    pub(crate) fn set_params(&self, params: ParamList) {
+        *self.params.lock() = Some(params);
     }
 
     /// Sets what TLS negotiated on the request's connection.
@@ -255,18 +288,83 @@ impl Request {
     }
 
     /// The value of the first `name=value` pair of the query whose name is
-    /// `name`, percent-decoded (`+` counts as a space, as in HTML forms;
-    /// invalid UTF-8 is replaced with U+FFFD). `Some("")` for `?name` or
-    /// `?name=`.
+    /// `name`, decoded as [`Request::query_pairs`] decodes it. `Some("")`
+    /// for `?name` or `?name=`.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        let decode = |s: &str| {
-            let spaced = s.replace('+', " ");
-            percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+        self.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// The query's `name=value` pairs, in order (a repeated name comes once
+    /// per pair), decoded as HTML forms encode them: `+` is a space, then
+    /// `%XX` escapes are decoded (an invalid one, such as `%zz`, is kept as
+    /// it is), and invalid UTF-8 is replaced with U+FFFD. A pair without
+    /// `=` has an empty value; empty pairs (`a=1&&b=2`) are skipped. No
+    /// query, no pairs. A part that needed no decoding is borrowed from
+    /// the request.
+    ///
+    /// ```
+    /// let req = coserve::Request::parse(b"GET /s?q=caf%C3%A9+au+lait&tag=a&tag=b HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    /// let pairs: Vec<_> = req.query_pairs().collect();
+    /// assert_eq!(pairs, [("q".into(), "caf\u{e9} au lait".into()), ("tag".into(), "a".into()), ("tag".into(), "b".into())]);
+    /// ```
+    pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+        url_encoded_pairs(self.query().unwrap_or("").as_bytes())
+    }
+
+    /// The `name=value` pairs of an `application/x-www-form-urlencoded`
+    /// body (what an HTML form posts), decoded as [`Request::query_pairs`]
+    /// decodes a query. `None` when the request's `Content-Type` is absent
+    /// or another type, or names a `charset` other than UTF-8 (or
+    /// US-ASCII); other parameters of the type are allowed.
+    ///
+    /// ```
+    /// use coserve::{Request, StatusCode};
+    ///
+    /// fn sign_up(req: &Request) -> Result<String, StatusCode> {
+    ///     let form = req.form_pairs().ok_or(StatusCode::UNSUPPORTED_MEDIA_TYPE)?;
+    ///     let mut name = None;
+    ///     for (key, value) in form {
+    ///         if key == "name" {
+    ///             name = Some(value.into_owned());
+    ///         }
+    ///     }
+    ///     Ok(format!("welcome, {}\n", name.ok_or(StatusCode::BAD_REQUEST)?))
+    /// }
+    /// ```
+    pub fn form_pairs(&self) -> Option<impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)>> {
+        is_url_encoded_form(self.header("content-type")?).then(|| url_encoded_pairs(&self.body))
+    }
+
+    /// The value of the path parameter `name` of the route that matched
+    /// (`:name` or `*name` in a [`Router`](crate::Router) pattern),
+    /// percent-decoded: `/users/:id` on `/users/a%20b` gives `a b`, and on
+    /// `/users/a%2Fb` gives `a/b`, since an encoded slash never separates
+    /// segments. A wildcard's value is the rest of the path without its
+    /// leading slash. `None` when no pattern route matched or it has no
+    /// such parameter. The router answers `400` rather than run a handler
+    /// whose parameter would not be UTF-8 once decoded, so the value is
+    /// always the text that was sent.
+    ///
+    /// ```
+    /// use coserve::{Handler, Request, Router};
+    ///
+    /// let app = Router::new().get("/users/:id", |req| format!("user {}", req.param("id").unwrap()));
+    /// let req = Request::parse(b"GET /users/ann%20b HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    /// let resp = app.handle(&req);
+    /// assert_eq!(resp.body_ref().as_bytes(), Some(&b"user ann b"[..]));
+    /// assert_eq!(req.param("id").as_deref(), Some("ann b"));
+    /// ```
+    pub fn param(&self, name: &str) -> Option<Cow<'_, str>> {
+        // Copy the range out, so that no guard outlives this block.
+        let range = {
+            let params = self.params.lock();
+            let (_, range) = params.as_deref()?.iter().find(|(n, _)| **n == *name)?;
+            range.clone()
         };
-        self.query()?.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k) == name).then(|| decode(v))
-        })
+        let raw = self.path().get(range)?;
+        Some(percent_decode_str(raw).decode_utf8_lossy())
     }
 
     /// The protocol version.
@@ -364,6 +462,55 @@ impl Request {
     }
 }
 
+/// The `name=value` pairs of a query string or an
+/// `application/x-www-form-urlencoded` body, decoded (see
+/// [`Request::query_pairs`]).
+fn url_encoded_pairs(input: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    input
+        .split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match find_byte(b'=', pair) {
+            Some(eq) => (form_decode(&pair[..eq]), form_decode(&pair[eq + 1..])),
+            None => (form_decode(pair), Cow::Borrowed("")),
+        })
+}
+
+/// One name or value of a form: `+` is a space, then `%XX` escapes.
+fn form_decode(part: &[u8]) -> Cow<'_, str> {
+    if find_byte(b'+', part).is_none() {
+        return percent_decode(part).decode_utf8_lossy();
+    }
+    let spaced: Vec<u8> = part
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    Cow::Owned(percent_decode(&spaced).decode_utf8_lossy().into_owned())
+}
+
+/// Whether a `Content-Type` names a URL-encoded form in UTF-8: the type
+/// in any case, a `charset` of UTF-8 or US-ASCII or none, any other
+/// parameters.
+fn is_url_encoded_form(content_type: &[u8]) -> bool {
+    let mut parts = content_type.split(|&b| b == b';');
+    let media_type = parts.next().unwrap_or_default().trim_ascii();
+    media_type.eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+        && parts.all(|param| {
+            let (name, value) = match find_byte(b'=', param) {
+                Some(eq) => (&param[..eq], &param[eq + 1..]),
+                None => (param, &b""[..]),
+            };
+            if !name.trim_ascii().eq_ignore_ascii_case(b"charset") {
+                return true;
+            }
+            let value = value.trim_ascii();
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            value.eq_ignore_ascii_case(b"utf-8") || value.eq_ignore_ascii_case(b"us-ascii")
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,5 +603,112 @@ mod tests {
         ));
         assert!(!k("GET / HTTP/1.0\r\n\r\n"));
         assert!(k("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+    }
+
+    fn query(q: &str) -> Vec<(String, String)> {
+        complete(format!("GET /?{q} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn query_pairs_decode_as_forms_do() {
+        assert_eq!(query("a=1&a=2"), pairs(&[("a", "1"), ("a", "2")]));
+        assert_eq!(query("a"), pairs(&[("a", "")]));
+        assert_eq!(query("=x"), pairs(&[("", "x")]));
+        assert_eq!(query("a=%zz"), pairs(&[("a", "%zz")]));
+        assert_eq!(query("a=%4"), pairs(&[("a", "%4")]));
+        assert_eq!(query("a+b=c+d"), pairs(&[("a b", "c d")]));
+        assert_eq!(query("a=%2B+%20"), pairs(&[("a", "+  ")]));
+        assert_eq!(query("a=b=c"), pairs(&[("a", "b=c")]));
+        assert_eq!(query("a=%FF"), pairs(&[("a", "\u{fffd}")]));
+        assert_eq!(query("&&a=1&&"), pairs(&[("a", "1")]));
+        assert_eq!(query(""), pairs(&[]));
+        assert!(
+            complete(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                .query_pairs()
+                .next()
+                .is_none()
+        );
+        // A part that needs no decoding is not copied.
+        let req = complete(b"GET /?plain=text&x=a%20b HTTP/1.1\r\nHost: h\r\n\r\n");
+        let decoded: Vec<_> = req.query_pairs().collect();
+        assert!(matches!(
+            decoded[0],
+            (Cow::Borrowed("plain"), Cow::Borrowed("text"))
+        ));
+        assert!(matches!(&decoded[1].1, Cow::Owned(v) if v == "a b"));
+    }
+
+    #[test]
+    fn query_param_takes_the_first_pair_of_a_name() {
+        let req = complete(b"GET /?a=1&b&a=2&c+d=%C3%A9 HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(req.query_param("a").as_deref(), Some("1"));
+        assert_eq!(req.query_param("b").as_deref(), Some(""));
+        assert_eq!(req.query_param("c d").as_deref(), Some("\u{e9}"));
+        assert_eq!(req.query_param("z"), None);
+    }
+
+    fn form(content_type: Option<&str>, body: &str) -> Option<Vec<(String, String)>> {
+        let mut head = String::from("POST /f HTTP/1.1\r\nHost: h\r\n");
+        if let Some(t) = content_type {
+            head.push_str(&format!("Content-Type: {t}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut req = complete(head.as_bytes());
+        req.set_body(Bytes::copy_from_slice(body.as_bytes()));
+        let decoded = req.form_pairs()?;
+        Some(
+            decoded
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn form_pairs_need_the_form_type_in_utf8() {
+        let body = "name=Ann+Lee&tag=%231&tag=x";
+        let want = pairs(&[("name", "Ann Lee"), ("tag", "#1"), ("tag", "x")]);
+        for t in [
+            "application/x-www-form-urlencoded",
+            "Application/X-WWW-Form-URLEncoded",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+            "application/x-www-form-urlencoded ;charset=\"utf-8\"",
+            "application/x-www-form-urlencoded; charset=us-ascii; x=y",
+        ] {
+            assert_eq!(form(Some(t), body).as_ref(), Some(&want), "{t}");
+        }
+        assert_eq!(
+            form(Some("application/x-www-form-urlencoded"), ""),
+            Some(vec![])
+        );
+        for t in [
+            None,
+            Some("text/plain"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/x-www-form-urlencoded-not"),
+            Some("application/x-www-form-urlencoded; charset=iso-8859-1"),
+        ] {
+            assert_eq!(form(t, body), None, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn a_param_is_none_until_a_router_sets_it() {
+        let req = complete(b"GET /u/a%20b/x%2Fy HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(req.param("id"), None);
+        req.set_params(Box::new([("id".into(), 3..8), ("rest".into(), 9..14)]));
+        assert_eq!(req.param("id").as_deref(), Some("a b"));
+        assert_eq!(req.param("rest").as_deref(), Some("x/y"));
+        assert_eq!(req.param("other"), None);
+        // A clone keeps them.
+        assert_eq!(req.clone().param("id").as_deref(), Some("a b"));
     }
 }

@@ -7,7 +7,7 @@ mod memory;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use coserve::{Request, Response, StatusCode};
+use coserve::{Handler, Request, Response, Router, StatusCode};
 
 /// Counts the allocations each thread makes.
 struct Counting;
@@ -47,16 +47,16 @@ unsafe impl GlobalAlloc for Counting {
 static COUNTING: Counting = Counting;
 
 /// Allocations made on this thread while serving `n` pipelined keep-alive
-/// requests, with a handler that allocates nothing itself.
-fn allocations_serving(n: usize) -> u64 {
+/// requests for `/index.html`, with a handler that allocates nothing
+/// itself.
+fn allocations_serving(n: usize, handler: &dyn Handler) -> u64 {
     let request =
         b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nUser-Agent: t\r\n\r\n";
     let mut io = memory::Memory::new(request.repeat(n), 4096);
     io.output.reserve(1 << 20);
-    let handler = |_: &Request| Response::new(StatusCode::OK).body("hello");
     let config = coserve::Config::new();
     let before = ALLOCATIONS.with(|a| a.get());
-    coserve::serve_connection(&mut io, None, &config, &handler);
+    coserve::serve_connection(&mut io, None, &config, handler);
     let after = ALLOCATIONS.with(|a| a.get());
     assert_eq!(
         io.output
@@ -68,17 +68,40 @@ fn allocations_serving(n: usize) -> u64 {
     after - before
 }
 
+fn hello(_: &Request) -> Response {
+    Response::new(StatusCode::OK).body("hello")
+}
+
 #[test]
 fn a_warm_keep_alive_connection_allocates_nothing_per_request() {
     // The first run also builds what is built once (the regex).
-    allocations_serving(1);
-    let one = allocations_serving(1);
-    let many = allocations_serving(501);
+    allocations_serving(1, &hello);
+    let one = allocations_serving(1, &hello);
+    let many = allocations_serving(501, &hello);
     // The buffers grow while 500 pipelined responses are batched: a few
     // allocations in all, never one per request.
     assert!(
         many <= one + 16,
         "{one} allocations for one request, {many} for 501: the hot path allocates per request"
+    );
+}
+
+/// A router finds an exact route without allocating, whatever patterns
+/// and prefixes it has beside it.
+#[test]
+fn a_router_allocates_nothing_for_an_exact_route() {
+    let router = Router::new()
+        .get("/:page", hello)
+        .get("/*path", hello)
+        .prefix("/", hello)
+        .get("/about", hello)
+        .get("/index.html", hello);
+    allocations_serving(1, &router);
+    let one = allocations_serving(1, &router);
+    let many = allocations_serving(501, &router);
+    assert!(
+        many <= one + 16,
+        "{one} allocations for one request, {many} for 501: the router allocates per request"
     );
 }
 
