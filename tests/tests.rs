@@ -26,6 +26,7 @@ mod load;
 mod modes;
 mod protocol;
 mod ranges;
+mod routing;
 mod shutdown;
 mod sse;
 mod timeout;
