@@ -27,6 +27,37 @@ use crate::status::StatusCode;
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request.
     fn handle(&self, req: &Request) -> Response;
+
+    /// This handler with `f` around it: `f(req, next)` runs for every
+    /// request and decides what happens, calling `next.run(req)` to run
+    /// this handler (or not, to answer itself). Middleware for timing,
+    /// authentication, CORS, headers: see [`Next`](crate::Next). Added
+    /// layers wrap the ones before, so the last added runs first.
+    ///
+    /// ```
+    /// use coserve::{Handler, Request, Router};
+    ///
+    /// struct User(String);
+    /// let app = Router::new()
+    ///     .get("/me", |req| format!("hello {}", req.extension::<User>().unwrap().0))
+    ///     .around(|req: &Request, next: coserve::Next<'_>| {
+    ///         if req.header_str("authorization") != Some("Bearer ann-token") {
+    ///             return coserve::Response::error(coserve::StatusCode::UNAUTHORIZED);
+    ///         }
+    ///         req.set_extension(User("ann".into()));
+    ///         next.run(req)
+    ///     });
+    /// let req = Request::parse(b"GET /me HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer ann-token\r\n\r\n").unwrap();
+    /// assert_eq!(app.handle(&req).body_ref().as_bytes(), Some(&b"hello ann"[..]));
+    /// ```
+    fn around<F, R>(self, f: F) -> crate::middleware::Around<Self, F>
+    where
+        Self: Sized,
+        F: Fn(&Request, crate::middleware::Next<'_>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        crate::middleware::Around::new(self, f)
+    }
 }
 
 impl<F, R> Handler for F

@@ -1,6 +1,7 @@
 //! The request a handler sees: method, target, header fields and body,
 //! as slices of the bytes the head arrived in.
 
+use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
@@ -100,6 +101,31 @@ pub struct Request {
     peer: Option<SocketAddr>,
     tls: Option<Arc<TlsInfo>>,
     params: Params,
+    extensions: Extensions,
+}
+
+/// Values of any type that middleware leaves for the handler (see
+/// [`Request::set_extension`]), one per type. Locked only to add one or
+/// to clone an `Arc` out, never across a call that could park.
+#[derive(Default)]
+struct Extensions(Mutex<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>);
+
+impl Extensions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(TypeId, Arc<dyn Any + Send + Sync>)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Clone for Extensions {
+    fn clone(&self) -> Extensions {
+        Extensions(Mutex::new(self.lock().clone()))
+    }
+}
+
+impl fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Extensions({})", self.lock().len())
+    }
 }
 
 /// The parameters of the pattern route that matched: each name, and where
@@ -172,6 +198,7 @@ impl Request {
             peer,
             tls: None,
             params: Params::default(),
+            extensions: Extensions::default(),
         }
     }
 
@@ -179,6 +206,38 @@ impl Request {
     /// router set: each range lies within [`Request::path`].
     pub(crate) fn set_params(&self, params: ParamList) {
         *self.params.lock() = Some(params);
+    }
+
+    /// Leaves `value` with the request for whatever runs after: a
+    /// middleware that has checked who is asking hands the user to the
+    /// handler this way. One value per type; a second replaces the first.
+    ///
+    /// ```
+    /// # use coserve::Request;
+    /// struct User(String);
+    /// let req = Request::parse(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    /// req.set_extension(User("ann".into()));
+    /// assert_eq!(req.extension::<User>().unwrap().0, "ann");
+    /// assert!(req.extension::<String>().is_none());
+    /// ```
+    pub fn set_extension<T: Send + Sync + 'static>(&self, value: T) {
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
+        let mut all = self.extensions.lock();
+        match all.iter_mut().find(|(id, _)| *id == TypeId::of::<T>()) {
+            Some(slot) => slot.1 = value,
+            None => all.push((TypeId::of::<T>(), value)),
+        }
+    }
+
+    /// The value of type `T` left by [`Request::set_extension`], if any.
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let value = self
+            .extensions
+            .lock()
+            .iter()
+            .find(|(id, _)| *id == TypeId::of::<T>())
+            .map(|(_, value)| Arc::clone(value))?;
+        value.downcast::<T>().ok()
     }
 
     /// Sets what TLS negotiated on the request's connection.

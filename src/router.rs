@@ -407,6 +407,22 @@ impl Router {
         self.add(path, Some(method), handler)
     }
 
+    /// Answers `method` on `path` with any [`Handler`], not only a
+    /// closure: a handler with middleware around it
+    /// ([`Handler::around`]), another router, static files. Panics as
+    /// [`Router::route`] does.
+    ///
+    /// ```
+    /// use coserve::{Handler, Method, Next, Request, Response, Router};
+    ///
+    /// let admin = (|_req: &Request| "the admin page")
+    ///     .around(|req: &Request, next: Next<'_>| next.run(req).header("Cache-Control", "no-store"));
+    /// let app = Router::new().handler(Method::Get, "/admin", admin);
+    /// ```
+    pub fn handler(self, method: Method, path: &str, handler: impl Handler) -> Router {
+        self.add(path, Some(method), handler)
+    }
+
     /// Answers every method on `path`, an exact path or a pattern.
     pub fn any<F, R>(self, path: &str, handler: F) -> Router
     where

@@ -23,6 +23,7 @@ mod idle;
 mod limits;
 mod links;
 mod load;
+mod middleware;
 mod modes;
 mod protocol;
 mod ranges;
