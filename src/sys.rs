@@ -132,6 +132,7 @@ pub(crate) fn send_more(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
 
 /// `send(2)` that never waits: as much of `buf` as the socket takes now
 /// (`WouldBlock` when it takes nothing), whether the socket blocks or not.
+#[cfg(feature = "websocket")]
 pub(crate) fn send_nowait(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `sock` is open for the call and `buf` is valid for reads of
     // its length.

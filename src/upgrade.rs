@@ -92,6 +92,11 @@ impl Upgrading {
             return;
         }
         let mut lent = Lent(io);
+        // One arm without the `websocket` feature.
+        #[cfg_attr(
+            not(feature = "websocket"),
+            allow(clippy::infallible_destructuring_match)
+        )]
         let on_upgrade = match self.upgrade {
             Upgrade::Closure(on_upgrade) => on_upgrade,
             #[cfg(feature = "websocket")]

@@ -294,6 +294,8 @@ fn serve_parkable<E: Parking>(
         return;
     }
     drop(tracked);
+    // Empty without the `tls` and `websocket` features.
+    #[allow(clippy::drop_non_drop)]
     drop(session);
     drop(io);
 }
@@ -333,10 +335,7 @@ fn serve_events<E: Parking>(
     let parked = Parked {
         token: Kept {
             tracked,
-            session: Session {
-                ws: Some(ws),
-                ..Session::default()
-            },
+            session: Session::websocket(ws),
         },
         stream,
         peer,

@@ -30,6 +30,16 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// A parked WebSocket's session.
+    #[cfg(feature = "websocket")]
+    pub(crate) fn websocket(ws: Box<crate::ws::EventsConn>) -> Session {
+        Session {
+            #[cfg(feature = "tls")]
+            tls: None,
+            ws: Some(ws),
+        }
+    }
+
     /// Closes a parked connection's session: TLS says `close_notify`, a
     /// WebSocket close 1001.
     pub(crate) fn close(self, stream: &std::net::TcpStream) {
