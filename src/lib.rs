@@ -114,6 +114,8 @@ mod access_log;
 mod auth;
 mod blocking;
 mod body;
+#[cfg(feature = "client")]
+pub mod client;
 mod clock;
 mod conn;
 mod date;
@@ -139,7 +141,7 @@ mod upgrade;
 pub mod ws;
 
 pub use auth::{AuthError, BasicAuth, Credential, Protected};
-pub use blocking::blocking;
+pub use blocking::{blocking, blocking_pool_size, set_blocking_pool_size};
 pub use engine::EngineKind;
 pub use files::{CacheOptions, CacheStats, FilesOptions, StaticFiles, Symlinks};
 pub use handler::{Error, Handler, IntoResponse};

@@ -25,6 +25,7 @@ mod links;
 mod load;
 mod middleware;
 mod modes;
+mod outbound;
 mod protocol;
 mod ranges;
 mod routing;
