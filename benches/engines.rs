@@ -8,6 +8,10 @@
 //! `COSERVE_BENCH_QUICK=1 cargo bench --bench engines` for a short smoke run
 //! that asserts the numbers are sane (never a speed).
 //!
+//! `upstream 50ms` is the realistic version of `sleep 50ms`: the handler
+//! calls another coserve server over HTTP (`coserve::client`), which
+//! answers after 50 ms; coserve's engines only.
+//!
 //! Writes a table to stdout and `target/engines.csv`; the chart is drawn
 //! from the CSV by `cargo run -p coserve-chart -- engines target/engines.csv
 //! target/engines.svg`.
@@ -111,6 +115,8 @@ struct Scenario {
     body_len: usize,
     conns: usize,
     kind: Kind,
+    /// coserve's engines only: may_minihttp has no HTTP client.
+    coserve_only: bool,
 }
 
 fn scenarios(s: &Settings, max_conns: usize) -> Vec<Scenario> {
@@ -122,6 +128,7 @@ fn scenarios(s: &Settings, max_conns: usize) -> Vec<Scenario> {
             body_len: SMALL,
             conns: c(64),
             kind: Kind::Load,
+            coserve_only: false,
         },
         Scenario {
             name: "1KB file",
@@ -129,6 +136,7 @@ fn scenarios(s: &Settings, max_conns: usize) -> Vec<Scenario> {
             body_len: SMALL,
             conns: c(1_000),
             kind: Kind::Load,
+            coserve_only: false,
         },
         Scenario {
             name: "sleep 50ms",
@@ -136,6 +144,7 @@ fn scenarios(s: &Settings, max_conns: usize) -> Vec<Scenario> {
             body_len: SMALL,
             conns: c(1_000),
             kind: Kind::Load,
+            coserve_only: false,
         },
         Scenario {
             name: "sleep 50ms",
@@ -143,6 +152,15 @@ fn scenarios(s: &Settings, max_conns: usize) -> Vec<Scenario> {
             body_len: SMALL,
             conns: c(10_000),
             kind: Kind::Load,
+            coserve_only: false,
+        },
+        Scenario {
+            name: "upstream 50ms",
+            path: "/upstream",
+            body_len: SMALL,
+            conns: c(1_000),
+            kind: Kind::Load,
+            coserve_only: true,
         },
         Scenario {
             name: "10MB file",
@@ -150,6 +168,7 @@ fn scenarios(s: &Settings, max_conns: usize) -> Vec<Scenario> {
             body_len: LARGE,
             conns: c(16),
             kind: Kind::Load,
+            coserve_only: false,
         },
         Scenario {
             name: "idle",
@@ -157,6 +176,7 @@ fn scenarios(s: &Settings, max_conns: usize) -> Vec<Scenario> {
             body_len: SMALL,
             conns: c(10_000),
             kind: Kind::Idle,
+            coserve_only: false,
         },
     ]
 }
@@ -269,17 +289,47 @@ fn coserve_config(engine: EngineKind) -> Config {
         .idle_timeout(Duration::from_secs(60))
 }
 
-fn start_coserve(root: &Path, engine: EngineKind) -> io::Result<Target> {
+/// The upstream of the `upstream 50ms` scenario: a coserve server (on the
+/// coroutine engine, whichever engine calls it) that answers `/sleep`
+/// after [`SLEEP`] with [`SMALL`] bytes.
+fn start_upstream() -> io::Result<ServerHandle> {
+    let body = bytes::Bytes::from(vec![b'u'; SMALL]);
+    let server = Server::bind("127.0.0.1:0", coserve_config(EngineKind::Coroutine))?;
+    server.spawn(move |_req: &Request| {
+        may::coroutine::sleep(SLEEP);
+        Response::bytes("application/octet-stream", body.clone())
+    })
+}
+
+fn start_coserve(root: &Path, engine: EngineKind, upstream: SocketAddr) -> io::Result<Target> {
     let files = StaticFiles::new(root, FilesOptions::new())?;
     let body = bytes::Bytes::from(vec![b'x'; SMALL]);
-    let handler = move |req: &Request| {
-        if req.path() == "/sleep" {
+    // Every load connection may be in a call at once: the pool keeps them.
+    let client = coserve::client::Client::builder()
+        .max_idle_per_host(4096)
+        .max_idle(4096)
+        .build();
+    let upstream_url = format!("http://{upstream}/sleep");
+    let handler = move |req: &Request| match req.path() {
+        "/sleep" => {
             // Parks the coroutine, or the thread on the thread engine.
             may::coroutine::sleep(SLEEP);
             Response::bytes("application/octet-stream", body.clone())
-        } else {
-            files.handle(req)
         }
+        // The realistic version of /sleep: the 50 ms is another service's,
+        // over HTTP.
+        "/upstream" => {
+            let called = client
+                .get(&upstream_url)
+                .call()
+                .and_then(|mut r| r.body_mut().read_to_vec());
+            match called {
+                Ok(bytes) => Response::bytes("application/octet-stream", bytes),
+                Err(e) => Response::error(coserve::StatusCode::BAD_GATEWAY)
+                    .header("X-Error", e.to_string().replace(['\r', '\n'], " ")),
+            }
+        }
+        _ => files.handle(req),
     };
     let server = Server::bind("127.0.0.1:0", coserve_config(engine))?;
     let addr = server.local_addr();
@@ -309,10 +359,10 @@ fn start_minihttp() -> io::Result<Target> {
     })
 }
 
-fn start(engine: Engine, root: &Path) -> io::Result<Target> {
+fn start(engine: Engine, root: &Path, upstream: SocketAddr) -> io::Result<Target> {
     match engine {
-        Engine::Coroutine => start_coserve(root, EngineKind::Coroutine),
-        Engine::Thread => start_coserve(root, EngineKind::Thread),
+        Engine::Coroutine => start_coserve(root, EngineKind::Coroutine, upstream),
+        Engine::Thread => start_coserve(root, EngineKind::Thread, upstream),
         Engine::MayMinihttp => start_minihttp(),
     }
 }
@@ -841,15 +891,24 @@ fn main() {
         println!();
         print_header_row();
     }
+    let upstream = if run_http {
+        Some(start_upstream().expect("start the upstream of `upstream 50ms`"))
+    } else {
+        None
+    };
+    let upstream_addr = upstream.as_ref().map(|u| u.local_addr());
     for &engine in engines.iter().filter(|_| run_http) {
-        let target = match start(engine, dir.path()) {
+        let target = match start(engine, dir.path(), upstream_addr.expect("started")) {
             Ok(t) => t,
             Err(e) => {
                 println!("{:<13} cannot start: {e}", engine.name());
                 continue;
             }
         };
-        for sc in &list {
+        for sc in list
+            .iter()
+            .filter(|sc| !(sc.coserve_only && engine == Engine::MayMinihttp))
+        {
             let row = run_scenario(engine, &target, sc, &s);
             print_row(&row);
             rows.push(row);
@@ -906,7 +965,15 @@ fn main() {
                 ));
             }
         }
-        if run_http && rows.len() != engines.len() * list.len() {
+        let expected: usize = engines
+            .iter()
+            .map(|&e| {
+                list.iter()
+                    .filter(|sc| !(sc.coserve_only && e == Engine::MayMinihttp))
+                    .count()
+            })
+            .sum();
+        if run_http && rows.len() != expected {
             failures.push("not every engine ran".into());
         }
         if run_ws {
