@@ -502,7 +502,9 @@ impl Outbox {
     /// not wait.
     fn lock_writes(&self) {
         while self.writing.swap(true, Ordering::Acquire) {
-            if may::coroutine::is_coroutine() {
+            // A coroutine unwinding (a cancelled handler) must not yield:
+            // may would cancel it again there.
+            if may::coroutine::is_coroutine() && !std::thread::panicking() {
                 may::coroutine::yield_now();
             } else {
                 std::thread::yield_now();
