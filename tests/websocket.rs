@@ -475,6 +475,17 @@ fn websocket_over_tls() {
         let app = Router::new()
             .ws("/echo", echo(ended.clone()))
             .ws("/hub", hub());
+        // The same hub as callbacks (`WsEvents`): over TLS it keeps its
+        // coroutine (or thread) and is woken to send.
+        let events_hub: Arc<std::sync::Mutex<Vec<coserve::ws::WsSender>>> = Arc::default();
+        let (joined, everyone) = (events_hub.clone(), events_hub);
+        let events = coserve::ws::WsEvents::new(move |_conn, msg| {
+            for c in everyone.lock().unwrap().clone() {
+                let _ = c.send(msg.clone());
+            }
+        })
+        .on_open(move |conn| joined.lock().unwrap().push(conn.sender()));
+        let app = app.ws("/events-hub", events);
         let server = start(test_config().tls(Some(tls)), app);
         let connect_tls = |path: &str| {
             let mut tls = crate::tls::try_connect(
@@ -522,6 +533,21 @@ fn websocket_over_tls() {
         // a also has b's hello to read first.
         assert_eq!(texts_of(&mut a, 2), ["b here", "to all"]);
         assert_eq!(texts_of(&mut b, 1), ["to all"]);
+        let (mut a, mut b) = (connect_tls("/events-hub"), connect_tls("/events-hub"));
+        for (who, c) in [("a", &mut a), ("b", &mut b)] {
+            c.send(tungstenite::Message::Text(format!("{who} here").into()))
+                .unwrap();
+            let mut got = String::new();
+            while got != format!("{who} here") {
+                if let tungstenite::Message::Text(t) = c.read().unwrap() {
+                    got = t.as_str().to_string();
+                }
+            }
+        }
+        a.send(tungstenite::Message::Text("events to all".into()))
+            .unwrap();
+        assert_eq!(texts_of(&mut a, 2), ["b here", "events to all"]);
+        assert_eq!(texts_of(&mut b, 1), ["events to all"]);
     }
 }
 
