@@ -259,7 +259,8 @@ crate::engine_tests! {
         let mut after = connect(s.server.addr);
         after.send(tungstenite::Message::Text("ok".into())).unwrap();
         assert_eq!(text(&mut after), "ok");
-        let log = logged(&s, 7);
+        // Three opens and messages, two closes (the last is still open).
+        let log = logged(&s, 8);
         assert!(log.contains(&"closed 4000".to_string()), "{log:?}");
         assert!(log.contains(&"protocol error: the message callback panicked".to_string()), "{log:?}");
     }
