@@ -27,6 +27,7 @@ mod middleware;
 mod modes;
 mod outbound;
 mod protocol;
+mod proxy;
 mod ranges;
 mod routing;
 mod shutdown;
