@@ -417,6 +417,15 @@ pub(crate) struct Outbox {
     rest: Mutex<Vec<u8>>,
 }
 
+/// `Outbox::writing`, held: cleared when dropped.
+struct Writing<'a>(&'a AtomicBool);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// What [`Outbox::send_direct`] did.
 enum Direct {
     /// The whole frame went out.
@@ -482,25 +491,35 @@ impl Outbox {
         }
     }
 
-    fn has_queued(&self) -> bool {
-        !self.queue().is_empty()
+    /// Whether anything waits to go out: queued messages, or the tail of
+    /// a frame a sender wrote in part.
+    fn has_pending(&self) -> bool {
+        !self.queue().is_empty() || !self.rest().is_empty()
     }
 
     fn end(&self) {
-        self.lock_writes();
-        self.open.store(false, Ordering::Release);
-        self.socket.store(-1, Ordering::Release);
-        self.unlock_writes();
+        {
+            let _writing = self.lock_writes();
+            self.open.store(false, Ordering::Release);
+            self.socket.store(-1, Ordering::Release);
+        }
         self.set_wake(Wake::Nothing);
+    }
+
+    /// Stops senders writing to the socket (until the connection points
+    /// them at it again): for a socket about to change hands.
+    fn forget_socket(&self) {
+        let _writing = self.lock_writes();
+        self.socket.store(-1, Ordering::Release);
     }
 
     fn rest(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
         self.rest.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes `writing`; a sender holds it only for one `send` that does
-    /// not wait.
-    fn lock_writes(&self) {
+    /// Takes `writing` until the guard drops (an unwind included); a
+    /// sender holds it only for one `send` that does not wait.
+    fn lock_writes(&self) -> Writing<'_> {
         while self.writing.swap(true, Ordering::Acquire) {
             // A coroutine unwinding (a cancelled handler) must not yield:
             // may would cancel it again there.
@@ -510,10 +529,7 @@ impl Outbox {
                 std::thread::yield_now();
             }
         }
-    }
-
-    fn unlock_writes(&self) {
-        self.writing.store(false, Ordering::Release);
+        Writing(&self.writing)
     }
 
     /// Writes `msg` as one frame straight to the socket, if nothing is
@@ -522,15 +538,20 @@ impl Outbox {
     /// connection's coroutine (or taking a parked connection out of the
     /// lot).
     fn send_direct(&self, msg: &Message) -> Direct {
+        if self.socket.load(Ordering::Acquire) < 0 {
+            return Direct::NotSent;
+        }
+        // Encoded before `writing` is taken: the connection may be waiting
+        // for it.
+        let frame = encode_frame(msg);
         if self.writing.swap(true, Ordering::Acquire) {
             return Direct::NotSent;
         }
-        let sent = self.send_direct_locked(msg);
-        self.unlock_writes();
-        sent
+        let _writing = Writing(&self.writing);
+        self.send_direct_locked(&frame)
     }
 
-    fn send_direct_locked(&self, msg: &Message) -> Direct {
+    fn send_direct_locked(&self, frame: &[u8]) -> Direct {
         let fd = self.socket.load(Ordering::Acquire);
         if fd < 0 || !self.open.load(Ordering::Acquire) || !self.queue().is_empty() {
             return Direct::NotSent;
@@ -539,13 +560,12 @@ impl Outbox {
         if !rest.is_empty() {
             return Direct::NotSent;
         }
-        let frame = encode_frame(msg);
         // SAFETY: `socket` is cleared, with `writing` held, before the
         // connection's socket closes (`Outbox::end`, called by `Core`
         // before it lets the stream go); `writing` is held here, so `fd`
         // is still that open socket.
         let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        match crate::sys::send_nowait(sock, &frame) {
+        match crate::sys::send_nowait(sock, frame) {
             Ok(n) if n == frame.len() => Direct::Sent,
             Ok(n) if n > 0 => {
                 rest.extend_from_slice(&frame[n..]);
@@ -764,10 +784,9 @@ impl Core {
         };
         // Drained and written with `writing` held, so that no sender's own
         // frame overtakes one it queued earlier.
-        outbox.lock_writes();
+        let writing = outbox.lock_writes();
         let queued: Vec<Message> = outbox.queue().drain(..).collect();
         if queued.is_empty() && outbox.rest().is_empty() && self.pending.is_empty() {
-            outbox.unlock_writes();
             return Ok(());
         }
         let mut written = Ok(());
@@ -782,7 +801,7 @@ impl Core {
             }
         }
         let sent = written.map(|()| self.write_out_locked(io, &outbox));
-        outbox.unlock_writes();
+        drop(writing);
         self.active = Instant::now();
         match sent {
             Ok(Ok(())) => Ok(()),
@@ -810,10 +829,8 @@ impl Core {
         }
         match self.outbox.clone() {
             Some(outbox) => {
-                outbox.lock_writes();
-                let sent = self.write_out_locked(io, &outbox);
-                outbox.unlock_writes();
-                sent
+                let _writing = outbox.lock_writes();
+                self.write_out_locked(io, &outbox)
             }
             None => {
                 let sent = io.write_all(&self.pending).and_then(|()| io.flush());
@@ -909,7 +926,7 @@ impl Core {
                     }
                     if let Some(after) = park_after
                         && self.active.elapsed() >= after
-                        && !self.outbox.as_ref().is_some_and(|o| o.has_queued())
+                        && !self.outbox.as_ref().is_some_and(|o| o.has_pending())
                     {
                         return Err(Quiet::Park);
                     }
@@ -985,10 +1002,13 @@ impl Core {
 
     /// How long until [`Core::silence`] has something to do.
     fn next_timer(&self) -> Duration {
-        let ping_from = self.pinged.unwrap_or(self.heard);
-        let ping = (ping_from + self.ping_interval).saturating_duration_since(Instant::now());
-        let idle = (self.heard + self.idle_timeout).saturating_duration_since(Instant::now());
-        ping.min(idle)
+        let now = Instant::now();
+        let until = |from: Instant, after: Duration| {
+            from.checked_add(after)
+                .map_or(Duration::MAX, |t| t.saturating_duration_since(now))
+        };
+        let ping = until(self.pinged.unwrap_or(self.heard), self.ping_interval);
+        ping.min(until(self.heard, self.idle_timeout))
     }
 
     /// Sends a close frame (as far as the socket takes it) and ends.
@@ -1042,7 +1062,8 @@ impl Core {
         closed.map_err(|e| WsError::Protocol(e.to_string()))?;
         let _ = self.with_ctx(io, |ctx, s| ctx.flush(s));
         let _ = self.send_out(io);
-        let until = Instant::now() + self.ping_interval;
+        let wait = self.ping_interval.min(Duration::from_secs(60));
+        let until = Instant::now() + wait;
         while Instant::now() < until {
             let read = self.with_ctx(io, |ctx, s| ctx.read(s));
             let _ = self.send_out(io);
@@ -1409,7 +1430,7 @@ impl EventsConn {
                     // lot looks at the queue once it has parked the
                     // connection (`EventsConn::parked`).
                     outbox.set_wake(Wake::Nothing);
-                    if outbox.has_queued() {
+                    if outbox.has_pending() {
                         let _ = io.set_read_timeout(Some(wait));
                         core.point_wake(&mut io);
                         continue;
@@ -1423,9 +1444,25 @@ impl EventsConn {
     /// Says how to take the connection out of the lot, once it is parked
     /// there; if a sender queued meanwhile, does so at once.
     pub(crate) fn parked(outbox: &Arc<Outbox>, unpark: Box<dyn FnOnce() + Send>) {
-        outbox.set_wake(Wake::Unpark(unpark));
-        if outbox.has_queued() {
+        {
+            let mut wake = outbox.wake.lock().unwrap_or_else(|e| e.into_inner());
+            // Anything else is newer: the lot has handed the connection on
+            // already (its client spoke), and its new run set its wake.
+            if !matches!(*wake, Wake::Nothing) {
+                return;
+            }
+            *wake = Wake::Unpark(unpark);
+        }
+        if outbox.has_pending() {
             outbox.wake();
+        }
+    }
+
+    /// See [`Outbox::forget_socket`]: the parked socket is about to be
+    /// handed to a new coroutine.
+    pub(crate) fn forget_socket(&self) {
+        if let Some(outbox) = &self.core.outbox {
+            outbox.forget_socket();
         }
     }
 

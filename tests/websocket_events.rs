@@ -265,6 +265,23 @@ crate::engine_tests! {
         assert!(log.contains(&"protocol error: the message callback panicked".to_string()), "{log:?}");
     }
 
+    /// Pings and the idle timeout turned off with `Duration::MAX`: the
+    /// connection still parks and answers (the lot's deadline is clamped).
+    #[test]
+    fn endless_intervals_still_park() {
+        let s = events_server(
+            WsOptions::new()
+                .ping_interval(Duration::MAX)
+                .idle_timeout(Duration::MAX),
+        );
+        let mut c = connect(s.server.addr);
+        c.send(tungstenite::Message::Text("one".into())).unwrap();
+        assert_eq!(text(&mut c), "one");
+        parked(&s, 1);
+        c.send(tungstenite::Message::Text("two".into())).unwrap();
+        assert_eq!(text(&mut c), "two");
+    }
+
     /// Shutdown closes a parked connection with 1001 and runs `on_close`.
     #[test]
     fn shutdown_closes_parked_connections_with_going_away() {

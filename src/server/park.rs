@@ -307,13 +307,16 @@ fn serve_parkable<E: Parking>(
 #[cfg(feature = "websocket")]
 fn serve_events<E: Parking>(
     lot: Option<&Arc<Lot<Kept>>>,
-    mut ws: Box<crate::ws::EventsConn>,
+    ws: Box<crate::ws::EventsConn>,
     read: bytes::Bytes,
     mut io: E::Stream,
     peer: SocketAddr,
     tracked: Tracked,
 ) {
     use crate::ws::{EventsConn, Step};
+    // A local, so that it drops before `io` even on a panic: its socket
+    // is forgotten before the socket closes.
+    let mut ws = ws;
     let serving = tracked.serving.clone();
     let park_after = lot.map(|_| serving.config.release_idle_after);
     let step = ws.run(&mut io, read, &serving.stopping, park_after);
@@ -340,7 +343,10 @@ fn serve_events<E: Parking>(
         stream,
         peer,
     };
-    match lot.park(parked, wait.max(Duration::from_millis(1))) {
+    // Within the lot's reach (a ping interval of `Duration::MAX` turns
+    // pings off).
+    let wait = wait.clamp(Duration::from_millis(1), Duration::from_secs(24 * 3600));
+    match lot.park(parked, wait) {
         Ok(id) => {
             let weak = Arc::downgrade(lot);
             let stack_bytes = serving.stack_bytes;
@@ -367,6 +373,12 @@ fn resume<E: Parking>(lot: Arc<Lot<Kept>>, parked: Parked<Kept>, stack_bytes: us
             stream,
             peer,
         } = parked;
+        // A failed `from_std` closes the socket while `session` lives on:
+        // its senders must not write to the number meanwhile.
+        #[cfg(feature = "websocket")]
+        if let Some(ws) = &session.ws {
+            ws.forget_socket();
+        }
         match E::from_std(stream) {
             Ok(io) => serve_parkable::<E>(Some(&lot), io, peer, tracked, session),
             Err(e) => log::warn!("cannot resume a parked connection: {e}"),
