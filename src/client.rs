@@ -341,7 +341,7 @@ impl ClientBuilder {
         let tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
             .root_certs(RootCerts::Specific(Arc::new(roots)))
-            .unversioned_rustls_crypto_provider(Arc::new(crypto_provider()))
+            .unversioned_rustls_crypto_provider(Arc::new(crate::crypto::provider()))
             .build();
         let config = self.config.tls_config(tls).proxy(None).build();
         let connector =
@@ -352,19 +352,6 @@ impl ClientBuilder {
             agent: ureq::Agent::with_parts(config, connector, PoolResolver),
         }
     }
-}
-
-/// The server's crypto provider, aws-lc-rs, with the server's key
-/// exchange order (`tls/mod.rs`): X25519 before the slower NIST curves.
-fn crypto_provider() -> rustls::crypto::CryptoProvider {
-    use rustls::crypto::aws_lc_rs as provider;
-    let mut p = provider::default_provider();
-    p.kx_groups = vec![
-        provider::kx_group::X25519MLKEM768,
-        provider::kx_group::X25519,
-        provider::kx_group::SECP256R1,
-    ];
-    p
 }
 
 /// Builds the crypto provider's lazy statics (aws-lc's one-time set-up of
@@ -379,8 +366,8 @@ fn warm_up_tls() {
     // Not a `Once`: a second caller on the same worker thread would block
     // that thread until the first, parked in `blocking`, finished.
     crate::blocking(|| {
-        for group in crypto_provider().kx_groups {
-            let mut provider = crypto_provider();
+        for group in crate::crypto::provider().kx_groups {
+            let mut provider = crate::crypto::provider();
             provider.kx_groups = vec![group];
             let Ok(builder) = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
                 .with_safe_default_protocol_versions()

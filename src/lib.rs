@@ -118,6 +118,8 @@ mod body;
 pub mod client;
 mod clock;
 mod conn;
+#[cfg(any(feature = "tls", feature = "client"))]
+mod crypto;
 mod date;
 mod engine;
 mod files;

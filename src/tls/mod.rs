@@ -392,7 +392,7 @@ fn load(
     files: &[(PathBuf, PathBuf)],
     password: Option<&[u8]>,
 ) -> Result<Vec<Arc<CertifiedKey>>, TlsError> {
-    let provider = our_provider();
+    let provider = crate::crypto::provider();
     files
         .iter()
         .map(|(cert, key)| {
@@ -577,20 +577,9 @@ mod der {
     }
 }
 
-/// aws-lc-rs with coserve's key exchange order.
-fn our_provider() -> rustls::crypto::CryptoProvider {
-    let mut p = provider::default_provider();
-    p.kx_groups = vec![
-        provider::kx_group::X25519MLKEM768,
-        provider::kx_group::X25519,
-        provider::kx_group::SECP256R1,
-    ];
-    p
-}
-
 /// The provider with coserve's key exchange order, TLS 1.3 and 1.2.
 fn builder() -> rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert> {
-    ServerConfig::builder_with_provider(Arc::new(our_provider()))
+    ServerConfig::builder_with_provider(Arc::new(crate::crypto::provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .expect("the provider supports TLS 1.2 and 1.3")
         .with_no_client_auth()
