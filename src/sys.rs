@@ -117,23 +117,18 @@ pub(crate) fn set_cork(sock: BorrowedFd<'_>, on: bool) {
 /// same full segment as the start of its body, without the two
 /// `setsockopt` calls that `TCP_CORK` takes.
 pub(crate) fn send_more(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `sock` is open for the call and `buf` is valid for reads of
-    // its length.
-    let n = check(unsafe {
-        libc::send(
-            sock.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_MORE | libc::MSG_NOSIGNAL,
-        )
-    } as libc::c_long)?;
-    Ok(n as usize)
+    send(sock, buf, libc::MSG_MORE)
 }
 
 /// `send(2)` that never waits: as much of `buf` as the socket takes now
 /// (`WouldBlock` when it takes nothing), whether the socket blocks or not.
 #[cfg(feature = "websocket")]
 pub(crate) fn send_nowait(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    send(sock, buf, libc::MSG_DONTWAIT)
+}
+
+/// `send(2)` with `flags`, and never a SIGPIPE.
+fn send(sock: BorrowedFd<'_>, buf: &[u8], flags: libc::c_int) -> io::Result<usize> {
     // SAFETY: `sock` is open for the call and `buf` is valid for reads of
     // its length.
     let n = check(unsafe {
@@ -141,7 +136,7 @@ pub(crate) fn send_nowait(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize>
             sock.as_raw_fd(),
             buf.as_ptr().cast(),
             buf.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            flags | libc::MSG_NOSIGNAL,
         )
     } as libc::c_long)?;
     Ok(n as usize)
