@@ -517,37 +517,25 @@ fn websocket_over_tls() {
             !ended.lock().unwrap().is_empty()
         });
         assert!(ok);
-        let (mut a, mut b) = (connect_tls("/hub"), connect_tls("/hub"));
-        for (who, c) in [("a", &mut a), ("b", &mut b)] {
-            c.send(tungstenite::Message::Text(format!("{who} here").into()))
-                .unwrap();
-            let mut got = String::new();
-            while got != format!("{who} here") {
-                if let tungstenite::Message::Text(t) = c.read().unwrap() {
-                    got = t.as_str().to_string();
+        // The blocking hub, then the same as callbacks (`WsEvents`).
+        for (path, text) in [("/hub", "to all"), ("/events-hub", "events to all")] {
+            let (mut a, mut b) = (connect_tls(path), connect_tls(path));
+            for (who, c) in [("a", &mut a), ("b", &mut b)] {
+                c.send(tungstenite::Message::Text(format!("{who} here").into()))
+                    .unwrap();
+                let mut got = String::new();
+                while got != format!("{who} here") {
+                    if let tungstenite::Message::Text(t) = c.read().unwrap() {
+                        got = t.as_str().to_string();
+                    }
                 }
             }
+            // b waits in a TLS read; a's message is queued for it and wakes it.
+            a.send(tungstenite::Message::Text(text.into())).unwrap();
+            // a also has b's hello to read first.
+            assert_eq!(texts_of(&mut a, 2), ["b here", text], "{path}");
+            assert_eq!(texts_of(&mut b, 1), [text], "{path}");
         }
-        // b waits in a TLS read; a's message is queued for it and wakes it.
-        a.send(tungstenite::Message::Text("to all".into())).unwrap();
-        // a also has b's hello to read first.
-        assert_eq!(texts_of(&mut a, 2), ["b here", "to all"]);
-        assert_eq!(texts_of(&mut b, 1), ["to all"]);
-        let (mut a, mut b) = (connect_tls("/events-hub"), connect_tls("/events-hub"));
-        for (who, c) in [("a", &mut a), ("b", &mut b)] {
-            c.send(tungstenite::Message::Text(format!("{who} here").into()))
-                .unwrap();
-            let mut got = String::new();
-            while got != format!("{who} here") {
-                if let tungstenite::Message::Text(t) = c.read().unwrap() {
-                    got = t.as_str().to_string();
-                }
-            }
-        }
-        a.send(tungstenite::Message::Text("events to all".into()))
-            .unwrap();
-        assert_eq!(texts_of(&mut a, 2), ["b here", "events to all"]);
-        assert_eq!(texts_of(&mut b, 1), ["events to all"]);
     }
 }
 
