@@ -36,6 +36,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib/ports.sh
 source scripts/lib/ports.sh
+# shellcheck source=scripts/lib/measure.sh
+source scripts/lib/measure.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
@@ -131,24 +133,6 @@ start() {
     wait_port "$port" >/dev/null
 }
 
-# The proxy's CPU time so far, in clock ticks (its children's too).
-cpu_ticks() {
-    local t=0 p
-    for p in $pid $(pgrep -P "$pid"); do
-        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-    done
-    echo "$t"
-}
-
-# wrk's p99 latency in milliseconds, from its --latency output.
-p99_ms() {
-    awk '$1 == "99%" {
-        v = $2; unit = v; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
-        f = (unit == "us") ? 0.001 : (unit == "ms") ? 1 : (unit == "s") ? 1000 : (unit == "m") ? 60000 : -1
-        printf "%.2f", v * f
-    }' "$1"
-}
-
 # One run of scenario $2 against proxy $1: prints "rate p99_ms cpu_us cpu_percent".
 run() {
     local name=$1 scenario=$2 port log before after count rate
@@ -158,9 +142,9 @@ run() {
     local url="http://127.0.0.1:$port/index.html"
     taskset -c 1 wrk -t1 -c"$conns" -d1s "$url" >/dev/null
     log="$OUT/$name-$scenario-$(date -u +%H%M%S).txt"
-    before=$(cpu_ticks)
+    before=$(cpu_ticks "$pid")
     taskset -c 1 wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url" >"$log"
-    after=$(cpu_ticks)
+    after=$(cpu_ticks "$pid")
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     pid=
@@ -170,7 +154,7 @@ run() {
     fi
     count=$(awk '/requests in/ {print $1}' "$log")
     rate=$(awk '/^Requests\/sec/ {print $2}' "$log")
-    awk -v r="$rate" -v p="$(p99_ms "$log")" -v a="$after" -v b="$before" -v n="$count" \
+    awk -v r="$rate" -v p="$(wrk_percentile_ms "$log" 99% 2)" -v a="$after" -v b="$before" -v n="$count" \
         -v d="$DURATION" -v hz="$(getconf CLK_TCK)" \
         'BEGIN {printf "%s %s %.2f %.0f\n", r, p, (a - b) / hz * 1e6 / (n > 0 ? n : 1), (a - b) / hz / d * 100}'
 }

@@ -25,6 +25,8 @@ cd "$(dirname "$0")/../.."
 source scripts/lib/ports.sh
 # shellcheck source=scripts/lib/nginx.sh
 source scripts/lib/nginx.sh
+# shellcheck source=scripts/lib/measure.sh
+source scripts/lib/measure.sh
 
 bin=${1:-target/release/coserve}
 ROUNDS=${ROUNDS:-3}
@@ -75,15 +77,6 @@ start() {
     wait_port "$port" >/dev/null
 }
 
-# The server's CPU time so far, in clock ticks (its children's too).
-cpu_ticks() {
-    local t=0 p
-    for p in $pid $(pgrep -P "$pid"); do
-        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-    done
-    echo "$t"
-}
-
 # One run of scenario $2 against server $1: prints "rate cpu_us".
 run() {
     local name=$1 scenario=$2 port log before after count rate
@@ -97,9 +90,9 @@ run() {
         [[ $scenario == c1000 ]] && conns=1000
         [[ $scenario == large ]] && conns=16 path=/big.bin
         taskset -c 1 wrk -t1 -c"$conns" -d2s "$url$path" >/dev/null
-        before=$(cpu_ticks)
+        before=$(cpu_ticks "$pid")
         taskset -c 1 wrk -t1 -c"$conns" -d"${DURATION}s" "$url$path" >"$log"
-        after=$(cpu_ticks)
+        after=$(cpu_ticks "$pid")
         count=$(awk '/requests in/ {print $1}' "$log")
         if grep -q 'Non-2xx' "$log"; then
             echo "$name $scenario: responses other than 2xx (see $log)" >&2
@@ -108,10 +101,10 @@ run() {
         rate=$(awk '/^Requests\/sec/ {print $2}' "$log")
         ;;
     handshake)
-        before=$(cpu_ticks)
+        before=$(cpu_ticks "$pid")
         taskset -c 1 openssl s_time -connect "127.0.0.1:$port" -new -time "$DURATION" \
             -www /index.html >"$log" 2>&1 || true
-        after=$(cpu_ticks)
+        after=$(cpu_ticks "$pid")
         count=$(awk '/connections in/ && /real seconds/ {print $1; exit}' "$log")
         rate=$(awk -v n="$count" -v d="$DURATION" 'BEGIN {printf "%.1f", n / d}')
         ;;

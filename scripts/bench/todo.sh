@@ -17,6 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib/ports.sh
 source scripts/lib/ports.sh
+# shellcheck source=scripts/lib/measure.sh
+source scripts/lib/measure.sh
 
 target=${CARGO_TARGET_DIR:-target}
 bin=${1:-$target/release/examples/todo}
@@ -62,15 +64,6 @@ with Conn("127.0.0.1", port, timeout=10) as c:
 PY
 }
 
-# Milliseconds from a wrk latency ("812.00us", "1.23ms", "1.01s").
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0
-        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /s$/) n *= 1000
-        printf "%.3f", n
-    }'
-}
-
 # One round: prints "REQ_PER_S P50_MS P99_MS NON_2XX ERRORS".
 run() {
     local round=$1 port log
@@ -98,8 +91,8 @@ print(len(todos), "todos after the run", file=sys.stderr)' "$url" 2>>"$log"
     fi
     local rps p50 p99 non2xx errors
     rps=$(awk '/^Requests\/sec/ {print $2}' "$log")
-    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$log")")
-    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$log")")
+    p50=$(wrk_percentile_ms "$log" 50%)
+    p99=$(wrk_percentile_ms "$log" 99%)
     non2xx=$(awk '/Non-2xx or 3xx responses/ {print $NF}' "$log")
     # "Socket errors: connect 0, read 0, write 0, timeout 0", summed.
     errors=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$log")
