@@ -467,6 +467,12 @@ impl<H: Handler> Handler for Protected<H> {
             Response::error(StatusCode::UNAUTHORIZED).header("WWW-Authenticate", &*self.challenge)
         }
     }
+
+    /// A streamed body is not read before the credentials are checked: a
+    /// refused client's body is drained or its connection closed.
+    fn body_policy(&self, req: &Request) -> crate::BodyPolicy {
+        self.inner.body_policy(req)
+    }
 }
 
 impl<H> Protected<H> {

@@ -166,11 +166,15 @@ fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
 }
 
 /// The state of a chunked-body decoder that works on a buffer, so that the
-/// connection can feed it whatever it has read.
+/// connection can feed it whatever it has read, and hand the data to a
+/// buffer of the caller's (a streamed body) or to a growing one (a body
+/// read whole).
 #[derive(Debug, Default)]
 pub(crate) struct ChunkedDecoder {
     /// Bytes of chunk data still to come in the current chunk.
     remaining: u64,
+    /// Bytes of chunk data decoded so far, held against the maximum.
+    decoded: u64,
     /// Expecting the CRLF after chunk data.
     data_crlf: bool,
     /// In the trailer section, after the last chunk.
@@ -187,22 +191,41 @@ impl ChunkedDecoder {
         out: &mut Vec<u8>,
         max: u64,
     ) -> Result<usize, BodyError> {
+        // The data in `buf` is never longer than `buf`.
+        let start = out.len();
+        out.resize(start + buf.len(), 0);
+        let decoded = self.decode_into(buf, &mut out[start..], max);
+        let (used, written) = decoded.inspect_err(|_| out.truncate(start))?;
+        out.truncate(start + written);
+        Ok(used)
+    }
+
+    /// Decodes from `buf` into `out`, as far as both allow. Returns how
+    /// many bytes of `buf` were consumed and how many of `out` written. A
+    /// body past `max` bytes of data is refused as soon as a chunk's size
+    /// says so.
+    pub(crate) fn decode_into(
+        &mut self,
+        buf: &[u8],
+        out: &mut [u8],
+        max: u64,
+    ) -> Result<(usize, usize), BodyError> {
         let mut pos = 0;
+        let mut written = 0;
         while !self.done && pos < buf.len() {
             let rest = &buf[pos..];
             if self.remaining > 0 {
                 let n = rest
                     .len()
+                    .min(out.len() - written)
                     .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-                if (out.len() + n) as u64 > max {
-                    return Err(BodyError::TooLarge);
+                if n == 0 {
+                    break;
                 }
-                out.extend_from_slice(&rest[..n]);
-                self.remaining -= n as u64;
+                out[written..written + n].copy_from_slice(&rest[..n]);
+                written += n;
                 pos += n;
-                if self.remaining == 0 {
-                    self.data_crlf = true;
-                }
+                self.took_data(n);
                 continue;
             }
             // Every other state consumes one CRLF-terminated line.
@@ -233,14 +256,30 @@ impl ChunkedDecoder {
                 if size == 0 {
                     self.trailers = true;
                 } else {
-                    if out.len() as u64 + size > max {
+                    if self.decoded.saturating_add(size) > max {
                         return Err(BodyError::TooLarge);
                     }
                     self.remaining = size;
                 }
             }
         }
-        Ok(pos)
+        Ok((pos, written))
+    }
+
+    /// How much of the current chunk's data is still to come: that much
+    /// can be read straight into the caller's buffer, past the decoder.
+    pub(crate) fn data_left(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Counts `n` bytes of chunk data read past the decoder.
+    pub(crate) fn took_data(&mut self, n: usize) {
+        debug_assert!(n as u64 <= self.remaining);
+        self.remaining -= n as u64;
+        self.decoded += n as u64;
+        if self.remaining == 0 {
+            self.data_crlf = true;
+        }
     }
 
     pub(crate) fn is_done(&self) -> bool {

@@ -23,6 +23,7 @@ use crate::clock;
 use crate::handler::Handler;
 use crate::parse::{Fields, Limits, ParseError, Status, Version, parse_head_into};
 use crate::request::{Method, Request, TlsInfo};
+use crate::request_body::{self, BodyPolicy, Source};
 use crate::response::{
     Body, ChunkedWriter, ConnectionField, Inner, Part, Response, Stream, write_head,
 };
@@ -182,6 +183,25 @@ impl std::fmt::Display for Refused {
     }
 }
 
+/// How a handler that streams its body gets it.
+struct Streamed {
+    framing: Framing,
+    continues: bool,
+    max: u64,
+}
+
+/// Runs the handler; a panic is a `500`, and the connection closes.
+#[inline]
+fn call(handler: &dyn Handler, req: &Request) -> Response {
+    match catch_unwind(AssertUnwindSafe(|| handler.handle(req))) {
+        Ok(resp) => resp,
+        Err(_) => {
+            log::error!("handler panicked on {:?}", req.request_line());
+            Response::error(StatusCode::INTERNAL_SERVER_ERROR).close()
+        }
+    }
+}
+
 /// Why reading stopped.
 enum ReadEnd {
     Eof,
@@ -329,15 +349,13 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
             head_deadline = None;
             let mut req = Request::new(raw, head, self.peer);
             req.set_tls(self.tls.clone());
-            if let Err(status) = self.read_body(&mut req) {
-                return self.fail(status, Some(&req));
-            }
-            let resp = match catch_unwind(AssertUnwindSafe(|| handler.handle(&req))) {
-                Ok(resp) => resp,
-                Err(_) => {
-                    log::error!("handler panicked on {:?}", req.request_line());
-                    Response::error(StatusCode::INTERNAL_SERVER_ERROR).close()
-                }
+            let resp = match self.read_body(&mut req, handler) {
+                Ok(None) => call(handler, &req),
+                Ok(Some(streamed)) => match self.call_streamed(handler, &mut req, streamed) {
+                    Some(resp) => resp,
+                    None => return Ended::Closed,
+                },
+                Err(status) => return self.fail(status, Some(&req)),
             };
             if !self.respond(Some(&req), resp) {
                 return match self.upgrading.take() {
@@ -398,16 +416,73 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         self.fields = Fields::new();
     }
 
-    /// Reads the whole body into the request, or says which status refuses
-    /// it.
-    fn read_body(&mut self, req: &mut Request) -> Result<(), StatusCode> {
+    /// Reads the whole body into the request, or says how the handler
+    /// streams it, or which status refuses it.
+    fn read_body(
+        &mut self,
+        req: &mut Request,
+        handler: &dyn Handler,
+    ) -> Result<Option<Streamed>, StatusCode> {
         let framing = body::framing(req).map_err(|e| self.refused(e.into()))?;
         let continues = body::expects_continue(req).map_err(|e| self.refused(e.into()))?;
         if framing == Framing::None {
-            return Ok(());
+            return Ok(None);
         }
-        self.read_framed_body(req, framing, continues)
-            .map_err(|e| self.refused(e.into()))
+        let policy = handler.body_policy(req);
+        let max = policy.max(self.config.limits.max_body);
+        // Refused before a client waiting for `100 Continue` is invited to
+        // send it, and before a handler that streams runs.
+        if let Framing::Length(n) = framing
+            && n > max
+        {
+            return Err(self.refused(BodyError::TooLarge.into()));
+        }
+        if let BodyPolicy::Stream(_) = policy {
+            return Ok(Some(Streamed {
+                framing,
+                continues,
+                max,
+            }));
+        }
+        self.read_framed_body(req, framing, continues, max)
+            .map_err(|e| self.refused(e.into()))?;
+        Ok(None)
+    }
+
+    /// Runs a handler that streams its body (see `request_body.rs`), and
+    /// makes sure the body is read to its end before the next request, or
+    /// that the connection closes. `None` if it must close now.
+    #[inline(never)]
+    fn call_streamed(
+        &mut self,
+        handler: &dyn Handler,
+        req: &mut Request,
+        streamed: Streamed,
+    ) -> Option<Response> {
+        req.set_streamed();
+        // Earlier responses go out before this one's body is waited for.
+        self.flush().ok()?;
+        let continues =
+            streamed.continues && req.version() == Version::Http11 && self.rbuf.is_empty();
+        let req = &*req;
+        let mut source = Source::new(
+            &mut *self.io,
+            &mut self.rbuf,
+            streamed.framing,
+            streamed.max,
+            self.config.body_timeout,
+            continues,
+        );
+        let resp = request_body::with_source(req, &mut source, || call(handler, req));
+        if source.finish() {
+            Some(resp)
+        } else if resp.body_ref().is_upgrade() {
+            // What follows could be the body rather than the new protocol.
+            Some(Response::error(StatusCode::INTERNAL_SERVER_ERROR).close())
+        } else {
+            // The rest of the body cannot be told from the next request.
+            Some(resp.close())
+        }
     }
 
     /// Logs why a request is refused; returns the status that says so.
@@ -425,15 +500,8 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         req: &mut Request,
         framing: Framing,
         continues: bool,
+        max: u64,
     ) -> Result<(), BodyError> {
-        let max = self.config.limits.max_body;
-        // Refused before a client waiting for `100 Continue` is invited to
-        // send it.
-        if let Framing::Length(n) = framing
-            && n > max
-        {
-            return Err(BodyError::TooLarge);
-        }
         // The deadline runs from the end of the head.
         let deadline = clock::deadline(self.config.body_timeout);
         if continues && req.version() == Version::Http11 && self.rbuf.is_empty() {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::body::BodyError;
 use crate::request::Request;
+use crate::request_body::{BodyPolicy, WithBody};
 use crate::response::{Body, Response};
 use crate::status::StatusCode;
 
@@ -58,6 +60,51 @@ pub trait Handler: Send + Sync + 'static {
     {
         crate::middleware::Around::new(self, f)
     }
+
+    /// How the connection reads the body of `req` for this handler: whole
+    /// before [`Handler::handle`] runs (the default), or streamed as the
+    /// handler reads it. Asked once the head is in, only for a request
+    /// with a body. Set it with [`Handler::max_body`] or
+    /// [`Handler::stream_body`]; a handler that wraps another passes the
+    /// question on, as [`Router`](crate::Router) does to the route that
+    /// `req` matches.
+    fn body_policy(&self, req: &Request) -> BodyPolicy {
+        let _ = req;
+        BodyPolicy::Buffer
+    }
+
+    /// This handler with its own limit on the body it is given whole, in
+    /// place of [`Config::max_body`](crate::Config::max_body): larger for
+    /// an upload route, smaller for a JSON API. A larger body is refused
+    /// with `413` before the handler runs.
+    ///
+    /// ```
+    /// use coserve::{Handler, Method, Request, Router};
+    ///
+    /// let notes = |req: &Request| format!("{} bytes", req.body().len());
+    /// let app = Router::new().handler(Method::Post, "/notes", notes.max_body(64 * 1024));
+    /// # let _ = app;
+    /// ```
+    fn max_body(self, bytes: u64) -> WithBody<Self>
+    where
+        Self: Sized,
+    {
+        WithBody::new(self, BodyPolicy::BufferMax(bytes))
+    }
+
+    /// This handler with its body streamed: it runs as soon as the head
+    /// is in and reads the body with [`Request::body_reader`], which parks
+    /// only its coroutine, so that an upload never has to fit in memory.
+    /// A body over `max` bytes is refused with `413`: by its
+    /// `Content-Length` before the handler runs, a chunked one by the read
+    /// that passes `max`. Each read waits at most the server's
+    /// [`Config::body_timeout`](crate::Config::body_timeout).
+    fn stream_body(self, max: u64) -> WithBody<Self>
+    where
+        Self: Sized,
+    {
+        WithBody::new(self, BodyPolicy::Stream(max))
+    }
 }
 
 impl<F, R> Handler for F
@@ -73,6 +120,10 @@ where
 impl<H: Handler + ?Sized> Handler for Arc<H> {
     fn handle(&self, req: &Request) -> Response {
         (**self).handle(req)
+    }
+
+    fn body_policy(&self, req: &Request) -> BodyPolicy {
+        (**self).body_policy(req)
     }
 }
 
@@ -210,7 +261,28 @@ impl Error {
 
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
     fn from(e: E) -> Error {
-        Error::with_cause(StatusCode::INTERNAL_SERVER_ERROR, e)
+        let status = body_error_status(&e).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Error::with_cause(status, e)
+    }
+}
+
+/// The status of a request body that could not be read, if `e` is one
+/// (a [`BodyError`], or an `io::Error` from a
+/// [`BodyReader`](crate::BodyReader) that holds one): the client's fault,
+/// not the server's.
+fn body_error_status(e: &(dyn std::error::Error + 'static)) -> Option<StatusCode> {
+    let body = match e.downcast_ref::<std::io::Error>() {
+        Some(io) => io.get_ref()?.downcast_ref::<BodyError>(),
+        None => e.downcast_ref::<BodyError>(),
+    };
+    body.map(|b| b.status())
+}
+
+/// An I/O error answers as [`Error`] does: `500`, or the status of a
+/// request body that could not be read.
+impl IntoResponse for std::io::Error {
+    fn into_response(self) -> Response {
+        Error::from(self).into_response()
     }
 }
 

@@ -56,4 +56,8 @@ where
     fn handle(&self, req: &Request) -> Response {
         (self.f)(req, Next { inner: &self.inner }).into_response()
     }
+
+    fn body_policy(&self, req: &Request) -> crate::BodyPolicy {
+        self.inner.body_policy(req)
+    }
 }

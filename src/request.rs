@@ -14,6 +14,7 @@ use percent_encoding::{percent_decode, percent_decode_str};
 use crate::parse::{
     Fields, Head, Limits, ParseError, Status, Version, find_byte, name_bit, parse_head,
 };
+use crate::request_body::{BodyReader, SourceSlot};
 
 /// The request method.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +103,11 @@ pub struct Request {
     tls: Option<Arc<TlsInfo>>,
     params: Params,
     extensions: Extensions,
+    /// Whether the body is streamed to the handler rather than read
+    /// before it ([`BodyPolicy::Stream`](crate::BodyPolicy::Stream)).
+    streamed: bool,
+    /// The connection's reader of a streamed body, while the handler runs.
+    source: SourceSlot,
 }
 
 /// Values of any type that middleware leaves for the handler (see
@@ -199,7 +205,23 @@ impl Request {
             tls: None,
             params: Params::default(),
             extensions: Extensions::default(),
+            streamed: false,
+            source: SourceSlot::default(),
         }
+    }
+
+    /// Marks the body as streamed to the handler: [`Request::body`] stays
+    /// empty, and [`Request::body_reader`] reads the connection.
+    pub(crate) fn set_streamed(&mut self) {
+        self.streamed = true;
+    }
+
+    pub(crate) fn is_streamed(&self) -> bool {
+        self.streamed
+    }
+
+    pub(crate) fn source_slot(&self) -> &SourceSlot {
+        &self.source
     }
 
     /// Sets the parameters a pattern route matched, replacing any an outer
@@ -491,9 +513,48 @@ impl Request {
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
     }
 
-    /// The request body (empty when there is none).
+    /// The request body, read whole before the handler ran (empty when
+    /// there is none, and for a handler that streams its body: see
+    /// [`Request::body_reader`]).
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+
+    /// The request body as [`Read`](std::io::Read).
+    ///
+    /// For a handler that streams its body
+    /// ([`Handler::stream_body`](crate::Handler::stream_body)), this reads
+    /// the connection as it goes: a read parks only the handler's
+    /// coroutine, and an upload of any size passes through a buffer of the
+    /// handler's choosing. For any other, it reads [`Request::body`].
+    ///
+    /// One reader at a time reads a streamed body: a second one made while
+    /// the first is alive fails at its first read; one made after the
+    /// first is dropped goes on where it stopped. What the handler leaves
+    /// unread is drained (up to 256 KiB) or the connection closed, never
+    /// read as the next request.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use coserve::{Handler, Method, Request, Router};
+    ///
+    /// // Counts the bytes of uploads up to 1 GiB, holding 16 KiB at a time.
+    /// let count = |req: &Request| -> std::io::Result<String> {
+    ///     let mut body = req.body_reader();
+    ///     let mut buf = [0u8; 16 * 1024];
+    ///     let mut total = 0;
+    ///     loop {
+    ///         match body.read(&mut buf)? {
+    ///             0 => return Ok(format!("{total} bytes\n")),
+    ///             n => total += n,
+    ///         }
+    ///     }
+    /// };
+    /// let app = Router::new().handler(Method::Post, "/count", count.stream_body(1 << 30));
+    /// # let _ = app;
+    /// ```
+    pub fn body_reader(&self) -> BodyReader<'_> {
+        BodyReader::new(self)
     }
 
     /// The client's address, when the request came over a socket.

@@ -12,6 +12,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::handler::{Handler, IntoResponse};
 use crate::request::{Method, Request};
+use crate::request_body::BodyPolicy;
 use crate::response::Response;
 use crate::status::StatusCode;
 
@@ -558,14 +559,20 @@ fn check_starts_with_slash(path: &str) {
     );
 }
 
-impl Handler for Router {
-    fn handle(&self, req: &Request) -> Response {
-        let path = req.path();
+/// Where a path leads in a router.
+enum Found<'a> {
+    /// An exact path or a prefix.
+    Endpoint(&'a Endpoint),
+    /// A pattern, whose parameters are still to be read.
+    Pattern(&'a Pattern, &'a Endpoint),
+    Fallback(&'a dyn Handler),
+    Nothing,
+}
+
+impl Router {
+    fn find(&self, path: &str) -> Found<'_> {
         if let Some(endpoint) = self.exact.get(path) {
-            return match endpoint.find(req.method()) {
-                Some(handler) => handler.handle(req),
-                None => endpoint.not_allowed(),
-            };
+            return Found::Endpoint(endpoint);
         }
         // Two patterns with the same specificity cannot both match a path
         // (`add` refuses the second), nor can two prefixes.
@@ -579,25 +586,45 @@ impl Handler for Router {
             .iter()
             .filter(|p| p.covers(path))
             .max_by_key(|p| p.segments);
-        let endpoint = match (pattern, prefix) {
+        match (pattern, prefix) {
             (Some((pattern, _)), Some(prefix))
                 if prefix.specificity().cmp(pattern.specificity()) == Ordering::Greater =>
             {
-                &prefix.endpoint
+                Found::Endpoint(&prefix.endpoint)
             }
-            (Some((pattern, endpoint)), _) => return self.dispatch_pattern(pattern, endpoint, req),
-            (None, Some(prefix)) => &prefix.endpoint,
-            (None, None) => {
-                return match &self.fallback {
-                    Some(fallback) => fallback.handle(req),
-                    None => Response::error(StatusCode::NOT_FOUND),
-                };
-            }
-        };
-        match endpoint.find(req.method()) {
-            Some(handler) => handler.handle(req),
-            None => endpoint.not_allowed(),
+            (Some((pattern, endpoint)), _) => Found::Pattern(pattern, endpoint),
+            (None, Some(prefix)) => Found::Endpoint(&prefix.endpoint),
+            (None, None) => match &self.fallback {
+                Some(fallback) => Found::Fallback(&**fallback),
+                None => Found::Nothing,
+            },
         }
+    }
+}
+
+impl Handler for Router {
+    fn handle(&self, req: &Request) -> Response {
+        match self.find(req.path()) {
+            Found::Endpoint(endpoint) => match endpoint.find(req.method()) {
+                Some(handler) => handler.handle(req),
+                None => endpoint.not_allowed(),
+            },
+            Found::Pattern(pattern, endpoint) => self.dispatch_pattern(pattern, endpoint, req),
+            Found::Fallback(fallback) => fallback.handle(req),
+            Found::Nothing => Response::error(StatusCode::NOT_FOUND),
+        }
+    }
+
+    /// The policy of the route `req` matches: each route's handler says
+    /// how it takes its body ([`Handler::stream_body`],
+    /// [`Handler::max_body`]).
+    fn body_policy(&self, req: &Request) -> BodyPolicy {
+        let handler = match self.find(req.path()) {
+            Found::Endpoint(endpoint) | Found::Pattern(_, endpoint) => endpoint.find(req.method()),
+            Found::Fallback(fallback) => Some(fallback),
+            Found::Nothing => None,
+        };
+        handler.map_or(BodyPolicy::Buffer, |h| h.body_policy(req))
     }
 }
 

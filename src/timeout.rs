@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::handler::Handler;
 use crate::request::Request;
+use crate::request_body::BodyPolicy;
 use crate::response::Response;
 use crate::status::StatusCode;
 
@@ -86,6 +87,16 @@ impl<H: Handler> Timeout<H> {
 }
 
 impl<H: Handler> Handler for Timeout<H> {
+    /// The handler runs on a flow of control of its own, with a copy of
+    /// the request, which cannot read the connection: a body it would
+    /// stream is read whole first, up to the same maximum.
+    fn body_policy(&self, req: &Request) -> BodyPolicy {
+        match self.handler.body_policy(req) {
+            BodyPolicy::Stream(max) => BodyPolicy::BufferMax(max),
+            other => other,
+        }
+    }
+
     fn handle(&self, req: &Request) -> Response {
         let handler = Arc::clone(&self.handler);
         let owned = req.clone();

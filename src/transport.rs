@@ -15,7 +15,7 @@ use bytes::BytesMut;
 /// socket, a Unix socket, an in-memory pipe in a test. Only the first three
 /// methods are required; the defaults of the others are correct, if slower
 /// than a socket's own.
-pub trait Transport: Read + Write {
+pub trait Transport: Read + Write + Send {
     /// Bounds the next reads; `None` waits forever. A read that times out
     /// fails with `TimedOut` or `WouldBlock`.
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;

@@ -34,5 +34,6 @@ mod shutdown;
 mod sse;
 mod timeout;
 mod tls;
+mod uploads;
 mod websocket;
 mod websocket_events;
