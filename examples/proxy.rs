@@ -15,10 +15,11 @@
 //! threads are one per core, or `COSERVE_WORKERS` of them.
 //!
 //! - **Requests** go out with the client's method, path and query. The
-//!   server reads a request body whole before the handler runs (up to
-//!   1 MiB, `Config::max_body`, the same as nginx's
-//!   `client_max_body_size`), and it is forwarded as it is, with its
-//!   length; streaming request bodies through is not possible yet.
+//!   body streams through as it arrives (`Handler::stream_body`, read with
+//!   `Request::body_reader`): one with a `Content-Length` goes on with
+//!   that length, a chunked one chunked. It is never held whole, so up to
+//!   [`MAX_BODY`] is allowed (nginx's `client_max_body_size` is 1 MiB by
+//!   default, since nginx buffers bodies); a larger one is a `413`.
 //! - **Responses** keep the upstream's status and end-to-end fields (the
 //!   reason phrase is coserve's, and field names come out lowercase, as
 //!   the client's `http` types hold them). A body of a known length up to
@@ -48,7 +49,8 @@
 //!   uncompressed.
 //! - **Failures**: an upstream that refuses the connection, a name that
 //!   does not resolve, or a broken response is a `502`; one that does not
-//!   answer in time is a `504`. Both are a short text body, and a line on
+//!   answer in time is a `504`. A client whose body fails (cut short, too
+//!   slow, malformed) gets that body's status (`400`, `408`). Both are a short text body, and a line on
 //!   stderr. A body that fails halfway is cut short (the client sees the
 //!   connection close before the last chunk).
 //! - **Upstream connections** are kept alive in the client's pool, up to
@@ -69,7 +71,10 @@ use std::time::Duration;
 
 use coserve::client::http::{self, HeaderMap, HeaderName, HeaderValue, Uri};
 use coserve::client::{self, Client, ClientBuilder};
-use coserve::{Body, Config, Handler, Method, Request, Response, Server, StatusCode};
+use coserve::{
+    Body, BodyError, BodyPolicy, Config, Handler, IntoResponse, Method, Request, Response, Server,
+    StatusCode,
+};
 
 /// A response body of a known length up to this is read whole and sent
 /// with its `Content-Length`.
@@ -77,6 +82,9 @@ pub const BUFFER_MAX: u64 = 64 * 1024;
 
 /// How much of a streamed body is read, and sent, at a time.
 pub const STREAM_PIECE: usize = 16 * 1024;
+
+/// The largest request body passed on.
+pub const MAX_BODY: u64 = 1 << 30;
 
 /// Idle keep-alive connections kept to the upstream.
 pub const MAX_IDLE: usize = 64;
@@ -262,7 +270,22 @@ impl Proxy {
     }
 }
 
+/// Whether the client sent a body, and its length if it said one: the
+/// server has checked the framing already.
+fn request_framing(req: &Request) -> Option<Option<u64>> {
+    if req.header_has_token("transfer-encoding", "chunked") {
+        return Some(None);
+    }
+    let n: u64 = req.header_str("content-length")?.parse().ok()?;
+    (n > 0).then_some(Some(n))
+}
+
 impl Handler for Proxy {
+    /// Bodies stream through, up to [`MAX_BODY`].
+    fn body_policy(&self, _req: &Request) -> BodyPolicy {
+        BodyPolicy::Stream(MAX_BODY)
+    }
+
     fn handle(&self, req: &Request) -> Response {
         if *req.method() == Method::Connect {
             return Response::error(StatusCode::METHOD_NOT_ALLOWED);
@@ -270,17 +293,31 @@ impl Handler for Proxy {
         let Some(parts) = self.upstream_request(req) else {
             return Response::error(StatusCode::BAD_REQUEST);
         };
-        // A body goes with its length; none, without one, but for the
-        // methods that expect a body (an empty one has `Content-Length: 0`).
-        let expects_body = matches!(req.method(), Method::Post | Method::Put | Method::Patch);
-        let sent = if req.body().is_empty() && !expects_body {
-            self.client.run(http::Request::from_parts(parts, ()))
-        } else {
-            self.client
-                .run(http::Request::from_parts(parts, &req.body()[..]))
+        let sent = match request_framing(req) {
+            // None, but for the methods that expect a body (an empty one
+            // has `Content-Length: 0`).
+            None if !matches!(req.method(), Method::Post | Method::Put | Method::Patch) => {
+                self.client.run(http::Request::from_parts(parts, ()))
+            }
+            None => self.client.run(http::Request::from_parts(parts, &b""[..])),
+            // Streamed as it arrives: with its length, or chunked.
+            Some(length) => {
+                let mut parts = parts;
+                if let Some(n) = length {
+                    parts.headers.insert(http::header::CONTENT_LENGTH, n.into());
+                }
+                let mut body = req.body_reader();
+                let body = client::SendBody::from_reader(&mut body);
+                self.client.run(http::Request::from_parts(parts, body))
+            }
         };
         match sent {
             Ok(res) => self.respond(req, res),
+            // The client's body failed, not the upstream: its status
+            // (413, 400, 408).
+            Err(client::Error::Io(e)) if e.get_ref().is_some_and(|e| e.is::<BodyError>()) => {
+                coserve::Error::from(e).into_response()
+            }
             Err(e) => self.failed(req, &e, matches!(e, client::Error::Timeout(_))),
         }
     }

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use coserve::client::Client;
-use coserve::{Method, Request, Response, StatusCode};
+use coserve::{Handler, Method, Request, Response, StatusCode};
 
 use crate::util::{IO_TIMEOUT, Resp, TestServer, big_pattern, start, test_config};
 
@@ -253,6 +253,37 @@ fn never_answer(_: &Request) -> Option<Vec<u8>> {
     None
 }
 
+/// An upstream that streams what it is sent: `LEN DIGEST (FRAMING)` of
+/// the body, up to 64 MiB, with how it came (`sized` or `chunked`).
+fn counting_upstream() -> TestServer {
+    let count = |req: &Request| -> std::io::Result<String> {
+        let mut body = req.body_reader();
+        let mut buf = vec![0u8; 64 * 1024];
+        let (mut len, mut hash) = (0usize, 0xcbf29ce484222325u64);
+        loop {
+            let n = body.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            len += n;
+            hash = fnv(hash, &buf[..n]);
+        }
+        let framing = if req.header("content-length").is_some() {
+            "sized"
+        } else {
+            "chunked"
+        };
+        Ok(format!("{len} {hash:x} ({framing})"))
+    };
+    start(test_config(), count.stream_body(64 << 20))
+}
+
+fn fnv(hash: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(hash, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+}
+
 crate::engine_tests! {
     /// GET, POST and PUT reach the upstream with their method, path,
     /// query and body; `Host` is the upstream's, and the client's goes in
@@ -302,6 +333,43 @@ crate::engine_tests! {
         assert_eq!(r.header("x-echo"), Some("1"));
         assert!(r.body.is_empty());
         assert_eq!(Seen::of(&proxy.get("/after-head")).line, "GET /after-head");
+    }
+
+    /// Request bodies stream through, larger than the server's 1 MiB
+    /// `max_body`: with their length, or chunked as they came. One over
+    /// the proxy's maximum is a 413 that never reaches the upstream.
+    #[test]
+    fn request_bodies_stream_through() {
+        let up = counting_upstream();
+        let proxy = proxy_to(up.addr, example::client());
+        let body = big_pattern(3 << 20);
+        let digest = fnv(0xcbf29ce484222325, &body);
+
+        let r = send(&proxy, &with_body("PUT", "/sized", &body));
+        assert_eq!((r.status, r.text()), (200, format!("{} {digest:x} (sized)", body.len())));
+
+        let mut chunked = b"POST /chunked HTTP/1.1\r\nHost: test\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for piece in body.chunks(100_000) {
+            chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            chunked.extend_from_slice(piece);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let r = send(&proxy, &chunked);
+        assert_eq!((r.status, r.text()), (200, format!("{} {digest:x} (chunked)", body.len())));
+
+        let too_big = format!(
+            "PUT /x HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n",
+            example::MAX_BODY + 1
+        );
+        assert_eq!(send(&proxy, too_big.as_bytes()).status, 413);
+
+        // A body cut short is the client's 400, not a 502.
+        let mut s = proxy.connect();
+        s.write_all(b"PUT /x HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\nshort").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let r = crate::util::read_response(&mut s, false).expect("a response");
+        assert_eq!(r.status, 400, "{r:?}");
     }
 
     /// Hop-by-hop fields stop at the proxy, both ways: those the client's
