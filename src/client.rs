@@ -413,7 +413,7 @@ impl Connector<()> for MayConnector {
             stream.set_nodelay(true)?;
         }
         Ok(Some(MayTransport {
-            stream,
+            socket: Socket::new(stream),
             buffers: LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size()),
         }))
     }
@@ -490,14 +490,14 @@ fn limit(timeout: NextTimeout) -> Option<Duration> {
 /// the coroutine (or the thread, outside one) until the socket is ready or
 /// the timeout ureq gives passes.
 struct MayTransport {
-    stream: may::net::TcpStream,
+    socket: Socket,
     buffers: LazyBuffers,
 }
 
 impl fmt::Debug for MayTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MayTransport")
-            .field("peer", &self.stream.peer_addr().ok())
+            .field("peer", &self.socket.stream.peer_addr().ok())
             .finish()
     }
 }
@@ -512,7 +512,7 @@ impl Transport for MayTransport {
         let wait = wait_allowed(timeout)?;
         // The limit is on the whole write, however many waits it takes.
         let deadline = wait.map(|d| Instant::now() + d);
-        let MayTransport { stream, buffers } = self;
+        let MayTransport { socket, buffers } = self;
         let mut out = &buffers.output()[..amount];
         while !out.is_empty() {
             let wait = match deadline {
@@ -522,7 +522,7 @@ impl Transport for MayTransport {
                     left => Some(left.max(Duration::from_millis(1))),
                 },
             };
-            let n = write(stream, out, wait).map_err(|e| io_error(e, timeout))?;
+            let n = socket.write(out, wait).map_err(|e| io_error(e, timeout))?;
             if n == 0 {
                 return Err(Error::Io(io::ErrorKind::WriteZero.into()));
             }
@@ -534,20 +534,29 @@ impl Transport for MayTransport {
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
         let timeout = timeout.for_read();
         let wait = wait_allowed(timeout)?;
-        let MayTransport { stream, buffers } = self;
-        let n = read(stream, buffers.input_append_buf(), wait).map_err(|e| io_error(e, timeout))?;
+        let MayTransport { socket, buffers } = self;
+        let n = socket
+            .read(buffers.input_append_buf(), wait)
+            .map_err(|e| io_error(e, timeout))?;
         buffers.input_appended(n);
         Ok(n > 0)
     }
 
-    /// Whether a pooled connection can be used again: the upstream has
-    /// neither closed it nor sent anything unasked. A read that would block
-    /// says so; it never waits (ureq asks with its pool's lock held).
+    /// Whether a pooled connection can be used again: see
+    /// [`Socket::is_open`].
     fn is_open(&mut self) -> bool {
-        matches!(
-            self.stream.inner().read(&mut [0u8; 1]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock
-        )
+        self.socket.is_open()
+    }
+}
+
+/// Whether a timeout already set will do for `want`: both none, or
+/// within 1/64 of each other (a 60 s limit may end a second early or
+/// late, a 300 ms one 5 ms).
+fn about(set: Option<Duration>, want: Option<Duration>) -> bool {
+    match (set, want) {
+        (None, None) => true,
+        (Some(set), Some(want)) => set.abs_diff(want) <= want / 64,
+        _ => false,
     }
 }
 
@@ -560,41 +569,80 @@ fn wait_allowed(timeout: NextTimeout) -> Result<Option<Duration>, Error> {
     }
 }
 
-/// Reads what the socket has; if nothing yet, waits at most `wait` with
-/// may's read, which parks until data comes or the time is up. (The
-/// timeout is set only when a wait is coming: it costs a system call.)
-fn read(
-    stream: &mut may::net::TcpStream,
-    buf: &mut [u8],
-    wait: Option<Duration>,
-) -> io::Result<usize> {
-    loop {
-        match stream.inner().read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            other => return other,
-        }
-    }
-    stream.set_read_timeout(wait)?;
-    stream.read(buf)
+/// A may socket and the timeouts last set on it: may's setters make a
+/// system call each (`SO_RCVTIMEO`, `SO_SNDTIMEO`), and ureq gives nearly
+/// the same timeout call after call (what is left of it: 59.9999 s of
+/// 60), so one within 1/64 of the last is taken as the same.
+struct Socket {
+    stream: may::net::TcpStream,
+    read_timeout: Option<Option<Duration>>,
+    write_timeout: Option<Option<Duration>>,
+    /// When it was last read or written, on the coarse clock.
+    last_io: Duration,
 }
 
-/// Writes what the socket takes; if its buffer is full, waits at most
-/// `wait` with may's write, as [`read`] does.
-fn write(
-    stream: &mut may::net::TcpStream,
-    buf: &[u8],
-    wait: Option<Duration>,
-) -> io::Result<usize> {
-    loop {
-        match stream.inner().write(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            other => return other,
+/// A connection idle longer than this is checked with a read before it is
+/// used again, whatever may's event loop says: see [`Socket::is_open`].
+const TRUST_EVENTS_FOR: Duration = Duration::from_millis(100);
+
+impl Socket {
+    fn new(stream: may::net::TcpStream) -> Socket {
+        Socket {
+            stream,
+            read_timeout: None,
+            write_timeout: None,
+            last_io: crate::clock::monotonic(),
         }
     }
-    stream.set_write_timeout(wait)?;
-    stream.write(buf)
+
+    /// Reads what the socket has or, if nothing yet, waits at most `wait`:
+    /// may's read tries the socket first, then parks until data comes or
+    /// the time is up.
+    fn read(&mut self, buf: &mut [u8], wait: Option<Duration>) -> io::Result<usize> {
+        if !self.read_timeout.is_some_and(|set| about(set, wait)) {
+            self.stream.set_read_timeout(wait)?;
+            self.read_timeout = Some(wait);
+        }
+        self.last_io = crate::clock::monotonic();
+        self.stream.read(buf)
+    }
+
+    /// Writes what the socket takes or, if its buffer is full, waits at
+    /// most `wait`, as [`Socket::read`] does.
+    fn write(&mut self, buf: &[u8], wait: Option<Duration>) -> io::Result<usize> {
+        if !self.write_timeout.is_some_and(|set| about(set, wait)) {
+            self.stream.set_write_timeout(wait)?;
+            self.write_timeout = Some(wait);
+        }
+        self.last_io = crate::clock::monotonic();
+        self.stream.write(buf)
+    }
+
+    /// Whether the connection can be used again: the peer has neither
+    /// closed it nor sent anything unasked. Never waits (ureq asks with
+    /// its pool's lock held, twice a call: when the connection goes back
+    /// to the pool and when it comes out).
+    ///
+    /// A read that would block says so, at the cost of a system call. A
+    /// connection in steady use skips it: may's event loop flags every
+    /// readiness edge on the socket, and a close or unasked bytes make
+    /// one, so no edge since the last read or write means nothing came.
+    /// The flag lags the kernel by the event loop's reaction time, so only
+    /// a connection used within [`TRUST_EVENTS_FOR`] takes its word: one
+    /// idle longer (the one an upstream's keep-alive timeout closes) is
+    /// read. A close in the last instant before a call is a race no check
+    /// wins; ureq does not retry.
+    fn is_open(&mut self) -> bool {
+        use may::io::AsIoData;
+        let recent = crate::clock::monotonic().saturating_sub(self.last_io) < TRUST_EVENTS_FOR;
+        if recent && self.stream.as_io_data().io_flag.load(Ordering::Acquire) == 0 {
+            return true;
+        }
+        matches!(
+            self.stream.inner().read(&mut [0u8; 1]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
+    }
 }
 
 /// A socket error as ureq's: a timed-out wait is the timeout that bounded it.

@@ -387,3 +387,63 @@ fn blocking_pool_of_seven() {
     let err = coserve::set_blocking_pool_size(8).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
 }
+
+/// A pooled connection that the upstream closed while it sat idle is not
+/// used again: the next call opens a new one and succeeds. The upstream
+/// (std sockets, a thread per connection) answers each request with
+/// keep-alive, closes a connection idle for 200 ms, and says so; the
+/// second call comes after that. Without the check before reuse
+/// (`is_open`), the second call would go over the closed connection and
+/// fail, since ureq does not retry.
+#[test]
+fn a_pooled_connection_the_upstream_closed_is_not_reused() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let closed = closed_tx.clone();
+            std::thread::spawn(move || {
+                stream
+                    .set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                loop {
+                    match stream.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        // Idle for 200 ms, or closed: close and say so.
+                        _ => break,
+                    }
+                    if head.ends_with(b"\r\n\r\n") {
+                        let body = format!("connection {}", n + 1);
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        stream.write_all(answer.as_bytes()).unwrap();
+                        head.clear();
+                    }
+                }
+                drop(stream);
+                let _ = closed.send(n + 1);
+            });
+        }
+    });
+    let client = Client::new();
+    let url = format!("http://{addr}/");
+    let call = || {
+        client
+            .get(&url)
+            .call()
+            .map(|mut r| r.body_mut().read_to_string().unwrap())
+    };
+    assert_eq!(call().unwrap(), "connection 1");
+    assert_eq!(
+        closed_rx.recv_timeout(Duration::from_secs(10)),
+        Ok(1),
+        "the upstream closes its idle connection"
+    );
+    assert_eq!(call().unwrap(), "connection 2");
+}
