@@ -410,12 +410,9 @@ fn a_pooled_connection_the_upstream_closed_is_not_reused() {
                     .unwrap();
                 let mut head = Vec::new();
                 let mut byte = [0u8; 1];
-                loop {
-                    match stream.read(&mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        // Idle for 200 ms, or closed: close and say so.
-                        _ => break,
-                    }
+                // Until idle for 200 ms, or closed: then close and say so.
+                while let Ok(1) = stream.read(&mut byte) {
+                    head.push(byte[0]);
                     if head.ends_with(b"\r\n\r\n") {
                         let body = format!("connection {}", n + 1);
                         let answer = format!(
