@@ -27,9 +27,9 @@
 //!   one write with the head. Any other body is streamed: read through
 //!   `impl Read` [`STREAM_PIECE`] at a time and sent on as each piece
 //!   comes, so it is never held whole and a slow stream (server-sent
-//!   events) is not held back. A streamed `Body` has no length, so these
-//!   go out chunked, and so does the head of a `HEAD` answer (its
-//!   upstream `Content-Length` cannot be passed on).
+//!   events) is not held back. One with a length keeps it
+//!   (`Body::sized_stream`); one without goes out chunked. A `HEAD`
+//!   answer keeps the upstream's `Content-Length`.
 //! - **Hop-by-hop fields** are removed both ways: `Connection` and every
 //!   field it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
 //!   `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization` and
@@ -226,19 +226,26 @@ impl Proxy {
             }
         }
         if *req.method() == Method::Head || status.has_no_body() {
+            let length = res
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
             // Nothing to read; reading it to its end puts the connection
             // back in the pool.
             if let Err(e) = res.body_mut().read_to_vec() {
                 return self.failed(req, &e, matches!(e, client::Error::Timeout(_)));
             }
-            // A HEAD answer's head says "chunked" (a stream's framing):
-            // the upstream's length cannot be passed on.
             if status.has_no_body() {
                 return out;
             }
-            return out.body(Body::stream(|_| Ok(())));
+            // A HEAD answer keeps the upstream's length, if it gave one.
+            return out.body(match length {
+                Some(len) => Body::sized_stream(len, |_| Ok(())),
+                None => Body::stream(|_| Ok(())),
+            });
         }
-        match res.body().content_length() {
+        let length = res.body().content_length();
+        match length {
             Some(len) if len <= BUFFER_MAX => {
                 match res.body_mut().with_config().limit(BUFFER_MAX).read_to_vec() {
                     Ok(bytes) => out.body(bytes),
@@ -248,7 +255,11 @@ impl Proxy {
             _ => {
                 let body = res.into_body().into_reader();
                 let target = req.target().to_owned();
-                out.body(Body::stream(move |w| stream(body, w, &target)))
+                let write = move |w: &mut dyn Write| stream(body, w, &target);
+                out.body(match length {
+                    Some(len) => Body::sized_stream(len, write),
+                    None => Body::stream(write),
+                })
             }
         }
     }

@@ -549,13 +549,13 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         let status = resp.status();
         let send_body =
             !matches!(req.map(Request::method), Some(Method::Head)) && !status.has_no_body();
-        // A stream has no length: HTTP/1.1 gets chunks, HTTP/1.0 gets the
-        // body delimited by the close.
-        let streaming = resp.body_ref().is_stream();
-        let chunked = streaming && version == Some(Version::Http11);
+        // A stream of no stated length: HTTP/1.1 gets chunks, HTTP/1.0
+        // gets the body delimited by the close.
+        let no_length = resp.body_ref().is_unsized_stream();
+        let chunked = no_length && version == Some(Version::Http11);
         let keep_alive = req.is_some_and(Request::wants_keep_alive)
             && !resp.closes()
-            && (chunked || !streaming)
+            && (chunked || !no_length)
             && !self.server.stopping.load(Ordering::Acquire);
         let connection = match (keep_alive, version) {
             (false, _) => ConnectionField::Close,
@@ -622,7 +622,10 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
     /// response unterminated, and the connection is closed.
     fn write_stream(&mut self, stream: Stream, chunked: bool) -> io::Result<u64> {
         self.flush()?;
-        let mut out = ChunkedWriter::new(&mut *self.io, chunked);
+        let mut out = match stream.1 {
+            Some(len) => ChunkedWriter::sized(&mut *self.io, len),
+            None => ChunkedWriter::new(&mut *self.io, chunked),
+        };
         match catch_unwind(AssertUnwindSafe(|| (stream.0)(&mut out))) {
             Ok(Ok(())) => out.finish(),
             Ok(Err(e)) => Err(e),

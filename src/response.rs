@@ -53,8 +53,9 @@ pub(crate) enum Inner {
 /// The writer behind a streamed body.
 type StreamFn = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
 
-/// A streamed body: a closure that writes it.
-pub(crate) struct Stream(pub(crate) StreamFn);
+/// A streamed body: a closure that writes it, and its length if it said
+/// one ([`Body::sized_stream`]).
+pub(crate) struct Stream(pub(crate) StreamFn, pub(crate) Option<u64>);
 
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -114,7 +115,32 @@ impl Body {
     where
         F: FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
     {
-        Body(Inner::Stream(Stream(Box::new(write))))
+        Body(Inner::Stream(Stream(Box::new(write), None)))
+    }
+
+    /// A body of exactly `len` bytes written by `write` after the head has
+    /// gone out, as [`Body::stream`] is, but sent with its
+    /// `Content-Length` rather than chunked: the connection stays open
+    /// for the next request (with HTTP/1.0 too), and a `HEAD` answer
+    /// carries the length. Fewer bytes than `len`, or an attempt to write
+    /// more, is an error: the response ends there and the connection
+    /// closes, so the client can tell it was cut short.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use coserve::{Body, Response, StatusCode};
+    ///
+    /// let resp = Response::new(StatusCode::OK).body(Body::sized_stream(11, |w| {
+    ///     w.write_all(b"hello ")?;
+    ///     w.write_all(b"world")
+    /// }));
+    /// assert_eq!(resp.body_ref().len(), Some(11));
+    /// ```
+    pub fn sized_stream<F>(len: u64, write: F) -> Body
+    where
+        F: FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static,
+    {
+        Body(Inner::Stream(Stream(Box::new(write), Some(len))))
     }
 
     pub(crate) fn parts(file: File, parts: Vec<Part>) -> Body {
@@ -127,10 +153,11 @@ impl Body {
     }
 
     /// The length in bytes; `None` for a stream, whose length is not known
-    /// until it has been written.
+    /// until it has been written, unless it said it
+    /// ([`Body::sized_stream`]).
     pub fn len(&self) -> Option<u64> {
         match &self.0 {
-            Inner::Stream(_) => None,
+            Inner::Stream(Stream(_, len)) => *len,
             _ => Some(self.wire_len()),
         }
     }
@@ -143,6 +170,12 @@ impl Body {
     /// Whether the body is a stream.
     pub fn is_stream(&self) -> bool {
         matches!(self.0, Inner::Stream(_))
+    }
+
+    /// Whether the body is a stream of no stated length: chunked, or
+    /// delimited by the close.
+    pub(crate) fn is_unsized_stream(&self) -> bool {
+        matches!(self.0, Inner::Stream(Stream(_, None)))
     }
 
     /// The bytes of a body held in memory; `None` for a file or a stream.
@@ -162,10 +195,12 @@ impl Body {
         }
     }
 
-    /// The `Content-Length` of the body (0 for a stream).
+    /// The `Content-Length` of the body (0 for a stream of no stated
+    /// length).
     pub(crate) fn wire_len(&self) -> u64 {
         match &self.0 {
-            Inner::Empty | Inner::Stream(_) | Inner::Upgrade(_) => 0,
+            Inner::Stream(Stream(_, len)) => len.unwrap_or(0),
+            Inner::Empty | Inner::Upgrade(_) => 0,
             Inner::Bytes(b) => b.len() as u64,
             Inner::File { len, .. } => *len,
             Inner::Parts { parts, .. } => parts.iter().map(Part::len).sum(),
@@ -553,9 +588,11 @@ pub(crate) fn write_head(
     }
     if !status.has_no_body() {
         match resp.body.0 {
-            Inner::Stream(_) if chunked => buf.put_slice(b"\r\nTransfer-Encoding: chunked"),
+            Inner::Stream(Stream(_, None)) if chunked => {
+                buf.put_slice(b"\r\nTransfer-Encoding: chunked");
+            }
             // Delimited by the close.
-            Inner::Stream(_) => {}
+            Inner::Stream(Stream(_, None)) => {}
             _ => {
                 buf.put_slice(b"\r\nContent-Length: ");
                 buf.put_slice(itoa::Buffer::new().format(resp.body.wire_len()).as_bytes());
@@ -594,6 +631,8 @@ pub(crate) struct ChunkedWriter<'a, W: Write + ?Sized> {
     buf: Vec<u8>,
     chunked: bool,
     written: u64,
+    /// The stated length of a sized stream, which it must write exactly.
+    len: Option<u64>,
 }
 
 impl<'a, W: Write + ?Sized> ChunkedWriter<'a, W> {
@@ -603,6 +642,15 @@ impl<'a, W: Write + ?Sized> ChunkedWriter<'a, W> {
             buf: Vec::with_capacity(STREAM_CHUNK),
             chunked,
             written: 0,
+            len: None,
+        }
+    }
+
+    /// A writer for a body of exactly `len` bytes, sent as they are.
+    pub(crate) fn sized(io: &'a mut W, len: u64) -> Self {
+        ChunkedWriter {
+            len: Some(len),
+            ..ChunkedWriter::new(io, false)
         }
     }
 
@@ -631,6 +679,14 @@ impl<'a, W: Write + ?Sized> ChunkedWriter<'a, W> {
     /// written.
     pub(crate) fn finish(mut self) -> io::Result<u64> {
         self.send()?;
+        if let Some(len) = self.len
+            && self.written != len
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("a sized stream wrote {} of its {len} bytes", self.written),
+            ));
+        }
         if self.chunked {
             self.io.write_all(b"0\r\n\r\n")?;
         }
@@ -641,6 +697,14 @@ impl<'a, W: Write + ?Sized> ChunkedWriter<'a, W> {
 
 impl<W: Write + ?Sized> Write for ChunkedWriter<'_, W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if let Some(len) = self.len
+            && self.written + (self.buf.len() + data.len()) as u64 > len
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a sized stream wrote past its {len} bytes"),
+            ));
+        }
         self.buf.extend_from_slice(data);
         if self.buf.len() >= STREAM_CHUNK {
             self.send()?;

@@ -53,6 +53,19 @@ fn routed_site() -> TestServer {
                 Err(std::io::Error::other("backend went away"))
             }))
         })
+        // `/sized?N` says 12 bytes and writes N (12 unless told).
+        .get("/sized", |req| {
+            let n = req
+                .query()
+                .and_then(|q| q.parse::<usize>().ok())
+                .unwrap_or(12);
+            Response::new(StatusCode::OK).body(Body::sized_stream(12, move |w| {
+                let text = b"hello, world, and more";
+                w.write_all(&text[..n.min(6)])?;
+                w.flush()?;
+                w.write_all(&text[n.min(6)..n])
+            }))
+        })
         .get("/blocking", |_| {
             let n = coserve::blocking(|| {
                 std::fs::read("/proc/self/status")
@@ -225,6 +238,51 @@ crate::engine_tests! {
         assert!(text.contains("partial"), "{text}");
         assert!(!text.contains("0\r\n\r\n"), "{text}");
         assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    }
+
+    /// A sized stream goes out with its `Content-Length`, not chunked,
+    /// on HTTP/1.1 and 1.0 alike, and the connection stays open; `HEAD`
+    /// gets the length and no body.
+    #[test]
+    fn sized_streams_keep_their_length_and_the_connection() {
+        let server = routed_site();
+        let out = server.raw(b"GET /sized HTTP/1.1\r\nHost: t\r\n\r\nHEAD /sized HTTP/1.1\r\nHost: t\r\n\r\nGET /api/time HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let (first, end) = coserve_http1::parse_response(&out, false).unwrap();
+        assert_eq!(first.header("content-length"), Some("12"), "{first:?}");
+        assert_eq!(first.header("transfer-encoding"), None);
+        assert_eq!(first.text(), "hello, world");
+        let (head, head_end) = coserve_http1::parse_response(&out[end..], true).unwrap();
+        assert_eq!(head.header("content-length"), Some("12"), "{head:?}");
+        assert!(head.body.is_empty());
+        let rest = crate::util::parse_responses(&out[end + head_end..]);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].text(), "time");
+
+        let mut s = server.connect();
+        s.write_all(b"GET /sized HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        let r = read_response(&mut s, false).unwrap();
+        assert_eq!(r.header("connection"), Some("keep-alive"), "{r:?}");
+        assert_eq!(r.text(), "hello, world");
+        s.write_all(b"GET /api/time HTTP/1.0\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut s, false).unwrap().text(), "time");
+    }
+
+    /// A sized stream that writes less, or tries to write more, than it
+    /// said is cut short and the connection closed: the client sees fewer
+    /// bytes than the length, never more.
+    #[test]
+    fn a_sized_stream_that_breaks_its_length_is_cut_short() {
+        let server = routed_site();
+        for n in [5usize, 11, 13, 20] {
+            let request = format!("GET /sized?{n} HTTP/1.1\r\nHost: t\r\n\r\nGET /api/time HTTP/1.1\r\nHost: t\r\n\r\n");
+            let out = server.raw(request.as_bytes());
+            let head_end = coserve_http1::head_len(&out).unwrap();
+            let head = String::from_utf8_lossy(&out[..head_end]).into_owned();
+            assert!(head.contains("Content-Length: 12"), "{n}: {head}");
+            let body = &out[head_end..];
+            assert!(body.len() < 12, "{n}: {} body bytes: {:?}", body.len(), String::from_utf8_lossy(body));
+            assert!(b"hello, world".starts_with(body), "{n}: {body:?}");
+        }
     }
 
     /// A routes-only server: what no route matches is a 404.
