@@ -374,6 +374,62 @@ crate::engine_tests! {
         assert_eq!(crate::util::request(&plain, "GET", "/", &[]).text(), "plain");
     }
 
+    /// A streamed upload over TLS, sized and then chunked on one
+    /// connection, with `100 Continue`, read through a small buffer by a
+    /// handler that streams: the body comes through whole, and the
+    /// connection goes on after each.
+    #[test]
+    fn a_streamed_upload_over_tls() {
+        use coserve::Handler as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = make_certificates(dir.path());
+        let tls = TlsConfig::from_pem_files(dir.path().join("cert.pem"), dir.path().join("key.pem"))
+            .unwrap();
+        let count = |req: &coserve::Request| -> std::io::Result<String> {
+            let mut body = req.body_reader();
+            let (mut buf, mut len, mut sum) = ([0u8; 777], 0usize, 0u64);
+            loop {
+                match body.read(&mut buf)? {
+                    0 => return Ok(format!("{len} {sum}")),
+                    n => {
+                        len += n;
+                        sum += buf[..n].iter().map(|&b| u64::from(b)).sum::<u64>();
+                    }
+                }
+            }
+        };
+        let server = crate::util::start(
+            crate::util::test_config().tls(Some(tls)),
+            count.stream_body(16 << 20),
+        );
+        let body = crate::util::big_pattern(3 << 20);
+        let want = format!("{} {}", body.len(), body.iter().map(|&b| u64::from(b)).sum::<u64>());
+        let mut tls = connect(server.addr, client_config(&ca, BOTH));
+        write!(
+            tls,
+            "PUT /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        tls.flush().unwrap();
+        assert_eq!(read_response(&mut tls, true).status, 100);
+        tls.write_all(&body).unwrap();
+        tls.flush().unwrap();
+        let r = read_response(&mut tls, false);
+        assert_eq!((r.status, String::from_utf8(r.body).unwrap()), (200, want.clone()));
+
+        write!(tls, "PUT /up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+        for piece in body.chunks(50_000) {
+            write!(tls, "{:x}\r\n", piece.len()).unwrap();
+            tls.write_all(piece).unwrap();
+            tls.write_all(b"\r\n").unwrap();
+        }
+        tls.write_all(b"0\r\n\r\n").unwrap();
+        tls.flush().unwrap();
+        let r = read_response(&mut tls, false);
+        assert_eq!((r.status, String::from_utf8(r.body).unwrap()), (200, want));
+    }
+
     /// A connection over the cap (overall, or per client address) gets its
     /// 503 over TLS, after a handshake, with close_notify; the others are
     /// served, and a freed slot is taken again.
