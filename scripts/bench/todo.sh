@@ -19,9 +19,9 @@ cd "$(dirname "$0")/../.."
 source scripts/lib/ports.sh
 # shellcheck source=scripts/lib/measure.sh
 source scripts/lib/measure.sh
+# shellcheck source=scripts/lib/example.sh
+source scripts/lib/example.sh
 
-target=${CARGO_TARGET_DIR:-target}
-bin=${1:-$target/release/examples/todo}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 WARM=${WARM:-1}
@@ -29,21 +29,8 @@ CONNS=${CONNS:-64}
 SEED=${SEED:-1000}
 OUT=${OUT:-docs/results/$(date -u +%Y-%m-%d)-todo}
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
-if [[ $# -eq 0 ]]; then
-    cargo build --release --example todo 2>&1 | tail -1
-fi
+example_setup todo "${1:-}"
 mkdir -p "$OUT"
-
-work=$(mktemp -d)
-pid=
-cleanup() {
-    if [[ -n $pid ]]; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 # SEED todos, "seed 1" to "seed SEED", on one connection to port $1.
 seed() {

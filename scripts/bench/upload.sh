@@ -18,29 +18,16 @@ cd "$(dirname "$0")/../.."
 source scripts/lib/ports.sh
 # shellcheck source=scripts/lib/measure.sh
 source scripts/lib/measure.sh
+# shellcheck source=scripts/lib/example.sh
+source scripts/lib/example.sh
 
-target=${CARGO_TARGET_DIR:-target}
-bin=${1:-$target/release/examples/upload}
 SIZE=${SIZE:-$((1 << 30))}
 PARALLEL=${PARALLEL:-100}
 EACH=${EACH:-$((10 << 20))}
 OUT=${OUT:-docs/results/$(date -u +%Y-%m-%d)-upload}
 command -v curl >/dev/null || { echo "curl is needed"; exit 1; }
-if [[ $# -eq 0 ]]; then
-    cargo build --release --example upload 2>&1 | tail -1
-fi
+example_setup upload "${1:-}"
 mkdir -p "$OUT"
-
-work=$(mktemp -d)
-pid=
-cleanup() {
-    if [[ -n $pid ]]; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 port=$(free_port)
 mkdir "$work/store"
