@@ -165,6 +165,11 @@ fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
     })
 }
 
+/// The most trailer section a chunked body may have (its fields are read
+/// past, not kept): without a bound, a client could keep one read going
+/// for ever, a field at a time.
+const MAX_TRAILERS: usize = 8 * 1024;
+
 /// The state of a chunked-body decoder that works on a buffer, so that the
 /// connection can feed it whatever it has read, and hand the data to a
 /// buffer of the caller's (a streamed body) or to a growing one (a body
@@ -179,6 +184,9 @@ pub(crate) struct ChunkedDecoder {
     data_crlf: bool,
     /// In the trailer section, after the last chunk.
     trailers: bool,
+    /// Bytes of trailer section read so far, held against
+    /// [`MAX_TRAILERS`].
+    trailer_bytes: usize,
     done: bool,
 }
 
@@ -246,6 +254,10 @@ impl ChunkedDecoder {
                 }
                 self.data_crlf = false;
             } else if self.trailers {
+                self.trailer_bytes += lf + 1;
+                if self.trailer_bytes > MAX_TRAILERS {
+                    return Err(BodyError::Chunk);
+                }
                 if line.is_empty() {
                     self.done = true;
                 } else if line.contains(&b'\r') || !line.contains(&b':') {

@@ -285,11 +285,10 @@ pub(crate) fn serve<T: Transport + ?Sized>(
 
 impl<T: Transport + ?Sized> Conn<'_, T> {
     fn run(&mut self, handler: &dyn Handler) -> Ended {
-        // Whether part of the next request has arrived, and when its head
-        // times out (on the coarse clock, from the first time the head was
-        // found incomplete: a request whose head comes whole in one read,
-        // nearly all of them, reads no clock).
-        let mut started = false;
+        // When the head of a request under way times out (on the coarse
+        // clock, from the first time the head was found incomplete: a
+        // request whose head comes whole in one read, nearly all of them,
+        // reads no clock).
         let mut head_deadline: Option<Duration> = None;
         let mut answered = false;
         loop {
@@ -299,8 +298,11 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
                     if self.flush().is_err() {
                         return Ended::Closed;
                     }
-                    if self.rbuf.is_empty() {
-                        started = false;
+                    // Whether part of the next request has arrived
+                    // (perhaps read with the last one's body): then its
+                    // head is under way, and the buffer is not given back.
+                    let started = !self.rbuf.is_empty();
+                    if !started {
                         head_deadline = None;
                         // Between requests, shutdown closes; a connection
                         // that has had no answer yet (accepted as shutdown
@@ -326,10 +328,7 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
                         fill(self.io, &mut self.rbuf, timeout)
                     };
                     match read {
-                        Ok(()) => {
-                            started = true;
-                            continue;
-                        }
+                        Ok(()) => continue,
                         // A client that started a request and stalled gets a 408;
                         // an idle one is just closed.
                         Err(ReadEnd::Timeout) if started => {
@@ -345,7 +344,6 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
                 }
             };
             let raw = self.rbuf.split_to(head.len).freeze();
-            started = !self.rbuf.is_empty();
             head_deadline = None;
             let mut req = Request::new(raw, head, self.peer);
             req.set_tls(self.tls.clone());
@@ -474,7 +472,12 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
             continues,
         );
         let resp = request_body::with_source(req, &mut source, || call(handler, req));
-        if source.finish() {
+        // A connection that closes after this answer need not read the
+        // rest first (the close lingers, so the answer still arrives).
+        let closing = resp.closes()
+            || !req.wants_keep_alive()
+            || self.server.stopping.load(Ordering::Acquire);
+        if source.is_done() || (!closing && source.finish()) {
             Some(resp)
         } else if resp.body_ref().is_upgrade() {
             // What follows could be the body rather than the new protocol.

@@ -271,11 +271,19 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
 /// [`BodyReader`](crate::BodyReader) that holds one): the client's fault,
 /// not the server's.
 fn body_error_status(e: &(dyn std::error::Error + 'static)) -> Option<StatusCode> {
-    let body = match e.downcast_ref::<std::io::Error>() {
-        Some(io) => io.get_ref()?.downcast_ref::<BodyError>(),
-        None => e.downcast_ref::<BodyError>(),
-    };
-    body.map(|b| b.status())
+    // Also under other errors: a JSON parser's that read the body, say.
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let io_inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<BodyError>());
+        if let Some(body) = io_inner.or_else(|| e.downcast_ref::<BodyError>()) {
+            return Some(body.status());
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// An I/O error answers as [`Error`] does: `500`, or the status of a

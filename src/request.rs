@@ -14,7 +14,7 @@ use percent_encoding::{percent_decode, percent_decode_str};
 use crate::parse::{
     Fields, Head, Limits, ParseError, Status, Version, find_byte, name_bit, parse_head,
 };
-use crate::request_body::{BodyReader, SourceSlot};
+use crate::request_body::{BodyReader, ReadPos, SourceSlot};
 
 /// The request method.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +108,8 @@ pub struct Request {
     streamed: bool,
     /// The connection's reader of a streamed body, while the handler runs.
     source: SourceSlot,
+    /// How far readers of a body read whole have read it.
+    read_pos: ReadPos,
 }
 
 /// Values of any type that middleware leaves for the handler (see
@@ -207,6 +209,7 @@ impl Request {
             extensions: Extensions::default(),
             streamed: false,
             source: SourceSlot::default(),
+            read_pos: ReadPos::default(),
         }
     }
 
@@ -222,6 +225,10 @@ impl Request {
 
     pub(crate) fn source_slot(&self) -> &SourceSlot {
         &self.source
+    }
+
+    pub(crate) fn read_pos(&self) -> &ReadPos {
+        &self.read_pos
     }
 
     /// Sets the parameters a pattern route matched, replacing any an outer
@@ -528,11 +535,11 @@ impl Request {
     /// coroutine, and an upload of any size passes through a buffer of the
     /// handler's choosing. For any other, it reads [`Request::body`].
     ///
-    /// One reader at a time reads a streamed body: a second one made while
-    /// the first is alive fails at its first read; one made after the
-    /// first is dropped goes on where it stopped. What the handler leaves
-    /// unread is drained (up to 256 KiB) or the connection closed, never
-    /// read as the next request.
+    /// Each reader goes on where the last one stopped. One reader at a
+    /// time reads a streamed body: a second one made while the first is
+    /// alive fails at its first read. What the handler leaves unread is
+    /// drained (up to 256 KiB, within a second) or the connection closed,
+    /// never read as the next request.
     ///
     /// ```
     /// use std::io::Read;

@@ -14,11 +14,13 @@ use std::fmt;
 use std::io::{self, Read};
 use std::marker::PhantomData;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 
 use crate::body::{BodyError, ChunkedDecoder, Framing};
+use crate::clock;
 use crate::handler::Handler;
 use crate::request::Request;
 use crate::response::Response;
@@ -77,8 +79,14 @@ impl<H: Handler> Handler for WithBody<H> {
         self.inner.handle(req)
     }
 
-    fn body_policy(&self, _req: &Request) -> BodyPolicy {
-        self.policy
+    /// The inner handler's own policy wins: `router.max_body(n)` is the
+    /// limit of the routes that set none, and a route's `stream_body`
+    /// still streams.
+    fn body_policy(&self, req: &Request) -> BodyPolicy {
+        match self.inner.body_policy(req) {
+            BodyPolicy::Buffer => self.policy,
+            own => own,
+        }
     }
 }
 
@@ -167,7 +175,9 @@ pub struct BodyReader<'a> {
 }
 
 enum Inner<'a> {
-    Buffered(&'a [u8]),
+    /// A body read before the handler ran, from where the request's
+    /// last reader stopped.
+    Buffered(&'a Request),
     Stream {
         req: &'a Request,
         source: SendPtr,
@@ -180,7 +190,7 @@ enum Inner<'a> {
 impl<'a> BodyReader<'a> {
     pub(crate) fn new(req: &'a Request) -> BodyReader<'a> {
         let inner = if !req.is_streamed() {
-            Inner::Buffered(req.body())
+            Inner::Buffered(req)
         } else {
             match req.source_slot().take() {
                 Some(source) => Inner::Stream { req, source },
@@ -197,14 +207,17 @@ impl<'a> BodyReader<'a> {
 impl Read for BodyReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.inner {
-            Inner::Buffered(rest) => rest.read(buf),
+            Inner::Buffered(req) => Ok(req.read_pos().read(req.body(), buf)),
             // SAFETY: the pointer came out of the request's slot, so no
             // other reader has it, and the source is alive: see
             // `with_source`.
             Inner::Stream { source, .. } => unsafe { (*source.0).read(buf) },
-            Inner::Elsewhere => Err(io::Error::other(
-                "the request body is being read by another BodyReader, or \
-                 this request is a clone that cannot read it",
+            Inner::Elsewhere => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the request body is being read by another BodyReader, or this \
+                 request is a copy that cannot reach the connection (a handler \
+                 inside Timeout: put stream_body inside it, where it reads the \
+                 body whole first)",
             )),
         }
     }
@@ -226,6 +239,37 @@ impl fmt::Debug for BodyReader<'_> {
             Inner::Stream { .. } => "BodyReader(stream)",
             Inner::Elsewhere => "BodyReader(elsewhere)",
         })
+    }
+}
+
+/// How far the readers of a body read before the handler ran have read
+/// it: each goes on where the last stopped, as streamed readers do.
+#[derive(Debug, Default)]
+pub(crate) struct ReadPos(AtomicUsize);
+
+impl ReadPos {
+    /// Copies the next bytes of `body` into `buf`, and moves past them.
+    fn read(&self, body: &[u8], buf: &mut [u8]) -> usize {
+        let mut pos = self.0.load(Ordering::Acquire);
+        loop {
+            let n = buf.len().min(body.len().saturating_sub(pos));
+            match self
+                .0
+                .compare_exchange(pos, pos + n, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    buf[..n].copy_from_slice(&body[pos..pos + n]);
+                    return n;
+                }
+                Err(now) => pos = now,
+            }
+        }
+    }
+}
+
+impl Clone for ReadPos {
+    fn clone(&self) -> ReadPos {
+        ReadPos(AtomicUsize::new(self.0.load(Ordering::Acquire)))
     }
 }
 
@@ -253,12 +297,19 @@ pub(crate) struct Source<'a, T: Transport + ?Sized> {
     /// The first failure, which every later read repeats: the body cannot
     /// be told from what follows it any more.
     failed: Option<BodyError>,
+    /// Bytes taken off the connection for the body, framing included.
+    taken: u64,
 }
 
-/// At most this much of a body its handler left unread is read and thrown
-/// away to keep the connection; past it, the connection closes (Go's
-/// net/http reads 256 KiB).
+/// At most this much of a body its handler left unread (counted as it
+/// comes, framing included) is read and thrown away to keep the
+/// connection, within [`DRAIN_TIME`]; past either, the connection closes
+/// (Go's net/http reads 256 KiB).
 pub(crate) const DRAIN_MAX: u64 = 256 * 1024;
+
+/// How long the drain may take, all reads together, so that a client
+/// that trickles the rest does not hold the answer back.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
 
 impl<'a, T: Transport + ?Sized> Source<'a, T> {
     pub(crate) fn new(
@@ -282,10 +333,12 @@ impl<'a, T: Transport + ?Sized> Source<'a, T> {
             timeout,
             continue_pending,
             failed: None,
+            taken: 0,
         }
     }
 
-    fn is_done(&self) -> bool {
+    /// Whether the body has been read to its end.
+    pub(crate) fn is_done(&self) -> bool {
         match &self.left {
             Left::Length(n) => *n == 0,
             Left::Chunked(d) => d.is_done(),
@@ -294,9 +347,10 @@ impl<'a, T: Transport + ?Sized> Source<'a, T> {
 
     /// After the handler: whether the body has been read to its end, so
     /// that the connection can go on to the next request. Reads and throws
-    /// away up to [`DRAIN_MAX`] of what the handler left; a body larger
-    /// than that, a failed one, or one the client was never invited to
-    /// send (no `100 Continue` went out) ends the connection.
+    /// away what the handler left, up to [`DRAIN_MAX`] within
+    /// [`DRAIN_TIME`]; a body larger or slower than that, a failed one, or
+    /// one the client was never invited to send (no `100 Continue` went
+    /// out) ends the connection.
     pub(crate) fn finish(&mut self) -> bool {
         if self.is_done() {
             return true;
@@ -309,12 +363,17 @@ impl<'a, T: Transport + ?Sized> Source<'a, T> {
         {
             return false;
         }
+        let budget = self.taken + DRAIN_MAX;
+        let deadline = clock::deadline(DRAIN_TIME.min(self.timeout));
         let mut scratch = [0u8; 1024];
-        let mut drained = 0u64;
-        while drained <= DRAIN_MAX {
+        while self.taken < budget {
+            match deadline.checked_sub(clock::monotonic()) {
+                Some(left) if !left.is_zero() => self.timeout = left,
+                _ => return false,
+            }
             match self.read(&mut scratch) {
                 Ok(0) => return true,
-                Ok(n) => drained += n as u64,
+                Ok(_) => {}
                 Err(_) => return false,
             }
         }
@@ -335,12 +394,14 @@ impl<'a, T: Transport + ?Sized> Source<'a, T> {
                         read_some(self.io, self.timeout, &mut out[..want])?
                     };
                     *left -= n as u64;
+                    self.taken += n as u64;
                     return Ok(n);
                 }
                 Left::Chunked(decoder) => {
                     if !self.rbuf.is_empty() {
                         let (used, written) = decoder.decode_into(self.rbuf, out, self.max)?;
                         self.rbuf.advance(used);
+                        self.taken += used as u64;
                         if written > 0 || decoder.is_done() {
                             return Ok(written);
                         }
@@ -351,6 +412,7 @@ impl<'a, T: Transport + ?Sized> Source<'a, T> {
                         let want = out.len().min(usize::try_from(data).unwrap_or(usize::MAX));
                         let n = read_some(self.io, self.timeout, &mut out[..want])?;
                         decoder.took_data(n);
+                        self.taken += n as u64;
                         return Ok(n);
                     }
                     // A chunk's size line or trailer, in part.

@@ -89,10 +89,13 @@ impl<H: Handler> Timeout<H> {
 impl<H: Handler> Handler for Timeout<H> {
     /// The handler runs on a flow of control of its own, with a copy of
     /// the request, which cannot read the connection: a body it would
-    /// stream is read whole first, up to the same maximum.
+    /// stream is read whole first, up to the server's
+    /// [`Config::max_body`](crate::Config::max_body), not the route's
+    /// streaming maximum (holding a large upload in memory is what
+    /// streaming avoids).
     fn body_policy(&self, req: &Request) -> BodyPolicy {
         match self.handler.body_policy(req) {
-            BodyPolicy::Stream(max) => BodyPolicy::BufferMax(max),
+            BodyPolicy::Stream(_) => BodyPolicy::Buffer,
             other => other,
         }
     }

@@ -385,22 +385,161 @@ crate::engine_tests! {
         assert_eq!(post("/buffered", &body[..1000]).text(), expected(&body[..1000]));
     }
 
+    /// A layer keeps the route's streaming; `Timeout`, whose handler
+    /// cannot reach the connection, reads the body whole first, within the
+    /// server's own 1 MiB rather than the route's 4 MiB.
     #[test]
-    fn middleware_and_timeout_keep_the_routes_policy() {
+    fn middleware_keeps_the_routes_policy_and_timeout_buffers() {
         let (server, _calls) = serve();
-        // 2 MiB is over the server's 1 MiB: only the route's policy lets
-        // it through.
-        let body = big_pattern(2 << 20);
-        for path in ["/around", "/timeout"] {
+        let big = big_pattern(2 << 20);
+        let small = big_pattern(500_000);
+        for (path, body, status) in [
+            ("/around", &big, 200),
+            ("/timeout", &small, 200),
+            ("/timeout", &big, 413),
+        ] {
             let mut s = server.connect();
             let mut request = post_head(path, Some(body.len()), "").into_bytes();
-            request.extend_from_slice(&body);
-            write_in_pieces(&mut s, &request);
+            request.extend_from_slice(body);
+            let mut writer = s.try_clone().unwrap();
+            let sending = std::thread::spawn(move || {
+                let _ = writer.write_all(&request);
+            });
             let resp = response(&mut s);
-            assert_eq!((resp.status, resp.text()), (200, expected(&body)), "{path}");
+            sending.join().unwrap();
+            assert_eq!(resp.status, status, "{path} {}", body.len());
+            if status == 200 {
+                assert_eq!(resp.text(), expected(body), "{path}");
+            }
             if path == "/around" {
                 assert_eq!(resp.header("x-layer"), Some("yes"));
             }
+        }
+    }
+
+    /// A limit on a whole router is the default of its routes: one that
+    /// streams keeps streaming, the others get the router's limit.
+    #[test]
+    fn a_routers_limit_leaves_a_routes_own_policy() {
+        let calls = Arc::new(Calls::default());
+        let server = start(test_config(), app(&calls).max_body(100));
+        let body = big_pattern(300_000);
+        let mut s = server.connect();
+        let mut request = post_head("/sum", Some(body.len()), "").into_bytes();
+        request.extend_from_slice(&body);
+        write_in_pieces(&mut s, &request);
+        assert_eq!(response(&mut s).text(), expected(&body));
+        let mut request = post_head("/buffered", Some(101), "").into_bytes();
+        request.extend_from_slice(&body[..101]);
+        s.write_all(&request).unwrap();
+        assert_eq!(response(&mut s).status, 413);
+    }
+
+    /// Readers of a body read whole go on where the last one stopped, as
+    /// streamed ones do.
+    #[test]
+    fn each_reader_of_a_buffered_body_goes_on_from_the_last() {
+        let calls = Arc::new(Calls::default());
+        let server = start(test_config(), app(&calls).post("/two-buffered", readers));
+        let body = big_pattern(50_000);
+        let mut s = server.connect();
+        let mut request = post_head("/two-buffered", Some(body.len()), "").into_bytes();
+        request.extend_from_slice(&body);
+        s.write_all(&request).unwrap();
+        // Buffered, two readers at once share the body rather than fail.
+        assert_eq!(response(&mut s).text(), "head 10 second read rest 49980");
+    }
+
+    /// Trailer fields past 8 KiB are a 400: a client cannot keep one read
+    /// going for ever, a field at a time.
+    #[test]
+    fn endless_trailers_are_a_400() {
+        let (server, _calls) = serve();
+        let trailers = "X-T: 0123456789012345678901234567890123456789\r\n".repeat(200);
+        for path in ["/sum", "/buffered"] {
+            let mut s = server.connect();
+            let request = format!("{}5\r\nhello\r\n0\r\n{trailers}\r\n", post_head(path, None, ""));
+            let mut writer = s.try_clone().unwrap();
+            let sending = std::thread::spawn(move || {
+                let _ = writer.write_all(request.as_bytes());
+            });
+            let resp = response(&mut s);
+            sending.join().unwrap();
+            assert_eq!(resp.status, 400, "{path}: {resp:?}");
+        }
+    }
+
+    /// The drain counts what it takes off the connection, framing
+    /// included: an unread body of little data in long chunk extensions
+    /// closes the connection once 256 KiB have gone by.
+    #[test]
+    fn the_drain_counts_framing_too() {
+        let (server, calls) = serve();
+        let extension = "x".repeat(3000);
+        let mut body = post_head("/ignore", None, "").into_bytes();
+        for _ in 0..200 {
+            body.extend_from_slice(format!("1;e={extension}\r\nA\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"0\r\n\r\n");
+        body.extend_from_slice(SECRET);
+        let mut s = server.connect();
+        let mut writer = s.try_clone().unwrap();
+        let sending = std::thread::spawn(move || {
+            let _ = writer.write_all(&body);
+        });
+        let resp = response(&mut s);
+        assert_eq!((resp.status, resp.text()), (200, "ignored".to_string()));
+        assert_eq!(resp.header("connection"), Some("close"));
+        assert_closes(&mut s);
+        sending.join().unwrap();
+        assert_eq!(calls.secret.load(Ordering::SeqCst), 0);
+    }
+
+    /// An answer that closes the connection is not held back to drain the
+    /// body first: the client that never sends it gets its answer at once.
+    #[test]
+    fn a_closing_answer_does_not_wait_for_the_body() {
+        let (server, _calls) = serve();
+        for extra in ["Connection: close\r\n", ""] {
+            let mut s = server.connect();
+            let head = post_head("/ignore", Some(100_000), extra);
+            let head = if extra.is_empty() {
+                // HTTP/1.0 without keep-alive closes too.
+                head.replacen("HTTP/1.1", "HTTP/1.0", 1)
+            } else {
+                head
+            };
+            s.write_all(head.as_bytes()).unwrap();
+            // Well within the 30 s a read of the body may wait.
+            let started = std::time::Instant::now();
+            let resp = response(&mut s);
+            assert_eq!((resp.status, resp.text()), (200, "ignored".to_string()));
+            assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        }
+    }
+
+    /// Part of the next request that came in with a chunked body is kept
+    /// while the client takes its time with the rest (longer than the
+    /// server waits before it gives back an idle connection's buffers),
+    /// and is read as the head it begins.
+    #[test]
+    fn a_head_begun_after_a_body_survives_an_idle_wait() {
+        let calls = Arc::new(Calls::default());
+        let config = test_config().release_idle_after(Duration::from_millis(50));
+        let server = start(config, app(&calls));
+        for path in ["/sum", "/buffered"] {
+            let mut s = server.connect();
+            // The head alone first: once `100 Continue` is back, the
+            // server has taken the head off its buffer and reads the body.
+            s.write_all(post_head(path, None, "Expect: 100-continue\r\n").as_bytes()).unwrap();
+            assert_eq!(read_response(&mut s, true).unwrap().status, 100);
+            s.write_all(b"5\r\nhello\r\n0\r\n\r\nGET /sec").unwrap();
+            assert_eq!(response(&mut s).text(), expected(b"hello"));
+            // The client pauses mid-head, past the 50 ms release.
+            std::thread::sleep(Duration::from_millis(300));
+            s.write_all(b"ret HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+            let resp = response(&mut s);
+            assert_eq!((resp.status, resp.text()), (200, "secret".to_string()), "{path}");
         }
     }
 
@@ -432,6 +571,21 @@ fn a_body_error_answers_with_its_status() {
         assert_eq!(Error::from(e).status(), status);
         assert_eq!(io.into_response().status(), status);
     }
+    // Under another error, as a JSON parser that read the body wraps it.
+    #[derive(Debug)]
+    struct Parse(std::io::Error);
+    impl std::fmt::Display for Parse {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("cannot parse")
+        }
+    }
+    impl std::error::Error for Parse {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let wrapped = Parse(std::io::Error::from(BodyError::TooLarge));
+    assert_eq!(Error::from(wrapped).status(), StatusCode::CONTENT_TOO_LARGE);
     let other = std::io::Error::other("disk full");
     assert_eq!(
         other.into_response().status(),
