@@ -67,7 +67,8 @@ pub trait Handler: Send + Sync + 'static {
     /// with a body. Set it with [`Handler::max_body`] or
     /// [`Handler::stream_body`]; a handler that wraps another passes the
     /// question on, as [`Router`](crate::Router) does to the route that
-    /// `req` matches.
+    /// `req` matches. It is asked before the router has set the route's
+    /// parameters: [`Request::param`] is not there yet.
     fn body_policy(&self, req: &Request) -> BodyPolicy {
         let _ = req;
         BodyPolicy::Buffer
