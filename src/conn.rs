@@ -573,9 +573,7 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         };
         let ok = if send_body {
             match resp.into_body() {
-                Body(Inner::Stream(stream)) => {
-                    self.write_stream(stream, chunked).map(|n| body_len = n)
-                }
+                Body(Inner::Stream(stream)) => self.write_stream(stream, chunked, &mut body_len),
                 body => self.queue_body(body),
             }
         } else {
@@ -620,23 +618,28 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         false
     }
 
-    /// Runs a streamed body's closure against the connection. Returns the
-    /// body bytes written. A closure that fails or panics leaves the
-    /// response unterminated, and the connection is closed.
-    fn write_stream(&mut self, stream: Stream, chunked: bool) -> io::Result<u64> {
+    /// Runs a streamed body's closure against the connection, and counts
+    /// in `sent` the body bytes that went out (for the access log), also
+    /// when it fails. A closure that fails or panics, or a sized stream
+    /// that breaks its length, leaves the response unterminated, and the
+    /// connection is closed.
+    fn write_stream(&mut self, stream: Stream, chunked: bool, sent: &mut u64) -> io::Result<()> {
+        *sent = 0;
         self.flush()?;
         let mut out = match stream.1 {
             Some(len) => ChunkedWriter::sized(&mut *self.io, len),
             None => ChunkedWriter::new(&mut *self.io, chunked),
         };
-        match catch_unwind(AssertUnwindSafe(|| (stream.0)(&mut out))) {
-            Ok(Ok(())) => out.finish(),
+        let result = match catch_unwind(AssertUnwindSafe(|| (stream.0)(&mut out))) {
+            Ok(Ok(())) => out.finish().map(drop),
             Ok(Err(e)) => Err(e),
             Err(_) => {
                 log::error!("streamed body panicked");
                 Err(io::Error::other("streamed body panicked"))
             }
-        }
+        };
+        *sent = out.written();
+        result
     }
 
     fn queue_body(&mut self, body: Body) -> io::Result<()> {

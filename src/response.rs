@@ -675,9 +675,14 @@ impl<'a, W: Write + ?Sized> ChunkedWriter<'a, W> {
         Ok(())
     }
 
+    /// The body bytes sent so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
     /// Sends what is left and the last chunk; returns the body bytes
     /// written.
-    pub(crate) fn finish(mut self) -> io::Result<u64> {
+    pub(crate) fn finish(&mut self) -> io::Result<u64> {
         self.send()?;
         if let Some(len) = self.len
             && self.written != len

@@ -53,19 +53,10 @@ fn routed_site() -> TestServer {
                 Err(std::io::Error::other("backend went away"))
             }))
         })
-        // `/sized?N` says 12 bytes and writes N (12 unless told).
-        .get("/sized", |req| {
-            let n = req
-                .query()
-                .and_then(|q| q.parse::<usize>().ok())
-                .unwrap_or(12);
-            Response::new(StatusCode::OK).body(Body::sized_stream(12, move |w| {
-                let text = b"hello, world, and more";
-                w.write_all(&text[..n.min(6)])?;
-                w.flush()?;
-                w.write_all(&text[n.min(6)..n])
-            }))
-        })
+        // `/sized?N` says 12 bytes and writes N (12 unless told); so does
+        // `/sized-log-probe?N`, whose access lines a test reads.
+        .get("/sized-log-probe", sized)
+        .get("/sized", sized)
         .get("/blocking", |_| {
             let n = coserve::blocking(|| {
                 std::fs::read("/proc/self/status")
@@ -78,6 +69,21 @@ fn routed_site() -> TestServer {
     let mut server = start(test_config(), app);
     server.site = Some(site);
     server
+}
+
+/// `?N` (and perhaps `&more`): a sized stream of 12 bytes that writes N
+/// of them.
+fn sized(req: &Request) -> Response {
+    let n = req
+        .query()
+        .and_then(|q| q.split('&').next()?.parse::<usize>().ok())
+        .unwrap_or(12);
+    Response::new(StatusCode::OK).body(Body::sized_stream(12, move |w| {
+        let text = b"hello, world, and more";
+        w.write_all(&text[..n.min(6)])?;
+        w.flush()?;
+        w.write_all(&text[n.min(6)..n])
+    }))
 }
 
 /// Handlers that build headers from what the client sent.
@@ -282,6 +288,25 @@ crate::engine_tests! {
             let body = &out[head_end..];
             assert!(body.len() < 12, "{n}: {} body bytes: {:?}", body.len(), String::from_utf8_lossy(body));
             assert!(b"hello, world".starts_with(body), "{n}: {body:?}");
+        }
+    }
+
+    /// The access log counts the body bytes a stream really sent: all 12
+    /// of a sized stream that kept its length, the 6 of one cut short.
+    #[test]
+    fn the_access_log_counts_what_a_stream_sent() {
+        let capture = crate::auth::capture_log();
+        let server = routed_site();
+        for (n, sent) in [(12, 12), (13, 6)] {
+            let target = format!("/sized-log-probe?{n}&engine={:?}", crate::util::engine());
+            let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            server.raw(request.as_bytes());
+            let found = crate::util::eventually(Duration::from_secs(5), || {
+                capture.lines().iter().any(|l| l.contains(&target))
+            });
+            assert!(found, "no access line for {target}: {:?}", capture.lines());
+            let line = capture.lines().into_iter().find(|l| l.contains(&target)).unwrap();
+            assert!(line.ends_with(&format!(" 200 {sent}")), "{line}");
         }
     }
 
