@@ -15,6 +15,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -106,12 +107,16 @@ impl Upgrading {
                 return;
             }
         };
-        let upgraded = Upgraded::new(&mut lent, self.read, stopping, &self.request);
+        let hooks = EndHooks::default();
+        let upgraded = Upgraded::new(&mut lent, self.read, stopping, &self.request, Some(&hooks));
         if catch_unwind(AssertUnwindSafe(|| on_upgrade(upgraded))).is_err() {
             log::error!(
                 "{:?}: an upgraded connection's handler panicked",
                 self.request.peer_addr()
             );
+        }
+        for hook in hooks.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            hook();
         }
     }
 }
@@ -143,7 +148,16 @@ pub struct Upgraded<'a> {
     read: Bytes,
     stopping: &'a AtomicBool,
     request: &'a Request,
+    /// What must run once the upgrade's handler is done with the
+    /// connection, before its socket closes, however the handler let go
+    /// of it (`None` where the connection outlives the handler).
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    at_end: Option<&'a EndHooks>,
 }
+
+/// Work for the end of an upgraded connection, kept outside the
+/// [`Upgraded`] (which a handler could forget).
+pub(crate) type EndHooks = Mutex<Vec<Box<dyn FnOnce() + Send>>>;
 
 impl<'a> Upgraded<'a> {
     pub(crate) fn new(
@@ -151,12 +165,27 @@ impl<'a> Upgraded<'a> {
         read: Bytes,
         stopping: &'a AtomicBool,
         request: &'a Request,
+        at_end: Option<&'a EndHooks>,
     ) -> Upgraded<'a> {
         Upgraded {
             io,
             read,
             stopping,
             request,
+            at_end,
+        }
+    }
+
+    /// Runs `f` once the handler is done with the connection, before its
+    /// socket closes: also if the handler forgot (`mem::forget`) what it
+    /// held of it. Nothing where the connection outlives the handler.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    pub(crate) fn at_end(&self, f: impl FnOnce() + Send + 'static) {
+        if let Some(hooks) = self.at_end {
+            hooks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Box::new(f));
         }
     }
 

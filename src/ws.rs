@@ -1100,7 +1100,15 @@ impl<'a> WebSocket<'a> {
             Some(outbox) => Arc::clone(outbox),
             None => {
                 self.core.point_wake(&mut self.io);
-                self.core.outbox()
+                let outbox = self.core.outbox();
+                // Senders write to the socket's number: it must be taken
+                // from them before the socket closes, also when this
+                // WebSocket is forgotten rather than dropped (its drop
+                // does it otherwise), or they could write into whatever
+                // connection gets the number next.
+                let ending = Arc::clone(&outbox);
+                self.io.at_end(move || ending.end());
+                outbox
             }
         };
         WsSender { outbox }
@@ -1343,7 +1351,7 @@ impl EventsConn {
             closing,
         } = self;
         let closing: &Mutex<_> = closing;
-        let mut io = Upgraded::new(io, read, stopping, request);
+        let mut io = Upgraded::new(io, read, stopping, request, None);
         let wait = park_after.map_or(core.read_wait(), |p| p.min(core.read_wait()));
         let _ = io.set_read_timeout(Some(wait));
         let outbox = core.outbox();

@@ -458,6 +458,40 @@ fn a_sender_to_a_closed_connection_fails() {
     assert!(matches!(sender.send("late"), Err(WsError::Closed(_))));
 }
 
+/// A handler that forgets its WebSocket (`mem::forget`, safe code)
+/// rather than dropping it: once the server has closed the connection,
+/// its sender refuses to send, and the connections that come after it
+/// (which may get the closed socket's number) see nothing of it. Before,
+/// the sender went on writing frames to the socket's number.
+#[test]
+fn a_forgotten_websocket_leaves_its_senders_closed() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ws = Ws::new(move |_req, mut ws: WebSocket<'_>| {
+        tx.send(ws.sender()).unwrap();
+        std::mem::forget(ws);
+    });
+    let server = start(
+        test_config(),
+        Router::new().ws("/x", ws).get("/plain", |_| "plain"),
+    );
+    let mut c = connect_with(server.addr, "/x", "", b"");
+    let sender = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // The handler returned: the server closes the connection.
+    while c.read().is_ok() {}
+    // New connections, one of which may get the old socket's number.
+    let mut others: Vec<TcpStream> = (0..4).map(|_| crate::util::connect(server.addr)).collect();
+    assert!(!sender.is_open());
+    assert!(matches!(sender.send("stray"), Err(WsError::Closed(_))));
+    for s in &mut others {
+        s.write_all(b"GET /plain HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let out = crate::util::read_to_close(s);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+        assert!(text.ends_with("\r\n\r\nplain"), "{text}");
+    }
+}
+
 /// The same echo over TLS, and a hub whose sender wakes a connection
 /// waiting in a TLS read, on both engines.
 #[test]
