@@ -12,7 +12,10 @@ use bytes::BytesMut;
 ///
 /// The server's own sockets implement it on both engines. Implement it for
 /// any other `Read + Write` to serve HTTP over it: a TLS stream wrapping a
-/// socket, a Unix socket, an in-memory pipe in a test. Only the first three
+/// socket, a Unix socket, an in-memory pipe in a test. It is `Send`: a
+/// coroutine may resume on another thread, and a handler may read a
+/// streamed request body ([`Request::body_reader`](crate::Request::body_reader))
+/// from a thread of its own. Only the first three
 /// methods are required; the defaults of the others are correct, if slower
 /// than a socket's own.
 pub trait Transport: Read + Write + Send {
