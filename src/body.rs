@@ -68,6 +68,25 @@ impl fmt::Display for BodyError {
 
 impl std::error::Error for BodyError {}
 
+/// What a read of body bytes came to: how many, or why the body cannot be
+/// read: the stream ended before it, a wait ran past its time, or the
+/// connection failed.
+pub(crate) fn body_read(result: std::io::Result<usize>) -> Result<usize, BodyError> {
+    match result {
+        Ok(0) => Err(BodyError::Incomplete),
+        Ok(n) => Ok(n),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) =>
+        {
+            Err(BodyError::Timeout)
+        }
+        Err(_) => Err(BodyError::Incomplete),
+    }
+}
+
 /// Checks `Host` and decides how the body of `req` is framed (RFC 9112
 /// §6.3), refusing what could be read two ways.
 pub fn framing(req: &Request) -> Result<Framing, ParseError> {

@@ -28,7 +28,7 @@ use crate::response::{
     Body, ChunkedWriter, ConnectionField, Inner, Part, Response, Stream, write_head,
 };
 use crate::status::StatusCode;
-use crate::transport::{Transport, close_gracefully};
+use crate::transport::{READ_CHUNK, Transport, close_gracefully, read_more};
 use crate::upgrade::{Upgrade, Upgrading};
 
 /// Per-connection settings, shared by every connection of a server.
@@ -108,7 +108,6 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// Bodies in memory above this size are not copied into the write buffer:
 /// the batch and the body go out in one vectored write.
 const VECTORED_MIN: usize = 2048;
-const READ_CHUNK: usize = 4096;
 /// How long a closing connection drains what the client still sends, so that
 /// the close does not become a reset that destroys the response in flight.
 const LINGER: Duration = Duration::from_secs(2);
@@ -234,13 +233,7 @@ fn fill<T: Transport + ?Sized>(
     buf: &mut BytesMut,
     timeout: Duration,
 ) -> Result<(), ReadEnd> {
-    if io.set_read_timeout(Some(timeout)).is_err() {
-        return Err(ReadEnd::Error);
-    }
-    if buf.capacity() - buf.len() < 512 {
-        buf.reserve(READ_CHUNK);
-    }
-    read_end(io.read_spare(buf)).map(drop)
+    read_end(read_more(io, buf, timeout)).map(drop)
 }
 
 struct Conn<'a, T: Transport + ?Sized> {
@@ -422,10 +415,14 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         handler: &dyn Handler,
     ) -> Result<Option<Streamed>, StatusCode> {
         let framing = body::framing(req).map_err(|e| self.refused(e.into()))?;
-        let continues = body::expects_continue(req).map_err(|e| self.refused(e.into()))?;
+        let expects = body::expects_continue(req).map_err(|e| self.refused(e.into()))?;
         if framing == Framing::None {
             return Ok(None);
         }
+        // Whether to invite the body with `100 Continue` (before reading
+        // it whole, or at a streaming handler's first read): only an
+        // HTTP/1.1 client that asked, and sent none of it yet.
+        let continues = expects && req.version() == Version::Http11 && self.rbuf.is_empty();
         let policy = handler.body_policy(req);
         let max = policy.max(self.config.limits.max_body);
         // Refused before a client waiting for `100 Continue` is invited to
@@ -460,8 +457,6 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         req.set_streamed();
         // Earlier responses go out before this one's body is waited for.
         self.flush().ok()?;
-        let continues =
-            streamed.continues && req.version() == Version::Http11 && self.rbuf.is_empty();
         let req = &*req;
         let mut source = Source::new(
             &mut *self.io,
@@ -469,7 +464,7 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
             streamed.framing,
             streamed.max,
             self.config.body_timeout,
-            continues,
+            streamed.continues,
         );
         let resp = request_body::with_source(req, &mut source, || call(handler, req));
         // A connection that closes after this answer need not read the
@@ -477,7 +472,12 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
         let closing = resp.closes()
             || !req.wants_keep_alive()
             || self.server.stopping.load(Ordering::Acquire);
-        if source.is_done() || (!closing && source.finish()) {
+        let complete = if closing {
+            source.is_done()
+        } else {
+            source.finish()
+        };
+        if complete {
             Some(resp)
         } else if resp.body_ref().is_upgrade() {
             // What follows could be the body rather than the new protocol.
@@ -507,17 +507,14 @@ impl<T: Transport + ?Sized> Conn<'_, T> {
     ) -> Result<(), BodyError> {
         // The deadline runs from the end of the head.
         let deadline = clock::deadline(self.config.body_timeout);
-        if continues && req.version() == Version::Http11 && self.rbuf.is_empty() {
+        if continues {
             self.wbuf
                 .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             self.flush().map_err(|_| BodyError::Incomplete)?;
         }
         let io = &mut *self.io;
         let body = body::read_body(&mut self.rbuf, framing, max, deadline, |buf, left| {
-            fill(io, buf, left).map_err(|end| match end {
-                ReadEnd::Timeout => BodyError::Timeout,
-                _ => BodyError::Incomplete,
-            })
+            body::body_read(read_more(io, buf, left)).map(drop)
         })?;
         req.set_body(body);
         Ok(())

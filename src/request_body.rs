@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 
-use crate::body::{BodyError, ChunkedDecoder, Framing};
+use crate::body::{BodyError, ChunkedDecoder, Framing, body_read};
 use crate::clock;
 use crate::handler::Handler;
 use crate::request::Request;
 use crate::response::Response;
-use crate::transport::Transport;
+use crate::transport::{Transport, read_more};
 
 /// How the connection reads a request's body for a handler (see
 /// [`Handler::body_policy`]).
@@ -416,43 +416,24 @@ impl<'a, T: Transport + ?Sized> Source<'a, T> {
                         return Ok(n);
                     }
                     // A chunk's size line or trailer, in part.
-                    if self.rbuf.capacity() - self.rbuf.len() < 512 {
-                        self.rbuf.reserve(4096);
-                    }
-                    self.io
-                        .set_read_timeout(Some(self.timeout))
-                        .map_err(|_| BodyError::Incomplete)?;
-                    match self.io.read_spare(self.rbuf) {
-                        Ok(0) => return Err(BodyError::Incomplete),
-                        Ok(_) => {}
-                        Err(e) => return Err(read_failure(&e)),
-                    }
+                    body_read(read_more(self.io, self.rbuf, self.timeout))?;
                 }
             }
         }
     }
 }
 
-/// One read into `out` (not empty) within `timeout`.
+/// One read into `out` (not empty) within `timeout`, past the
+/// connection's buffer.
 fn read_some<T: Transport + ?Sized>(
     io: &mut T,
     timeout: Duration,
     out: &mut [u8],
 ) -> Result<usize, BodyError> {
-    io.set_read_timeout(Some(timeout))
-        .map_err(|_| BodyError::Incomplete)?;
-    match io.read(out) {
-        Ok(0) => Err(BodyError::Incomplete),
-        Ok(n) => Ok(n),
-        Err(e) => Err(read_failure(&e)),
-    }
-}
-
-fn read_failure(e: &io::Error) -> BodyError {
-    match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => BodyError::Timeout,
-        _ => BodyError::Incomplete,
-    }
+    body_read(
+        io.set_read_timeout(Some(timeout))
+            .and_then(|()| io.read(out)),
+    )
 }
 
 impl<T: Transport + ?Sized> Read for Source<'_, T> {

@@ -73,6 +73,27 @@ pub trait Transport: Read + Write + Send {
     }
 }
 
+/// How much room a read into a connection's buffer makes when little is
+/// left.
+pub(crate) const READ_CHUNK: usize = 4096;
+
+/// Reads what `io` has into the spare capacity of `buf`, making
+/// [`READ_CHUNK`] of room when less than 512 bytes are spare, and waiting
+/// at most `timeout`: the bytes read, 0 at the end of the stream. Every
+/// read of a request head or body into the connection's buffer goes
+/// through here.
+pub(crate) fn read_more<T: Transport + ?Sized>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    timeout: Duration,
+) -> io::Result<usize> {
+    io.set_read_timeout(Some(timeout))?;
+    if buf.capacity() - buf.len() < 512 {
+        buf.reserve(READ_CHUNK);
+    }
+    io.read_spare(buf)
+}
+
 /// What [`Transport::read_waker`] gives.
 #[doc(hidden)]
 pub type ReadWaker = std::sync::Arc<dyn Fn() + Send + Sync>;
