@@ -174,6 +174,16 @@ fn write_in_pieces(s: &mut TcpStream, bytes: &[u8]) {
     }
 }
 
+/// Writes `request` to `s` on a thread of its own, for a request the
+/// server may answer (and stop reading) before it has all been sent: the
+/// test reads the answer meanwhile, then joins the thread.
+fn send_behind(s: &TcpStream, request: Vec<u8>) -> std::thread::JoinHandle<()> {
+    let mut writer = s.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let _ = writer.write_all(&request);
+    })
+}
+
 fn response(s: &mut TcpStream) -> Resp {
     read_response(s, false).expect("a response")
 }
@@ -239,11 +249,7 @@ crate::engine_tests! {
         let mut request = post_head("/sum", None, "").into_bytes();
         request.extend_from_slice(&chunked(&body, &[1 << 20]));
         request.extend_from_slice(SECRET);
-        let mut writer = s.try_clone().unwrap();
-        let sending = std::thread::spawn(move || {
-            // The server may stop reading once it refuses the body.
-            let _ = writer.write_all(&request);
-        });
+        let sending = send_behind(&s, request);
         let resp = response(&mut s);
         assert_eq!(resp.status, 413, "{resp:?}");
         assert_eq!(resp.header("connection"), Some("close"));
@@ -283,10 +289,7 @@ crate::engine_tests! {
             let mut request = post_head("/ignore", framing, "").into_bytes();
             request.extend_from_slice(&payload);
             request.extend_from_slice(SECRET);
-            let mut writer = s.try_clone().unwrap();
-            let sending = std::thread::spawn(move || {
-                let _ = writer.write_all(&request);
-            });
+            let sending = send_behind(&s, request);
             let resp = response(&mut s);
             assert_eq!((resp.status, resp.text()), (200, "ignored".to_string()));
             assert_eq!(resp.header("connection"), Some("close"), "{framing:?}");
@@ -367,10 +370,7 @@ crate::engine_tests! {
             let mut s = server.connect();
             let mut request = post_head(path, Some(body.len()), "Connection: close\r\n").into_bytes();
             request.extend_from_slice(body);
-            let mut writer = s.try_clone().unwrap();
-            let sending = std::thread::spawn(move || {
-                let _ = writer.write_all(&request);
-            });
+            let sending = send_behind(&s, request);
             let resp = response(&mut s);
             sending.join().unwrap();
             resp
@@ -401,10 +401,7 @@ crate::engine_tests! {
             let mut s = server.connect();
             let mut request = post_head(path, Some(body.len()), "").into_bytes();
             request.extend_from_slice(body);
-            let mut writer = s.try_clone().unwrap();
-            let sending = std::thread::spawn(move || {
-                let _ = writer.write_all(&request);
-            });
+            let sending = send_behind(&s, request);
             let resp = response(&mut s);
             sending.join().unwrap();
             assert_eq!(resp.status, status, "{path} {}", body.len());
@@ -459,10 +456,7 @@ crate::engine_tests! {
         for path in ["/sum", "/buffered"] {
             let mut s = server.connect();
             let request = format!("{}5\r\nhello\r\n0\r\n{trailers}\r\n", post_head(path, None, ""));
-            let mut writer = s.try_clone().unwrap();
-            let sending = std::thread::spawn(move || {
-                let _ = writer.write_all(request.as_bytes());
-            });
+            let sending = send_behind(&s, request.into_bytes());
             let resp = response(&mut s);
             sending.join().unwrap();
             assert_eq!(resp.status, 400, "{path}: {resp:?}");
@@ -483,10 +477,7 @@ crate::engine_tests! {
         body.extend_from_slice(b"0\r\n\r\n");
         body.extend_from_slice(SECRET);
         let mut s = server.connect();
-        let mut writer = s.try_clone().unwrap();
-        let sending = std::thread::spawn(move || {
-            let _ = writer.write_all(&body);
-        });
+        let sending = send_behind(&s, body);
         let resp = response(&mut s);
         assert_eq!((resp.status, resp.text()), (200, "ignored".to_string()));
         assert_eq!(resp.header("connection"), Some("close"));
