@@ -38,6 +38,8 @@ cd "$(dirname "$0")/../.."
 source scripts/lib/ports.sh
 # shellcheck source=scripts/lib/measure.sh
 source scripts/lib/measure.sh
+# shellcheck source=scripts/lib/nginx.sh
+source scripts/lib/nginx.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
@@ -68,49 +70,29 @@ taskset -c 1 "$server" "$upstream_port" -b 127.0.0.1 -d "$work/site" --workers 1
 upstream_pid=$!
 wait_port "$upstream_port" >/dev/null
 
-# nginx as a reverse proxy on $2 to the upstream, in directory $1.
+# nginx as a reverse proxy on $2 to the upstream, in directory $1: the
+# scripts' nginx (scripts/lib/nginx.sh) with an upstream and a location
+# that proxies to it.
 nginx_proxy_conf() {
     local dir=$1 port=$2
-    mkdir -p "$dir"
-    cat >"$dir/nginx.conf" <<NGX
-worker_processes 1;
-worker_rlimit_nofile 20000;
-daemon off;
-master_process on;
-pid $dir/nginx.pid;
-error_log $dir/error.log;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    keepalive_timeout 60;
-    client_body_temp_path $dir;
-    proxy_temp_path $dir;
-    fastcgi_temp_path $dir;
-    uwsgi_temp_path $dir;
-    scgi_temp_path $dir;
-    upstream coserve_upstream {
+    # As the example's pool: 64 idle connections, never retired for their
+    # number of requests.
+    local upstream="upstream coserve_upstream {
         server 127.0.0.1:$upstream_port;
         keepalive 64;
-        # As the example's pool: an upstream connection is never retired
-        # for its number of requests.
         keepalive_requests 10000000;
-    }
-    server {
-        listen 127.0.0.1:$port;
-        location / {
+    }"
+    # The fields the example sets.
+    local location='location / {
             proxy_pass http://coserve_upstream;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            # The fields the example sets.
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_set_header Forwarded "for=\$remote_addr;proto=\$scheme;host=\$host";
-        }
-    }
-}
-NGX
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header Forwarded "for=$remote_addr;proto=$scheme;host=$host";
+        }'
+    nginx_conf "$dir" "$port" "" 1 "$upstream" "" "$location"
 }
 
 start() {

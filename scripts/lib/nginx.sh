@@ -6,9 +6,12 @@
 # connections that last, every temporary path inside DIR; EXTRA is added to
 # the http block (such as `open_file_cache max=10000;`), and LISTEN to the
 # listen directive (`ssl` for HTTPS, with the certificate in EXTRA).
-#   nginx_conf DIR PORT ROOT WORKERS [EXTRA] [LISTEN]
+# SERVER, if given, is the server block's content in place of `root ROOT;`
+# (a `location` that proxies, say).
+#   nginx_conf DIR PORT ROOT WORKERS [EXTRA] [LISTEN] [SERVER]
 nginx_conf() {
     local dir=$1 port=$2 root=$3 workers=$4 extra=${5:-} listen=${6:-}
+    local server=${7:-"root $root;"}
     mkdir -p "$dir"
     cat >"$dir/nginx.conf" <<NGX
 worker_processes $workers;
@@ -33,7 +36,7 @@ http {
     scgi_temp_path $dir;
     server {
         listen 127.0.0.1:$port $listen;
-        root $root;
+        $server
     }
 }
 NGX
