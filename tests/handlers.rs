@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use coserve::{Body, EngineKind, Request, Response, Router, Runtime, StaticFiles, StatusCode};
 
-use crate::util::{
-    TestServer, connect, read_response, read_to_close, start, test_config, test_files,
-};
+use crate::util::{TestServer, read_response, start, test_config, test_files};
 
 fn echo_len(req: &Request) -> String {
     if req.path() == "/panic" {
@@ -383,22 +381,7 @@ fn two_thousand_handlers_block_at_once_on_the_coroutine_engine() {
     };
     let server = start(test_config().engine(EngineKind::Coroutine), handler);
     let addr = server.addr;
-    let clients: Vec<_> = (0..N)
-        .map(|_| {
-            std::thread::Builder::new()
-                .stack_size(64 * 1024)
-                .spawn(move || {
-                    let mut s = connect(addr);
-                    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                        .unwrap();
-                    let r = read_response(&mut s, false).unwrap();
-                    let _ = read_to_close(&mut s);
-                    r
-                })
-                .unwrap()
-        })
-        .collect();
-    for c in clients {
+    for c in crate::util::get_root_at_once(addr, N) {
         let r = c.join().unwrap();
         assert_eq!(r.status, 200);
         // Every handler saw all N requests in flight before it answered.

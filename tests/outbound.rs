@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use coserve::client::{Client, SendBody};
 use coserve::{Config, Request, Response, Router, StatusCode, TlsConfig};
 
-use crate::util::{TestServer, big_pattern, connect, read_response, start, test_config};
+use crate::util::{TestServer, big_pattern, start, test_config};
 
 /// 5 MiB: several times any buffer on the way (ureq's, the sockets').
 const BIG: usize = 5 * 1024 * 1024;
@@ -244,20 +244,7 @@ crate::engine_tests! {
         });
         let addr = server.addr;
         let started = Instant::now();
-        let clients: Vec<_> = (0..N)
-            .map(|_| {
-                std::thread::Builder::new()
-                    .stack_size(64 * 1024)
-                    .spawn(move || {
-                        let mut s = connect(addr);
-                        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                            .unwrap();
-                        read_response(&mut s, false).unwrap()
-                    })
-                    .unwrap()
-            })
-            .collect();
-        for c in clients {
+        for c in crate::util::get_root_at_once(addr, N) {
             let r = c.join().unwrap();
             assert_eq!((r.status, r.text().as_str()), (200, "slept"));
         }

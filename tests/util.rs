@@ -423,3 +423,24 @@ pub fn proc_status_kib(process: Process, field: &str) -> u64 {
         .kib(field)
         .unwrap_or_else(|| panic!("no {field} in /proc/{process}/status: {:?}", status.text()))
 }
+
+/// `n` clients at once, each on a thread of its own (with a small stack,
+/// so that thousands fit): each connects to `addr`, sends `GET /` asking
+/// to close, and gives back the response once the server has closed.
+pub fn get_root_at_once(addr: SocketAddr, n: usize) -> Vec<std::thread::JoinHandle<Resp>> {
+    (0..n)
+        .map(|_| {
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let mut s = connect(addr);
+                    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                        .unwrap();
+                    let r = read_response(&mut s, false).unwrap();
+                    let _ = read_to_close(&mut s);
+                    r
+                })
+                .unwrap()
+        })
+        .collect()
+}
